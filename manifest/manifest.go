@@ -1,0 +1,133 @@
+// Package manifest is an incident's hash-chained record of everything that
+// was stored for it: one record per chunk, session start and end, and gap
+// (docs/FORMAT.md). Each record is one JSON line; its hash is the SHA-256 of
+// that exact line, and each record names the previous record's hash, so an
+// auditor can recompute the chain with any JSON parser and sha256sum.
+// Checkpoints sign the chain's head with the node's Ed25519 key.
+package manifest
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Record kinds.
+const (
+	KindSession = "session" // an ingest session started (its wrapped key is in the catalog)
+	KindChunk   = "chunk"   // a sealed chunk was stored
+	KindGap     = "gap"     // something expected is missing: reconnect, crash, lost segment
+	KindEnd     = "end"     // an ingest session ended
+)
+
+// Genesis is the prev of an incident's first record.
+var Genesis = hex.EncodeToString(make([]byte, 32))
+
+// Record is one manifest entry.
+type Record struct {
+	Index        uint64    `json:"index"`
+	Incident     string    `json:"incident"`
+	Kind         string    `json:"kind"`
+	Session      string    `json:"session,omitempty"`
+	Track        string    `json:"track,omitempty"`
+	Seq          uint64    `json:"seq"`
+	StartNS      int64     `json:"start_ns"`
+	EndNS        int64     `json:"end_ns"`
+	Wall         time.Time `json:"wall"`
+	PlainSize    int64     `json:"plain_size,omitempty"`
+	CipherSize   int64     `json:"cipher_size,omitempty"`
+	PlainSHA256  string    `json:"plain_sha256,omitempty"`
+	CipherSHA256 string    `json:"cipher_sha256,omitempty"`
+	Object       string    `json:"object,omitempty"`
+	Note         string    `json:"note,omitempty"`
+	Prev         string    `json:"prev"`
+}
+
+// Encode returns the record's line (without newline) and its hash.
+func (r *Record) Encode() ([]byte, string, error) {
+	line, err := json.Marshal(r)
+	if err != nil {
+		return nil, "", fmt.Errorf("encode manifest record %d: %w", r.Index, err)
+	}
+	return line, HashLine(line), nil
+}
+
+// HashLine returns the hex SHA-256 of a record line.
+func HashLine(line []byte) string {
+	sum := sha256.Sum256(line)
+	return hex.EncodeToString(sum[:])
+}
+
+// ChainError says where a manifest stops being trustworthy.
+type ChainError struct {
+	Index  uint64
+	Reason string
+}
+
+func (e *ChainError) Error() string {
+	return fmt.Sprintf("manifest record %d: %s", e.Index, e.Reason)
+}
+
+// VerifyChain parses lines and checks the hash chain of one incident. It
+// returns the records and the head hash.
+func VerifyChain(incident string, lines [][]byte) ([]Record, string, error) {
+	prev := Genesis
+	recs := make([]Record, 0, len(lines))
+	for i, line := range lines {
+		var r Record
+		dec := json.NewDecoder(bytes.NewReader(line))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&r); err != nil {
+			return recs, prev, &ChainError{uint64(i), "unparsable: " + err.Error()}
+		}
+		switch {
+		case r.Index != uint64(i):
+			return recs, prev, &ChainError{uint64(i), fmt.Sprintf("index %d out of place", r.Index)}
+		case r.Incident != incident:
+			return recs, prev, &ChainError{uint64(i), fmt.Sprintf("belongs to incident %q", r.Incident)}
+		case r.Prev != prev:
+			return recs, prev, &ChainError{uint64(i), "hash chain broken (prev does not match the previous record)"}
+		}
+		prev = HashLine(line)
+		recs = append(recs, r)
+	}
+	return recs, prev, nil
+}
+
+// Checkpoint commits to the chain's head at Index.
+type Checkpoint struct {
+	Incident  string    `json:"incident"`
+	Index     uint64    `json:"index"` // index of the last record covered
+	Head      string    `json:"head"`  // hash of that record
+	Time      time.Time `json:"time"`
+	Signature string    `json:"signature,omitempty"` // base64 Ed25519 over SignedBytes
+}
+
+// SignedBytes is the message a checkpoint signature covers.
+func (c *Checkpoint) SignedBytes() []byte {
+	return fmt.Appendf(nil, "camvault-checkpoint-v1\n%s\n%d\n%s\n%s\n",
+		c.Incident, c.Index, c.Head, c.Time.UTC().Format(time.RFC3339Nano))
+}
+
+// Sign sets the checkpoint's signature.
+func (c *Checkpoint) Sign(key ed25519.PrivateKey) {
+	c.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(key, c.SignedBytes()))
+}
+
+// ErrBadSignature is returned when a checkpoint's signature does not verify.
+var ErrBadSignature = errors.New("checkpoint signature does not verify")
+
+// Verify checks the checkpoint's signature.
+func (c *Checkpoint) Verify(pub ed25519.PublicKey) error {
+	sig, err := base64.StdEncoding.DecodeString(c.Signature)
+	if err != nil || !ed25519.Verify(pub, c.SignedBytes(), sig) {
+		return fmt.Errorf("checkpoint at record %d: %w", c.Index, ErrBadSignature)
+	}
+	return nil
+}
