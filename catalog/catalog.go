@@ -365,11 +365,12 @@ func (c *Catalog) EndSession(ctx context.Context, incident, session string, now 
 }
 
 // InterruptRunning marks sessions left running by a crash as ended, with a
-// gap record each. It runs at start-up, before ingest.
-func (c *Catalog) InterruptRunning(ctx context.Context, now time.Time) (int, error) {
+// gap record each, and returns their incidents. It runs at start-up, before
+// ingest.
+func (c *Catalog) InterruptRunning(ctx context.Context, now time.Time) ([]string, error) {
 	rows, err := c.db.QueryContext(ctx, `SELECT id, incident FROM sessions WHERE ended_at IS NULL`)
 	if err != nil {
-		return 0, fmt.Errorf("find running sessions: %w", err)
+		return nil, fmt.Errorf("find running sessions: %w", err)
 	}
 	type pair struct{ session, incident string }
 	var open []pair
@@ -377,21 +378,23 @@ func (c *Catalog) InterruptRunning(ctx context.Context, now time.Time) (int, err
 		var p pair
 		if err := rows.Scan(&p.session, &p.incident); err != nil {
 			rows.Close()
-			return 0, err
+			return nil, err
 		}
 		open = append(open, p)
 	}
 	rows.Close()
+	var incidents []string
 	for _, p := range open {
 		if _, err := c.AppendRecord(ctx, manifest.Record{Incident: p.incident, Kind: manifest.KindGap, Session: p.session, Wall: now,
 			Note: "server stopped without ending the session: the segment being cut was lost"}); err != nil {
-			return 0, err
+			return nil, err
 		}
 		if _, err := c.EndSession(ctx, p.incident, p.session, now, StatusInterrupted, "server restart"); err != nil {
-			return 0, err
+			return nil, err
 		}
+		incidents = append(incidents, p.incident)
 	}
-	return len(open), nil
+	return incidents, nil
 }
 
 // AddCheckpoint stores a signed checkpoint.
@@ -570,4 +573,13 @@ func (c *Catalog) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// LookupCamera returns what camera authentication needs.
+func (c *Catalog) LookupCamera(ctx context.Context, id string) (officer string, secretMAC []byte, revoked bool, err error) {
+	cam, err := c.Camera(ctx, id)
+	if err != nil {
+		return "", nil, false, err
+	}
+	return cam.Officer, cam.SecretMAC, cam.Revoked, nil
 }

@@ -1,0 +1,113 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"camvault/manifest"
+)
+
+func openTest(t *testing.T) *Catalog {
+	t.Helper()
+	c, err := Open(filepath.Join(t.TempDir(), "catalog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.AddCamera(context.Background(), Camera{ID: "cam1", Officer: "o", SecretMAC: []byte("m"), CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func start(t *testing.T, c *Catalog, session string, now time.Time) SessionStarted {
+	t.Helper()
+	s, err := c.StartSession(context.Background(), SessionStart{Camera: "cam1", Officer: "o", Session: session, WrappedKey: []byte("k"), Now: now, Grace: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestIncidentLifecycle(t *testing.T) {
+	ctx := context.Background()
+	c := openTest(t)
+	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	s1 := start(t, c, "s1", t0)
+	if s1.Resumed {
+		t.Fatal("first session resumed something")
+	}
+	if _, err := c.CommitChunk(ctx, Chunk{Incident: s1.Incident, Session: "s1", Track: "original", Seq: 1, Object: "a", Wall: t0, RetainUntil: t0,
+		PlainSHA256: "p", CipherSHA256: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	// Replaying the same (session, track, seq) is refused.
+	if _, err := c.CommitChunk(ctx, Chunk{Incident: s1.Incident, Session: "s1", Track: "original", Seq: 1, Object: "b", Wall: t0, RetainUntil: t0}); err == nil {
+		t.Fatal("duplicate chunk committed")
+	}
+	if _, err := c.EndSession(ctx, s1.Incident, "s1", t0.Add(10*time.Second), StatusInterrupted, "lost"); err != nil {
+		t.Fatal(err)
+	}
+	// Reconnect within grace continues the incident, with a gap record.
+	s2 := start(t, c, "s2", t0.Add(30*time.Second))
+	if !s2.Resumed || s2.Incident != s1.Incident {
+		t.Fatalf("reconnect within grace: %+v", s2)
+	}
+	c.EndSession(ctx, s2.Incident, "s2", t0.Add(40*time.Second), StatusClosed, "teardown")
+	// After the grace window a new incident opens.
+	s3 := start(t, c, "s3", t0.Add(5*time.Minute))
+	if s3.Resumed || s3.Incident == s1.Incident {
+		t.Fatalf("after grace: %+v", s3)
+	}
+	lines, _ := c.ManifestLines(ctx, s1.Incident)
+	recs, _, err := manifest.VerifyChain(s1.Incident, lines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := ""
+	for _, r := range recs {
+		kinds += r.Kind + " "
+	}
+	if want := "session chunk end gap session end "; kinds != want {
+		t.Fatalf("manifest kinds %q, want %q", kinds, want)
+	}
+	alerts, _ := c.AlertsAfter(ctx, 0, 100)
+	var types []string
+	for _, a := range alerts {
+		types = append(types, a.Type)
+	}
+	if len(types) != 4 || types[0] != "incident.started" || types[1] != "incident.interrupted" || types[2] != "incident.ended" || types[3] != "incident.started" {
+		t.Fatalf("alerts %v", types)
+	}
+}
+
+func TestInterruptRunning(t *testing.T) {
+	ctx := context.Background()
+	c := openTest(t)
+	now := time.Now()
+	s := start(t, c, "s1", now)
+	incs, err := c.InterruptRunning(ctx, now)
+	if err != nil || len(incs) != 1 || incs[0] != s.Incident {
+		t.Fatalf("interrupt: %v %v", incs, err)
+	}
+	in, err := c.Incident(ctx, s.Incident)
+	if err != nil || in.Status != StatusInterrupted {
+		t.Fatalf("status %q %v", in.Status, err)
+	}
+	if again, _ := c.InterruptRunning(ctx, now); len(again) != 0 {
+		t.Fatal("interrupted twice")
+	}
+}
+
+func TestUnknownLookups(t *testing.T) {
+	c := openTest(t)
+	if _, err := c.Camera(context.Background(), "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("camera: %v", err)
+	}
+	if _, err := c.AppendRecord(context.Background(), manifest.Record{Incident: "nope", Kind: manifest.KindGap}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("append: %v", err)
+	}
+}

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"filippo.io/age"
+
+	"camvault/catalog"
+	"camvault/evidence"
+	"camvault/keys"
+	"camvault/stages/ingest"
+	"camvault/storage/fs"
+)
+
+func cmdKeygen(args []string, stdout, stderr io.Writer) error {
+	fl, data := newFlags("keygen", stderr)
+	if pos, err := parseInterspersed(fl, args); err != nil {
+		return err
+	} else if len(pos) != 0 {
+		return usagef("keygen takes no arguments")
+	}
+	dir := keys.Dir(*data)
+	if err := keys.Generate(dir); err != nil {
+		return err
+	}
+	rs, err := os.ReadFile(filepath.Join(dir, keys.RecipientsFile))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s", rs)
+	fmt.Fprintf(stderr, "keys created in %s; %s decrypts all footage: keep it secret, ideally elsewhere (--identity FILE)\n", dir, keys.IdentityFile)
+	return nil
+}
+
+// openCatalog opens the data directory's catalog, creating the directory.
+func openCatalog(data string) (*catalog.Catalog, error) {
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	return catalog.Open(filepath.Join(data, "catalog.db"))
+}
+
+func openStore(data string) (*fs.Store, error) {
+	return fs.Open(filepath.Join(data, "chunks"))
+}
+
+func cmdCamera(args []string, stdout, stderr io.Writer) error {
+	fl, data := newFlags("camera", stderr)
+	officer := fl.String("officer", "", "officer wearing the camera")
+	pos, err := parseInterspersed(fl, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 || pos[0] != "add" {
+		return usagef("usage: camvault camera add ID --officer NAME")
+	}
+	id := pos[1]
+	if !ingest.ValidCameraID(id) {
+		return usagef("camera id %q: use 1-64 of a-z 0-9 _ - (starting with a letter or digit)", id)
+	}
+	if *officer == "" {
+		return usagef("--officer is required")
+	}
+	secret, err := addCamera(context.Background(), *data, id, *officer)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, secret)
+	fmt.Fprintf(stderr, "camera %s registered; its secret (above) is shown only this once\n", id)
+	return nil
+}
+
+// addCamera registers a camera and returns its new secret.
+func addCamera(ctx context.Context, data, id, officer string) (string, error) {
+	pepper, err := keys.LoadPepper(keys.Dir(data))
+	if err != nil {
+		return "", fmt.Errorf("%w (run camvault keygen first)", err)
+	}
+	cat, err := openCatalog(data)
+	if err != nil {
+		return "", err
+	}
+	defer cat.Close()
+	secret, err := ingest.NewSecret()
+	if err != nil {
+		return "", err
+	}
+	err = cat.AddCamera(ctx, catalog.Camera{ID: id, Officer: officer, SecretMAC: ingest.SecretMAC(pepper, secret), CreatedAt: time.Now()})
+	return secret, err
+}
+
+func cmdIncidents(args []string, stdout, stderr io.Writer) error {
+	fl, data := newFlags("incidents", stderr)
+	asJSON := fl.Bool("json", false, "JSON output")
+	if pos, err := parseInterspersed(fl, args); err != nil {
+		return err
+	} else if len(pos) != 0 {
+		return usagef("incidents takes no arguments")
+	}
+	cat, err := openCatalog(*data)
+	if err != nil {
+		return err
+	}
+	defer cat.Close()
+	list, err := cat.Incidents(context.Background())
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if list == nil {
+			list = []catalog.Incident{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(list)
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INCIDENT\tCAMERA\tOFFICER\tSTARTED\tSTATUS\tCHUNKS\tBYTES")
+	for _, in := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", in.ID, in.Camera, in.Officer, in.StartedAt.Format(time.RFC3339), in.Status, in.Chunks, in.Bytes)
+	}
+	return tw.Flush()
+}
+
+func cmdExport(args []string, stdout, stderr io.Writer) error {
+	fl, data := newFlags("export", stderr)
+	identity := fl.String("identity", "", "backoffice identity file (required)")
+	out := fl.String("out", "", "export directory, outside the data directory (required)")
+	pubkey := fl.String("pubkey", "", "node public key (default <data>/keys/node.pub)")
+	pos, err := parseInterspersed(fl, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *identity == "" || *out == "" {
+		return usagef("usage: camvault export INCIDENT --identity FILE --out DIR")
+	}
+	ids, err := keys.LoadIdentity(*identity)
+	if err != nil {
+		return err
+	}
+	pub, err := loadPub(*data, *pubkey)
+	if err != nil {
+		return err
+	}
+	cat, err := openCatalog(*data)
+	if err != nil {
+		return err
+	}
+	defer cat.Close()
+	ctx := context.Background()
+	info, err := cat.Incident(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	st, err := openStore(*data)
+	if err != nil {
+		return err
+	}
+	src := &evidence.CatalogSource{Catalog: cat, Store: st, ID: pos[0]}
+	rep, files, err := evidence.Export(ctx, src, evidence.ExportOptions{
+		DataDir: *data, OutDir: *out, NodeKey: pub, Identities: ids, Info: info, Remuxer: newRemuxer(),
+	})
+	if rep != nil && !rep.OK() {
+		rep.WriteText(stderr)
+		return errCheckFailed
+	}
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		fmt.Fprintln(stdout, f)
+	}
+	fmt.Fprintf(stderr, "exported %s to %s (%d chunks verified)\n", pos[0], *out, rep.Chunks)
+	return nil
+}
+
+func loadPub(data, path string) ([]byte, error) {
+	if path == "" {
+		path = filepath.Join(keys.Dir(data), keys.NodePubFile)
+	}
+	return keys.LoadNodePublic(path)
+}
+
+func cmdVerify(args []string, stdout, stderr io.Writer) error {
+	fl, data := newFlags("verify", stderr)
+	identity := fl.String("identity", "", "backoffice identity: also check AEAD tags and plaintext hashes")
+	pubkey := fl.String("pubkey", "", "node public key, obtained out of band (default <data>/keys/node.pub)")
+	asJSON := fl.Bool("json", false, "JSON report on stdout")
+	pos, err := parseInterspersed(fl, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("usage: camvault verify DIR|INCIDENT [--identity FILE] [--pubkey FILE]")
+	}
+	pub, err := loadPub(*data, *pubkey)
+	if err != nil {
+		return err
+	}
+	var ids []age.Identity
+	if *identity != "" {
+		if ids, err = keys.LoadIdentity(*identity); err != nil {
+			return err
+		}
+	}
+	ctx := context.Background()
+	var src evidence.Source
+	if st, err := os.Stat(pos[0]); err == nil && st.IsDir() {
+		if src, err = evidence.OpenBundle(pos[0]); err != nil {
+			return err
+		}
+	} else {
+		cat, err := openCatalog(*data)
+		if err != nil {
+			return err
+		}
+		defer cat.Close()
+		if _, err := cat.Incident(ctx, pos[0]); err != nil {
+			if errors.Is(err, catalog.ErrNotFound) {
+				return usagef("%s is neither an export directory nor an incident in %s", pos[0], *data)
+			}
+			return err
+		}
+		store, err := openStore(*data)
+		if err != nil {
+			return err
+		}
+		src = &evidence.CatalogSource{Catalog: cat, Store: store, ID: pos[0]}
+	}
+	rep, err := evidence.Verify(ctx, src, pub, ids)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		json.NewEncoder(stdout).Encode(rep)
+	} else {
+		rep.WriteText(stdout)
+	}
+	if !rep.OK() {
+		return errCheckFailed
+	}
+	return nil
+}

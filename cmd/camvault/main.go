@@ -1,0 +1,108 @@
+// Command camvault records bodycam incidents as sealed, immutable evidence.
+//
+// Machine-readable output goes to stdout, explanations to stderr. Exit
+// status: 0 ok, 1 a check failed (verify), 2 usage or setup error.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+// usageError makes main exit 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// errCheckFailed makes main exit 1 after the command printed why.
+var errCheckFailed = errors.New("check failed")
+
+const usage = `usage: camvault COMMAND [flags] [args]
+
+commands:
+  serve                              run the ingest and backoffice listeners
+  keygen                             create the key files in <data>/keys
+  camera add ID --officer NAME       register a camera; prints its secret once
+  incidents [--json]                 list incidents
+  export INCIDENT --identity FILE --out DIR
+                                     verify and write an export bundle for the police
+  verify DIR|INCIDENT [--identity FILE] [--pubkey FILE]
+                                     verify an export bundle or a stored incident
+
+common flags: --data DIR (default ./data)
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		err = cmdServe(rest, stdout, stderr)
+	case "keygen":
+		err = cmdKeygen(rest, stdout, stderr)
+	case "camera":
+		err = cmdCamera(rest, stdout, stderr)
+	case "incidents":
+		err = cmdIncidents(rest, stdout, stderr)
+	case "export":
+		err = cmdExport(rest, stdout, stderr)
+	case "verify":
+		err = cmdVerify(rest, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		err = usagef("unknown command %q", cmd)
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errCheckFailed):
+		return 1
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "camvault: %v\n\n%s", err, usage)
+		return 2
+	case errors.Is(err, flag.ErrHelp):
+		return 2
+	default:
+		fmt.Fprintf(stderr, "camvault: %v\n", err)
+		return 2
+	}
+}
+
+// parseInterspersed parses flags that may come before or after positional
+// arguments, and returns the positionals.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, usageError{err.Error()}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "./data", "data directory")
+	return fs, data
+}

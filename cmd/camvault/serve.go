@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"camvault/incident"
+	"camvault/server"
+)
+
+// demoCamera is registered on a first start so a new user can stream at once.
+const demoCamera = "demo-cam"
+
+func cmdServe(args []string, stdout, stderr io.Writer) error {
+	fl, data := newFlags("serve", stderr)
+	rtspAddr := fl.String("rtsp", ":8554", "RTSP listen address")
+	rtpAddr := fl.String("rtsp-rtp", ":8000", "RTSP over UDP: RTP port (empty disables UDP)")
+	rtcpAddr := fl.String("rtsp-rtcp", ":8001", "RTSP over UDP: RTCP port")
+	_ = fl.String("whip", ":8889", "WHIP and camera events listen address (reserved)")
+	httpAddr := fl.String("http", ":8080", "backoffice listen address (/metrics, /healthz)")
+	tlsCert := fl.String("tls-cert", "", "certificate for RTSPS (with --tls-key)")
+	tlsKey := fl.String("tls-key", "", "private key for RTSPS")
+	retention := fl.Duration("retention", 28*24*time.Hour, "retention period")
+	segmentDur := fl.Duration("segment", 2*time.Second, "target segment duration")
+	grace := fl.Duration("grace", 60*time.Second, "a reconnect within this continues the incident")
+	readTimeout := fl.Duration("read-timeout", 10*time.Second, "end a stream silent this long")
+	noDemo := fl.Bool("no-demo", false, "do not create the demo camera on first start")
+	logLevel := fl.String("log-level", "info", "debug, info, warn, error")
+	if pos, err := parseInterspersed(fl, args); err != nil {
+		return err
+	} else if len(pos) != 0 {
+		return usagef("serve takes no arguments")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usagef("--log-level: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	var tlsConf *tls.Config
+	if *tlsCert != "" || *tlsKey != "" {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			return fmt.Errorf("load TLS certificate: %w", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	srv, err := server.Open(server.Config{
+		DataDir: *data, RTSPAddress: *rtspAddr, UDPRTPAddress: *rtpAddr, UDPRTCPAddress: *rtcpAddr,
+		HTTPAddress: *httpAddr, TLS: tlsConf, ReadTimeout: *readTimeout,
+		Recorder: incident.Config{Retention: *retention, SegmentTarget: *segmentDur, Grace: *grace},
+	}, log)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		srv.Close()
+		return err
+	}
+	ctx := context.Background()
+	if n, err := srv.Catalog.CameraCount(ctx); err == nil && n == 0 && !*noDemo {
+		secret, err := addCamera(ctx, *data, demoCamera, "demo officer")
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		scheme := "rtsp"
+		if tlsConf != nil {
+			scheme = "rtsps"
+		}
+		fmt.Fprintf(stdout, `
+camvault is running. A demo camera was registered; its secret is shown only now.
+Stream a test pattern to it with:
+
+  ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 \
+    -c:v libx264 -preset veryfast -tune zerolatency -g 60 -bf 0 -pix_fmt yuv420p -c:a aac \
+    -f rtsp -rtsp_transport tcp %s://%s:%s@127.0.0.1:%s/%s
+
+Then: camvault incidents --data %s
+`, scheme, demoCamera, secret, portOf(*rtspAddr), demoCamera, *data)
+	}
+	log.Info("camvault serving", "rtsp", *rtspAddr, "rtsp_udp", *rtpAddr, "http", srv.HTTPAddr(), "data", *data)
+	fmt.Fprintln(stdout, "ready")
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
+	log.Info("shutting down: ending streams and committing every segment already cut")
+	if err := srv.Close(); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped cleanly")
+	return nil
+}
+
+func portOf(addr string) string {
+	if _, p, err := net.SplitHostPort(addr); err == nil {
+		return p
+	}
+	return addr
+}

@@ -1,0 +1,298 @@
+// Package e2e runs the real camvault binary against real clients: the
+// ffmpeg CLI and gortsplib's client publishing over RTSP.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var camvaultBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "camvault-e2e-bin")
+	if err != nil {
+		panic(err)
+	}
+	camvaultBin = filepath.Join(dir, "camvault")
+	build := exec.Command("go", "build", "-race", "-o", camvaultBin, "camvault/cmd/camvault")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build camvault:", err)
+		os.Exit(2)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// requireTool fails under CI and skips elsewhere when a tool is missing.
+func requireTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is required in CI (make test installs it): %v", name, err)
+		}
+		t.Skipf("%s not installed", name)
+	}
+	return p
+}
+
+// freePort returns a loopback port free for TCP and UDP at the time of asking.
+func freePort(t testing.TB) int {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		u.Close()
+		return port
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// evenPortPair returns p, p+1 free for UDP (RTP/RTCP need an even/odd pair).
+func evenPortPair(t testing.TB) (int, int) {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		p := freePort(t)
+		if p%2 != 0 {
+			continue
+		}
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p+1))
+		if err != nil {
+			continue
+		}
+		u.Close()
+		return p, p + 1
+	}
+	t.Fatal("no free port pair")
+	return 0, 0
+}
+
+// camvault runs a CLI command and returns stdout, stderr and exit code.
+func camvault(t testing.TB, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(camvaultBin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run camvault %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func mustCamvault(t testing.TB, args ...string) string {
+	t.Helper()
+	out, errs, code := camvault(t, args...)
+	if code != 0 {
+		t.Fatalf("camvault %v: exit %d\nstdout: %s\nstderr: %s", args, code, out, errs)
+	}
+	return out
+}
+
+// server is a running `camvault serve`.
+type server struct {
+	t                       testing.TB
+	data                    string
+	rtspPort, rtp, rtcp     int
+	httpPort                int
+	cmd                     *exec.Cmd
+	mu                      sync.Mutex
+	log                     bytes.Buffer
+	exited                  chan struct{}
+	exitErr                 error
+	extra                   []string
+}
+
+func newServer(t testing.TB, data string, extra ...string) *server {
+	t.Helper()
+	s := &server{t: t, data: data, extra: extra}
+	s.rtspPort = freePort(t)
+	s.rtp, s.rtcp = evenPortPair(t)
+	s.httpPort = freePort(t)
+	s.start()
+	t.Cleanup(func() { s.stop() })
+	return s
+}
+
+func (s *server) start() {
+	t := s.t
+	t.Helper()
+	args := append([]string{"serve", "--data", s.data, "--no-demo",
+		"--rtsp", fmt.Sprintf("127.0.0.1:%d", s.rtspPort),
+		"--rtsp-rtp", fmt.Sprintf("127.0.0.1:%d", s.rtp),
+		"--rtsp-rtcp", fmt.Sprintf("127.0.0.1:%d", s.rtcp),
+		"--http", fmt.Sprintf("127.0.0.1:%d", s.httpPort),
+		"--segment", "2s", "--read-timeout", "5s", "--log-level", "debug"}, s.extra...)
+	s.cmd = exec.Command(camvaultBin, args...)
+	stdout, err := s.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Stderr = writerFunc(func(p []byte) (int, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.log.Write(p)
+	})
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.exited = make(chan struct{})
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		signalled := false
+		for sc.Scan() {
+			if sc.Text() == "ready" && !signalled {
+				signalled = true
+				close(ready)
+			}
+		}
+	}()
+	go func() {
+		s.exitErr = s.cmd.Wait()
+		close(s.exited)
+	}()
+	select {
+	case <-ready:
+	case <-s.exited:
+		t.Fatalf("camvault serve exited at start: %v\n%s", s.exitErr, s.logs())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("camvault serve not ready\n%s", s.logs())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func (s *server) logs() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.log.String()
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (s *server) stop() error {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return nil
+	}
+	select {
+	case <-s.exited:
+		return s.exitErr
+	default:
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(60 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.exited
+		return fmt.Errorf("camvault did not stop within 60 s")
+	}
+	return s.exitErr
+}
+
+func (s *server) rtspURL(user, pass, path string) string {
+	if user == "" {
+		return fmt.Sprintf("rtsp://127.0.0.1:%d/%s", s.rtspPort, path)
+	}
+	return fmt.Sprintf("rtsp://%s:%s@127.0.0.1:%d/%s", user, pass, s.rtspPort, path)
+}
+
+type incidentRow struct {
+	ID      string     `json:"id"`
+	Camera  string     `json:"camera"`
+	Status  string     `json:"status"`
+	Chunks  int        `json:"chunks"`
+	EndedAt *time.Time `json:"ended_at"`
+}
+
+func incidents(t testing.TB, data string) []incidentRow {
+	t.Helper()
+	out := mustCamvault(t, "incidents", "--json", "--data", data)
+	var rows []incidentRow
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("incidents --json: %v\n%s", err, out)
+	}
+	return rows
+}
+
+// waitIncidentEnded polls until the camera's latest incident has ended.
+func waitIncidentEnded(t testing.TB, s *server, camera string) incidentRow {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, in := range incidents(t, s.data) {
+			if in.Camera == camera && in.Status != "open" {
+				return in
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("no ended incident for %s\n%s", camera, s.logs())
+	return incidentRow{}
+}
+
+// setupData creates keys and one camera; returns the data dir and secret.
+func setupData(t testing.TB, cameras ...string) (string, map[string]string) {
+	t.Helper()
+	data := filepath.Join(t.TempDir(), "data")
+	mustCamvault(t, "keygen", "--data", data)
+	secrets := map[string]string{}
+	for _, c := range cameras {
+		secrets[c] = strings.TrimSpace(mustCamvault(t, "camera", "add", c, "--officer", "officer "+c, "--data", data))
+	}
+	return data, secrets
+}
+
+func identityPath(data string) string { return filepath.Join(data, "keys", "backoffice.identity") }
+
+// run runs a command and fails with its output on error.
+func runCmd(t testing.TB, name string, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, tail(errb.String(), 3000))
+	}
+	return out.Bytes()
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+var _ = io.Discard
+var _ = strconv.Itoa

@@ -1,0 +1,289 @@
+// Package evidence verifies incidents and writes export bundles for the
+// police. The same verification runs on an incident in the data directory
+// and on an export bundle far away from camvault's servers.
+package evidence
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"filippo.io/age"
+
+	"camvault/manifest"
+	"camvault/stages/seal"
+)
+
+// Source is where an incident's evidence is read from.
+type Source interface {
+	Incident() string
+	ManifestLines(ctx context.Context) ([][]byte, error)
+	CheckpointLines(ctx context.Context) ([][]byte, error)
+	// Chunk returns the stored bytes of a chunk object.
+	Chunk(ctx context.Context, object string) ([]byte, error)
+	// WrappedKeys returns the wrapped session keys by session id.
+	WrappedKeys(ctx context.Context) (map[string][]byte, error)
+}
+
+// Problem is one verification failure.
+type Problem struct {
+	Record  *uint64 `json:"record,omitempty"` // manifest index, when one is at fault
+	Object  string  `json:"object,omitempty"`
+	Message string  `json:"message"`
+}
+
+func (p Problem) String() string {
+	s := p.Message
+	if p.Object != "" {
+		s = "chunk " + p.Object + ": " + s
+	}
+	if p.Record != nil {
+		s = fmt.Sprintf("manifest record %d: %s", *p.Record, s)
+	}
+	return s
+}
+
+// Report is the outcome of a verification.
+type Report struct {
+	Incident      string    `json:"incident"`
+	Records       int       `json:"records"`
+	Chunks        int       `json:"chunks"`
+	Gaps          []string  `json:"gaps,omitempty"`
+	Checkpoints   int       `json:"checkpoints"`
+	Head          string    `json:"head"`
+	Decrypted     bool      `json:"decrypted"` // AEAD tags and plaintext hashes were checked too
+	CipherBytes   int64     `json:"cipher_bytes"`
+	Problems      []Problem `json:"problems,omitempty"`
+	records       []manifest.Record
+	openers       map[string]*seal.Opener
+	maxProblemsOK bool
+}
+
+// OK reports whether nothing was found wrong.
+func (r *Report) OK() bool { return len(r.Problems) == 0 }
+
+func (r *Report) fail(rec *manifest.Record, object, format string, args ...any) {
+	p := Problem{Object: object, Message: fmt.Sprintf(format, args...)}
+	if rec != nil {
+		i := rec.Index
+		p.Record = &i
+	}
+	r.Problems = append(r.Problems, p)
+}
+
+// Verify checks an incident: the manifest's hash chain, the checkpoint
+// signatures against nodeKey (obtained out of band, never from the bundle
+// being verified), every chunk's ciphertext hash and header, and, when
+// identities are given, every AEAD tag and plaintext hash.
+func Verify(ctx context.Context, src Source, nodeKey ed25519.PublicKey, identities []age.Identity) (*Report, error) {
+	rep := &Report{Incident: src.Incident()}
+	lines, err := src.ManifestLines(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	recs, head, chainErr := manifest.VerifyChain(src.Incident(), lines)
+	rep.Records, rep.Head, rep.records = len(recs), head, recs
+	if chainErr != nil {
+		var ce *manifest.ChainError
+		if errors.As(chainErr, &ce) {
+			i := ce.Index
+			rep.Problems = append(rep.Problems, Problem{Record: &i, Message: ce.Reason})
+		} else {
+			rep.fail(nil, "", "%v", chainErr)
+		}
+	}
+	if len(lines) == 0 {
+		rep.fail(nil, "", "manifest is empty")
+	}
+	verifyCheckpoints(ctx, src, rep, lines, nodeKey)
+
+	if len(identities) > 0 {
+		wrapped, err := src.WrappedKeys(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read wrapped keys: %w", err)
+		}
+		rep.openers = map[string]*seal.Opener{}
+		for id, w := range wrapped {
+			o, err := seal.UnwrapSessionKey(w, identities...)
+			if err != nil {
+				rep.fail(nil, "", "session %s: %v", id, err)
+				continue
+			}
+			rep.openers[id] = o
+		}
+		rep.Decrypted = true
+	}
+	for i := range recs {
+		rec := &recs[i]
+		switch rec.Kind {
+		case manifest.KindGap:
+			rep.Gaps = append(rep.Gaps, fmt.Sprintf("record %d: %s", rec.Index, rec.Note))
+		case manifest.KindChunk:
+			rep.Chunks++
+			verifyChunk(ctx, src, rep, rec)
+		}
+	}
+	return rep, nil
+}
+
+func verifyCheckpoints(ctx context.Context, src Source, rep *Report, lines [][]byte, nodeKey ed25519.PublicKey) {
+	cps, err := src.CheckpointLines(ctx)
+	if err != nil {
+		rep.fail(nil, "", "read checkpoints: %v", err)
+		return
+	}
+	var lastCovered int64 = -1
+	for _, line := range cps {
+		var cp manifest.Checkpoint
+		if err := json.Unmarshal(line, &cp); err != nil {
+			rep.fail(nil, "", "unparsable checkpoint: %v", err)
+			continue
+		}
+		rep.Checkpoints++
+		if cp.Incident != src.Incident() {
+			rep.fail(nil, "", "checkpoint for another incident %q", cp.Incident)
+			continue
+		}
+		if err := cp.Verify(nodeKey); err != nil {
+			rep.fail(nil, "", "%v", err)
+			continue
+		}
+		if cp.Index >= uint64(len(lines)) {
+			rep.fail(nil, "", "signed checkpoint covers record %d but the manifest has only %d records (records were removed)", cp.Index, len(lines))
+			continue
+		}
+		if manifest.HashLine(lines[cp.Index]) != cp.Head {
+			idx := cp.Index
+			rep.Problems = append(rep.Problems, Problem{Record: &idx, Message: "does not match the signed checkpoint (record altered)"})
+			continue
+		}
+		if int64(cp.Index) > lastCovered {
+			lastCovered = int64(cp.Index)
+		}
+	}
+	if len(lines) > 0 && lastCovered < int64(len(lines))-1 {
+		rep.fail(nil, "", "records %d..%d are not covered by a signed checkpoint", lastCovered+1, len(lines)-1)
+	}
+}
+
+func verifyChunk(ctx context.Context, src Source, rep *Report, rec *manifest.Record) {
+	name := fmt.Sprintf("%s/%d (%s)", rec.Track, rec.Seq, rec.Object)
+	b, err := src.Chunk(ctx, rec.Object)
+	if err != nil {
+		rep.fail(rec, name, "missing: %v", err)
+		return
+	}
+	rep.CipherBytes += int64(len(b))
+	sum := sha256.Sum256(b)
+	if hex.EncodeToString(sum[:]) != rec.CipherSHA256 {
+		rep.fail(rec, name, "ciphertext hash does not match the manifest (altered, swapped or replaced)")
+		return
+	}
+	h, _, _, err := seal.Parse(b)
+	if err != nil {
+		rep.fail(rec, name, "%v", err)
+		return
+	}
+	if h.Incident != rec.Incident || h.Session != rec.Session || h.Track != rec.Track || h.Seq != rec.Seq {
+		rep.fail(rec, name, "header names %s/%s/%s/%d", h.Incident, h.Session, h.Track, h.Seq)
+		return
+	}
+	if rep.openers == nil {
+		return
+	}
+	o := rep.openers[rec.Session]
+	if o == nil {
+		rep.fail(rec, name, "no key for session %s", rec.Session)
+		return
+	}
+	_, pt, err := o.Open(b)
+	if err != nil {
+		rep.fail(rec, name, "%v", err)
+		return
+	}
+	ps := sha256.Sum256(pt)
+	if hex.EncodeToString(ps[:]) != rec.PlainSHA256 {
+		rep.fail(rec, name, "plaintext hash does not match the manifest")
+	}
+}
+
+// Plaintext decrypts the incident's original track per session, in order:
+// for each session its init segment followed by its media segments, which
+// together form a fragmented MP4. It requires a verified report with
+// identities, and refuses to return media from a failed verification.
+func (r *Report) Plaintext(ctx context.Context, src Source) ([]SessionMedia, error) {
+	if !r.Decrypted {
+		return nil, errors.New("plaintext needs the backoffice identity")
+	}
+	if !r.OK() {
+		return nil, errors.New("refusing to export an incident that fails verification")
+	}
+	var out []SessionMedia
+	index := map[string]int{}
+	for i := range r.records {
+		rec := &r.records[i]
+		if rec.Kind != manifest.KindChunk || rec.Track != seal.TrackOriginal {
+			continue
+		}
+		b, err := src.Chunk(ctx, rec.Object)
+		if err != nil {
+			return nil, err
+		}
+		_, pt, err := r.openers[rec.Session].Open(b)
+		if err != nil {
+			return nil, err
+		}
+		k, ok := index[rec.Session]
+		if !ok {
+			k = len(out)
+			index[rec.Session] = k
+			out = append(out, SessionMedia{Session: rec.Session})
+		}
+		sm := &out[k]
+		sm.Data = append(sm.Data, pt...)
+		sm.Chunks = append(sm.Chunks, rec.Seq)
+		if rec.EndNS > sm.EndNS {
+			sm.EndNS = rec.EndNS
+		}
+	}
+	return out, nil
+}
+
+// SessionMedia is one session's decrypted fragmented MP4.
+type SessionMedia struct {
+	Session string
+	Data    []byte
+	Chunks  []uint64
+	EndNS   int64
+}
+
+// WriteText writes the report for people.
+func (r *Report) WriteText(w io.Writer) {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "incident %s\n", r.Incident)
+	fmt.Fprintf(&b, "manifest: %d records, head %s, %d signed checkpoints\n", r.Records, r.Head, r.Checkpoints)
+	fmt.Fprintf(&b, "chunks: %d (%d bytes sealed)\n", r.Chunks, r.CipherBytes)
+	if r.Decrypted {
+		b.WriteString("checked: hash chain, signatures, ciphertext hashes, AEAD tags, plaintext hashes\n")
+	} else {
+		b.WriteString("checked: hash chain, signatures, ciphertext hashes (no identity: AEAD tags and plaintext not checked)\n")
+	}
+	for _, g := range r.Gaps {
+		fmt.Fprintf(&b, "gap: %s\n", g)
+	}
+	if r.OK() {
+		b.WriteString("result: OK\n")
+	} else {
+		for _, p := range r.Problems {
+			fmt.Fprintf(&b, "FAIL: %s\n", p)
+		}
+		b.WriteString("result: FAILED\n")
+	}
+	w.Write(b.Bytes())
+}

@@ -1,0 +1,384 @@
+// Package incident records camera sessions as incidents: it opens or
+// continues the camera's incident, cuts the session into segments, and runs
+// them through the seal → store → commit pipeline.
+package incident
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"filippo.io/age"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"camvault/catalog"
+	"camvault/media"
+	"camvault/pipeline"
+	"camvault/stages/commit"
+	"camvault/stages/ingest"
+	"camvault/stages/seal"
+	"camvault/stages/segment"
+	"camvault/stages/store"
+	"camvault/storage"
+)
+
+// Config of the recorder; zero values take the defaults.
+type Config struct {
+	Retention       time.Duration // chunk deadline = recording time + Retention; default 28 days
+	Grace           time.Duration // a reconnect within this continues the incident; default 60 s
+	SegmentTarget   time.Duration // default 2 s
+	SealWorkers     int           // default 2
+	StoreWorkers    int           // default 4 (fsync-bound: more writers than cores pays)
+	Queue           int           // per-stage queue length; default 64
+	CheckpointEvery int           // default 30 chunks
+	Now             func() time.Time
+}
+
+func (c *Config) defaults() {
+	if c.Retention == 0 {
+		c.Retention = 28 * 24 * time.Hour
+	}
+	if c.Grace == 0 {
+		c.Grace = 60 * time.Second
+	}
+	if c.SegmentTarget == 0 {
+		c.SegmentTarget = 2 * time.Second
+	}
+	if c.SealWorkers <= 0 {
+		c.SealWorkers = 2
+	}
+	if c.StoreWorkers <= 0 {
+		c.StoreWorkers = 4
+	}
+	if c.Queue <= 0 {
+		c.Queue = 64
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Recorder implements ingest.Recorder.
+type Recorder struct {
+	cfg        Config
+	cat        *catalog.Catalog
+	recipients []age.Recipient
+	log        *slog.Logger
+
+	writer    *store.Writer
+	committer *commit.Committer
+	src       *pipeline.Source[*unit]
+	run       *pipeline.Run
+	ctx       context.Context
+	cancel    context.CancelFunc
+	latency   prometheus.Histogram
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	closed   bool
+}
+
+// unit is one item in the pipeline: a segment to seal, store and commit, or
+// a session's end marker.
+type unit struct {
+	sess     *session
+	end      bool
+	how      string
+	note     string
+	header   seal.Header
+	plain    []byte
+	received time.Time
+	chunk    *seal.Chunk
+	object   string
+	err      error // set by a failed stage; commit records a gap
+}
+
+// Size lets the pipeline count bytes.
+func (u *unit) Size() int {
+	if u.chunk != nil {
+		return len(u.chunk.Bytes)
+	}
+	return len(u.plain)
+}
+
+// New starts the recorder's pipeline. The ingest side is handed the
+// recipients only: it cannot unwrap any data key.
+func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients []age.Recipient,
+	signer ed25519.PrivateKey, reg prometheus.Registerer, log *slog.Logger) (*Recorder, error) {
+	cfg.defaults()
+	if len(recipients) == 0 {
+		return nil, errors.New("recorder: no recipients")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Recorder{cfg: cfg, cat: cat, recipients: recipients, log: log, ctx: ctx, cancel: cancel,
+		writer:    &store.Writer{Store: chunks},
+		committer: &commit.Committer{Catalog: cat, Signer: signer, Now: cfg.Now, CheckpointEvery: cfg.CheckpointEvery},
+		sessions:  map[*session]struct{}{},
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "camvault", Name: "ingest_to_durable_seconds",
+			Help:    "Time from the last packet of a segment arriving to its chunk being committed.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
+	}
+	if reg != nil {
+		if err := reg.Register(r.latency); err != nil {
+			cancel()
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	m := pipeline.NewMetrics(reg, "camvault")
+	r.src = pipeline.NewSource[*unit]("segments", cfg.Queue, m)
+	sealed := pipeline.Then(ctx, pipeline.From(r.src), pipeline.Stage[*unit, *unit]{Name: "seal", Workers: cfg.SealWorkers, Fn: r.seal}, cfg.Queue)
+	stored := pipeline.Then(ctx, sealed, pipeline.Stage[*unit, *unit]{Name: "store", Workers: cfg.StoreWorkers, Fn: r.store}, cfg.Queue)
+	r.run = pipeline.Sink(ctx, stored, pipeline.Stage[*unit, struct{}]{Name: "commit", Workers: 1, Ordered: true, Fn: r.commit})
+	return r, nil
+}
+
+// Close ends every running session (their segments already cut are
+// sealed, stored and committed) and drains the pipeline.
+func (r *Recorder) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	open := make([]*session, 0, len(r.sessions))
+	for s := range r.sessions {
+		open = append(open, s)
+	}
+	r.mu.Unlock()
+	for _, s := range open {
+		s.End(ingest.EndInterrupted, errors.New("server shutting down"))
+	}
+	r.src.Close()
+	err := r.run.Wait()
+	r.cancel()
+	return err
+}
+
+func (r *Recorder) seal(_ context.Context, u *unit) (*unit, error) {
+	if u.end || u.err != nil {
+		return u, nil
+	}
+	c, err := u.sess.key.Seal(u.header, u.plain)
+	if err != nil {
+		u.err = fmt.Errorf("seal: %w", err)
+		return u, nil
+	}
+	u.chunk, u.plain = c, nil // the plaintext is not kept past sealing
+	return u, nil
+}
+
+func (r *Recorder) store(ctx context.Context, u *unit) (*unit, error) {
+	if u.end || u.err != nil {
+		return u, nil
+	}
+	h := u.header
+	u.object = fmt.Sprintf("%s/%s/%s/%08d.chunk", h.Incident, h.Session, h.Track, h.Seq)
+	if err := r.writer.Put(ctx, u.object, u.chunk.Bytes, h.RetainUntil); err != nil {
+		u.err = err
+	}
+	return u, nil
+}
+
+func (r *Recorder) commit(ctx context.Context, u *unit) (struct{}, error) {
+	s := u.sess
+	if u.end {
+		defer r.src.Forget(s.id)
+		if err := r.committer.End(ctx, s.incident, s.id, u.how, u.note); err != nil {
+			r.log.Error("commit session end", "incident", s.incident, "err", err)
+			return struct{}{}, err
+		}
+		return struct{}{}, nil
+	}
+	h := u.header
+	if u.err != nil {
+		r.log.Error("segment lost", "incident", h.Incident, "seq", h.Seq, "err", u.err)
+		err := r.committer.Gap(ctx, h.Incident, h.Session, h.Track, h.Seq, h.StartNS, h.EndNS, "segment lost: "+u.err.Error())
+		return struct{}{}, err
+	}
+	_, err := r.committer.Chunk(ctx, catalog.Chunk{
+		Incident: h.Incident, Session: h.Session, Track: h.Track, Seq: h.Seq, Object: u.object,
+		StartNS: h.StartNS, EndNS: h.EndNS, Wall: h.Wall, RetainUntil: h.RetainUntil,
+		PlainSize: int64(u.chunk.PlainSize), CipherSize: int64(len(u.chunk.Bytes)),
+		PlainSHA256: hex.EncodeToString(u.chunk.PlainSHA256[:]), CipherSHA256: hex.EncodeToString(u.chunk.CipherSHA256[:]),
+	})
+	if err != nil {
+		r.log.Error("commit chunk", "incident", h.Incident, "seq", h.Seq, "err", err)
+		return struct{}{}, err
+	}
+	if !u.received.IsZero() {
+		r.latency.Observe(r.cfg.Now().Sub(u.received).Seconds())
+	}
+	return struct{}{}, nil
+}
+
+// StartSession implements ingest.Recorder: called at the first keyframe.
+func (r *Recorder) StartSession(ctx context.Context, cam ingest.Camera, tracks []media.Track, remote string) (ingest.Session, error) {
+	key, err := seal.NewSessionKey(r.recipients)
+	if err != nil {
+		return nil, err
+	}
+	now := r.cfg.Now()
+	s := &session{r: r, id: catalog.NewID("ses-", now), cam: cam, key: key, tracks: append([]media.Track(nil), tracks...), wallStart: now}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, errors.New("recorder is shutting down")
+	}
+	r.sessions[s] = struct{}{}
+	r.mu.Unlock()
+	started, err := r.cat.StartSession(ctx, catalog.SessionStart{Camera: cam.ID, Officer: cam.Officer, Session: s.id,
+		WrappedKey: key.Wrapped(), Now: now, Grace: r.cfg.Grace})
+	if err != nil {
+		r.forget(s)
+		return nil, err
+	}
+	s.incident = started.Incident
+	r.log.Info("recording", "camera", cam.ID, "incident", s.incident, "session", s.id, "resumed", started.Resumed, "remote", remote)
+	return s, nil
+}
+
+func (r *Recorder) forget(s *session) {
+	r.mu.Lock()
+	delete(r.sessions, s)
+	r.mu.Unlock()
+}
+
+// session is one ingest session being recorded.
+type session struct {
+	r         *Recorder
+	id        string
+	incident  string
+	cam       ingest.Camera
+	key       *seal.SessionKey
+	tracks    []media.Track
+	wallStart time.Time
+
+	mu    sync.Mutex
+	seg   *segment.Segmenter
+	ended bool
+}
+
+// WriteAccessUnit implements ingest.Session.
+func (s *session) WriteAccessUnit(au *media.AccessUnit) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return errors.New("session ended")
+	}
+	if s.seg == nil {
+		if !s.paramsKnown(au) {
+			return nil // an IDR without SPS/PPS in the SDP or in-band is undecodable
+		}
+		seg, err := segment.New(s.tracks, segment.Config{Target: s.r.cfg.SegmentTarget})
+		if err != nil {
+			return fmt.Errorf("segmenter: %w", err)
+		}
+		init, err := seg.Init()
+		if err != nil {
+			return fmt.Errorf("init segment: %w", err)
+		}
+		s.seg = seg
+		if err := s.submit(0, 0, 0, init, time.Time{}); err != nil {
+			return err
+		}
+	}
+	seg, err := s.seg.Push(au)
+	if seg != nil {
+		if err := s.submitSegment(seg); err != nil {
+			return err
+		}
+	}
+	return err
+}
+
+// paramsKnown fills missing H.264 parameter sets from in-band NAL units and
+// reports whether every video track has them.
+func (s *session) paramsKnown(au *media.AccessUnit) bool {
+	if t := &s.tracks[au.Track]; t.Codec == media.CodecH264 && (len(t.SPS) == 0 || len(t.PPS) == 0) {
+		for _, n := range au.NALUs {
+			if len(n) == 0 {
+				continue
+			}
+			switch h264.NALUType(n[0] & 0x1f) {
+			case h264.NALUTypeSPS:
+				t.SPS = append([]byte(nil), n...)
+			case h264.NALUTypePPS:
+				t.PPS = append([]byte(nil), n...)
+			}
+		}
+	}
+	for _, t := range s.tracks {
+		if t.Codec == media.CodecH264 && (len(t.SPS) == 0 || len(t.PPS) == 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *session) submitSegment(seg *segment.Segment) error {
+	return s.submit(seg.Seq, int64(seg.Start), int64(seg.End), seg.Data, seg.Received)
+}
+
+func (s *session) submit(seq uint64, startNS, endNS int64, data []byte, received time.Time) error {
+	wall := s.wallStart.Add(time.Duration(startNS))
+	u := &unit{sess: s, plain: data, received: received, header: seal.Header{
+		Incident: s.incident, Session: s.id, Track: seal.TrackOriginal, Seq: seq,
+		StartNS: startNS, EndNS: endNS, Wall: wall.UTC(), RetainUntil: wall.Add(s.r.cfg.Retention).UTC(),
+		Codec: s.codecs(),
+	}}
+	if err := s.r.src.Submit(s.r.ctx, s.id, u); err != nil {
+		return fmt.Errorf("queue segment %d: %w", seq, err)
+	}
+	return nil
+}
+
+func (s *session) codecs() string {
+	c := "fmp4"
+	for i, t := range s.tracks {
+		sep := "+"
+		if i == 0 {
+			sep = ":"
+		}
+		c += sep + string(t.Codec)
+	}
+	return c
+}
+
+// End implements ingest.Session: the pending segment is cut and queued,
+// then the end marker, so the commit stage records the end after the last
+// chunk.
+func (s *session) End(how string, cause error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	s.ended = true
+	defer s.r.forget(s)
+	if s.seg != nil {
+		seg, err := s.seg.Flush()
+		if seg != nil {
+			if err := s.submitSegment(seg); err != nil {
+				s.r.log.Error("final segment lost", "incident", s.incident, "err", err)
+			}
+		}
+		if err != nil {
+			s.r.log.Warn("segmenter at end", "incident", s.incident, "err", err)
+		}
+		if n := s.seg.Dropped(); n > 0 {
+			s.r.log.Warn("access units dropped", "incident", s.incident, "session", s.id, "count", n)
+		}
+	}
+	note := "teardown"
+	if cause != nil {
+		note = cause.Error()
+	}
+	if err := s.r.src.Submit(s.r.ctx, s.id, &unit{sess: s, end: true, how: how, note: note}); err != nil {
+		s.r.log.Error("queue session end", "incident", s.incident, "err", err)
+	}
+}

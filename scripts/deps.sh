@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what camvault needs to build and test, only when it is missing:
+# pkg-config and the FFmpeg 5.1 development libraries (go-astiav, cgo), and
+# the ffmpeg/ffprobe command-line tools the tests use as a real camera.
+set -euo pipefail
+
+need=()
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+if ! pkg-config --exists libavcodec libavformat libavfilter libavdevice libswscale libswresample libavutil 2>/dev/null; then
+  need+=(libavcodec-dev libavformat-dev libavfilter-dev libavdevice-dev libswscale-dev libswresample-dev libavutil-dev)
+fi
+if [ "${1:-}" = "test" ]; then
+  command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+  command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
+fi
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "camvault: missing ${need[*]}; install them as root" >&2; exit 1; }
+    sudo=sudo
+  fi
+  echo "camvault: installing ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi

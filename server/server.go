@@ -1,0 +1,190 @@
+// Package server assembles a camvault node: catalog, chunk store, the
+// recording pipeline, the RTSP ingest listener and the backoffice HTTP
+// listener. `camvault serve` and the benchmarks run the same assembly.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"camvault/catalog"
+	"camvault/incident"
+	"camvault/keys"
+	"camvault/stages/commit"
+	"camvault/stages/ingest"
+	"camvault/storage/fs"
+)
+
+// Config of a node. Zero values take the defaults noted.
+type Config struct {
+	DataDir        string // required
+	RTSPAddress    string // default ":8554"
+	UDPRTPAddress  string // empty: no RTSP over UDP
+	UDPRTCPAddress string
+	HTTPAddress    string // default ":8080"; "-" disables the listener
+	TLS            *tls.Config
+	ReadTimeout    time.Duration
+	Recorder       incident.Config
+}
+
+// Server is a running node.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	Catalog  *catalog.Catalog
+	Store    *fs.Store
+	Registry *prometheus.Registry
+	Recorder *incident.Recorder
+	RTSP     *ingest.RTSPServer
+	http     *http.Server
+	httpAddr string
+}
+
+// Open prepares the node's keys, catalog and store and reconciles what a
+// crash left behind; Start then opens the listeners.
+func Open(cfg Config, log *slog.Logger) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: no data directory")
+	}
+	if cfg.RTSPAddress == "" {
+		cfg.RTSPAddress = ":8554"
+	}
+	if cfg.HTTPAddress == "" {
+		cfg.HTTPAddress = ":8080"
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	keyDir := keys.Dir(cfg.DataDir)
+	if !keys.Exists(keyDir) {
+		if err := keys.Generate(keyDir); err != nil {
+			return nil, err
+		}
+		log.Info("first start: keys created", "dir", keyDir)
+	}
+	cat, err := catalog.Open(filepath.Join(cfg.DataDir, "catalog.db"))
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, Catalog: cat}
+	if err := s.open(); err != nil {
+		cat.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) open() error {
+	keyDir := keys.Dir(s.cfg.DataDir)
+	// The ingest side gets recipients only; the identity is never loaded here.
+	recipients, err := keys.LoadRecipients(keyDir)
+	if err != nil {
+		return err
+	}
+	signer, err := keys.LoadSigner(keyDir)
+	if err != nil {
+		return err
+	}
+	pepper, err := keys.LoadPepper(keyDir)
+	if err != nil {
+		return err
+	}
+	if s.Store, err = fs.Open(filepath.Join(s.cfg.DataDir, "chunks")); err != nil {
+		return err
+	}
+	if n, err := s.Store.RemoveStaleTemp(); err != nil {
+		return err
+	} else if n > 0 {
+		s.log.Warn("removed partial chunk writes left by a crash", "count", n)
+	}
+	ctx := context.Background()
+	// Sessions a crash left running: record the gap, end them, sign.
+	interrupted, err := s.Catalog.InterruptRunning(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	c := &commit.Committer{Catalog: s.Catalog, Signer: signer, Now: time.Now}
+	for _, inc := range interrupted {
+		if err := c.Checkpoint(ctx, inc); err != nil {
+			return err
+		}
+		s.log.Warn("incident interrupted by a server stop", "incident", inc)
+	}
+	s.Registry = prometheus.NewRegistry()
+	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if s.Recorder, err = incident.New(s.cfg.Recorder, s.Catalog, s.Store, recipients, signer, s.Registry, s.log); err != nil {
+		return err
+	}
+	udpRTP, udpRTCP := s.cfg.UDPRTPAddress, s.cfg.UDPRTCPAddress
+	if udpRTP == "" || udpRTCP == "" {
+		udpRTP, udpRTCP = "", ""
+	}
+	s.RTSP = ingest.NewRTSPServer(ingest.RTSPConfig{Address: s.cfg.RTSPAddress, UDPRTPAddress: udpRTP, UDPRTCPAddress: udpRTCP,
+		TLS: s.cfg.TLS, ReadTimeout: s.cfg.ReadTimeout}, &ingest.PepperAuth{Cameras: s.Catalog, Pepper: pepper}, s.Recorder, s.log)
+	return nil
+}
+
+// Start opens the listeners.
+func (s *Server) Start() error {
+	if err := s.RTSP.Start(); err != nil {
+		return err
+	}
+	if s.cfg.HTTPAddress == "-" {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	l, err := net.Listen("tcp", s.cfg.HTTPAddress)
+	if err != nil {
+		s.RTSP.Close()
+		return fmt.Errorf("backoffice listen: %w", err)
+	}
+	s.httpAddr = l.Addr().String()
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go s.http.Serve(l)
+	return nil
+}
+
+// HTTPAddr returns the backoffice listener's address once started.
+func (s *Server) HTTPAddr() string { return s.httpAddr }
+
+// Close ends every stream, commits every segment already cut, and closes
+// the catalog.
+func (s *Server) Close() error {
+	if s.RTSP != nil {
+		s.RTSP.Close()
+	}
+	var err error
+	if s.Recorder != nil {
+		err = s.Recorder.Close()
+	}
+	if s.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.http.Shutdown(ctx)
+		cancel()
+	}
+	if s.Store != nil {
+		s.Store.Close()
+	}
+	if cerr := s.Catalog.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}

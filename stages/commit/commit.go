@@ -1,0 +1,87 @@
+// Package commit is the pipeline's last, in-order stage: it makes stored
+// chunks durable in the catalog, appends them to the incident's hash-chained
+// manifest, and signs checkpoints of the chain.
+package commit
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"time"
+
+	"camvault/catalog"
+	"camvault/manifest"
+)
+
+// Catalog is what the commit stage needs from the catalog.
+type Catalog interface {
+	CommitChunk(ctx context.Context, ch catalog.Chunk) (manifest.Record, error)
+	AppendRecord(ctx context.Context, r manifest.Record) (manifest.Record, error)
+	EndSession(ctx context.Context, incident, session string, now time.Time, status, note string) (manifest.Record, error)
+	Head(ctx context.Context, incident string) (index uint64, hash string, ok bool, err error)
+	AddCheckpoint(ctx context.Context, cp manifest.Checkpoint) error
+}
+
+// Committer commits in order; one per pipeline.
+type Committer struct {
+	Catalog Catalog
+	Signer  ed25519.PrivateKey
+	Now     func() time.Time
+	// CheckpointEvery signs the head after this many chunks of an
+	// incident (and always at a session's end). Default 30 (~1 minute).
+	CheckpointEvery int
+
+	sinceCheckpoint map[string]int // incident -> chunks since the last checkpoint; only the serial commit goroutine touches it
+}
+
+// Chunk commits a stored chunk.
+func (c *Committer) Chunk(ctx context.Context, ch catalog.Chunk) (manifest.Record, error) {
+	rec, err := c.Catalog.CommitChunk(ctx, ch)
+	if err != nil {
+		return rec, err
+	}
+	if c.sinceCheckpoint == nil {
+		c.sinceCheckpoint = map[string]int{}
+	}
+	c.sinceCheckpoint[ch.Incident]++
+	every := c.CheckpointEvery
+	if every <= 0 {
+		every = 30
+	}
+	if c.sinceCheckpoint[ch.Incident] >= every {
+		if err := c.Checkpoint(ctx, ch.Incident); err != nil {
+			return rec, err
+		}
+	}
+	return rec, nil
+}
+
+// Gap records something lost (a segment that could not be sealed or stored).
+func (c *Committer) Gap(ctx context.Context, incident, session, track string, seq uint64, startNS, endNS int64, note string) error {
+	_, err := c.Catalog.AppendRecord(ctx, manifest.Record{Incident: incident, Kind: manifest.KindGap, Session: session,
+		Track: track, Seq: seq, StartNS: startNS, EndNS: endNS, Wall: c.Now(), Note: note})
+	return err
+}
+
+// End records a session's end and signs a checkpoint.
+func (c *Committer) End(ctx context.Context, incident, session, status, note string) error {
+	if _, err := c.Catalog.EndSession(ctx, incident, session, c.Now(), status, note); err != nil {
+		return err
+	}
+	return c.Checkpoint(ctx, incident)
+}
+
+// Checkpoint signs the incident's current head.
+func (c *Committer) Checkpoint(ctx context.Context, incident string) error {
+	idx, head, ok, err := c.Catalog.Head(ctx, incident)
+	if err != nil || !ok {
+		return err
+	}
+	cp := manifest.Checkpoint{Incident: incident, Index: idx, Head: head, Time: c.Now().UTC()}
+	cp.Sign(c.Signer)
+	if err := c.Catalog.AddCheckpoint(ctx, cp); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", incident, err)
+	}
+	delete(c.sinceCheckpoint, incident)
+	return nil
+}

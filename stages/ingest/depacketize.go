@@ -1,0 +1,162 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtpmpeg4audio"
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtpsimpleaudio"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/pion/rtp"
+
+	"camvault/media"
+)
+
+// ErrUnsupportedCodec is returned for a track camvault does not record.
+var ErrUnsupportedCodec = errors.New("unsupported codec")
+
+// aacSamplesPerFrame is the frame length of AAC-LC.
+const aacSamplesPerFrame = 1024
+
+// depacketizer turns one track's RTP packets into access units. The RTP
+// decoders keep no reference to packet buffers we rely on: every emitted
+// access unit owns its bytes, because the transport reuses its buffers.
+type depacketizer interface {
+	decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*media.AccessUnit, error)
+}
+
+// newTrack builds the media.Track and depacketizer for an RTP format.
+func newTrack(id int, f format.Format) (media.Track, depacketizer, error) {
+	switch f := f.(type) {
+	case *format.H264:
+		if f.PacketizationMode > 1 {
+			return media.Track{}, nil, fmt.Errorf("%w: H.264 packetization-mode %d", ErrUnsupportedCodec, f.PacketizationMode)
+		}
+		dec, err := f.CreateDecoder()
+		if err != nil {
+			return media.Track{}, nil, fmt.Errorf("h264 decoder: %w", err)
+		}
+		sps, pps := f.SafeParams()
+		t := media.Track{ID: id, Codec: media.CodecH264, ClockRate: f.ClockRate(), SPS: clone(sps), PPS: clone(pps)}
+		d := &h264Depacketizer{track: id, dec: dec}
+		d.dts.Initialize()
+		return t, d, nil
+	case *format.MPEG4Audio:
+		if f.Config == nil {
+			return media.Track{}, nil, fmt.Errorf("%w: MPEG-4 audio without config", ErrUnsupportedCodec)
+		}
+		cfg, err := f.Config.Marshal()
+		if err != nil {
+			return media.Track{}, nil, fmt.Errorf("aac config: %w", err)
+		}
+		dec, err := f.CreateDecoder()
+		if err != nil {
+			return media.Track{}, nil, fmt.Errorf("aac decoder: %w", err)
+		}
+		return media.Track{ID: id, Codec: media.CodecAAC, ClockRate: f.ClockRate(), AudioConfig: cfg},
+			&aacDepacketizer{track: id, dec: dec}, nil
+	case *format.Opus:
+		dec, err := f.CreateDecoder()
+		if err != nil {
+			return media.Track{}, nil, fmt.Errorf("opus decoder: %w", err)
+		}
+		ch := f.ChannelCount
+		if ch == 0 {
+			ch = 2
+		}
+		return media.Track{ID: id, Codec: media.CodecOpus, ClockRate: f.ClockRate(), ChannelCount: ch},
+			&opusDepacketizer{track: id, dec: dec}, nil
+	default:
+		return media.Track{}, nil, fmt.Errorf("%w: %s", ErrUnsupportedCodec, f.Codec())
+	}
+}
+
+func clone(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append([]byte(nil), b...)
+}
+
+type h264Depacketizer struct {
+	track int
+	dec   *rtph264.Decoder
+	dts   h264.DTSExtractor
+	ready bool // a keyframe has been seen: DTS extraction can start
+}
+
+func (d *h264Depacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*media.AccessUnit, error) {
+	nalus, err := d.dec.Decode(pkt)
+	if err != nil {
+		if errors.Is(err, rtph264.ErrMorePacketsNeeded) || errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("h264 depacketize: %w", err)
+	}
+	key := h264.IsRandomAccess(nalus)
+	if !d.ready && !key {
+		return nil, nil // undecodable before the first IDR; the segmenter would drop it too
+	}
+	d.ready = true
+	dts, err := d.dts.Extract(nalus, pts)
+	if err != nil {
+		return nil, fmt.Errorf("h264 timestamps: %w", err)
+	}
+	return []*media.AccessUnit{{Track: d.track, PTS: pts, DTS: dts, Key: key, NALUs: copyNALUs(nalus), Received: now}}, nil
+}
+
+// copyNALUs copies an access unit into one allocation.
+func copyNALUs(nalus [][]byte) [][]byte {
+	n := 0
+	for _, b := range nalus {
+		n += len(b)
+	}
+	buf := make([]byte, 0, n)
+	out := make([][]byte, len(nalus))
+	for i, b := range nalus {
+		start := len(buf)
+		buf = append(buf, b...)
+		out[i] = buf[start:len(buf):len(buf)]
+	}
+	return out
+}
+
+type aacDepacketizer struct {
+	track int
+	dec   *rtpmpeg4audio.Decoder
+}
+
+func (d *aacDepacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*media.AccessUnit, error) {
+	aus, err := d.dec.Decode(pkt)
+	if err != nil {
+		if errors.Is(err, rtpmpeg4audio.ErrMorePacketsNeeded) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("aac depacketize: %w", err)
+	}
+	out := make([]*media.AccessUnit, len(aus))
+	for i, au := range aus {
+		t := pts + int64(i)*aacSamplesPerFrame
+		out[i] = &media.AccessUnit{Track: d.track, PTS: t, DTS: t, Key: true, NALUs: [][]byte{clone(au)}, Received: now}
+	}
+	return out, nil
+}
+
+type opusDepacketizer struct {
+	track int
+	dec   *rtpsimpleaudio.Decoder
+}
+
+func (d *opusDepacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*media.AccessUnit, error) {
+	frame, err := d.dec.Decode(pkt)
+	if err != nil {
+		return nil, fmt.Errorf("opus depacketize: %w", err)
+	}
+	if len(frame) == 0 {
+		return nil, nil
+	}
+	return []*media.AccessUnit{{Track: d.track, PTS: pts, DTS: pts, Key: true, NALUs: [][]byte{clone(frame)}, Received: now}}, nil
+}

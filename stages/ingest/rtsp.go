@@ -1,0 +1,389 @@
+package ingest
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/auth"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/bluenviron/gortsplib/v4/pkg/headers"
+	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
+	"github.com/pion/rtp"
+
+	"camvault/media"
+)
+
+// How a session ended, as recorded in the incident.
+const (
+	EndTeardown    = "closed"      // the camera ended the stream
+	EndInterrupted = "interrupted" // lost, timed out, replaced or refused mid-stream
+)
+
+// Recorder receives authenticated camera sessions.
+type Recorder interface {
+	// StartSession is called once the camera starts sending. tracks are
+	// the session's tracks in order; media.AccessUnit.Track indexes them.
+	StartSession(ctx context.Context, cam Camera, tracks []media.Track, remote string) (Session, error)
+}
+
+// Session is the Recorder's side of one ingest session.
+type Session interface {
+	// WriteAccessUnit is called in order per track. An error ends the
+	// ingest session (e.g. a stream that never sends a keyframe).
+	WriteAccessUnit(au *media.AccessUnit) error
+	// End is called exactly once, with EndTeardown or EndInterrupted.
+	End(how string, cause error)
+}
+
+// RTSPConfig configures the RTSP listener.
+type RTSPConfig struct {
+	Address        string // TCP, e.g. ":8554"
+	UDPRTPAddress  string // e.g. ":8000"; empty disables UDP transport
+	UDPRTCPAddress string // e.g. ":8001"
+	TLS            *tls.Config
+	// ReadTimeout ends a session that sends nothing for this long.
+	ReadTimeout time.Duration
+	// StaleAfter: a second publisher with the camera's valid credentials
+	// takes over a session that has been silent this long; while the
+	// first one is live, the second is refused.
+	StaleAfter time.Duration
+	// KeyframeTimeout ends a session whose video has not produced a
+	// decodable keyframe this long after RECORD. No incident is opened
+	// before the first keyframe.
+	KeyframeTimeout time.Duration
+}
+
+// ErrNoKeyframe ends a stream that never sends a decodable keyframe.
+var ErrNoKeyframe = errors.New("no H.264 keyframe received")
+
+// RTSPServer accepts RTSP publishers (ANNOUNCE/RECORD). Reading is refused.
+type RTSPServer struct {
+	cfg      RTSPConfig
+	auth     Authenticator
+	recorder Recorder
+	log      *slog.Logger
+	srv      *gortsplib.Server
+	ctx      context.Context
+	cancel   context.CancelFunc
+
+	mu     sync.Mutex
+	byPath map[string]*publisher // camera id -> live publisher
+
+	// Counters, for tests and metrics.
+	Refused  atomic.Int64
+	Sessions atomic.Int64
+}
+
+// publisher is one RTSP publishing session.
+type publisher struct {
+	cam      Camera
+	ss       *gortsplib.ServerSession
+	desc     *description.Session
+	remote   string
+	lastData atomic.Int64 // unix nanos of the last RTP packet
+
+	mu      sync.Mutex // orders packets of all tracks into the session
+	tracks  []media.Track
+	depack  map[*description.Media]map[uint8]trackDepack
+	session Session
+	record  time.Time // when RECORD was accepted
+	ended   bool
+	replace bool // replaced by a new publisher of the same camera
+	failure error
+}
+
+type trackDepack struct {
+	id int
+	d  depacketizer
+}
+
+// NewRTSPServer builds the server; Start listens.
+func NewRTSPServer(cfg RTSPConfig, a Authenticator, r Recorder, log *slog.Logger) *RTSPServer {
+	if cfg.ReadTimeout == 0 {
+		cfg.ReadTimeout = 10 * time.Second
+	}
+	if cfg.StaleAfter == 0 {
+		cfg.StaleAfter = 3 * time.Second
+	}
+	if cfg.KeyframeTimeout == 0 {
+		cfg.KeyframeTimeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &RTSPServer{cfg: cfg, auth: a, recorder: r, log: log, ctx: ctx, cancel: cancel, byPath: map[string]*publisher{}}
+	s.srv = &gortsplib.Server{
+		Handler:        s,
+		RTSPAddress:    cfg.Address,
+		UDPRTPAddress:  cfg.UDPRTPAddress,
+		UDPRTCPAddress: cfg.UDPRTCPAddress,
+		TLSConfig:      cfg.TLS,
+		ReadTimeout:    cfg.ReadTimeout,
+		WriteTimeout:   10 * time.Second,
+		// Basic is the only method that hands us the secret itself, which
+		// is what a MAC check needs; RTSPS protects it on the wire.
+		AuthMethods: []auth.VerifyMethod{auth.VerifyMethodBasic},
+	}
+	return s
+}
+
+// Start listens on the configured addresses.
+func (s *RTSPServer) Start() error {
+	if err := s.srv.Start(); err != nil {
+		return fmt.Errorf("rtsp listen on %s: %w", s.cfg.Address, err)
+	}
+	return nil
+}
+
+// Addr returns the TCP listen address.
+func (s *RTSPServer) Addr() string { return s.cfg.Address }
+
+// Close stops accepting and ends every session (each ends Interrupted).
+func (s *RTSPServer) Close() {
+	s.cancel()
+	s.srv.Close()
+}
+
+func cameraFromPath(p string) string {
+	p = strings.TrimPrefix(p, "/")
+	p = strings.TrimSuffix(p, "/")
+	return p
+}
+
+func (s *RTSPServer) refuse(code base.StatusCode, remote, path, why string) *base.Response {
+	s.Refused.Add(1)
+	s.log.Warn("rtsp request refused", "remote", remote, "path", path, "status", int(code), "reason", why)
+	return &base.Response{StatusCode: code}
+}
+
+// OnDescribe refuses: nobody reads footage over RTSP.
+func (s *RTSPServer) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	return s.refuse(base.StatusForbidden, ctx.Conn.NetConn().RemoteAddr().String(), ctx.Path, "reading is not allowed"), nil, nil
+}
+
+// OnPlay refuses: nobody reads footage over RTSP.
+func (s *RTSPServer) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+	return s.refuse(base.StatusForbidden, ctx.Conn.NetConn().RemoteAddr().String(), ctx.Path, "reading is not allowed"), nil
+}
+
+// OnAnnounce authenticates the camera and checks the announced tracks.
+func (s *RTSPServer) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
+	remote := ctx.Conn.NetConn().RemoteAddr().String()
+	camID := cameraFromPath(ctx.Path)
+	hdr, ok := ctx.Request.Header["Authorization"]
+	if !ok {
+		// gortsplib answers 401 with a Basic challenge.
+		s.Refused.Add(1)
+		return &base.Response{StatusCode: base.StatusUnauthorized}, liberrors.ErrServerAuth{}
+	}
+	var ah headers.Authorization
+	if err := ah.Unmarshal(hdr); err != nil || ah.Method != headers.AuthMethodBasic {
+		s.refuse(base.StatusUnauthorized, remote, ctx.Path, "malformed or non-Basic credentials")
+		return &base.Response{StatusCode: base.StatusUnauthorized}, liberrors.ErrServerAuth{}
+	}
+	cam, err := s.auth.Authenticate(s.ctx, ah.Username, ah.BasicPass)
+	if err != nil {
+		s.refuse(base.StatusUnauthorized, remote, ctx.Path, "bad credentials for camera "+safeID(ah.Username))
+		return &base.Response{StatusCode: base.StatusUnauthorized}, liberrors.ErrServerAuth{}
+	}
+	if cam.ID != camID {
+		return s.refuse(base.StatusForbidden, remote, ctx.Path, "camera "+cam.ID+" may publish only to /"+cam.ID), nil
+	}
+
+	p := &publisher{cam: cam, ss: ctx.Session, desc: ctx.Description, remote: remote,
+		depack: map[*description.Media]map[uint8]trackDepack{}}
+	for _, medi := range ctx.Description.Medias {
+		for _, f := range medi.Formats {
+			t, d, err := newTrack(len(p.tracks), f)
+			if err != nil {
+				if errors.Is(err, ErrUnsupportedCodec) {
+					// Other formats in the same media (e.g. RTX) are ignored;
+					// an unknown media type refuses the stream below if no
+					// usable track remains.
+					s.log.Warn("rtsp track ignored", "camera", cam.ID, "remote", remote, "reason", err)
+					continue
+				}
+				return s.refuse(base.StatusBadRequest, remote, ctx.Path, err.Error()), nil
+			}
+			if p.depack[medi] == nil {
+				p.depack[medi] = map[uint8]trackDepack{}
+			}
+			p.depack[medi][f.PayloadType()] = trackDepack{id: t.ID, d: d}
+			p.tracks = append(p.tracks, t)
+			break // one format per media
+		}
+	}
+	if !hasVideo(p.tracks) {
+		return s.refuse(base.StatusUnsupportedMediaType, remote, ctx.Path, "no H.264 video track (camvault records H.264 video with optional AAC or Opus audio)"), nil
+	}
+	if len(p.tracks) != len(ctx.Description.Medias) {
+		return s.refuse(base.StatusUnsupportedMediaType, remote, ctx.Path, "a media has no supported codec (H.264, AAC, Opus)"), nil
+	}
+
+	s.mu.Lock()
+	if old := s.byPath[cam.ID]; old != nil {
+		silent := time.Since(time.Unix(0, old.lastData.Load()))
+		if silent < s.cfg.StaleAfter {
+			s.mu.Unlock()
+			return s.refuse(base.StatusServiceUnavailable, remote, ctx.Path, "camera "+cam.ID+" already has a live publisher"), nil
+		}
+		s.log.Warn("rtsp publisher replaces a stale session", "camera", cam.ID, "remote", remote, "silent", silent.Round(time.Millisecond))
+		old.mu.Lock()
+		old.replace = true
+		old.mu.Unlock()
+		old.ss.Close()
+	}
+	p.lastData.Store(time.Now().UnixNano())
+	s.byPath[cam.ID] = p
+	s.mu.Unlock()
+	ctx.Session.SetUserData(p)
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+func hasVideo(ts []media.Track) bool {
+	for _, t := range ts {
+		if t.IsVideo() {
+			return true
+		}
+	}
+	return false
+}
+
+// safeID keeps attacker-chosen strings short and printable in logs.
+func safeID(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// OnSetup accepts the SETUP of an announced session only.
+func (s *RTSPServer) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	if _, ok := ctx.Session.UserData().(*publisher); !ok {
+		return s.refuse(base.StatusForbidden, ctx.Conn.NetConn().RemoteAddr().String(), ctx.Path, "reading is not allowed"), nil, nil
+	}
+	return &base.Response{StatusCode: base.StatusOK}, nil, nil
+}
+
+// OnRecord starts the recorder session and the packet flow.
+func (s *RTSPServer) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Response, error) {
+	p, ok := ctx.Session.UserData().(*publisher)
+	if !ok {
+		return s.refuse(base.StatusForbidden, ctx.Conn.NetConn().RemoteAddr().String(), ctx.Path, "record without announce"), nil
+	}
+	p.mu.Lock()
+	p.record = time.Now()
+	p.mu.Unlock()
+	s.Sessions.Add(1)
+	s.log.Info("camera publishing", "camera", p.cam.ID, "remote", p.remote, "tracks", len(p.tracks))
+
+	ctx.Session.OnPacketRTPAny(func(medi *description.Media, f format.Format, pkt *rtp.Packet) {
+		s.onPacket(p, medi, pkt)
+	})
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+func (s *RTSPServer) onPacket(p *publisher, medi *description.Media, pkt *rtp.Packet) {
+	now := time.Now()
+	p.lastData.Store(now.UnixNano())
+	td, ok := p.depack[medi][pkt.PayloadType]
+	if !ok {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ended || p.failure != nil {
+		return
+	}
+	// Under the lock: the time decoder is shared by the session's tracks.
+	pts, ok := p.ss.PacketPTS2(medi, pkt)
+	if !ok {
+		return
+	}
+	aus, err := td.d.decode(pkt, pts, now)
+	if err != nil {
+		// A broken packet loses at most its own access unit; log it, keep going.
+		s.log.Debug("rtp decode error", "camera", p.cam.ID, "err", err)
+	}
+	for _, au := range aus {
+		if p.session == nil {
+			if !au.Key || !p.tracks[au.Track].IsVideo() {
+				continue // nothing is decodable before the first video keyframe
+			}
+			// The incident opens with the first keyframe, not at RECORD:
+			// a stream that never becomes decodable opens none.
+			sess, err := s.recorder.StartSession(s.ctx, p.cam, p.tracks, p.remote)
+			if err != nil {
+				p.fail(s, fmt.Errorf("start recording: %w", err))
+				return
+			}
+			p.session = sess
+		}
+		if err := p.session.WriteAccessUnit(au); err != nil {
+			p.fail(s, err)
+			return
+		}
+	}
+	if p.session == nil && now.Sub(p.record) > s.cfg.KeyframeTimeout {
+		p.fail(s, fmt.Errorf("%w within %v", ErrNoKeyframe, s.cfg.KeyframeTimeout))
+	}
+}
+
+// fail ends the session with err; p.mu is held.
+func (p *publisher) fail(s *RTSPServer, err error) {
+	p.failure = err
+	s.log.Error("ending ingest session", "camera", p.cam.ID, "remote", p.remote, "err", err)
+	go p.ss.Close() // Close waits for the packet reader: never from its goroutine
+}
+
+// OnSessionClose ends the recorder session.
+func (s *RTSPServer) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+	p, ok := ctx.Session.UserData().(*publisher)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	if s.byPath[p.cam.ID] == p {
+		delete(s.byPath, p.cam.ID)
+	}
+	s.mu.Unlock()
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ended {
+		return
+	}
+	if p.session == nil {
+		p.ended = true
+		s.log.Warn("camera stopped before any keyframe: nothing recorded", "camera", p.cam.ID, "remote", p.remote, "cause", p.failureOr(ctx.Error))
+		return
+	}
+	p.ended = true
+	how, cause := EndInterrupted, ctx.Error
+	var torn liberrors.ErrServerSessionTornDown
+	switch {
+	case p.failure != nil:
+		cause = p.failure
+	case p.replace:
+		cause = errors.New("replaced by a new connection of the same camera")
+	case errors.As(ctx.Error, &torn):
+		how = EndTeardown
+	}
+	s.log.Info("camera stopped", "camera", p.cam.ID, "how", how, "cause", cause)
+	p.session.End(how, cause)
+}
+
+func (p *publisher) failureOr(err error) error {
+	if p.failure != nil {
+		return p.failure
+	}
+	return err
+}

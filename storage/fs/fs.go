@@ -1,0 +1,731 @@
+// Package fs is a storage.ChunkStore on a local directory.
+//
+// Layout under the root directory:
+//
+//	<key>                  the object, mode 0400, never overwritten
+//	.meta/<key>.json       its retention metadata (deadline, legal hold)
+//	.lock/NN               lock stripes (flock) serialising writers of a key
+//	<dir>/.tmp-*           files being written; removed by RemoveStaleTemp
+//
+// Keys may not have a segment that starts with ".", so no key can reach the
+// metadata, the locks or a temporary file.
+//
+// Crash safety: every file is written to a temporary name, fsynced, then
+// moved into place and its directory fsynced. An object's metadata is made
+// durable before the object becomes visible, so an object never exists
+// without its deadline; Delete removes the object before its metadata, so a
+// crash can leave only metadata without an object, which RemoveOrphanMeta
+// (or a later Delete) cleans. Metadata is read-modify-written under a
+// per-key flock, so several processes (the server and a CLI sweeper) may
+// share one root without losing a hold or an extension.
+package fs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	iofs "io/fs"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"camvault/storage"
+)
+
+const (
+	// MaxKeyLen is the longest key accepted, in bytes.
+	MaxKeyLen = 512
+	// maxSegmentLen leaves room under NAME_MAX (255) for the ".json" suffix.
+	maxSegmentLen = 240
+
+	// StaleTempAge is how old a temporary file must be before
+	// RemoveStaleTemp deletes it, so that a Put in flight in this or another
+	// process is never robbed of its file.
+	StaleTempAge = time.Hour
+
+	metaDir     = ".meta"
+	metaSuffix  = ".json"
+	lockDir     = ".lock"
+	tempPrefix  = ".tmp-"
+	lockStripes = 64
+
+	dirPerm    = 0o700
+	objectPerm = 0o400
+)
+
+var _ storage.ChunkStore = (*Store)(nil)
+
+// errNoMeta marks an object whose metadata file is missing, which only
+// tampering (or a Put racing a Delete of the same key) can cause.
+var errNoMeta = errors.New("retention metadata missing")
+
+// Store is a ChunkStore rooted at a directory. It is safe for concurrent use
+// by multiple goroutines and by multiple processes sharing the directory.
+type Store struct {
+	root *os.Root
+	now  func() time.Time
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithClock makes the Store read the time from now instead of time.Now, so
+// tests can move past deadlines.
+func WithClock(now func() time.Time) Option {
+	return func(s *Store) {
+		if now != nil {
+			s.now = now
+		}
+	}
+}
+
+// meta is the on-disk retention record of one object.
+type meta struct {
+	RetainUntil time.Time `json:"retain_until"`
+	LegalHold   bool      `json:"legal_hold"`
+}
+
+// Open opens the store at dir, creating it with mode 0700 if missing.
+// The caller must Close it.
+func Open(dir string, opts ...Option) (*Store, error) {
+	if err := os.MkdirAll(dir, dirPerm); err != nil {
+		return nil, fmt.Errorf("fs store: create root: %w", err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("fs store: open root: %w", err)
+	}
+	s := &Store{root: root, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	for _, d := range []string{metaDir, lockDir} {
+		if err := s.mkdirs(d); err != nil {
+			root.Close()
+			return nil, fmt.Errorf("fs store: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Close releases the root directory. Readers returned by Get stay usable.
+func (s *Store) Close() error {
+	return s.root.Close()
+}
+
+// Put stores data under key with deadline retainUntil. The object is durable
+// when Put returns nil. It returns storage.ErrExists if the key is taken.
+func (s *Store) Put(ctx context.Context, key string, data []byte, retainUntil time.Time) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dir := path.Dir(key)
+	if err := s.mkdirs(dir); err != nil {
+		return fmt.Errorf("put %q: %w", key, err)
+	}
+	if err := s.mkdirs(path.Dir(metaPath(key))); err != nil {
+		return fmt.Errorf("put %q: %w", key, err)
+	}
+	// Cheap early answer; the authoritative check is under the lock.
+	if err := s.checkFree(key); err != nil {
+		return err
+	}
+	mb, err := json.Marshal(meta{RetainUntil: retainUntil.UTC()})
+	if err != nil {
+		return fmt.Errorf("put %q: %w", key, err)
+	}
+
+	// The slow part (writing and syncing the data) happens outside the lock
+	// so that Puts of different keys sharing a stripe still overlap.
+	tmp, err := s.writeTemp(dir, data, objectPerm)
+	if err != nil {
+		return fmt.Errorf("put %q: %w", key, err)
+	}
+	// Once linked, the temporary name is only a second link to the object.
+	defer s.root.Remove(tmp)
+
+	unlock, err := s.lock(key)
+	if err != nil {
+		return fmt.Errorf("put %q: %w", key, err)
+	}
+	defer unlock()
+	if err := s.checkFree(key); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Any metadata already here belongs to no object (a Put that crashed
+	// before linking, or a Delete that crashed after unlinking): replace it.
+	if err := s.writeMeta(key, mb); err != nil {
+		return fmt.Errorf("put %q: %w", key, err)
+	}
+	// Link, unlike rename, fails rather than replace an existing name.
+	if err := s.root.Link(tmp, key); err != nil {
+		s.root.Remove(metaPath(key))
+		if errors.Is(err, iofs.ErrExist) {
+			return fmt.Errorf("put %q: %w", key, storage.ErrExists)
+		}
+		return fmt.Errorf("put %q: %w", key, err)
+	}
+	if err := s.syncDir(dir); err != nil {
+		return fmt.Errorf("put %q: %w", key, err)
+	}
+	return nil
+}
+
+// checkFree reports storage.ErrExists if key names an object, and
+// storage.ErrInvalidKey if it names a directory (a prefix of other keys).
+func (s *Store) checkFree(key string) error {
+	fi, err := s.root.Lstat(key)
+	switch {
+	case errors.Is(err, iofs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("put %q: %w", key, err)
+	case fi.IsDir():
+		return fmt.Errorf("%w %s: is a prefix of other keys", storage.ErrInvalidKey, quote(key))
+	default:
+		return fmt.Errorf("put %q: %w", key, storage.ErrExists)
+	}
+}
+
+// Get opens the object stored under key.
+func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if err := s.prepare(ctx, key); err != nil {
+		return nil, err
+	}
+	// An object is a regular file, never a link to another one: check the
+	// name, then that the file opened is the one checked.
+	li, err := s.root.Lstat(key)
+	if err == nil && !li.Mode().IsRegular() {
+		err = iofs.ErrNotExist
+	}
+	if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
+		return nil, fmt.Errorf("get %q: %w", key, storage.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %q: %w", key, err)
+	}
+	f, err := s.root.Open(key)
+	if err != nil {
+		if errors.Is(err, iofs.ErrNotExist) {
+			return nil, fmt.Errorf("get %q: %w", key, storage.ErrNotFound)
+		}
+		return nil, fmt.Errorf("get %q: %w", key, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("get %q: %w", key, err)
+	}
+	if !os.SameFile(li, fi) {
+		f.Close()
+		return nil, fmt.Errorf("get %q: %w", key, storage.ErrNotFound)
+	}
+	return f, nil
+}
+
+// Delete removes the object and its metadata. It returns storage.ErrRetained
+// before the deadline, under legal hold, or when the metadata is missing or
+// unreadable (when in doubt, keep).
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := s.prepare(ctx, key); err != nil {
+		return err
+	}
+	unlock, err := s.lock(key)
+	if err != nil {
+		return fmt.Errorf("delete %q: %w", key, err)
+	}
+	defer unlock()
+
+	if err := s.requireObject(key); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			// Finish a Delete that crashed between the two removals.
+			if rerr := s.removeMeta(key); rerr != nil && !errors.Is(rerr, iofs.ErrNotExist) {
+				return fmt.Errorf("delete %q: %w", key, rerr)
+			}
+		}
+		return fmt.Errorf("delete %q: %w", key, err)
+	}
+	m, err := s.readMeta(key)
+	if errors.Is(err, errNoMeta) {
+		return fmt.Errorf("delete %q: %w: %w", key, storage.ErrRetained, err)
+	}
+	if err != nil {
+		return fmt.Errorf("delete %q: %w", key, err)
+	}
+	if m.LegalHold {
+		return fmt.Errorf("delete %q: %w: under legal hold", key, storage.ErrRetained)
+	}
+	if s.now().Before(m.RetainUntil) {
+		return fmt.Errorf("delete %q: %w until %s", key, storage.ErrRetained, m.RetainUntil.Format(time.RFC3339))
+	}
+	if err := s.root.Remove(key); err != nil {
+		return fmt.Errorf("delete %q: %w", key, err)
+	}
+	if err := s.syncDir(path.Dir(key)); err != nil {
+		return fmt.Errorf("delete %q: %w", key, err)
+	}
+	if err := s.removeMeta(key); err != nil {
+		return fmt.Errorf("delete %q: object removed, metadata left: %w", key, err)
+	}
+	return nil
+}
+
+// Extend moves the deadline to retainUntil if that is later; an earlier
+// time is ignored.
+func (s *Store) Extend(ctx context.Context, key string, retainUntil time.Time) error {
+	return s.update(ctx, "extend", key, func(m *meta) bool {
+		if !retainUntil.After(m.RetainUntil) {
+			return false
+		}
+		m.RetainUntil = retainUntil.UTC()
+		return true
+	})
+}
+
+// SetLegalHold places (on) or releases (!on) a legal hold on the object.
+func (s *Store) SetLegalHold(ctx context.Context, key string, on bool) error {
+	return s.update(ctx, "legal hold", key, func(m *meta) bool {
+		if m.LegalHold == on {
+			return false
+		}
+		m.LegalHold = on
+		return true
+	})
+}
+
+// update applies change to key's metadata under its lock and writes it back
+// atomically if change reports a difference.
+func (s *Store) update(ctx context.Context, op, key string, change func(*meta) bool) error {
+	if err := s.prepare(ctx, key); err != nil {
+		return err
+	}
+	unlock, err := s.lock(key)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", op, key, err)
+	}
+	defer unlock()
+	if err := s.requireObject(key); err != nil {
+		return fmt.Errorf("%s %q: %w", op, key, err)
+	}
+	m, err := s.readMeta(key)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", op, key, err)
+	}
+	if !change(&m) {
+		return nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", op, key, err)
+	}
+	if err := s.writeMeta(key, b); err != nil {
+		return fmt.Errorf("%s %q: %w", op, key, err)
+	}
+	return nil
+}
+
+// RetainUntil returns the object's deadline and whether it is under legal hold.
+func (s *Store) RetainUntil(key string) (time.Time, bool, error) {
+	if err := s.prepare(context.Background(), key); err != nil {
+		return time.Time{}, false, err
+	}
+	if err := s.requireObject(key); err != nil {
+		return time.Time{}, false, fmt.Errorf("retain until %q: %w", key, err)
+	}
+	// Metadata is replaced by rename, so an unlocked read sees a whole record.
+	m, err := s.readMeta(key)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("retain until %q: %w", key, err)
+	}
+	return m.RetainUntil, m.LegalHold, nil
+}
+
+// Walk calls fn with the key of every object, in lexical order, skipping
+// temporary files and metadata. It stops at and returns fn's first error.
+func (s *Store) Walk(fn func(key string) error) error {
+	return iofs.WalkDir(s.root.FS(), ".", func(p string, d iofs.DirEntry, err error) error {
+		if errors.Is(err, iofs.ErrNotExist) {
+			return nil // removed while walking
+		}
+		if err != nil {
+			return fmt.Errorf("walk: %w", err)
+		}
+		if p == "." {
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return iofs.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || checkKey(p) != nil {
+			return nil
+		}
+		return fn(p)
+	})
+}
+
+// RemoveStaleTemp deletes temporary files older than StaleTempAge (by the
+// Store's clock) left behind by interrupted writes, and returns how many it
+// removed. Younger ones may belong to a write in progress and are kept.
+func (s *Store) RemoveStaleTemp() (int, error) {
+	cutoff := s.now().Add(-StaleTempAge)
+	n := 0
+	err := iofs.WalkDir(s.root.FS(), ".", func(p string, d iofs.DirEntry, err error) error {
+		if errors.Is(err, iofs.ErrNotExist) {
+			return nil // removed while walking
+		}
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if p == lockDir {
+				return iofs.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasPrefix(d.Name(), tempPrefix) {
+			return nil
+		}
+		fi, err := d.Info()
+		if errors.Is(err, iofs.ErrNotExist) {
+			return nil // finished meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		if !fi.ModTime().Before(cutoff) {
+			return nil
+		}
+		if err := s.root.Remove(p); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+			return err
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("remove stale temp: %w", err)
+	}
+	return n, nil
+}
+
+// RemoveOrphanMeta deletes metadata whose object no longer exists (a Delete
+// interrupted between its two removals) and returns how many it removed.
+func (s *Store) RemoveOrphanMeta() (int, error) {
+	var keys []string
+	err := iofs.WalkDir(s.root.FS(), metaDir, func(p string, d iofs.DirEntry, err error) error {
+		if errors.Is(err, iofs.ErrNotExist) {
+			return nil // removed while walking
+		}
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() || strings.HasPrefix(name, tempPrefix) || !strings.HasSuffix(name, metaSuffix) {
+			return nil
+		}
+		key := strings.TrimSuffix(strings.TrimPrefix(p, metaDir+"/"), metaSuffix)
+		if checkKey(key) != nil {
+			return nil
+		}
+		if _, err := s.root.Lstat(key); errors.Is(err, iofs.ErrNotExist) {
+			keys = append(keys, key)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("remove orphan metadata: %w", err)
+	}
+	n := 0
+	for _, key := range keys {
+		removed, err := s.removeOrphan(key)
+		if err != nil {
+			return n, fmt.Errorf("remove orphan metadata: %w", err)
+		}
+		if removed {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// removeOrphan removes key's metadata if, under the lock, the object is
+// still absent; a Put in progress holds the lock from metadata to link.
+func (s *Store) removeOrphan(key string) (bool, error) {
+	unlock, err := s.lock(key)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if _, err := s.root.Lstat(key); !errors.Is(err, iofs.ErrNotExist) {
+		return false, err
+	}
+	if err := s.removeMeta(key); err != nil {
+		if errors.Is(err, iofs.ErrNotExist) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+// prepare validates key, ctx, and that no directory on the way to key is a
+// symlink (os.Root already stops escapes; this also refuses aliasing).
+func (s *Store) prepare(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.checkDirs(key)
+}
+
+func (s *Store) checkDirs(key string) error {
+	for i := 0; i < len(key); i++ {
+		if key[i] != '/' {
+			continue
+		}
+		fi, err := s.root.Lstat(key[:i])
+		if errors.Is(err, iofs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%q: %w", key, err)
+		}
+		if fi.Mode()&iofs.ModeSymlink != 0 {
+			return fmt.Errorf("%w %s: %q is a symlink", storage.ErrInvalidKey, quote(key), key[:i])
+		}
+		if !fi.IsDir() {
+			return nil // the object cannot exist; callers report not found
+		}
+	}
+	return nil
+}
+
+// requireObject returns storage.ErrNotFound unless key is a regular file.
+func (s *Store) requireObject(key string) error {
+	fi, err := s.root.Lstat(key)
+	if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, unix.ENOTDIR) ||
+		(err == nil && !fi.Mode().IsRegular()) {
+		return storage.ErrNotFound
+	}
+	return err
+}
+
+// mkdirs creates dir and its parents (mode 0700), fsyncing each parent that
+// gains an entry, and refuses symlinks or files on the way.
+func (s *Store) mkdirs(dir string) error {
+	if dir == "." || dir == "" {
+		return nil
+	}
+	parts := strings.Split(dir, "/")
+	for i := range parts {
+		p := strings.Join(parts[:i+1], "/")
+		fi, err := s.root.Lstat(p)
+		if errors.Is(err, iofs.ErrNotExist) {
+			err = s.root.Mkdir(p, dirPerm)
+			if err == nil {
+				if err := s.syncDir(path.Dir(p)); err != nil {
+					return err
+				}
+				continue
+			}
+			if !errors.Is(err, iofs.ErrExist) {
+				return err
+			}
+			fi, err = s.root.Lstat(p) // created concurrently
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&iofs.ModeSymlink != 0 {
+			return fmt.Errorf("%w: %q is a symlink", storage.ErrInvalidKey, p)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%w: %q is an object, not a directory", storage.ErrInvalidKey, p)
+		}
+	}
+	return nil
+}
+
+// writeTemp writes data to a new temporary file in dir, fsyncs it and gives
+// it mode perm. It returns the file's name; on error nothing is left behind.
+func (s *Store) writeTemp(dir string, data []byte, perm os.FileMode) (name string, err error) {
+	var rnd [12]byte
+	rand.Read(rnd[:])
+	name = path.Join(dir, tempPrefix+hex.EncodeToString(rnd[:]))
+	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			s.root.Remove(name)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return "", err
+	}
+	if err = f.Chmod(perm); err != nil {
+		return "", err
+	}
+	if err = f.Sync(); err != nil {
+		return "", err
+	}
+	if err = f.Close(); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// writeMeta atomically replaces key's metadata with b.
+func (s *Store) writeMeta(key string, b []byte) error {
+	mp := metaPath(key)
+	dir := path.Dir(mp)
+	tmp, err := s.writeTemp(dir, b, objectPerm)
+	if err != nil {
+		return fmt.Errorf("write metadata: %w", err)
+	}
+	if err := s.root.Rename(tmp, mp); err != nil {
+		s.root.Remove(tmp)
+		return fmt.Errorf("write metadata: %w", err)
+	}
+	if err := s.syncDir(dir); err != nil {
+		return fmt.Errorf("write metadata: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) readMeta(key string) (meta, error) {
+	b, err := s.root.ReadFile(metaPath(key))
+	if errors.Is(err, iofs.ErrNotExist) {
+		return meta{}, errNoMeta
+	}
+	if err != nil {
+		return meta{}, fmt.Errorf("read metadata: %w", err)
+	}
+	var m meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return meta{}, fmt.Errorf("read metadata: %w", err)
+	}
+	return m, nil
+}
+
+func (s *Store) removeMeta(key string) error {
+	mp := metaPath(key)
+	if err := s.root.Remove(mp); err != nil {
+		return err
+	}
+	return s.syncDir(path.Dir(mp))
+}
+
+func (s *Store) syncDir(dir string) error {
+	d, err := s.root.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync dir %q: %w", dir, err)
+	}
+	return nil
+}
+
+// lock takes the exclusive flock of key's stripe. Each call opens its own
+// file description, so goroutines of one process exclude each other too.
+func (s *Store) lock(key string) (unlock func(), err error) {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	name := fmt.Sprintf("%s/%02x", lockDir, h.Sum32()%lockStripes)
+	f, err := s.root.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	var ferr error
+	err = rc.Control(func(fd uintptr) {
+		for {
+			ferr = unix.Flock(int(fd), unix.LOCK_EX)
+			if ferr != unix.EINTR {
+				return
+			}
+		}
+	})
+	if err == nil {
+		err = ferr
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	// Closing the last descriptor of the file description drops the flock.
+	return func() { f.Close() }, nil
+}
+
+func metaPath(key string) string {
+	return metaDir + "/" + key + metaSuffix
+}
+
+// checkKey accepts slash-separated segments of [A-Za-z0-9._-], none empty and
+// none starting with "." (which also rules out "." and ".."), at most
+// MaxKeyLen bytes in all.
+func checkKey(key string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("%w %s: %s", storage.ErrInvalidKey, quote(key), why)
+	}
+	if key == "" {
+		return bad("empty")
+	}
+	if len(key) > MaxKeyLen {
+		return bad(fmt.Sprintf("longer than %d bytes", MaxKeyLen))
+	}
+	for seg := range strings.SplitSeq(key, "/") {
+		if seg == "" {
+			return bad("empty path segment (leading, trailing or double slash)")
+		}
+		if seg[0] == '.' {
+			return bad("path segment starts with '.'")
+		}
+		if len(seg) > maxSegmentLen {
+			return bad(fmt.Sprintf("path segment longer than %d bytes", maxSegmentLen))
+		}
+		for i := 0; i < len(seg); i++ {
+			c := seg[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+				return bad(fmt.Sprintf("byte %q not in [A-Za-z0-9._/-]", c))
+			}
+		}
+	}
+	return nil
+}
+
+// quote renders a key for an error message, shortened so that a hostile
+// multi-kilobyte key does not flood logs.
+func quote(key string) string {
+	const max = 64
+	if len(key) > max {
+		return fmt.Sprintf("%q...", key[:max])
+	}
+	return fmt.Sprintf("%q", key)
+}
