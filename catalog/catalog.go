@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 	retain_until TEXT NOT NULL,
 	plain_size INTEGER NOT NULL,
 	cipher_size INTEGER NOT NULL,
+	samples INTEGER NOT NULL DEFAULT 0,
 	plain_sha256 TEXT NOT NULL,
 	cipher_sha256 TEXT NOT NULL,
 	PRIMARY KEY (session, track, seq)
@@ -257,6 +258,7 @@ type Chunk struct {
 	StartNS, EndNS           int64
 	Wall, RetainUntil        time.Time
 	PlainSize, CipherSize    int64
+	Samples                  int64
 	PlainSHA256              string
 	CipherSHA256             string
 }
@@ -266,16 +268,16 @@ type Chunk struct {
 func (c *Catalog) CommitChunk(ctx context.Context, ch Chunk) (manifest.Record, error) {
 	var rec manifest.Record
 	err := c.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO chunks(incident, session, track, seq, object, start_ns, end_ns, wall, retain_until, plain_size, cipher_size, plain_sha256, cipher_sha256)
-			VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		if _, err := tx.ExecContext(ctx, `INSERT INTO chunks(incident, session, track, seq, object, start_ns, end_ns, wall, retain_until, plain_size, cipher_size, samples, plain_sha256, cipher_sha256)
+			VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 			ch.Incident, ch.Session, ch.Track, ch.Seq, ch.Object, ch.StartNS, ch.EndNS, ts(ch.Wall), ts(ch.RetainUntil),
-			ch.PlainSize, ch.CipherSize, ch.PlainSHA256, ch.CipherSHA256); err != nil {
+			ch.PlainSize, ch.CipherSize, ch.Samples, ch.PlainSHA256, ch.CipherSHA256); err != nil {
 			return err
 		}
 		var err error
 		rec, err = appendRecord(ctx, tx, manifest.Record{
 			Incident: ch.Incident, Kind: manifest.KindChunk, Session: ch.Session, Track: ch.Track, Seq: ch.Seq,
-			StartNS: ch.StartNS, EndNS: ch.EndNS, Wall: ch.Wall, PlainSize: ch.PlainSize, CipherSize: ch.CipherSize,
+			StartNS: ch.StartNS, EndNS: ch.EndNS, Wall: ch.Wall, PlainSize: ch.PlainSize, CipherSize: ch.CipherSize, Samples: ch.Samples,
 			PlainSHA256: ch.PlainSHA256, CipherSHA256: ch.CipherSHA256, Object: ch.Object,
 		})
 		return err
@@ -479,13 +481,15 @@ type Incident struct {
 	Status    string     `json:"status"`
 	Chunks    int        `json:"chunks"`
 	Bytes     int64      `json:"bytes"`
+	Samples   int64      `json:"samples"` // access units durable, all tracks
 	Records   uint64     `json:"manifest_records"`
 }
 
 // Incidents lists incidents, newest first.
 func (c *Catalog) Incidents(ctx context.Context) ([]Incident, error) {
 	rows, err := c.db.QueryContext(ctx, `SELECT i.id, i.camera, i.officer, i.started_at, i.ended_at, i.status, i.next_index,
-		(SELECT count(*) FROM chunks WHERE incident = i.id), (SELECT coalesce(sum(cipher_size),0) FROM chunks WHERE incident = i.id)
+		(SELECT count(*) FROM chunks WHERE incident = i.id), (SELECT coalesce(sum(cipher_size),0) FROM chunks WHERE incident = i.id),
+		(SELECT coalesce(sum(samples),0) FROM chunks WHERE incident = i.id)
 		FROM incidents i ORDER BY i.started_at DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("list incidents: %w", err)
@@ -496,7 +500,7 @@ func (c *Catalog) Incidents(ctx context.Context) ([]Incident, error) {
 		var in Incident
 		var started string
 		var ended sql.NullString
-		if err := rows.Scan(&in.ID, &in.Camera, &in.Officer, &started, &ended, &in.Status, &in.Records, &in.Chunks, &in.Bytes); err != nil {
+		if err := rows.Scan(&in.ID, &in.Camera, &in.Officer, &started, &ended, &in.Status, &in.Records, &in.Chunks, &in.Bytes, &in.Samples); err != nil {
 			return nil, err
 		}
 		in.StartedAt = parseTS(started)

@@ -77,16 +77,19 @@ func freePort(t testing.TB) int {
 func evenPortPair(t testing.TB) (int, int) {
 	t.Helper()
 	for i := 0; i < 100; i++ {
-		p := freePort(t)
-		if p%2 != 0 {
-			continue
+		p := freePort(t) &^ 1 // Linux hands out odd ports to bind(0)
+		ok := true
+		for _, q := range []int{p, p + 1} {
+			u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", q))
+			if err != nil {
+				ok = false
+				break
+			}
+			u.Close()
 		}
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p+1))
-		if err != nil {
-			continue
+		if ok {
+			return p, p + 1
 		}
-		u.Close()
-		return p, p + 1
 	}
 	t.Fatal("no free port pair")
 	return 0, 0
@@ -119,16 +122,16 @@ func mustCamvault(t testing.TB, args ...string) string {
 
 // server is a running `camvault serve`.
 type server struct {
-	t                       testing.TB
-	data                    string
-	rtspPort, rtp, rtcp     int
-	httpPort                int
-	cmd                     *exec.Cmd
-	mu                      sync.Mutex
-	log                     bytes.Buffer
-	exited                  chan struct{}
-	exitErr                 error
-	extra                   []string
+	t                   testing.TB
+	data                string
+	rtspPort, rtp, rtcp int
+	httpPort            int
+	cmd                 *exec.Cmd
+	mu                  sync.Mutex
+	log                 bytes.Buffer
+	exited              chan struct{}
+	exitErr             error
+	extra               []string
 }
 
 func newServer(t testing.TB, data string, extra ...string) *server {

@@ -77,12 +77,15 @@ type Recorder struct {
 	run       *pipeline.Run
 	ctx       context.Context
 	cancel    context.CancelFunc
-	latency   prometheus.Histogram
+	latency   prometheus.Histogram // from the segment's first frame arriving to durable
+	cutDelay  prometheus.Histogram // from the segment's last frame arriving to durable
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	closed   bool
 }
+
+var latencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, .75, 1, 1.5, 2, 2.1, 2.2, 2.3, 2.4, 2.5, 2.75, 3, 3.5, 4, 5, 7.5, 10}
 
 // unit is one item in the pipeline: a segment to seal, store and commit, or
 // a session's end marker.
@@ -93,7 +96,9 @@ type unit struct {
 	note     string
 	header   seal.Header
 	plain    []byte
-	received time.Time
+	first    time.Time // when the segment's first access unit arrived
+	received time.Time // when its last one arrived
+	samples  int
 	chunk    *seal.Chunk
 	object   string
 	err      error // set by a failed stage; commit records a gap
@@ -122,14 +127,21 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 		sessions:  map[*session]struct{}{},
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "camvault", Name: "ingest_to_durable_seconds",
-			Help:    "Time from the last packet of a segment arriving to its chunk being committed.",
-			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+			Help:    "Time from a segment's first frame reaching the server to its chunk being durable (stored and committed).",
+			Buckets: latencyBuckets,
+		}),
+		cutDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "camvault", Name: "cut_to_durable_seconds",
+			Help:    "Time from a segment's last frame reaching the server to its chunk being durable.",
+			Buckets: latencyBuckets,
 		}),
 	}
 	if reg != nil {
-		if err := reg.Register(r.latency); err != nil {
-			cancel()
-			return nil, fmt.Errorf("register metrics: %w", err)
+		for _, c := range []prometheus.Collector{r.latency, r.cutDelay} {
+			if err := reg.Register(c); err != nil {
+				cancel()
+				return nil, fmt.Errorf("register metrics: %w", err)
+			}
 		}
 	}
 	m := pipeline.NewMetrics(reg, "camvault")
@@ -203,16 +215,19 @@ func (r *Recorder) commit(ctx context.Context, u *unit) (struct{}, error) {
 	_, err := r.committer.Chunk(ctx, catalog.Chunk{
 		Incident: h.Incident, Session: h.Session, Track: h.Track, Seq: h.Seq, Object: u.object,
 		StartNS: h.StartNS, EndNS: h.EndNS, Wall: h.Wall, RetainUntil: h.RetainUntil,
-		PlainSize: int64(u.chunk.PlainSize), CipherSize: int64(len(u.chunk.Bytes)),
+		PlainSize: int64(u.chunk.PlainSize), CipherSize: int64(len(u.chunk.Bytes)), Samples: int64(u.samples),
 		PlainSHA256: hex.EncodeToString(u.chunk.PlainSHA256[:]), CipherSHA256: hex.EncodeToString(u.chunk.CipherSHA256[:]),
 	})
 	if err != nil {
 		r.log.Error("commit chunk", "incident", h.Incident, "seq", h.Seq, "err", err)
 		return struct{}{}, err
 	}
-	if !u.received.IsZero() {
-		r.latency.Observe(r.cfg.Now().Sub(u.received).Seconds())
+	now := r.cfg.Now()
+	if !u.first.IsZero() {
+		r.latency.Observe(now.Sub(u.first).Seconds())
+		r.cutDelay.Observe(now.Sub(u.received).Seconds())
 	}
+
 	return struct{}{}, nil
 }
 
@@ -258,9 +273,10 @@ type session struct {
 	tracks    []media.Track
 	wallStart time.Time
 
-	mu    sync.Mutex
-	seg   *segment.Segmenter
-	ended bool
+	mu       sync.Mutex
+	seg      *segment.Segmenter
+	segFirst time.Time // arrival of the first access unit of the segment being cut
+	ended    bool
 }
 
 // WriteAccessUnit implements ingest.Session.
@@ -283,15 +299,19 @@ func (s *session) WriteAccessUnit(au *media.AccessUnit) error {
 			return fmt.Errorf("init segment: %w", err)
 		}
 		s.seg = seg
-		if err := s.submit(0, 0, 0, init, time.Time{}); err != nil {
+		if err := s.submit(&unit{plain: init}, 0, 0, 0); err != nil {
 			return err
 		}
+	}
+	if s.segFirst.IsZero() {
+		s.segFirst = au.Received
 	}
 	seg, err := s.seg.Push(au)
 	if seg != nil {
 		if err := s.submitSegment(seg); err != nil {
 			return err
 		}
+		s.segFirst = au.Received // au opens the next segment
 	}
 	return err
 }
@@ -321,16 +341,18 @@ func (s *session) paramsKnown(au *media.AccessUnit) bool {
 }
 
 func (s *session) submitSegment(seg *segment.Segment) error {
-	return s.submit(seg.Seq, int64(seg.Start), int64(seg.End), seg.Data, seg.Received)
+	u := &unit{plain: seg.Data, first: s.segFirst, received: seg.Received, samples: seg.Samples}
+	return s.submit(u, seg.Seq, int64(seg.Start), int64(seg.End))
 }
 
-func (s *session) submit(seq uint64, startNS, endNS int64, data []byte, received time.Time) error {
+func (s *session) submit(u *unit, seq uint64, startNS, endNS int64) error {
 	wall := s.wallStart.Add(time.Duration(startNS))
-	u := &unit{sess: s, plain: data, received: received, header: seal.Header{
+	u.sess = s
+	u.header = seal.Header{
 		Incident: s.incident, Session: s.id, Track: seal.TrackOriginal, Seq: seq,
 		StartNS: startNS, EndNS: endNS, Wall: wall.UTC(), RetainUntil: wall.Add(s.r.cfg.Retention).UTC(),
 		Codec: s.codecs(),
-	}}
+	}
 	if err := s.r.src.Submit(s.r.ctx, s.id, u); err != nil {
 		return fmt.Errorf("queue segment %d: %w", seq, err)
 	}

@@ -42,6 +42,7 @@ type Record struct {
 	Wall         time.Time `json:"wall"`
 	PlainSize    int64     `json:"plain_size,omitempty"`
 	CipherSize   int64     `json:"cipher_size,omitempty"`
+	Samples      int64     `json:"samples,omitempty"` // access units (frames) in the chunk, all tracks
 	PlainSHA256  string    `json:"plain_sha256,omitempty"`
 	CipherSHA256 string    `json:"cipher_sha256,omitempty"`
 	Object       string    `json:"object,omitempty"`

@@ -35,7 +35,10 @@ func TestChainVerifies(t *testing.T) {
 
 func TestChainDetectsEdits(t *testing.T) {
 	cases := map[string]func([][]byte) [][]byte{
-		"edit":    func(l [][]byte) [][]byte { l[2] = []byte(strings.Replace(string(l[2]), `"seq":2`, `"seq":7`, 1)); return l },
+		"edit": func(l [][]byte) [][]byte {
+			l[2] = []byte(strings.Replace(string(l[2]), `"seq":2`, `"seq":7`, 1))
+			return l
+		},
 		"drop":    func(l [][]byte) [][]byte { return append(l[:1], l[2:]...) },
 		"swap":    func(l [][]byte) [][]byte { l[1], l[2] = l[2], l[1]; return l },
 		"garbage": func(l [][]byte) [][]byte { l[3] = []byte("{not json"); return l },

@@ -41,7 +41,7 @@ func newTrack(id int, f format.Format) (media.Track, depacketizer, error) {
 		}
 		sps, pps := f.SafeParams()
 		t := media.Track{ID: id, Codec: media.CodecH264, ClockRate: f.ClockRate(), SPS: clone(sps), PPS: clone(pps)}
-		d := &h264Depacketizer{track: id, dec: dec}
+		d := &h264Depacketizer{track: id, dec: dec, sps: t.SPS, pps: t.PPS}
 		d.dts.Initialize()
 		return t, d, nil
 	case *format.MPEG4Audio:
@@ -82,10 +82,11 @@ func clone(b []byte) []byte {
 }
 
 type h264Depacketizer struct {
-	track int
-	dec   *rtph264.Decoder
-	dts   h264.DTSExtractor
-	ready bool // a keyframe has been seen: DTS extraction can start
+	track    int
+	dec      *rtph264.Decoder
+	dts      h264.DTSExtractor
+	sps, pps []byte // latest parameter sets, from the SDP or in-band
+	ready    bool   // a keyframe has been seen: DTS extraction can start
 }
 
 func (d *h264Depacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*media.AccessUnit, error) {
@@ -97,11 +98,30 @@ func (d *h264Depacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]
 		return nil, fmt.Errorf("h264 depacketize: %w", err)
 	}
 	key := h264.IsRandomAccess(nalus)
-	if !d.ready && !key {
-		return nil, nil // undecodable before the first IDR; the segmenter would drop it too
+	inband := false
+	for _, n := range nalus {
+		if len(n) == 0 {
+			continue
+		}
+		switch h264.NALUType(n[0] & 0x1f) {
+		case h264.NALUTypeSPS:
+			d.sps, inband = clone(n), true
+		case h264.NALUTypePPS:
+			d.pps = clone(n)
+		}
+	}
+	if !d.ready && (!key || d.sps == nil || d.pps == nil) {
+		return nil, nil // undecodable before the first IDR with known parameter sets
 	}
 	d.ready = true
-	dts, err := d.dts.Extract(nalus, pts)
+	// The DTS extractor reads the SPS from the access unit; cameras that
+	// announce it only in the SDP get it passed alongside. The stored access
+	// unit stays exactly as the camera sent it.
+	forDTS := nalus
+	if key && !inband {
+		forDTS = append([][]byte{d.sps, d.pps}, nalus...)
+	}
+	dts, err := d.dts.Extract(forDTS, pts)
 	if err != nil {
 		return nil, fmt.Errorf("h264 timestamps: %w", err)
 	}

@@ -1,0 +1,295 @@
+// Package bench is camvault's load harness: N simulated bodycams publish a
+// real 4 Mbit/s H.264 stream over RTSP on loopback to a real `camvault
+// serve` process, and the harness reports how many streams were kept with
+// zero loss, the server's CPU and memory per stream (read from /proc for
+// the server process alone, not the generator), and ingest-to-durable
+// latency from the server's own histogram.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/pion/rtp"
+)
+
+// Clip is a pre-packetized H.264 stream that every simulated camera loops.
+type Clip struct {
+	SPS, PPS []byte
+	Frames   [][]*rtp.Packet // RTP packets per access unit, timestamps relative
+	Bytes    int64           // payload bytes of one loop
+	FPS      int
+}
+
+// MakeClip encodes a hard-to-compress 720p test pattern at the given
+// bitrate with the ffmpeg CLI (keyframe every 2 s, no B-frames, like a
+// bodycam) and packetizes it once.
+func MakeClip(dir string, seconds int, bitrate string) (*Clip, error) {
+	path := filepath.Join(dir, "load.h264")
+	cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+		"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30,noise=alls=30:allf=t",
+		"-t", strconv.Itoa(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-bf", "0",
+		"-b:v", bitrate, "-maxrate", bitrate, "-bufsize", bitrate, "-pix_fmt", "yuv420p", "-f", "h264", path)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("encode load clip: %v: %s", err, out)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var nalus h264.AnnexB
+	if err := nalus.Unmarshal(b); err != nil {
+		return nil, err
+	}
+	c := &Clip{FPS: 30}
+	f := &format.H264{PayloadTyp: 96, PacketizationMode: 1}
+	enc, err := f.CreateEncoder()
+	if err != nil {
+		return nil, err
+	}
+	var au [][]byte
+	flush := func() error {
+		if len(au) == 0 {
+			return nil
+		}
+		pkts, err := enc.Encode(au)
+		if err != nil {
+			return err
+		}
+		for _, p := range pkts {
+			c.Bytes += int64(len(p.Payload))
+		}
+		c.Frames = append(c.Frames, pkts)
+		au = nil
+		return nil
+	}
+	for _, n := range nalus {
+		typ := h264.NALUType(n[0] & 0x1f)
+		switch typ {
+		case h264.NALUTypeSPS:
+			c.SPS = n
+		case h264.NALUTypePPS:
+			c.PPS = n
+		case h264.NALUTypeAccessUnitDelimiter:
+			continue
+		}
+		au = append(au, n)
+		if typ == h264.NALUTypeIDR || typ == h264.NALUTypeNonIDR {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(c.Frames) == 0 || c.SPS == nil {
+		return nil, errors.New("load clip has no frames")
+	}
+	return c, nil
+}
+
+// Bitrate is the clip's payload bitrate in bit/s.
+func (c *Clip) Bitrate() float64 {
+	return float64(c.Bytes*8) / (float64(len(c.Frames)) / float64(c.FPS))
+}
+
+// publish streams the clip in a loop for d, in real time, and returns the
+// number of access units sent. A write error ends it early.
+func (c *Clip) publish(ctx context.Context, url string, d time.Duration) (int64, error) {
+	f := &format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: c.SPS, PPS: c.PPS}
+	medi := &description.Media{Type: description.MediaTypeVideo, Formats: []format.Format{f}}
+	tcp := gortsplib.TransportTCP
+	cl := &gortsplib.Client{Transport: &tcp}
+	if err := cl.StartRecording(url, &description.Session{Medias: []*description.Media{medi}}); err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	var sent int64
+	var seq uint16
+	start := time.Now()
+	frame := time.Second / time.Duration(c.FPS)
+	for i := 0; ; i++ {
+		at := start.Add(time.Duration(i) * frame)
+		if at.Sub(start) >= d {
+			return sent, nil
+		}
+		select {
+		case <-ctx.Done():
+			return sent, ctx.Err()
+		case <-time.After(time.Until(at)):
+		}
+		ts := uint32(int64(i) * 90000 / int64(c.FPS))
+		for _, p := range c.Frames[i%len(c.Frames)] {
+			pkt := *p // shared payload, own header
+			pkt.Timestamp = ts
+			pkt.SequenceNumber = seq
+			seq++
+			if err := cl.WritePacketRTP(medi, &pkt); err != nil {
+				return sent, err
+			}
+		}
+		sent++
+	}
+}
+
+// LoadConfig is one load run.
+type LoadConfig struct {
+	Binary   string        // camvault binary
+	Cameras  int           // concurrent streams
+	Duration time.Duration // how long each camera streams
+	Clip     *Clip
+	WorkDir  string
+}
+
+// LoadResult is what a run measured.
+type LoadResult struct {
+	Cameras        int
+	ZeroLoss       int     // streams whose every access unit became durable
+	Sent, Durable  int64   // access units
+	ServerCores    float64 // server CPU during the run, in cores
+	CoresPerStream float64
+	RSSBaseMiB     float64 // server RSS before the cameras connected
+	RSSPeakMiB     float64
+	MiBPerStream   float64 // (peak − base) / cameras
+	P50, P99       time.Duration
+	Errors         []string
+}
+
+// RunLoad starts a fresh server, runs the cameras and measures.
+func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
+	data := filepath.Join(cfg.WorkDir, fmt.Sprintf("data-%d", cfg.Cameras))
+	if out, err := exec.Command(cfg.Binary, "keygen", "--data", data).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("keygen: %v: %s", err, out)
+	}
+	secrets := make([]string, cfg.Cameras)
+	for i := range secrets {
+		out, err := exec.Command(cfg.Binary, "camera", "add", fmt.Sprintf("load%d", i), "--officer", "load", "--data", data).Output()
+		if err != nil {
+			return nil, fmt.Errorf("camera add: %w", err)
+		}
+		secrets[i] = strings.TrimSpace(string(out))
+	}
+	rtspPort, httpPort := freePort(), freePort()
+	srv := exec.Command(cfg.Binary, "serve", "--data", data, "--no-demo", "--rtsp-rtp", "", "--rtsp-rtcp", "",
+		"--rtsp", fmt.Sprintf("127.0.0.1:%d", rtspPort), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--log-level", "warn")
+	srv.Env = append(os.Environ(), "GOMEMLIMIT=1GiB")
+	stdout, _ := srv.StdoutPipe()
+	var logs strings.Builder
+	var logMu sync.Mutex
+	srv.Stderr = writerFunc(func(p []byte) (int, error) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		if logs.Len() < 1<<20 {
+			logs.Write(p)
+		}
+		return len(p), nil
+	})
+	if err := srv.Start(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		srv.Process.Kill()
+		srv.Wait()
+	}()
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if sc.Text() == "ready" {
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		return nil, errors.New("server not ready")
+	}
+	pid := srv.Process.Pid
+	res := &LoadResult{Cameras: cfg.Cameras}
+	res.RSSBaseMiB = rssMiB(pid)
+	cpu0, t0 := cpuSeconds(pid), time.Now()
+
+	var peak atomic.Int64
+	stopSampling := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-time.After(500 * time.Millisecond):
+				if r := int64(rssMiB(pid) * 1024); r > peak.Load() {
+					peak.Store(r)
+				}
+			}
+		}
+	}()
+	sent := make([]int64, cfg.Cameras)
+	errs := make([]error, cfg.Cameras)
+	var wg sync.WaitGroup
+	for i := 0; i < cfg.Cameras; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			// Stagger connections over the first second, as real cameras would.
+			time.Sleep(time.Duration(i) * time.Second / time.Duration(cfg.Cameras))
+			url := fmt.Sprintf("rtsp://load%d:%s@127.0.0.1:%d/load%d", i, secrets[i], rtspPort, i)
+			sent[i], errs[i] = cfg.Clip.publish(ctx, url, cfg.Duration)
+		}(i)
+	}
+	wg.Wait()
+	cpu1, t1 := cpuSeconds(pid), time.Now()
+	close(stopSampling)
+	res.ServerCores = (cpu1 - cpu0) / t1.Sub(t0).Seconds()
+	res.CoresPerStream = res.ServerCores / float64(cfg.Cameras)
+	res.RSSPeakMiB = float64(peak.Load()) / 1024
+	res.MiBPerStream = (res.RSSPeakMiB - res.RSSBaseMiB) / float64(cfg.Cameras)
+
+	if qs, err := latencyQuantiles(httpPort, "camvault_ingest_to_durable_seconds", 0.5, 0.99); err == nil {
+		res.P50, res.P99 = qs[0], qs[1]
+	} else {
+		res.Errors = append(res.Errors, "latency: "+err.Error())
+	}
+	// Graceful stop: every segment cut is committed; then count what is durable.
+	srv.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- srv.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		return nil, errors.New("server did not drain within 60 s")
+	}
+	durable, err := durableSamples(cfg.Binary, data)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < cfg.Cameras; i++ {
+		res.Sent += sent[i]
+		d := durable[fmt.Sprintf("load%d", i)]
+		res.Durable += d
+		if errs[i] == nil && d == sent[i] {
+			res.ZeroLoss++
+		} else if errs[i] != nil {
+			res.Errors = append(res.Errors, fmt.Sprintf("load%d: %v", i, errs[i]))
+		} else {
+			res.Errors = append(res.Errors, fmt.Sprintf("load%d: sent %d, durable %d", i, sent[i], d))
+		}
+	}
+	return res, nil
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -1,0 +1,75 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkRTSPLoad runs N simulated 4 Mbit/s cameras against a real
+// camvault process. Streams and duration come from CAMVAULT_BENCH_STREAMS
+// (comma-separated, default "25,100,175,200") and CAMVAULT_BENCH_SECONDS
+// (default 20).
+func BenchmarkRTSPLoad(b *testing.B) {
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		b.Fatalf("ffmpeg is required: %v", err)
+	}
+	work := b.TempDir()
+	bin := filepath.Join(work, "camvault")
+	if out, err := exec.Command("go", "build", "-o", bin, "camvault/cmd/camvault").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	clip, err := MakeClip(work, 4, "4M")
+	if err != nil {
+		b.Fatal(err)
+	}
+	streams := []int{25, 100, 175, 200}
+	if s := os.Getenv("CAMVAULT_BENCH_STREAMS"); s != "" {
+		streams = nil
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				b.Fatalf("CAMVAULT_BENCH_STREAMS: %q", s)
+			}
+			streams = append(streams, n)
+		}
+	}
+	seconds := 20
+	if s := os.Getenv("CAMVAULT_BENCH_SECONDS"); s != "" {
+		if seconds, err = strconv.Atoi(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("clip: %d frames, %.2f Mbit/s", len(clip.Frames), clip.Bitrate()/1e6)
+	for _, n := range streams {
+		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
+			var res *LoadResult
+			for i := 0; i < b.N; i++ {
+				res, err = RunLoad(context.Background(), LoadConfig{Binary: bin, Cameras: n,
+					Duration: time.Duration(seconds) * time.Second, Clip: clip, WorkDir: b.TempDir()})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(res.ZeroLoss), "streams-zero-loss")
+			b.ReportMetric(res.CoresPerStream*1000, "server-millicores/stream")
+			b.ReportMetric(res.MiBPerStream, "server-MiB/stream")
+			b.ReportMetric(float64(res.P50.Milliseconds()), "p50-ms")
+			b.ReportMetric(float64(res.P99.Milliseconds()), "p99-ms")
+			b.ReportMetric(float64(res.Durable)/float64(max(res.Sent, 1)), "durable/sent")
+			for i, e := range res.Errors {
+				if i == 5 {
+					b.Logf("... %d more", len(res.Errors)-5)
+					break
+				}
+				b.Log(e)
+			}
+		})
+	}
+}

@@ -1,0 +1,128 @@
+package bench
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// clockTicks is USER_HZ, 100 on every Linux this runs on.
+const clockTicks = 100
+
+// cpuSeconds reads utime+stime of a process from /proc/<pid>/stat.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return math.NaN()
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / clockTicks
+}
+
+// rssMiB reads VmRSS of a process.
+func rssMiB(pid int) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return math.NaN()
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return math.NaN()
+}
+
+// latencyQuantiles scrapes a histogram from the server and interpolates
+// quantiles within its buckets.
+func latencyQuantiles(httpPort int, name string, qs ...float64) ([]time.Duration, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", httpPort))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	type bucket struct{ le, n float64 }
+	var buckets []bucket
+	sc := bufio.NewScanner(resp.Body)
+	prefix := name + `_bucket{le="`
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), prefix)
+		if !ok {
+			continue
+		}
+		i := strings.Index(line, `"}`)
+		le, _ := strconv.ParseFloat(line[:i], 64)
+		n, _ := strconv.ParseFloat(strings.TrimSpace(line[i+2:]), 64)
+		buckets = append(buckets, bucket{le, n})
+	}
+	if len(buckets) == 0 || buckets[len(buckets)-1].n == 0 {
+		return nil, fmt.Errorf("no %s observations", name)
+	}
+	total := buckets[len(buckets)-1].n
+	out := make([]time.Duration, len(qs))
+	for k, q := range qs {
+		rank := q * total
+		lo, prevN := 0.0, 0.0
+		for _, b := range buckets {
+			if b.n >= rank {
+				hi := b.le
+				if math.IsInf(hi, 1) {
+					hi = lo
+				}
+				frac := 0.0
+				if b.n > prevN {
+					frac = (rank - prevN) / (b.n - prevN)
+				}
+				out[k] = time.Duration((lo + frac*(hi-lo)) * float64(time.Second))
+				break
+			}
+			lo, prevN = b.le, b.n
+		}
+	}
+	return out, nil
+}
+
+// durableSamples sums the access units durable per camera.
+func durableSamples(bin, data string) (map[string]int64, error) {
+	out, err := exec.Command(bin, "incidents", "--json", "--data", data).Output()
+	if err != nil {
+		return nil, fmt.Errorf("incidents: %w", err)
+	}
+	var rows []struct {
+		Camera  string `json:"camera"`
+		Samples int64  `json:"samples"`
+	}
+	if err := json.Unmarshal(out, &rows); err != nil {
+		return nil, err
+	}
+	m := map[string]int64{}
+	for _, r := range rows {
+		m[r.Camera] += r.Samples
+	}
+	return m, nil
+}

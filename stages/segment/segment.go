@@ -1,0 +1,695 @@
+// Package segment cuts the access units of one ingest session into
+// keyframe-aligned fragmented MP4 segments: one init segment (ftyp+moov)
+// for the session and a moof+mdat pair per segment.
+//
+// Each segment of a session with video starts with an IDR picture, so a
+// segment can be decoded with the init segment alone and the segments of a
+// session concatenate into one playable file with a continuous timeline.
+package segment
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4"
+
+	"camvault/media"
+)
+
+// Errors returned by New and Push. Push wraps them with context; use
+// errors.Is.
+var (
+	// ErrNoKeyframe: the stream went MaxDuration without a video keyframe
+	// (or, before the first keyframe, without any usable access unit).
+	ErrNoKeyframe = errors.New("segment: no keyframe within max duration")
+	// ErrTooLarge: a segment would buffer more than MaxBytes of payload.
+	ErrTooLarge = errors.New("segment: segment exceeds max bytes")
+	// ErrTimestampJump: a track's DTS jumped forward by more than
+	// MaxDuration, which no sample duration can represent honestly.
+	ErrTimestampJump = errors.New("segment: timestamp jump")
+	// ErrClosed: Push after Flush.
+	ErrClosed = errors.New("segment: segmenter flushed")
+	// ErrInvalidTrack: New was given a track it cannot write.
+	ErrInvalidTrack = errors.New("segment: invalid track")
+	// ErrInvalidConfig: New was given an inconsistent Config.
+	ErrInvalidConfig = errors.New("segment: invalid config")
+)
+
+// Defaults for a zero Config.
+const (
+	DefaultTarget   = 2 * time.Second
+	DefaultMaxBytes = 32 << 20
+)
+
+const (
+	// Clock rates outside this range are not media clocks; bounding them
+	// (and timestamps, below) keeps every tick computation within int64.
+	minClockRate = 1000
+	maxClockRate = 1_000_000
+	// maxTimestamp bounds |DTS| and |PTS|: 2^40 ticks is over 12 days even
+	// at the highest clock rate.
+	maxTimestamp = 1 << 40
+	// maxTrackID keeps the id lookup table small.
+	maxTrackID = 1 << 10
+	// maxCloseWait bounds how long a cut waits for the other tracks'
+	// samples that belong before it, so a dead audio track cannot stall
+	// the video.
+	maxCloseWait = 500 * time.Millisecond
+)
+
+// Config tunes segment cutting. The zero value gives the defaults.
+type Config struct {
+	// Target: cut at the first video keyframe once the segment is at least
+	// this long (default 2 s). Audio-only sessions cut at this duration.
+	Target time.Duration
+	// MaxDuration: a stream with no keyframe for this long fails with
+	// ErrNoKeyframe (default 10*Target).
+	MaxDuration time.Duration
+	// MaxBytes bounds the payload buffered per segment (default 32 MiB).
+	MaxBytes int
+}
+
+// Segment is one moof+mdat fragment.
+type Segment struct {
+	// Seq is 1, 2, 3 ... within the session; it is the mfhd sequence number.
+	Seq uint64
+	// Start and End are the media time covered, on the output timeline,
+	// which starts at 0 at the first kept access unit. Consecutive segments
+	// share their boundary: segment N's End is segment N+1's Start.
+	Start, End time.Duration
+	// Data is the moof+mdat pair.
+	Data []byte
+	// Samples is the number of access units in Data, all tracks.
+	Samples int
+	// Received is the latest AccessUnit.Received among them.
+	Received time.Time
+}
+
+// sample is a buffered access unit; its payload is track.buf[off:off+size].
+type sample struct {
+	dts    int64 // output timeline, track ticks
+	ptsOff int32
+	dur    uint32
+	sync   bool
+	off    int
+	size   int
+	recv   time.Time
+}
+
+type track struct {
+	id       int
+	rate     int64
+	video    bool
+	guessDur uint32 // duration of a last sample with no successor, until one is measured
+	maxTicks int64  // Config.MaxDuration in ticks
+
+	// origin maps input DTS to the output timeline; floor is the lowest
+	// output DTS still accepted (earlier ones belong to emitted segments).
+	origin, floor int64
+
+	last    int64 // input DTS of the last accepted AU
+	hasLast bool
+
+	firstSeen int64 // input DTS of the first AU dropped before the start
+	seen      bool
+
+	buf     []byte
+	samples []sample
+	// holding: the last sample's duration is unknown until its successor.
+	holding bool
+	lastDur uint32
+
+	cut int64 // pending cut, in this track's ticks
+}
+
+// Segmenter cuts one session. It is not safe for concurrent use.
+type Segmenter struct {
+	cfg    Config
+	tracks []*track
+	byID   []int // track id -> index in tracks, -1 if none
+	cutter *track
+	init   []byte
+
+	started  bool
+	seq      uint64
+	segStart int64 // start of the open segment, cutter ticks
+	closing  bool  // a cut is decided, waiting for samples before it
+	cutAt    int64 // that cut, cutter ticks
+	bytes    int   // buffered payload, all tracks
+
+	dropped int
+	err     error
+	flushed bool
+}
+
+// New returns a Segmenter for a session with the given tracks.
+func New(tracks []media.Track, cfg Config) (*Segmenter, error) {
+	if cfg.Target <= 0 {
+		cfg.Target = DefaultTarget
+	}
+	if cfg.MaxDuration <= 0 {
+		cfg.MaxDuration = 10 * cfg.Target
+	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
+	if cfg.MaxDuration < cfg.Target {
+		return nil, fmt.Errorf("%w: MaxDuration %v shorter than Target %v", ErrInvalidConfig, cfg.MaxDuration, cfg.Target)
+	}
+	if len(tracks) == 0 {
+		return nil, fmt.Errorf("%w: no tracks", ErrInvalidTrack)
+	}
+
+	s := &Segmenter{cfg: cfg}
+	var initTracks []*fmp4.InitTrack
+	maxID := 0
+	for _, mt := range tracks {
+		if mt.ID < 0 || mt.ID >= maxTrackID {
+			return nil, fmt.Errorf("%w: track id %d out of range", ErrInvalidTrack, mt.ID)
+		}
+		maxID = max(maxID, mt.ID)
+	}
+	s.byID = make([]int, maxID+1)
+	for i := range s.byID {
+		s.byID[i] = -1
+	}
+
+	for i, mt := range tracks {
+		if s.byID[mt.ID] >= 0 {
+			return nil, fmt.Errorf("%w: duplicate track id %d", ErrInvalidTrack, mt.ID)
+		}
+		s.byID[mt.ID] = i
+		t, codec, err := newTrack(mt, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("track %d: %w", mt.ID, err)
+		}
+		if t.video {
+			if s.cutter != nil && s.cutter.video {
+				return nil, fmt.Errorf("%w: track %d: more than one video track", ErrInvalidTrack, mt.ID)
+			}
+			s.cutter = t
+		} else if s.cutter == nil {
+			s.cutter = t
+		}
+		s.tracks = append(s.tracks, t)
+		initTracks = append(initTracks, &fmp4.InitTrack{ID: mt.ID + 1, TimeScale: uint32(mt.ClockRate), Codec: codec})
+	}
+
+	// Marshalling now validates what the init segment needs (the SPS is
+	// parsed for the picture size), so Init cannot fail later.
+	var buf seekablebuffer.Buffer
+	if err := (&fmp4.Init{Tracks: initTracks}).Marshal(&buf); err != nil {
+		return nil, fmt.Errorf("%w: init segment: %v", ErrInvalidTrack, err)
+	}
+	s.init = buf.Bytes()
+	return s, nil
+}
+
+func newTrack(mt media.Track, cfg Config) (*track, mp4.Codec, error) {
+	if mt.ClockRate < minClockRate || mt.ClockRate > maxClockRate {
+		return nil, nil, fmt.Errorf("%w: clock rate %d outside [%d, %d]", ErrInvalidTrack, mt.ClockRate, minClockRate, maxClockRate)
+	}
+	t := &track{id: mt.ID, rate: int64(mt.ClockRate), video: mt.IsVideo()}
+	t.maxTicks = durToTicks(cfg.MaxDuration, t.rate)
+
+	var codec mp4.Codec
+	switch mt.Codec {
+	case media.CodecH264:
+		if len(mt.SPS) == 0 || len(mt.PPS) == 0 {
+			return nil, nil, fmt.Errorf("%w: H.264 without SPS/PPS", ErrInvalidTrack)
+		}
+		var sps h264.SPS
+		if err := sps.Unmarshal(mt.SPS); err != nil {
+			return nil, nil, fmt.Errorf("%w: H.264 SPS: %v", ErrInvalidTrack, err)
+		}
+		codec = &mp4.CodecH264{SPS: mt.SPS, PPS: mt.PPS}
+		t.guessDur = uint32(max(t.rate/30, 1))
+	case media.CodecAAC:
+		var conf mpeg4audio.AudioSpecificConfig
+		if err := conf.Unmarshal(mt.AudioConfig); err != nil {
+			return nil, nil, fmt.Errorf("%w: AAC config: %v", ErrInvalidTrack, err)
+		}
+		if conf.SampleRate <= 0 || conf.ChannelCount <= 0 {
+			return nil, nil, fmt.Errorf("%w: AAC config: sample rate %d, %d channels", ErrInvalidTrack, conf.SampleRate, conf.ChannelCount)
+		}
+		codec = &mp4.CodecMPEG4Audio{Config: conf}
+		t.guessDur = uint32(max(1024*t.rate/int64(conf.SampleRate), 1))
+	case media.CodecOpus:
+		// dOps is written with channel mapping family 0, which allows
+		// mono and stereo only.
+		if mt.ChannelCount < 1 || mt.ChannelCount > 2 {
+			return nil, nil, fmt.Errorf("%w: Opus with %d channels", ErrInvalidTrack, mt.ChannelCount)
+		}
+		codec = &mp4.CodecOpus{ChannelCount: mt.ChannelCount}
+		t.guessDur = uint32(max(t.rate/50, 1))
+	default:
+		return nil, nil, fmt.Errorf("%w: unsupported codec %q", ErrInvalidTrack, mt.Codec)
+	}
+	return t, codec, nil
+}
+
+// Init returns the fMP4 init segment (ftyp+moov) for all tracks. Track IDs
+// are media.Track.ID+1; each track's timescale is its clock rate.
+func (s *Segmenter) Init() ([]byte, error) {
+	return append([]byte(nil), s.init...), nil
+}
+
+// Dropped returns the number of access units discarded: video before the
+// first keyframe, audio before it when the session has video, units with an
+// unknown track, an empty payload, out-of-range timestamps, a DTS not after
+// the track's previous one, or arriving after their segment was emitted.
+func (s *Segmenter) Dropped() int { return s.dropped }
+
+// Push adds an access unit. It returns a segment when one is complete
+// (usually when au starts the next one), else nil. Samples wait for their
+// successor on the same track, whose DTS gives their duration.
+//
+// After Push returns an error the Segmenter takes no more units; Flush
+// still returns what was buffered before the error, which is valid.
+func (s *Segmenter) Push(au *media.AccessUnit) (*Segment, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	if s.flushed {
+		return nil, ErrClosed
+	}
+	if au == nil || au.Track < 0 || au.Track >= len(s.byID) || s.byID[au.Track] < 0 ||
+		!validTimestamps(au.PTS, au.DTS) {
+		s.dropped++
+		return nil, nil
+	}
+	t := s.tracks[s.byID[au.Track]]
+	size := payloadSize(t.video, au.NALUs)
+	if size == 0 {
+		s.dropped++
+		return nil, nil
+	}
+	key := !t.video || hasIDR(au.NALUs)
+
+	if !s.started {
+		if t != s.cutter || !key {
+			return nil, s.dropBeforeStart(t, au.DTS)
+		}
+		s.start(au.DTS)
+	}
+
+	if t.hasLast && au.DTS <= t.last {
+		s.dropped++
+		return nil, nil
+	}
+	rel := au.DTS - t.origin
+	if rel < t.floor {
+		s.dropped++
+		return nil, nil
+	}
+	if t.hasLast && (au.DTS-t.last > t.maxTicks || au.DTS-t.last > math.MaxUint32) {
+		return nil, s.fail(fmt.Errorf("track %d: DTS jumped by %v: %w", t.id, ticksToDur(au.DTS-t.last, t.rate), ErrTimestampJump))
+	}
+
+	at := ticksToDur(rel, t.rate)
+	cutterKey := t == s.cutter && key
+	open := s.segStart
+	if s.closing {
+		open = s.cutAt
+	}
+	if !cutterKey {
+		if d := at - ticksToDur(open, s.cutter.rate); d > s.cfg.MaxDuration {
+			return nil, s.fail(fmt.Errorf("track %d: %v since the last keyframe: %w", t.id, d, ErrNoKeyframe))
+		}
+	}
+	if s.bytes+size > s.cfg.MaxBytes {
+		return nil, s.fail(fmt.Errorf("track %d: %d bytes buffered, access unit of %d: %w", t.id, s.bytes, size, ErrTooLarge))
+	}
+
+	s.appendSample(t, au, rel, size, key)
+
+	var out *Segment
+	if s.closing && (s.ready() || at-ticksToDur(s.cutAt, s.cutter.rate) >= s.closeWait()) {
+		out = s.emit(false)
+	}
+	if !s.closing && cutterKey && rel > s.segStart &&
+		(at-ticksToDur(s.segStart, t.rate) >= s.cfg.Target || s.bytes >= s.cfg.MaxBytes/2) {
+		s.closing = true
+		s.cutAt = rel
+		for _, o := range s.tracks {
+			o.cut = ceilDiv(rel*o.rate, t.rate)
+		}
+		// One segment per Push: if one was just emitted, this cut is
+		// emitted by a later Push or merged into the segment Flush returns.
+		if out == nil && s.ready() {
+			out = s.emit(false)
+		}
+	}
+	return out, nil
+}
+
+// Flush ends the stream and returns the buffered samples as the last
+// segment, or nil if there are none. Samples still waiting for a successor
+// get their track's previous duration. A cut still waiting for other tracks
+// is abandoned: the keyframe simply stays inside the last segment.
+func (s *Segmenter) Flush() (*Segment, error) {
+	if s.flushed {
+		return nil, nil
+	}
+	s.flushed = true
+	if s.bytes == 0 {
+		return nil, nil
+	}
+	s.closing = false
+	return s.emit(true), nil
+}
+
+func (s *Segmenter) fail(err error) error {
+	s.err = fmt.Errorf("segment: %w", err)
+	return s.err
+}
+
+// dropBeforeStart discards an AU that precedes the first keyframe; nothing
+// is buffered, but a stream that never becomes decodable must end.
+func (s *Segmenter) dropBeforeStart(t *track, dts int64) error {
+	s.dropped++
+	if !t.seen {
+		t.seen, t.firstSeen = true, dts
+		return nil
+	}
+	if d := dts - t.firstSeen; d > t.maxTicks {
+		return s.fail(fmt.Errorf("track %d: %v of media before the first keyframe: %w", t.id, ticksToDur(d, t.rate), ErrNoKeyframe))
+	}
+	return nil
+}
+
+// start puts the output timeline's 0 at the cutter track's DTS, for every
+// track, so that tracks stay in sync whatever their clock rates.
+func (s *Segmenter) start(dts int64) {
+	s.started = true
+	for _, t := range s.tracks {
+		t.origin = floorDiv(dts*t.rate, s.cutter.rate)
+	}
+}
+
+func (s *Segmenter) appendSample(t *track, au *media.AccessUnit, rel int64, size int, key bool) {
+	if t.holding {
+		prev := &t.samples[len(t.samples)-1]
+		prev.dur = uint32(rel - prev.dts)
+		t.lastDur = prev.dur
+	}
+	off := len(t.buf)
+	if t.video {
+		for _, n := range au.NALUs {
+			if len(n) == 0 {
+				continue
+			}
+			t.buf = binary.BigEndian.AppendUint32(t.buf, uint32(len(n)))
+			t.buf = append(t.buf, n...)
+		}
+	} else {
+		for _, n := range au.NALUs {
+			t.buf = append(t.buf, n...)
+		}
+	}
+	t.samples = append(t.samples, sample{
+		dts:    rel,
+		ptsOff: int32(au.PTS - au.DTS),
+		sync:   key,
+		off:    off,
+		size:   size,
+		recv:   au.Received,
+	})
+	t.holding = true
+	t.last, t.hasLast = au.DTS, true
+	s.bytes += size
+}
+
+// ready reports whether every track has all its samples before the pending
+// cut complete, i.e. its held sample (if any) is at or after the cut.
+func (s *Segmenter) ready() bool {
+	for _, t := range s.tracks {
+		if t.holding && t.samples[len(t.samples)-1].dts < t.cut {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Segmenter) closeWait() time.Duration {
+	return min(s.cfg.Target/2, maxCloseWait)
+}
+
+// emit cuts the samples before the pending cut (all of them when final)
+// into a Segment and keeps the rest for the next one.
+func (s *Segmenter) emit(final bool) *Segment {
+	counts := make([]int, len(s.tracks))
+	seg := &Segment{Start: ticksToDur(s.segStart, s.cutter.rate)}
+	for i, t := range s.tracks {
+		limit := t.cut
+		if final {
+			limit = math.MaxInt64
+		}
+		if t.holding {
+			if last := &t.samples[len(t.samples)-1]; last.dts < limit {
+				// No successor in time: the next segment's base time
+				// carries the real timing, so a guess cannot drift.
+				last.dur = t.lastDur
+				if last.dur == 0 {
+					last.dur = t.guessDur
+				}
+				t.holding = false
+			}
+		}
+		n := 0
+		for n < len(t.samples) && t.samples[n].dts < limit {
+			n++
+		}
+		counts[i] = n
+		if !final {
+			t.floor = max(t.floor, t.cut)
+		}
+		for _, sm := range t.samples[:n] {
+			if sm.recv.After(seg.Received) {
+				seg.Received = sm.recv
+			}
+		}
+		if final && n > 0 {
+			last := t.samples[n-1]
+			seg.End = max(seg.End, ticksToDur(last.dts+int64(last.dur), t.rate))
+		}
+		seg.Samples += n
+	}
+	if !final {
+		seg.End = ticksToDur(s.cutAt, s.cutter.rate)
+		s.segStart = s.cutAt
+	}
+	s.closing = false
+	s.seq++
+	seg.Seq = s.seq
+	seg.Data = s.marshal(uint32(s.seq), counts)
+
+	for i, t := range s.tracks {
+		s.bytes -= t.consume(counts[i])
+	}
+	return seg
+}
+
+// consume removes the first n samples and their payload, returning its size.
+func (t *track) consume(n int) int {
+	if n == 0 {
+		return 0
+	}
+	if n == len(t.samples) {
+		size := len(t.buf)
+		t.samples = t.samples[:0]
+		t.buf = shrink(t.buf[:0])
+		return size
+	}
+	base := t.samples[n].off
+	copy(t.buf, t.buf[base:])
+	t.buf = shrink(t.buf[:len(t.buf)-base])
+	k := copy(t.samples, t.samples[n:])
+	t.samples = t.samples[:k]
+	for i := range t.samples {
+		t.samples[i].off -= base
+	}
+	return base
+}
+
+// shrink lets a buffer that grew for one burst go back to the allocator,
+// so 200 sessions do not each pin their largest segment ever.
+func shrink(b []byte) []byte {
+	const keep = 4 << 20
+	if cap(b) > keep && len(b) < cap(b)/4 {
+		return append(make([]byte, 0, max(2*len(b), keep)), b...)
+	}
+	return b
+}
+
+// Box sizes of the fragment written by marshal; the layout is the one
+// fmp4.Part.Marshal produces (moof{mfhd, traf{tfhd, tfdt v1, trun v1}...},
+// mdat), written straight into the result to avoid copying the payload
+// twice per segment.
+const (
+	boxHeader  = 8
+	mfhdSize   = boxHeader + 8
+	tfhdSize   = boxHeader + 8
+	tfdtSize   = boxHeader + 12
+	trunFixed  = boxHeader + 12
+	trafFixed  = boxHeader + tfhdSize + tfdtSize + trunFixed
+	tfhdFlags  = 0x020000 // default-base-is-moof
+	trunOffset = 0x000001
+	trunDur    = 0x000100
+	trunSize   = 0x000200
+	trunFlags  = 0x000400
+	trunCTO    = 0x000800
+	nonSync    = 1 << 16
+)
+
+func (s *Segmenter) marshal(seq uint32, counts []int) []byte {
+	moofSize := boxHeader + mfhdSize
+	payload := 0
+	flags := make([]uint32, len(s.tracks))
+	for i, t := range s.tracks {
+		n := counts[i]
+		if n == 0 {
+			continue
+		}
+		f := uint32(trunOffset | trunDur | trunSize)
+		for _, sm := range t.samples[:n] {
+			if !sm.sync {
+				f |= trunFlags
+			}
+			if sm.ptsOff != 0 {
+				f |= trunCTO
+			}
+			payload += sm.size
+		}
+		flags[i] = f
+		moofSize += trafFixed + n*entrySize(f)
+	}
+
+	out := make([]byte, moofSize+boxHeader+payload)
+	w := out[:0]
+	w = boxStart(w, moofSize, "moof")
+	w = boxStart(w, mfhdSize, "mfhd")
+	w = binary.BigEndian.AppendUint32(w, 0)
+	w = binary.BigEndian.AppendUint32(w, seq)
+	dataOff := moofSize + boxHeader
+	for i, t := range s.tracks {
+		n := counts[i]
+		if n == 0 {
+			continue
+		}
+		es := entrySize(flags[i])
+		w = boxStart(w, trafFixed+n*es, "traf")
+		w = boxStart(w, tfhdSize, "tfhd")
+		w = binary.BigEndian.AppendUint32(w, tfhdFlags)
+		w = binary.BigEndian.AppendUint32(w, uint32(t.id+1))
+		w = boxStart(w, tfdtSize, "tfdt")
+		w = binary.BigEndian.AppendUint32(w, 1<<24) // version 1
+		w = binary.BigEndian.AppendUint64(w, uint64(t.samples[0].dts))
+		w = boxStart(w, trunFixed+n*es, "trun")
+		w = binary.BigEndian.AppendUint32(w, 1<<24|flags[i])
+		w = binary.BigEndian.AppendUint32(w, uint32(n))
+		w = binary.BigEndian.AppendUint32(w, uint32(dataOff))
+		for _, sm := range t.samples[:n] {
+			w = binary.BigEndian.AppendUint32(w, sm.dur)
+			w = binary.BigEndian.AppendUint32(w, uint32(sm.size))
+			if flags[i]&trunFlags != 0 {
+				var sf uint32
+				if !sm.sync {
+					sf = nonSync
+				}
+				w = binary.BigEndian.AppendUint32(w, sf)
+			}
+			if flags[i]&trunCTO != 0 {
+				w = binary.BigEndian.AppendUint32(w, uint32(sm.ptsOff))
+			}
+		}
+		for _, sm := range t.samples[:n] {
+			dataOff += sm.size
+		}
+	}
+	w = boxStart(w, boxHeader+payload, "mdat")
+	for i, t := range s.tracks {
+		if n := counts[i]; n > 0 {
+			end := t.samples[n-1].off + t.samples[n-1].size
+			w = append(w, t.buf[:end]...)
+		}
+	}
+	return w
+}
+
+func entrySize(flags uint32) int {
+	n := 8
+	if flags&trunFlags != 0 {
+		n += 4
+	}
+	if flags&trunCTO != 0 {
+		n += 4
+	}
+	return n
+}
+
+func boxStart(w []byte, size int, typ string) []byte {
+	w = binary.BigEndian.AppendUint32(w, uint32(size))
+	return append(w, typ...)
+}
+
+func validTimestamps(pts, dts int64) bool {
+	return dts >= -maxTimestamp && dts <= maxTimestamp &&
+		pts >= -maxTimestamp && pts <= maxTimestamp &&
+		pts-dts >= math.MinInt32 && pts-dts <= math.MaxInt32
+}
+
+// payloadSize is the size of the sample written for nalus: AVCC (4-byte
+// length prefixes, empty NAL units skipped) for video, the bytes for audio.
+func payloadSize(video bool, nalus [][]byte) int {
+	n := 0
+	for _, b := range nalus {
+		if len(b) == 0 {
+			continue
+		}
+		n += len(b)
+		if video {
+			n += 4
+		}
+	}
+	return n
+}
+
+// hasIDR decides keyframes from the bitstream rather than AccessUnit.Key:
+// a segment that starts on anything but an IDR picture is undecodable.
+func hasIDR(nalus [][]byte) bool {
+	for _, n := range nalus {
+		if len(n) > 0 && h264.NALUType(n[0]&0x1f) == h264.NALUTypeIDR {
+			return true
+		}
+	}
+	return false
+}
+
+func ticksToDur(ticks, rate int64) time.Duration {
+	return time.Duration(ticks/rate*int64(time.Second) + ticks%rate*int64(time.Second)/rate)
+}
+
+func durToTicks(d time.Duration, rate int64) int64 {
+	sec := int64(time.Second)
+	return int64(d)/sec*rate + int64(d)%sec*rate/sec
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+func ceilDiv(a, b int64) int64 {
+	return -floorDiv(-a, b)
+}
