@@ -97,6 +97,10 @@ func (d *h264Depacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]
 		}
 		return nil, fmt.Errorf("h264 depacketize: %w", err)
 	}
+	nalus, invalid := validNALUs(nalus)
+	if nalus == nil {
+		return nil, invalid
+	}
 	key := h264.IsRandomAccess(nalus)
 	inband := false
 	for _, n := range nalus {
@@ -125,7 +129,35 @@ func (d *h264Depacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]
 	if err != nil {
 		return nil, fmt.Errorf("h264 timestamps: %w", err)
 	}
-	return []*media.AccessUnit{{Track: d.track, PTS: pts, DTS: dts, Key: key, NALUs: copyNALUs(nalus), Received: now}}, nil
+	return []*media.AccessUnit{{Track: d.track, PTS: pts, DTS: dts, Key: key, NALUs: copyNALUs(nalus), Received: now}}, invalid
+}
+
+// validNALUs drops NAL units no encoder can have produced: the forbidden
+// bit set, or a type that cannot appear in a depacketized access unit (0,
+// and the RTP aggregation and fragmentation types 24-31). Such units are
+// corruption on the way, not footage, and would break decoders of the
+// frames after them.
+func validNALUs(nalus [][]byte) ([][]byte, error) {
+	bad := 0
+	for _, n := range nalus {
+		if len(n) == 0 || n[0]&0x80 != 0 || n[0]&0x1f == 0 || n[0]&0x1f >= 24 {
+			bad++
+		}
+	}
+	if bad == 0 {
+		return nalus, nil
+	}
+	out := make([][]byte, 0, len(nalus)-bad)
+	for _, n := range nalus {
+		if !(len(n) == 0 || n[0]&0x80 != 0 || n[0]&0x1f == 0 || n[0]&0x1f >= 24) {
+			out = append(out, n)
+		}
+	}
+	err := fmt.Errorf("h264: dropped %d invalid NAL unit(s)", bad)
+	if len(out) == 0 {
+		return nil, err
+	}
+	return out, err
 }
 
 // copyNALUs copies an access unit into one allocation.

@@ -94,7 +94,9 @@ type publisher struct {
 
 	mu      sync.Mutex // orders packets of all tracks into the session
 	tracks  []media.Track
-	depack  map[*description.Media]map[uint8]trackDepack
+	depack  map[*description.Media]map[uint8]*trackDepack
+	lost    atomic.Uint64 // RTP packets lost in transit
+	dupes   uint64        // duplicate or replayed RTP packets dropped
 	session Session
 	record  time.Time // when RECORD was accepted
 	ended   bool
@@ -105,6 +107,20 @@ type publisher struct {
 type trackDepack struct {
 	id int
 	d  depacketizer
+	// Replay and duplicate guard: a packet whose sequence number is not
+	// ahead of the last one accepted is dropped before it can disturb the
+	// depacketizer's state (over UDP gortsplib has already reordered).
+	lastSeq uint16
+	haveSeq bool
+}
+
+// accept reports whether pkt is new, and records it.
+func (td *trackDepack) accept(pkt *rtp.Packet) bool {
+	if td.haveSeq && int16(pkt.SequenceNumber-td.lastSeq) <= 0 {
+		return false
+	}
+	td.lastSeq, td.haveSeq = pkt.SequenceNumber, true
+	return true
 }
 
 // NewRTSPServer builds the server; Start listens.
@@ -199,7 +215,7 @@ func (s *RTSPServer) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*bas
 	}
 
 	p := &publisher{cam: cam, ss: ctx.Session, desc: ctx.Description, remote: remote,
-		depack: map[*description.Media]map[uint8]trackDepack{}}
+		depack: map[*description.Media]map[uint8]*trackDepack{}}
 	for _, medi := range ctx.Description.Medias {
 		for _, f := range medi.Formats {
 			t, d, err := newTrack(len(p.tracks), f)
@@ -214,9 +230,9 @@ func (s *RTSPServer) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*bas
 				return s.refuse(base.StatusBadRequest, remote, ctx.Path, err.Error()), nil
 			}
 			if p.depack[medi] == nil {
-				p.depack[medi] = map[uint8]trackDepack{}
+				p.depack[medi] = map[uint8]*trackDepack{}
 			}
-			p.depack[medi][f.PayloadType()] = trackDepack{id: t.ID, d: d}
+			p.depack[medi][f.PayloadType()] = &trackDepack{id: t.ID, d: d}
 			p.tracks = append(p.tracks, t)
 			break // one format per media
 		}
@@ -303,6 +319,10 @@ func (s *RTSPServer) onPacket(p *publisher, medi *description.Media, pkt *rtp.Pa
 	if p.ended || p.failure != nil {
 		return
 	}
+	if !td.accept(pkt) {
+		p.dupes++
+		return
+	}
 	// Under the lock: the time decoder is shared by the session's tracks.
 	pts, ok := p.ss.PacketPTS2(medi, pkt)
 	if !ok {
@@ -367,6 +387,9 @@ func (s *RTSPServer) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCt
 		return
 	}
 	p.ended = true
+	if lost := p.lost.Load(); lost > 0 || p.dupes > 0 {
+		s.log.Warn("rtp packets lost or duplicated in transit", "camera", p.cam.ID, "lost", lost, "duplicates_dropped", p.dupes)
+	}
 	how, cause := EndInterrupted, ctx.Error
 	var torn liberrors.ErrServerSessionTornDown
 	switch {
@@ -386,4 +409,20 @@ func (p *publisher) failureOr(err error) error {
 		return p.failure
 	}
 	return err
+}
+
+// OnPacketsLost counts packets the transport saw missing.
+func (s *RTSPServer) OnPacketsLost(ctx *gortsplib.ServerHandlerOnPacketsLostCtx) {
+	if p, ok := ctx.Session.UserData().(*publisher); ok {
+		p.lost.Add(ctx.Lost)
+	}
+}
+
+// OnDecodeError logs transport-level decode errors (malformed RTP/RTCP).
+func (s *RTSPServer) OnDecodeError(ctx *gortsplib.ServerHandlerOnDecodeErrorCtx) {
+	cam := ""
+	if p, ok := ctx.Session.UserData().(*publisher); ok {
+		cam = p.cam.ID
+	}
+	s.log.Debug("rtsp decode error", "camera", cam, "err", ctx.Error)
 }

@@ -374,14 +374,12 @@ func (s *Segmenter) fail(err error) error {
 // dropBeforeStart discards an AU that precedes the first keyframe; nothing
 // is buffered, but a stream that never becomes decodable must end.
 func (s *Segmenter) dropBeforeStart(t *track, dts int64) error {
-	s.dropped++
 	if !t.seen {
 		t.seen, t.firstSeen = true, dts
-		return nil
-	}
-	if d := dts - t.firstSeen; d > t.maxTicks {
+	} else if d := dts - t.firstSeen; d > t.maxTicks {
 		return s.fail(fmt.Errorf("track %d: %v of media before the first keyframe: %w", t.id, ticksToDur(d, t.rate), ErrNoKeyframe))
 	}
+	s.dropped++
 	return nil
 }
 
@@ -502,15 +500,15 @@ func (t *track) consume(n int) int {
 	if n == 0 {
 		return 0
 	}
+	peak := len(t.buf)
 	if n == len(t.samples) {
-		size := len(t.buf)
 		t.samples = t.samples[:0]
-		t.buf = shrink(t.buf[:0])
-		return size
+		t.buf = shrink(t.buf[:0], peak)
+		return peak
 	}
 	base := t.samples[n].off
 	copy(t.buf, t.buf[base:])
-	t.buf = shrink(t.buf[:len(t.buf)-base])
+	t.buf = shrink(t.buf[:len(t.buf)-base], peak)
 	k := copy(t.samples, t.samples[n:])
 	t.samples = t.samples[:k]
 	for i := range t.samples {
@@ -520,10 +518,11 @@ func (t *track) consume(n int) int {
 }
 
 // shrink lets a buffer that grew for one burst go back to the allocator,
-// so 200 sessions do not each pin their largest segment ever.
-func shrink(b []byte) []byte {
+// so 200 sessions do not each pin their largest segment ever; peak is what
+// the segment just emitted needed, so a steady bitrate keeps its buffer.
+func shrink(b []byte, peak int) []byte {
 	const keep = 4 << 20
-	if cap(b) > keep && len(b) < cap(b)/4 {
+	if cap(b) > keep && cap(b) > 4*peak {
 		return append(make([]byte, 0, max(2*len(b), keep)), b...)
 	}
 	return b
