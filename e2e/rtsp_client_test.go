@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"crypto/rand"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -33,6 +34,8 @@ type rtspCamera struct {
 	withSPS  bool
 	sendBad  bool // interleave RTP packets carrying broken H.264 NAL units
 	onlyNonI bool // send only non-IDR pictures: a stream that never has a keyframe
+	hold     chan struct{} // if set, stay connected and silent after the last frame until closed
+	tls      bool
 }
 
 func newRTSPCamera(t testing.TB, c *clip, withAudio bool) *rtspCamera {
@@ -79,6 +82,9 @@ func (cam *rtspCamera) desc() *description.Session {
 // run connects, streams every access unit in real time and tears down.
 func (cam *rtspCamera) run(url string, transport gortsplib.Transport) error {
 	cam.client = &gortsplib.Client{Transport: &transport}
+	if cam.tls {
+		cam.client.TLSConfig = &tls.Config{InsecureSkipVerify: true} // the test's self-signed certificate
+	}
 	if err := cam.client.StartRecording(url, cam.desc()); err != nil {
 		return err
 	}
@@ -154,6 +160,9 @@ func (cam *rtspCamera) run(url string, transport gortsplib.Transport) error {
 	}
 	// Let the client's write queue drain before TEARDOWN.
 	time.Sleep(300 * time.Millisecond)
+	if cam.hold != nil {
+		<-cam.hold
+	}
 	return nil
 }
 
