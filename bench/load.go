@@ -123,6 +123,8 @@ func (c *Clip) publish(ctx context.Context, url string, d time.Duration) (int64,
 	for i := 0; ; i++ {
 		at := start.Add(time.Duration(i) * frame)
 		if at.Sub(start) >= d {
+			// Let the client's write queue drain before TEARDOWN.
+			time.Sleep(500 * time.Millisecond)
 			return sent, nil
 		}
 		select {
@@ -151,6 +153,10 @@ type LoadConfig struct {
 	Duration time.Duration // how long each camera streams
 	Clip     *Clip
 	WorkDir  string
+	// ServerArgs are appended to `camvault serve` (e.g. --pprof 127.0.0.1:6060).
+	ServerArgs []string
+	// Env is added to the server's environment (e.g. GOMEMLIMIT).
+	Env []string
 }
 
 // LoadResult is what a run measured.
@@ -184,7 +190,8 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	rtspPort, httpPort := freePort(), freePort()
 	srv := exec.Command(cfg.Binary, "serve", "--data", data, "--no-demo", "--rtsp-rtp", "", "--rtsp-rtcp", "",
 		"--rtsp", fmt.Sprintf("127.0.0.1:%d", rtspPort), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--log-level", "warn")
-	srv.Env = append(os.Environ(), "GOMEMLIMIT=1GiB")
+	srv.Args = append(srv.Args, cfg.ServerArgs...)
+	srv.Env = append(os.Environ(), cfg.Env...)
 	stdout, _ := srv.StdoutPipe()
 	var logs strings.Builder
 	var logMu sync.Mutex

@@ -52,7 +52,8 @@ func BenchmarkRTSPLoad(b *testing.B) {
 			var res *LoadResult
 			for i := 0; i < b.N; i++ {
 				res, err = RunLoad(context.Background(), LoadConfig{Binary: bin, Cameras: n,
-					Duration: time.Duration(seconds) * time.Second, Clip: clip, WorkDir: b.TempDir()})
+					Duration: time.Duration(seconds) * time.Second, Clip: clip, WorkDir: b.TempDir(),
+					ServerArgs: strings.Fields(os.Getenv("CAMVAULT_BENCH_SERVER_ARGS"))})
 				if err != nil {
 					b.Fatal(err)
 				}

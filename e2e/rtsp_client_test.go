@@ -32,8 +32,8 @@ type rtspCamera struct {
 	aus      [][][]byte
 	aacAUs   [][]byte
 	withSPS  bool
-	sendBad  bool // interleave RTP packets carrying broken H.264 NAL units
-	onlyNonI bool // send only non-IDR pictures: a stream that never has a keyframe
+	sendBad  bool          // interleave RTP packets carrying broken H.264 NAL units
+	onlyNonI bool          // send only non-IDR pictures: a stream that never has a keyframe
 	hold     chan struct{} // if set, stay connected and silent after the last frame until closed
 	tls      bool
 }

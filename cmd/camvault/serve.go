@@ -34,6 +34,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	readTimeout := fl.Duration("read-timeout", 10*time.Second, "end a stream silent this long")
 	noDemo := fl.Bool("no-demo", false, "do not create the demo camera on first start")
 	logLevel := fl.String("log-level", "info", "debug, info, warn, error")
+	pprofAddr := fl.String("pprof", "", "serve Go profiling on this address (loopback only; off by default)")
 	if pos, err := parseInterspersed(fl, args); err != nil {
 		return err
 	} else if len(pos) != 0 {
@@ -64,6 +65,12 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err := srv.Start(); err != nil {
 		srv.Close()
 		return err
+	}
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr); err != nil {
+			srv.Close()
+			return err
+		}
 	}
 	ctx := context.Background()
 	if n, err := srv.Catalog.CameraCount(ctx); err == nil && n == 0 && !*noDemo {

@@ -147,6 +147,7 @@ func NewRTSPServer(cfg RTSPConfig, a Authenticator, r Recorder, log *slog.Logger
 		// Basic is the only method that hands us the secret itself, which
 		// is what a MAC check needs; RTSPS protects it on the wire.
 		AuthMethods: []auth.VerifyMethod{auth.VerifyMethodBasic},
+		Listen:      listenBuffered,
 	}
 	return s
 }

@@ -92,13 +92,16 @@ type Segment struct {
 	Received time.Time
 }
 
-// sample is a buffered access unit; its payload is track.buf[off:off+size].
+// sample is a buffered access unit. It keeps a reference to the access
+// unit's NAL units rather than a copy: the ingest side already gave each
+// unit its own allocation, and copying into a per-track buffer would pin
+// a segment's worth of memory per camera between cuts.
 type sample struct {
 	dts    int64 // output timeline, track ticks
 	ptsOff int32
 	dur    uint32
 	sync   bool
-	off    int
+	nalus  [][]byte
 	size   int
 	recv   time.Time
 }
@@ -120,7 +123,6 @@ type track struct {
 	firstSeen int64 // input DTS of the first AU dropped before the start
 	seen      bool
 
-	buf     []byte
 	samples []sample
 	// holding: the last sample's duration is unknown until its successor.
 	holding bool
@@ -271,6 +273,9 @@ func (s *Segmenter) Dropped() int { return s.dropped }
 // (usually when au starts the next one), else nil. Samples wait for their
 // successor on the same track, whose DTS gives their duration.
 //
+// Push keeps au.NALUs, without copying, until the segment holding the unit
+// is emitted: the caller hands them over and must not modify them.
+//
 // After Push returns an error the Segmenter takes no more units; Flush
 // still returns what was buffered before the error, which is valid.
 func (s *Segmenter) Push(au *media.AccessUnit) (*Segment, error) {
@@ -398,25 +403,11 @@ func (s *Segmenter) appendSample(t *track, au *media.AccessUnit, rel int64, size
 		prev.dur = uint32(rel - prev.dts)
 		t.lastDur = prev.dur
 	}
-	off := len(t.buf)
-	if t.video {
-		for _, n := range au.NALUs {
-			if len(n) == 0 {
-				continue
-			}
-			t.buf = binary.BigEndian.AppendUint32(t.buf, uint32(len(n)))
-			t.buf = append(t.buf, n...)
-		}
-	} else {
-		for _, n := range au.NALUs {
-			t.buf = append(t.buf, n...)
-		}
-	}
 	t.samples = append(t.samples, sample{
 		dts:    rel,
 		ptsOff: int32(au.PTS - au.DTS),
 		sync:   key,
-		off:    off,
+		nalus:  au.NALUs,
 		size:   size,
 		recv:   au.Received,
 	})
@@ -495,37 +486,16 @@ func (s *Segmenter) emit(final bool) *Segment {
 	return seg
 }
 
-// consume removes the first n samples and their payload, returning its size.
+// consume removes the first n samples, returning their payload size.
 func (t *track) consume(n int) int {
-	if n == 0 {
-		return 0
+	size := 0
+	for _, sm := range t.samples[:n] {
+		size += sm.size
 	}
-	peak := len(t.buf)
-	if n == len(t.samples) {
-		t.samples = t.samples[:0]
-		t.buf = shrink(t.buf[:0], peak)
-		return peak
-	}
-	base := t.samples[n].off
-	copy(t.buf, t.buf[base:])
-	t.buf = shrink(t.buf[:len(t.buf)-base], peak)
 	k := copy(t.samples, t.samples[n:])
+	clear(t.samples[k:]) // let the emitted payloads go
 	t.samples = t.samples[:k]
-	for i := range t.samples {
-		t.samples[i].off -= base
-	}
-	return base
-}
-
-// shrink lets a buffer that grew for one burst go back to the allocator,
-// so 200 sessions do not each pin their largest segment ever; peak is what
-// the segment just emitted needed, so a steady bitrate keeps its buffer.
-func shrink(b []byte, peak int) []byte {
-	const keep = 4 << 20
-	if cap(b) > keep && cap(b) > 4*peak {
-		return append(make([]byte, 0, max(2*len(b), keep)), b...)
-	}
-	return b
+	return size
 }
 
 // Box sizes of the fragment written by marshal; the layout is the one
@@ -615,9 +585,16 @@ func (s *Segmenter) marshal(seq uint32, counts []int) []byte {
 	}
 	w = boxStart(w, boxHeader+payload, "mdat")
 	for i, t := range s.tracks {
-		if n := counts[i]; n > 0 {
-			end := t.samples[n-1].off + t.samples[n-1].size
-			w = append(w, t.buf[:end]...)
+		for _, sm := range t.samples[:counts[i]] {
+			for _, n := range sm.nalus {
+				if len(n) == 0 {
+					continue
+				}
+				if t.video {
+					w = binary.BigEndian.AppendUint32(w, uint32(len(n)))
+				}
+				w = append(w, n...)
+			}
 		}
 	}
 	return w

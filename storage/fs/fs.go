@@ -33,6 +33,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -72,6 +73,11 @@ var errNoMeta = errors.New("retention metadata missing")
 type Store struct {
 	root *os.Root
 	now  func() time.Time
+	// dirs remembers directories this Store created or checked, so a Put
+	// into an incident's directory does not walk and stat every component
+	// again (through os.Root each component is its own openat). The store
+	// never removes directories, so an entry stays true.
+	dirs sync.Map // string -> struct{}
 }
 
 // Option configures a Store.
@@ -534,6 +540,17 @@ func (s *Store) mkdirs(dir string) error {
 	if dir == "." || dir == "" {
 		return nil
 	}
+	if _, ok := s.dirs.Load(dir); ok {
+		return nil
+	}
+	if err := s.mkdirsWalk(dir); err != nil {
+		return err
+	}
+	s.dirs.Store(dir, struct{}{})
+	return nil
+}
+
+func (s *Store) mkdirsWalk(dir string) error {
 	parts := strings.Split(dir, "/")
 	for i := range parts {
 		p := strings.Join(parts[:i+1], "/")
