@@ -157,6 +157,9 @@ type LoadConfig struct {
 	ServerArgs []string
 	// Env is added to the server's environment (e.g. GOMEMLIMIT).
 	Env []string
+	// GortsplibClient publishes with gortsplib's client instead of the
+	// lean generator (more CPU on the generator's side).
+	GortsplibClient bool
 }
 
 // LoadResult is what a run measured.
@@ -252,8 +255,12 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 			defer wg.Done()
 			// Stagger connections over the first second, as real cameras would.
 			time.Sleep(time.Duration(i) * time.Second / time.Duration(cfg.Cameras))
-			url := fmt.Sprintf("rtsp://load%d:%s@127.0.0.1:%d/load%d", i, secrets[i], rtspPort, i)
-			sent[i], errs[i] = cfg.Clip.publish(ctx, url, cfg.Duration)
+			if cfg.GortsplibClient {
+				url := fmt.Sprintf("rtsp://load%d:%s@127.0.0.1:%d/load%d", i, secrets[i], rtspPort, i)
+				sent[i], errs[i] = cfg.Clip.publish(ctx, url, cfg.Duration)
+				return
+			}
+			sent[i], errs[i] = cfg.Clip.publishRaw(ctx, fmt.Sprintf("127.0.0.1:%d", rtspPort), fmt.Sprintf("load%d", i), secrets[i], cfg.Duration)
 		}(i)
 	}
 	wg.Wait()
