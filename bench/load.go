@@ -301,6 +301,15 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 			res.Errors = append(res.Errors, fmt.Sprintf("load%d: sent %d, durable %d", i, sent[i], d))
 		}
 	}
+	if res.ZeroLoss < cfg.Cameras {
+		logMu.Lock()
+		lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+		logMu.Unlock()
+		if len(lines) > 15 {
+			lines = lines[len(lines)-15:]
+		}
+		res.Errors = append(res.Errors, lines...)
+	}
 	return res, nil
 }
 

@@ -65,8 +65,8 @@ func BenchmarkRTSPLoad(b *testing.B) {
 			b.ReportMetric(float64(res.P99.Milliseconds()), "p99-ms")
 			b.ReportMetric(float64(res.Durable)/float64(max(res.Sent, 1)), "durable/sent")
 			for i, e := range res.Errors {
-				if i == 5 {
-					b.Logf("... %d more", len(res.Errors)-5)
+				if i == 30 {
+					b.Logf("... %d more", len(res.Errors)-30)
 					break
 				}
 				b.Log(e)

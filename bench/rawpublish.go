@@ -78,7 +78,11 @@ func (c *Clip) publishRaw(ctx context.Context, addr, camera, secret string, d ti
 		return 0, err
 	}
 	nc.SetDeadline(time.Time{})
-	go io.Copy(io.Discard, br) // RTCP receiver reports from the server
+	drained := make(chan struct{})
+	go func() { // RTCP receiver reports, then the TEARDOWN response
+		io.Copy(io.Discard, br)
+		close(drained)
+	}()
 
 	var sent int64
 	var seq uint16
@@ -119,6 +123,14 @@ func (c *Clip) publishRaw(ctx context.Context, addr, camera, secret string, d ti
 	cseq++
 	nc.SetDeadline(time.Now().Add(5 * time.Second))
 	fmt.Fprintf(nc, "TEARDOWN %s RTSP/1.0\r\nCSeq: %d\r\nSession: %s\r\nAuthorization: %s\r\n\r\n", url, cseq, session, auth)
-	time.Sleep(200 * time.Millisecond)
+	// Half-close and wait for the server to close: closing with unread
+	// bytes would reset the connection and discard frames the server has
+	// not read yet.
+	nc.(*net.TCPConn).CloseWrite()
+	select {
+	case <-drained:
+	case <-time.After(30 * time.Second):
+		return sent, fmt.Errorf("server did not close the connection after TEARDOWN")
+	}
 	return sent, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"camvault/catalog"
+	"camvault/internal/bufpool"
 	"camvault/media"
 	"camvault/pipeline"
 	"camvault/stages/commit"
@@ -90,24 +91,25 @@ var latencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, .75, 1, 1.5, 2
 // unit is one item in the pipeline: a segment to seal, store and commit, or
 // a session's end marker.
 type unit struct {
-	sess     *session
-	end      bool
-	how      string
-	note     string
-	header   seal.Header
-	plain    []byte
-	first    time.Time // when the segment's first access unit arrived
-	received time.Time // when its last one arrived
-	samples  int
-	chunk    *seal.Chunk
-	object   string
-	err      error // set by a failed stage; commit records a gap
+	sess       *session
+	end        bool
+	how        string
+	note       string
+	header     seal.Header
+	plain      []byte
+	first      time.Time // when the segment's first access unit arrived
+	received   time.Time // when its last one arrived
+	samples    int
+	chunk      *seal.Chunk
+	cipherSize int
+	object     string
+	err        error // set by a failed stage; commit records a gap
 }
 
 // Size lets the pipeline count bytes.
 func (u *unit) Size() int {
 	if u.chunk != nil {
-		return len(u.chunk.Bytes)
+		return u.cipherSize
 	}
 	return len(u.plain)
 }
@@ -176,11 +178,14 @@ func (r *Recorder) seal(_ context.Context, u *unit) (*unit, error) {
 		return u, nil
 	}
 	c, err := u.sess.key.Seal(u.header, u.plain)
+	bufpool.Put(u.plain) // the plaintext is not kept past sealing
+	u.plain = nil
 	if err != nil {
 		u.err = fmt.Errorf("seal: %w", err)
 		return u, nil
 	}
-	u.chunk, u.plain = c, nil // the plaintext is not kept past sealing
+	u.chunk = c
+	u.cipherSize = len(c.Bytes)
 	return u, nil
 }
 
@@ -193,6 +198,7 @@ func (r *Recorder) store(ctx context.Context, u *unit) (*unit, error) {
 	if err := r.writer.Put(ctx, u.object, u.chunk.Bytes, h.RetainUntil); err != nil {
 		u.err = err
 	}
+	u.chunk.Release()
 	return u, nil
 }
 
@@ -215,7 +221,7 @@ func (r *Recorder) commit(ctx context.Context, u *unit) (struct{}, error) {
 	_, err := r.committer.Chunk(ctx, catalog.Chunk{
 		Incident: h.Incident, Session: h.Session, Track: h.Track, Seq: h.Seq, Object: u.object,
 		StartNS: h.StartNS, EndNS: h.EndNS, Wall: h.Wall, RetainUntil: h.RetainUntil,
-		PlainSize: int64(u.chunk.PlainSize), CipherSize: int64(len(u.chunk.Bytes)), Samples: int64(u.samples),
+		PlainSize: int64(u.chunk.PlainSize), CipherSize: int64(u.cipherSize), Samples: int64(u.samples),
 		PlainSHA256: hex.EncodeToString(u.chunk.PlainSHA256[:]), CipherSHA256: hex.EncodeToString(u.chunk.CipherSHA256[:]),
 	})
 	if err != nil {

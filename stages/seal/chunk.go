@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"filippo.io/age"
+
+	"camvault/internal/bufpool"
 )
 
 // Format constants.
@@ -87,6 +89,13 @@ type Chunk struct {
 	PlainSHA256  [32]byte
 	CipherSHA256 [32]byte
 	PlainSize    int
+}
+
+// Release returns the chunk's buffer for reuse; c.Bytes must not be used
+// afterwards.
+func (c *Chunk) Release() {
+	bufpool.Put(c.Bytes)
+	c.Bytes = nil
 }
 
 // SessionKey is one ingest session's data key. The ingest side creates it,
@@ -154,7 +163,8 @@ func (k *SessionKey) Seal(h Header, plaintext []byte) (*Chunk, error) {
 	if len(hdr) > MaxHeaderSize {
 		return nil, fmt.Errorf("seal chunk %d: header of %d bytes exceeds %d", h.Seq, len(hdr), MaxHeaderSize)
 	}
-	out := make([]byte, prefixSize, prefixSize+len(hdr)+len(plaintext)+k.aead.Overhead())
+	// Pooled: the chunk's Bytes go back with Release once stored.
+	out := bufpool.Get(prefixSize + len(hdr) + len(plaintext) + k.aead.Overhead())[:prefixSize]
 	copy(out, Magic)
 	out[len(Magic)] = Version
 	binary.BigEndian.PutUint32(out[len(Magic)+1:], uint32(len(hdr)))

@@ -20,6 +20,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4"
 
+	"camvault/internal/bufpool"
 	"camvault/media"
 )
 
@@ -541,7 +542,8 @@ func (s *Segmenter) marshal(seq uint32, counts []int) []byte {
 		moofSize += trafFixed + n*entrySize(f)
 	}
 
-	out := make([]byte, moofSize+boxHeader+payload)
+	// Pooled: the recorder returns it once the segment is sealed.
+	out := bufpool.Get(moofSize + boxHeader + payload)
 	w := out[:0]
 	w = boxStart(w, moofSize, "moof")
 	w = boxStart(w, mfhdSize, "mfhd")
