@@ -172,6 +172,7 @@ type LoadResult struct {
 	RSSBaseMiB     float64 // server RSS before the cameras connected
 	RSSPeakMiB     float64
 	MiBPerStream   float64 // (peak − base) / cameras
+	HeapInuseMiB   float64 // Go heap in use at the end of streaming
 	P50, P99       time.Duration
 	Errors         []string
 }
@@ -253,8 +254,10 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			// Stagger connections over the first second, as real cameras would.
-			time.Sleep(time.Duration(i) * time.Second / time.Duration(cfg.Cameras))
+			// Cameras switch on at unrelated moments: spread their starts,
+			// and so their keyframes, over one GOP (2 s) rather than
+			// having all of them cut a segment in the same instant.
+			time.Sleep(time.Duration(i) * 2 * time.Second / time.Duration(cfg.Cameras))
 			if cfg.GortsplibClient {
 				url := fmt.Sprintf("rtsp://load%d:%s@127.0.0.1:%d/load%d", i, secrets[i], rtspPort, i)
 				sent[i], errs[i] = cfg.Clip.publish(ctx, url, cfg.Duration)
@@ -271,6 +274,9 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	res.RSSPeakMiB = float64(peak.Load()) / 1024
 	res.MiBPerStream = (res.RSSPeakMiB - res.RSSBaseMiB) / float64(cfg.Cameras)
 
+	if v, err := scrapeGauge(httpPort, "go_memstats_heap_inuse_bytes"); err == nil {
+		res.HeapInuseMiB = v / (1 << 20)
+	}
 	if qs, err := latencyQuantiles(httpPort, "camvault_ingest_to_durable_seconds", 0.5, 0.99); err == nil {
 		res.P50, res.P99 = qs[0], qs[1]
 	} else {

@@ -53,7 +53,8 @@ func BenchmarkRTSPLoad(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				res, err = RunLoad(context.Background(), LoadConfig{Binary: bin, Cameras: n,
 					Duration: time.Duration(seconds) * time.Second, Clip: clip, WorkDir: b.TempDir(),
-					ServerArgs: strings.Fields(os.Getenv("CAMVAULT_BENCH_SERVER_ARGS"))})
+					ServerArgs: strings.Fields(os.Getenv("CAMVAULT_BENCH_SERVER_ARGS")),
+					Env:        strings.Fields(os.Getenv("CAMVAULT_BENCH_SERVER_ENV"))})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -61,6 +62,7 @@ func BenchmarkRTSPLoad(b *testing.B) {
 			b.ReportMetric(float64(res.ZeroLoss), "streams-zero-loss")
 			b.ReportMetric(res.CoresPerStream*1000, "server-millicores/stream")
 			b.ReportMetric(res.MiBPerStream, "server-MiB/stream")
+			b.ReportMetric(res.HeapInuseMiB/float64(n), "heap-MiB/stream")
 			b.ReportMetric(float64(res.P50.Milliseconds()), "p50-ms")
 			b.ReportMetric(float64(res.P99.Milliseconds()), "p99-ms")
 			b.ReportMetric(float64(res.Durable)/float64(max(res.Sent, 1)), "durable/sent")

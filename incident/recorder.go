@@ -35,7 +35,7 @@ type Config struct {
 	Grace           time.Duration // a reconnect within this continues the incident; default 60 s
 	SegmentTarget   time.Duration // default 2 s
 	SealWorkers     int           // default 2
-	StoreWorkers    int           // default 4 (fsync-bound: more writers than cores pays)
+	StoreWorkers    int           // default 8 (fsync-bound: more writers than cores pays)
 	Queue           int           // per-stage queue length; default 64
 	CheckpointEvery int           // default 30 chunks
 	Now             func() time.Time
@@ -55,7 +55,7 @@ func (c *Config) defaults() {
 		c.SealWorkers = 2
 	}
 	if c.StoreWorkers <= 0 {
-		c.StoreWorkers = 4
+		c.StoreWorkers = 8
 	}
 	if c.Queue <= 0 {
 		c.Queue = 64
