@@ -32,6 +32,9 @@ func checkExport(t *testing.T, s *server, inc incidentRow, c *clip) string {
 		t.Fatalf("export files: %v", files)
 	}
 	mp4 := files[0]
+	if st, err := os.Stat(mp4); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("exported footage %s: mode %v, want 0600 (%v)", mp4, st.Mode().Perm(), err)
+	}
 
 	// Same VCL NAL units, in the same order, as the camera's own file.
 	sent, got := vclNALUs(t, c.AnnexB), vclNALUs(t, mp4)

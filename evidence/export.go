@@ -70,6 +70,9 @@ func Export(ctx context.Context, src Source, opt ExportOptions) (*Report, []stri
 		} else {
 			err = os.WriteFile(out, m.Data, 0o600)
 		}
+		if err == nil {
+			err = os.Chmod(out, 0o600) // plaintext footage: owner only
+		}
 		if err != nil {
 			return rep, nil, fmt.Errorf("write %s: %w", name, err)
 		}
