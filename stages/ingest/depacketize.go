@@ -140,7 +140,7 @@ func (d *h264Depacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]
 func validNALUs(nalus [][]byte) ([][]byte, error) {
 	bad := 0
 	for _, n := range nalus {
-		if len(n) == 0 || n[0]&0x80 != 0 || n[0]&0x1f == 0 || n[0]&0x1f >= 24 {
+		if !validNALU(n) {
 			bad++
 		}
 	}
@@ -149,7 +149,7 @@ func validNALUs(nalus [][]byte) ([][]byte, error) {
 	}
 	out := make([][]byte, 0, len(nalus)-bad)
 	for _, n := range nalus {
-		if !(len(n) == 0 || n[0]&0x80 != 0 || n[0]&0x1f == 0 || n[0]&0x1f >= 24) {
+		if validNALU(n) {
 			out = append(out, n)
 		}
 	}
@@ -158,6 +158,10 @@ func validNALUs(nalus [][]byte) ([][]byte, error) {
 		return nil, err
 	}
 	return out, err
+}
+
+func validNALU(n []byte) bool {
+	return len(n) > 0 && n[0]&0x80 == 0 && n[0]&0x1f != 0 && n[0]&0x1f < 24
 }
 
 // copyNALUs copies an access unit into one allocation.

@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+)
+
+func TestCLI(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	rec := mustCamvault(t, "keygen", "--data", data)
+	if !strings.HasPrefix(rec, "age1pq1") {
+		t.Fatalf("keygen printed %q, want the hybrid recipient", rec)
+	}
+	idBefore, _ := os.ReadFile(identityPath(data))
+	if _, e, code := camvault(t, "keygen", "--data", data); code == 0 || !strings.Contains(e, "exist") {
+		t.Fatalf("second keygen: exit %d %s", code, e)
+	}
+	if idAfter, _ := os.ReadFile(identityPath(data)); string(idAfter) != string(idBefore) {
+		t.Fatal("keygen overwrote the identity")
+	}
+	for _, f := range []string{"backoffice.identity", "node.key", "pepper"} {
+		if st, err := os.Stat(filepath.Join(data, "keys", f)); err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: mode %v %v", f, st.Mode().Perm(), err)
+		}
+	}
+	// Flags after the positional argument; the secret alone on stdout.
+	secret := mustCamvault(t, "camera", "add", "cam1", "--officer", "A. Officer", "--data", data)
+	if s := strings.TrimSpace(secret); len(s) != 32 || strings.ContainsAny(s, " \n") {
+		t.Fatalf("camera add printed %q", secret)
+	}
+	if _, _, code := camvault(t, "--data", data, "camera", "add", "cam1", "--officer", "B"); code == 0 {
+		t.Fatal("duplicate camera accepted")
+	}
+	// The catalog stores no secret.
+	db, _ := os.ReadFile(filepath.Join(data, "catalog.db"))
+	wal, _ := os.ReadFile(filepath.Join(data, "catalog.db-wal"))
+	if strings.Contains(string(db)+string(wal), strings.TrimSpace(secret)) {
+		t.Fatal("camera secret stored in the catalog")
+	}
+	for _, args := range [][]string{
+		{}, {"nosuch"}, {"camera", "add", "Bad/Id", "--officer", "x", "--data", data}, {"camera", "add", "cam2", "--data", data},
+		{"export", "x", "--data", data}, {"verify", "--data", data}, {"verify", "inc-nope", "--data", data}, {"incidents", "--bogus"},
+	} {
+		if _, _, code := camvault(t, args...); code != 2 {
+			t.Errorf("camvault %v: exit %d, want 2 (usage)", args, code)
+		}
+	}
+	if out := mustCamvault(t, "incidents", "--json", "--data", data); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("incidents of an empty catalog: %q", out)
+	}
+}
+
+// TestSilentStreamTimesOut: a camera that stays connected but sends
+// nothing ends as interrupted after the read timeout; its footage stays.
+func TestSilentStreamTimesOut(t *testing.T) {
+	c := testClip(t, 5)
+	data, secrets := setupData(t, "cam1")
+	s := newServer(t, data)
+	cam := newRTSPCamera(t, c, false)
+	cam.aus = cam.aus[:75]
+	cam.hold = make(chan struct{})
+	go cam.run(s.rtspURL("cam1", secrets["cam1"], "cam1"), gortsplib.TransportTCP)
+	defer close(cam.hold)
+	inc := waitIncidentEnded(t, s, "cam1")
+	if inc.Status != "interrupted" {
+		t.Fatalf("status %q, want interrupted", inc.Status)
+	}
+	if out, e, code := camvault(t, "verify", inc.ID, "--data", data, "--identity", identityPath(data)); code != 0 {
+		t.Fatalf("verify: %s%s", out, e)
+	}
+	// Metrics show the pipeline's work.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", s.httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`camvault_pipeline_items_total{stage="commit"}`, `camvault_pipeline_latency_seconds_bucket{stage="seal"`,
+		"camvault_ingest_to_durable_seconds_count", `camvault_pipeline_queue_depth{stage="store"}`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	_ = time.Second
+}
