@@ -59,8 +59,10 @@ func checkExport(t *testing.T, s *server, inc incidentRow, c *clip) string {
 	if d := probeDuration(t, mp4); math.Abs(d-c.Seconds) > 2.0 {
 		t.Fatalf("export duration %.2f s, sent %.2f s", d, c.Seconds)
 	}
-	// The bundle verifies offline with the identity.
-	if o, e, code := camvault(t, "verify", out, "--identity", identityPath(s.data), "--pubkey", filepath.Join(s.data, "keys", "node.pub")); code != 0 {
+	// The bundle verifies offline with the identity, down to its MP4
+	// carrying exactly the sealed samples.
+	o, e, code := camvault(t, "verify", out, "--identity", identityPath(s.data), "--pubkey", filepath.Join(s.data, "keys", "node.pub"))
+	if code != 0 || !strings.Contains(o, "incident.mp4 carries exactly the sealed samples") {
 		t.Fatalf("verify export: exit %d\n%s%s", code, o, e)
 	}
 	return out

@@ -117,6 +117,17 @@ func TestTamperIsDetected(t *testing.T) {
 	if _, _, code := camvault(t, "verify", exp2, "--pubkey", pub); code != 1 {
 		t.Fatalf("verify of an edited manifest: exit %d, want 1", code)
 	}
+	// A re-encoded MP4 in the bundle is caught when the identity is given.
+	exp4 := filepath.Join(t.TempDir(), "export4")
+	mustCamvault(t, "export", inc.ID, "--identity", identityPath(data), "--out", exp4, "--data", data)
+	mp4 := filepath.Join(exp4, "incident.mp4")
+	reenc := filepath.Join(t.TempDir(), "reenc.mp4")
+	runCmd(t, "ffmpeg", "-hide_banner", "-loglevel", "error", "-i", mp4, "-c:v", "libx264", "-g", "60", "-bf", "0", "-c:a", "copy", reenc)
+	reencoded, _ := os.ReadFile(reenc)
+	os.WriteFile(mp4, reencoded, 0o600)
+	if out, _, code := camvault(t, "verify", exp4, "--pubkey", pub, "--identity", identityPath(data)); code != 1 || !strings.Contains(out, "differs from the sealed original") {
+		t.Fatalf("verify of a re-encoded export: exit %d\n%s", code, out)
+	}
 	// A bundle checked against another node's key fails.
 	other := t.TempDir()
 	mustCamvault(t, "keygen", "--data", other)

@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -60,11 +61,8 @@ func Export(ctx context.Context, src Source, opt ExportOptions) (*Report, []stri
 	}
 	var files []string
 	for i, m := range media {
-		name := "incident.mp4"
-		if len(media) > 1 {
-			name = fmt.Sprintf("incident-part%d.mp4", i+1)
-		}
-		out := filepath.Join(opt.OutDir, name)
+		out := filepath.Join(opt.OutDir, MediaFileName(i, len(media)))
+		name := filepath.Base(out)
 		if opt.Remuxer != nil {
 			err = opt.Remuxer.Remux(ctx, m.Data, out)
 		} else {
@@ -140,6 +138,58 @@ func copyEvidence(ctx context.Context, src Source, rep *Report, opt ExportOption
 	}
 	rep.WriteText(f)
 	return f.Close()
+}
+
+// MediaFileName names session i's MP4 in a bundle of n sessions.
+func MediaFileName(i, n int) string {
+	if n == 1 {
+		return "incident.mp4"
+	}
+	return fmt.Sprintf("incident-part%d.mp4", i+1)
+}
+
+// PacketReader reads a media file's packets per stream (codec.ReadPackets).
+type PacketReader func(path string) ([][][]byte, error)
+
+// VerifyMedia checks that a bundle's MP4 files carry exactly the samples
+// sealed in its chunks, in order, track by track: what the police watch is
+// what the camera sent. It needs a report made with the identity.
+func VerifyMedia(ctx context.Context, rep *Report, src *DirSource, read PacketReader) error {
+	media, err := rep.Plaintext(ctx, src)
+	if err != nil {
+		return err
+	}
+	for i := range media {
+		name := MediaFileName(i, len(media))
+		want, err := media[i].Samples()
+		if err != nil {
+			rep.fail(nil, "", "%v", err)
+			continue
+		}
+		got, err := read(filepath.Join(src.Dir, name))
+		if err != nil {
+			rep.fail(nil, "", "%s: %v", name, err)
+			continue
+		}
+		if len(got) != len(want) {
+			rep.fail(nil, "", "%s has %d streams, the sealed session %d tracks", name, len(got), len(want))
+			continue
+		}
+		for t := range want {
+			if len(got[t]) != len(want[t]) {
+				rep.fail(nil, "", "%s stream %d: %d packets, sealed %d", name, t, len(got[t]), len(want[t]))
+				continue
+			}
+			for k := range want[t] {
+				if !bytes.Equal(got[t][k], want[t][k]) {
+					rep.fail(nil, "", "%s stream %d packet %d differs from the sealed original", name, t, k)
+					break
+				}
+			}
+		}
+		rep.MediaChecked = append(rep.MediaChecked, name)
+	}
+	return nil
 }
 
 func joinLines(lines [][]byte) []byte {

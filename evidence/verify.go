@@ -15,6 +15,7 @@ import (
 	"io"
 
 	"filippo.io/age"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 
 	"camvault/manifest"
 	"camvault/stages/seal"
@@ -57,7 +58,8 @@ type Report struct {
 	Gaps          []string  `json:"gaps,omitempty"`
 	Checkpoints   int       `json:"checkpoints"`
 	Head          string    `json:"head"`
-	Decrypted     bool      `json:"decrypted"` // AEAD tags and plaintext hashes were checked too
+	Decrypted     bool      `json:"decrypted"`               // AEAD tags and plaintext hashes were checked too
+	MediaChecked  []string  `json:"media_checked,omitempty"` // export MP4s compared sample by sample with the chunks
 	CipherBytes   int64     `json:"cipher_bytes"`
 	Problems      []Problem `json:"problems,omitempty"`
 	records       []manifest.Record
@@ -246,6 +248,9 @@ func (r *Report) Plaintext(ctx context.Context, src Source) ([]SessionMedia, err
 			out = append(out, SessionMedia{Session: rec.Session})
 		}
 		sm := &out[k]
+		if rec.Seq == 0 {
+			sm.InitSize = len(pt)
+		}
 		sm.Data = append(sm.Data, pt...)
 		sm.Chunks = append(sm.Chunks, rec.Seq)
 		if rec.EndNS > sm.EndNS {
@@ -257,10 +262,41 @@ func (r *Report) Plaintext(ctx context.Context, src Source) ([]SessionMedia, err
 
 // SessionMedia is one session's decrypted fragmented MP4.
 type SessionMedia struct {
-	Session string
-	Data    []byte
-	Chunks  []uint64
-	EndNS   int64
+	Session  string
+	Data     []byte // init segment followed by the media segments
+	InitSize int
+	Chunks   []uint64
+	EndNS    int64
+}
+
+// Samples returns the session's samples per track, in order, as stored in
+// the sealed chunks.
+func (m *SessionMedia) Samples() ([][][]byte, error) {
+	var parts fmp4.Parts
+	if err := parts.Unmarshal(m.Data[m.InitSize:]); err != nil {
+		return nil, fmt.Errorf("session %s: parse segments: %w", m.Session, err)
+	}
+	var init fmp4.Init
+	if err := init.Unmarshal(bytes.NewReader(m.Data[:m.InitSize])); err != nil {
+		return nil, fmt.Errorf("session %s: parse init: %w", m.Session, err)
+	}
+	index := map[int]int{}
+	out := make([][][]byte, len(init.Tracks))
+	for i, t := range init.Tracks {
+		index[t.ID] = i
+	}
+	for _, p := range parts {
+		for _, t := range p.Tracks {
+			i, ok := index[t.ID]
+			if !ok {
+				return nil, fmt.Errorf("session %s: segment names unknown track %d", m.Session, t.ID)
+			}
+			for _, s := range t.Samples {
+				out[i] = append(out[i], s.Payload)
+			}
+		}
+	}
+	return out, nil
 }
 
 // WriteText writes the report for people.
@@ -273,6 +309,9 @@ func (r *Report) WriteText(w io.Writer) {
 		b.WriteString("checked: hash chain, signatures, ciphertext hashes, AEAD tags, plaintext hashes\n")
 	} else {
 		b.WriteString("checked: hash chain, signatures, ciphertext hashes (no identity: AEAD tags and plaintext not checked)\n")
+	}
+	for _, m := range r.MediaChecked {
+		fmt.Fprintf(&b, "checked: %s carries exactly the sealed samples\n", m)
 	}
 	for _, g := range r.Gaps {
 		fmt.Fprintf(&b, "gap: %s\n", g)

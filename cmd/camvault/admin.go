@@ -14,6 +14,7 @@ import (
 	"filippo.io/age"
 
 	"camvault/catalog"
+	"camvault/codec"
 	"camvault/evidence"
 	"camvault/keys"
 	"camvault/stages/ingest"
@@ -213,10 +214,12 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx := context.Background()
 	var src evidence.Source
+	var bundle *evidence.DirSource
 	if st, err := os.Stat(pos[0]); err == nil && st.IsDir() {
-		if src, err = evidence.OpenBundle(pos[0]); err != nil {
+		if bundle, err = evidence.OpenBundle(pos[0]); err != nil {
 			return err
 		}
+		src = bundle
 	} else {
 		cat, err := openCatalog(*data)
 		if err != nil {
@@ -238,6 +241,11 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	rep, err := evidence.Verify(ctx, src, pub, ids)
 	if err != nil {
 		return err
+	}
+	if bundle != nil && rep.Decrypted && rep.OK() {
+		if err := evidence.VerifyMedia(ctx, rep, bundle, codec.ReadPackets); err != nil {
+			return err
+		}
 	}
 	if *asJSON {
 		json.NewEncoder(stdout).Encode(rep)
