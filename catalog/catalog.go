@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS incidents (
 	ended_at TEXT,
 	status TEXT NOT NULL,
 	head TEXT NOT NULL,
-	next_index INTEGER NOT NULL
+	next_index INTEGER NOT NULL,
+	deleted_at TEXT
 );
 CREATE INDEX IF NOT EXISTS incidents_camera ON incidents(camera, started_at);
 CREATE TABLE IF NOT EXISTS sessions (
@@ -71,6 +72,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 	samples INTEGER NOT NULL DEFAULT 0,
 	plain_sha256 TEXT NOT NULL,
 	cipher_sha256 TEXT NOT NULL,
+	deleted_at TEXT,
 	PRIMARY KEY (session, track, seq)
 );
 CREATE TABLE IF NOT EXISTS manifest (
@@ -84,6 +86,28 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 	idx INTEGER NOT NULL,
 	line BLOB NOT NULL,
 	PRIMARY KEY (incident, idx)
+);
+CREATE INDEX IF NOT EXISTS chunks_due ON chunks(retain_until) WHERE deleted_at IS NULL;
+CREATE TABLE IF NOT EXISTS holds (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	incident TEXT NOT NULL REFERENCES incidents(id),
+	reason TEXT NOT NULL,
+	reference TEXT NOT NULL,
+	placed_by TEXT NOT NULL,
+	placed_at TEXT NOT NULL,
+	released_by TEXT,
+	released_at TEXT,
+	release_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS holds_active ON holds(incident) WHERE released_at IS NULL;
+CREATE TABLE IF NOT EXISTS audit (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	at TEXT NOT NULL,
+	actor TEXT NOT NULL,
+	action TEXT NOT NULL,
+	incident TEXT,
+	line BLOB NOT NULL,
+	hash TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS alerts (
 	id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -120,7 +144,11 @@ func Open(path string) (*Catalog, error) {
 // Close closes the database.
 func (c *Catalog) Close() error { return c.db.Close() }
 
-func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+// tsLayout has a fixed width, so stored times compare correctly as text
+// in SQL (retention queries compare deadlines).
+const tsLayout = "2006-01-02T15:04:05.000000000Z"
+
+func ts(t time.Time) string { return t.UTC().Format(tsLayout) }
 
 func parseTS(s string) time.Time {
 	t, _ := time.Parse(time.RFC3339Nano, s)

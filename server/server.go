@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,7 @@ import (
 	"camvault/stages/commit"
 	"camvault/stages/ingest"
 	"camvault/storage/fs"
+	"camvault/storage/retention"
 )
 
 // Config of a node. Zero values take the defaults noted.
@@ -38,6 +40,9 @@ type Config struct {
 	TLS            *tls.Config
 	ReadTimeout    time.Duration
 	Recorder       incident.Config
+	// SweepEvery runs the retention sweeper this often; default 10 min,
+	// negative disables it.
+	SweepEvery time.Duration
 }
 
 // Server is a running node.
@@ -51,6 +56,8 @@ type Server struct {
 	RTSP     *ingest.RTSPServer
 	http     *http.Server
 	httpAddr string
+	sweepers sync.WaitGroup
+	stop     context.CancelFunc
 }
 
 // Open prepares the node's keys, catalog and store and reconciles what a
@@ -137,10 +144,23 @@ func (s *Server) open() error {
 	return nil
 }
 
-// Start opens the listeners.
+// Start opens the listeners and starts the retention sweeper.
 func (s *Server) Start() error {
 	if err := s.RTSP.Start(); err != nil {
 		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	if every := s.cfg.SweepEvery; every >= 0 {
+		if every == 0 {
+			every = 10 * time.Minute
+		}
+		sw := &retention.Sweeper{Catalog: s.Catalog, Store: s.Store, Now: time.Now, Log: s.log}
+		s.sweepers.Add(1)
+		go func() {
+			defer s.sweepers.Done()
+			sw.Run(ctx, every)
+		}()
 	}
 	if s.cfg.HTTPAddress == "-" {
 		return nil
@@ -165,6 +185,10 @@ func (s *Server) HTTPAddr() string { return s.httpAddr }
 // Close ends every stream, commits every segment already cut, and closes
 // the catalog.
 func (s *Server) Close() error {
+	if s.stop != nil {
+		s.stop()
+		s.sweepers.Wait()
+	}
 	if s.RTSP != nil {
 		s.RTSP.Close()
 	}

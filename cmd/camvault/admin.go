@@ -161,6 +161,10 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if info.Status == catalog.StatusDeleted {
+		at, _ := cat.DeletedAt(ctx, pos[0])
+		return fmt.Errorf("incident %s was deleted by retention on %s: its chunks are gone and its keys destroyed", pos[0], at.Format("2006-01-02"))
+	}
 	st, err := openStore(*data)
 	if err != nil {
 		return err

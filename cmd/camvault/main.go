@@ -33,6 +33,10 @@ commands:
                                      verify and write an export bundle for the police
   verify DIR|INCIDENT [--identity FILE] [--pubkey FILE]
                                      verify an export bundle or a stored incident
+  hold place INCIDENT --reason TEXT --reference POLICE-REPORT-NO [--by NAME]
+  hold release INCIDENT --reason TEXT [--by NAME]
+                                     suspend or restore deletion of an incident
+  retention sweep [--dry-run]        delete what is past its deadline and not held
 
 common flags: --data DIR (default ./data)
 `
@@ -60,6 +64,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdExport(rest, stdout, stderr)
 	case "verify":
 		err = cmdVerify(rest, stdout, stderr)
+	case "hold":
+		err = cmdHold(rest, stdout, stderr)
+	case "retention":
+		err = cmdRetention(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -32,6 +32,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	segmentDur := fl.Duration("segment", 2*time.Second, "target segment duration")
 	grace := fl.Duration("grace", 60*time.Second, "a reconnect within this continues the incident")
 	readTimeout := fl.Duration("read-timeout", 10*time.Second, "end a stream silent this long")
+	sweepEvery := fl.Duration("sweep-every", 10*time.Minute, "how often the retention sweeper runs")
 	noDemo := fl.Bool("no-demo", false, "do not create the demo camera on first start")
 	logLevel := fl.String("log-level", "info", "debug, info, warn, error")
 	pprofAddr := fl.String("pprof", "", "serve Go profiling on this address (loopback only; off by default)")
@@ -56,7 +57,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	srv, err := server.Open(server.Config{
 		DataDir: *data, RTSPAddress: *rtspAddr, UDPRTPAddress: *rtpAddr, UDPRTCPAddress: *rtcpAddr,
-		HTTPAddress: *httpAddr, TLS: tlsConf, ReadTimeout: *readTimeout,
+		HTTPAddress: *httpAddr, TLS: tlsConf, ReadTimeout: *readTimeout, SweepEvery: *sweepEvery,
 		Recorder: incident.Config{Retention: *retention, SegmentTarget: *segmentDur, Grace: *grace},
 	}, log)
 	if err != nil {

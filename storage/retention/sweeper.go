@@ -1,0 +1,169 @@
+// Package retention enforces deadlines: the sweeper deletes every chunk
+// past its deadline whose incident is not under legal hold, then
+// crypto-shreds each incident left without chunks (its wrapped data keys
+// are destroyed) and writes a deletion record to the audit trail.
+//
+// The order makes it crash-safe and idempotent: chunks go first, each
+// marked deleted in the catalog once the store confirms; an incident's keys
+// are destroyed only in a transaction that re-checks that none of its
+// chunks remains and no hold was placed. Killed anywhere, the next run
+// finishes the job, and a key is never destroyed while a chunk needs it.
+package retention
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"camvault/catalog"
+	"camvault/storage"
+)
+
+// Deleter is the part of the chunk store the sweeper needs.
+type Deleter interface {
+	Delete(ctx context.Context, key string) error
+}
+
+// Sweeper deletes what is due.
+type Sweeper struct {
+	Catalog *catalog.Catalog
+	Store   Deleter
+	Now     func() time.Time
+	Log     *slog.Logger
+	Batch   int // chunks per catalog query; default 1000
+}
+
+// Result says what one sweep did (or, dry, would do).
+type Result struct {
+	Chunks    int                `json:"chunks"`
+	Bytes     int64              `json:"bytes"`
+	Retained  int                `json:"retained"` // the store still refused: its own deadline is later
+	Incidents []catalog.Deletion `json:"incidents"`
+	DryRun    bool               `json:"dry_run"`
+}
+
+// Sweep runs once.
+func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (*Result, error) {
+	now := s.Now()
+	batch := s.Batch
+	if batch <= 0 {
+		batch = 1000
+	}
+	res := &Result{DryRun: dryRun, Incidents: []catalog.Deletion{}}
+	if dryRun {
+		due, err := s.Catalog.DueChunks(ctx, now, math.MaxInt32)
+		for _, d := range due {
+			res.Chunks++
+			res.Bytes += d.Size
+		}
+		return res, err
+	}
+	seen := map[string]bool{}
+	for {
+		due, err := s.Catalog.DueChunks(ctx, now, batch)
+		if err != nil {
+			return res, err
+		}
+		progress := false
+		for _, d := range due {
+			if seen[d.Object] {
+				continue
+			}
+			seen[d.Object] = true
+			err := s.Store.Delete(ctx, d.Object)
+			switch {
+			case err == nil, errors.Is(err, storage.ErrNotFound): // gone already: a crash after the store delete
+			case errors.Is(err, storage.ErrRetained):
+				res.Retained++
+				s.log().Warn("store still retains a chunk the catalog says is due", "object", d.Object, "err", err)
+				continue
+			default:
+				return res, fmt.Errorf("delete chunk %s: %w", d.Object, err)
+			}
+			if err := s.Catalog.MarkChunkDeleted(ctx, d.Object, now); err != nil {
+				return res, err
+			}
+			res.Chunks++
+			res.Bytes += d.Size
+			progress = true
+		}
+		if len(due) < batch || !progress {
+			break
+		}
+	}
+	ids, err := s.Catalog.Shreddable(ctx)
+	if err != nil {
+		return res, err
+	}
+	for _, id := range ids {
+		d, err := s.Catalog.Shred(ctx, id, now)
+		if err != nil {
+			return res, err
+		}
+		s.log().Info("incident deleted by retention", "incident", id, "chunks", d.Chunks, "bytes", d.Bytes)
+		res.Incidents = append(res.Incidents, d)
+	}
+	return res, nil
+}
+
+// Run sweeps every interval until ctx ends.
+func (s *Sweeper) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if _, err := s.Sweep(ctx, false); err != nil && ctx.Err() == nil {
+			s.log().Error("retention sweep", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Sweeper) log() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.Default()
+}
+
+// ChunkHolder is the part of the chunk store that mirrors legal holds.
+type ChunkHolder interface {
+	SetLegalHold(ctx context.Context, key string, on bool) error
+}
+
+// PlaceHold records a legal hold in the catalog (authoritative, audited)
+// and mirrors it on every stored chunk of the incident.
+func PlaceHold(ctx context.Context, cat *catalog.Catalog, store ChunkHolder, h catalog.Hold) error {
+	if err := cat.PlaceHold(ctx, h); err != nil {
+		return err
+	}
+	return mirrorHold(ctx, cat, store, h.Incident, true)
+}
+
+// ReleaseHold lifts the hold; the chunks' own deadlines apply again and the
+// next sweep deletes those already past.
+func ReleaseHold(ctx context.Context, cat *catalog.Catalog, store ChunkHolder, incident, by, reason string, now time.Time) error {
+	if err := cat.ReleaseHold(ctx, incident, by, reason, now); err != nil {
+		return err
+	}
+	return mirrorHold(ctx, cat, store, incident, false)
+}
+
+func mirrorHold(ctx context.Context, cat *catalog.Catalog, store ChunkHolder, incident string, on bool) error {
+	objects, err := cat.LiveObjects(ctx, incident)
+	if err != nil {
+		return err
+	}
+	for _, o := range objects {
+		if err := store.SetLegalHold(ctx, o, on); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("legal hold on chunk %s: %w", o, err)
+		}
+	}
+	return nil
+}
