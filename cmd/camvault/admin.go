@@ -230,11 +230,17 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer cat.Close()
-		if _, err := cat.Incident(ctx, pos[0]); err != nil {
+		info, err := cat.Incident(ctx, pos[0])
+		if err != nil {
 			if errors.Is(err, catalog.ErrNotFound) {
 				return usagef("%s is neither an export directory nor an incident in %s", pos[0], *data)
 			}
 			return err
+		}
+		if info.Status == catalog.StatusDeleted {
+			at, _ := cat.DeletedAt(ctx, pos[0])
+			fmt.Fprintf(stdout, "incident %s was deleted by retention on %s: nothing left to verify\n", pos[0], at.Format("2006-01-02"))
+			return errCheckFailed
 		}
 		store, err := openStore(*data)
 		if err != nil {
