@@ -3,6 +3,8 @@ GO      ?= go
 DATA    ?= ./data
 BIN     := bin/camvault
 export CGO_ENABLED := 1
+# versitygw (the tests' S3 server) is built here by scripts/deps.sh.
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
 .PHONY: all deps test-deps build run test bench bench-short vet fmt clean
 

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"camvault/internal/s3test"
 )
 
 var camvaultBin string
@@ -36,6 +38,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	s3test.Stop()
 	os.Exit(code)
 }
 

@@ -25,3 +25,13 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# The tests' S3 server with Object Lock: versitygw, built from the Go module
+# proxy into .tools/bin (a few minutes on 2 cores, once per machine).
+if [ "${1:-}" = "test" ]; then
+  tools="$(cd "$(dirname "$0")/.." && pwd)/.tools/bin"
+  if ! command -v versitygw >/dev/null 2>&1 && [ ! -x "$tools/versitygw" ]; then
+    echo "camvault: building versitygw v1.8.0 for the S3 tests" >&2
+    GOBIN="$tools" GOFLAGS= go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+  fi
+fi

@@ -26,6 +26,7 @@ import (
 	"camvault/keys"
 	"camvault/stages/commit"
 	"camvault/stages/ingest"
+	"camvault/storage"
 	"camvault/storage/fs"
 	"camvault/storage/retention"
 )
@@ -43,6 +44,14 @@ type Config struct {
 	// SweepEvery runs the retention sweeper this often; default 10 min,
 	// negative disables it.
 	SweepEvery time.Duration
+	// Store is the chunk store; nil means the fs store in DataDir/chunks.
+	// A store with a SelfTest method (s3) must pass it before ingest opens.
+	Store storage.ChunkStore
+}
+
+// selfTester is a store that can prove it enforces retention.
+type selfTester interface {
+	SelfTest(ctx context.Context, now time.Time) error
 }
 
 // Server is a running node.
@@ -50,7 +59,7 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 	Catalog  *catalog.Catalog
-	Store    *fs.Store
+	Store    storage.ChunkStore
 	Registry *prometheus.Registry
 	Recorder *incident.Recorder
 	RTSP     *ingest.RTSPServer
@@ -109,15 +118,27 @@ func (s *Server) open() error {
 	if err != nil {
 		return err
 	}
-	if s.Store, err = fs.Open(filepath.Join(s.cfg.DataDir, "chunks")); err != nil {
-		return err
-	}
-	if n, err := s.Store.RemoveStaleTemp(); err != nil {
-		return err
-	} else if n > 0 {
-		s.log.Warn("removed partial chunk writes left by a crash", "count", n)
-	}
 	ctx := context.Background()
+	if s.cfg.Store != nil {
+		s.Store = s.cfg.Store
+	} else {
+		fst, err := fs.Open(filepath.Join(s.cfg.DataDir, "chunks"))
+		if err != nil {
+			return err
+		}
+		if n, err := fst.RemoveStaleTemp(); err != nil {
+			return err
+		} else if n > 0 {
+			s.log.Warn("removed partial chunk writes left by a crash", "count", n)
+		}
+		s.Store = fst
+	}
+	if st, ok := s.Store.(selfTester); ok {
+		if err := st.SelfTest(ctx, time.Now()); err != nil {
+			return fmt.Errorf("refusing to start: %w", err)
+		}
+		s.log.Info("chunk store enforces Object Lock (self-test passed)")
+	}
 	// Sessions a crash left running: record the gap, end them, sign.
 	interrupted, err := s.Catalog.InterruptRunning(ctx, time.Now())
 	if err != nil {
@@ -201,8 +222,8 @@ func (s *Server) Close() error {
 		s.http.Shutdown(ctx)
 		cancel()
 	}
-	if s.Store != nil {
-		s.Store.Close()
+	if c, ok := s.Store.(io.Closer); ok {
+		c.Close()
 	}
 	if cerr := s.Catalog.Close(); err == nil {
 		err = cerr

@@ -18,7 +18,6 @@ import (
 	"camvault/evidence"
 	"camvault/keys"
 	"camvault/stages/ingest"
-	"camvault/storage/fs"
 )
 
 func cmdKeygen(args []string, stdout, stderr io.Writer) error {
@@ -47,10 +46,6 @@ func openCatalog(data string) (*catalog.Catalog, error) {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	return catalog.Open(filepath.Join(data, "catalog.db"))
-}
-
-func openStore(data string) (*fs.Store, error) {
-	return fs.Open(filepath.Join(data, "chunks"))
 }
 
 func cmdCamera(args []string, stdout, stderr io.Writer) error {
@@ -136,6 +131,7 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 	identity := fl.String("identity", "", "backoffice identity file (required)")
 	out := fl.String("out", "", "export directory, outside the data directory (required)")
 	pubkey := fl.String("pubkey", "", "node public key (default <data>/keys/node.pub)")
+	sf := addStoreFlags(fl)
 	pos, err := parseInterspersed(fl, args)
 	if err != nil {
 		return err
@@ -165,10 +161,11 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 		at, _ := cat.DeletedAt(ctx, pos[0])
 		return fmt.Errorf("incident %s was deleted by retention on %s: its chunks are gone and its keys destroyed", pos[0], at.Format("2006-01-02"))
 	}
-	st, err := openStore(*data)
+	st, closeStore, err := sf.open(ctx, *data, time.Now)
 	if err != nil {
 		return err
 	}
+	defer closeStore()
 	src := &evidence.CatalogSource{Catalog: cat, Store: st, ID: pos[0]}
 	rep, files, err := evidence.Export(ctx, src, evidence.ExportOptions{
 		DataDir: *data, OutDir: *out, NodeKey: pub, Identities: ids, Info: info, Remuxer: newRemuxer(),
@@ -199,6 +196,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	identity := fl.String("identity", "", "backoffice identity: also check AEAD tags and plaintext hashes")
 	pubkey := fl.String("pubkey", "", "node public key, obtained out of band (default <data>/keys/node.pub)")
 	asJSON := fl.Bool("json", false, "JSON report on stdout")
+	sf := addStoreFlags(fl)
 	pos, err := parseInterspersed(fl, args)
 	if err != nil {
 		return err
@@ -242,10 +240,11 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "incident %s was deleted by retention on %s: nothing left to verify\n", pos[0], at.Format("2006-01-02"))
 			return errCheckFailed
 		}
-		store, err := openStore(*data)
+		store, closeStore, err := sf.open(ctx, *data, time.Now)
 		if err != nil {
 			return err
 		}
+		defer closeStore()
 		src = &evidence.CatalogSource{Catalog: cat, Store: store, ID: pos[0]}
 	}
 	rep, err := evidence.Verify(ctx, src, pub, ids)

@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os/user"
-	"path/filepath"
 	"time"
 
 	"camvault/catalog"
-	"camvault/storage/fs"
 	"camvault/storage/retention"
 )
 
@@ -46,6 +44,7 @@ func cmdRetention(args []string, stdout, stderr io.Writer) error {
 	fl, data := newFlags("retention", stderr)
 	dry := fl.Bool("dry-run", false, "report what is due without deleting")
 	nowFlag := fl.String("now", "", "sweep as of this time (RFC 3339 or a duration from now): for rehearsals and tests")
+	sf := addStoreFlags(fl)
 	pos, err := parseInterspersed(fl, args)
 	if err != nil {
 		return err
@@ -62,11 +61,11 @@ func cmdRetention(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer cat.Close()
-	st, err := fs.Open(filepath.Join(*data, "chunks"), fs.WithClock(now))
+	st, closeStore, err := sf.open(context.Background(), *data, now)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeStore()
 	sw := &retention.Sweeper{Catalog: cat, Store: st, Now: now}
 	res, err := sw.Sweep(context.Background(), *dry)
 	if err != nil {
@@ -90,6 +89,7 @@ func cmdHold(args []string, stdout, stderr io.Writer) error {
 	reason := fl.String("reason", "", "why (required)")
 	reference := fl.String("reference", "", "police report number (required to place)")
 	by := fl.String("by", "", "who places or releases the hold (default: the OS user)")
+	sf := addStoreFlags(fl)
 	pos, err := parseInterspersed(fl, args)
 	if err != nil {
 		return err
@@ -108,12 +108,12 @@ func cmdHold(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer cat.Close()
-	st, err := openStore(*data)
+	ctx := context.Background()
+	st, closeStore, err := sf.open(ctx, *data, time.Now)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	ctx := context.Background()
+	defer closeStore()
 	who := actor(*by)
 	if pos[0] == "place" {
 		err = retention.PlaceHold(ctx, cat, st, catalog.Hold{Incident: pos[1], Reason: *reason, Reference: *reference, PlacedBy: who, PlacedAt: time.Now()})

@@ -14,6 +14,7 @@ import (
 
 	"camvault/incident"
 	"camvault/server"
+	"camvault/storage"
 )
 
 // demoCamera is registered on a first start so a new user can stream at once.
@@ -33,6 +34,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	grace := fl.Duration("grace", 60*time.Second, "a reconnect within this continues the incident")
 	readTimeout := fl.Duration("read-timeout", 10*time.Second, "end a stream silent this long")
 	sweepEvery := fl.Duration("sweep-every", 10*time.Minute, "how often the retention sweeper runs")
+	sf := addStoreFlags(fl)
 	noDemo := fl.Bool("no-demo", false, "do not create the demo camera on first start")
 	logLevel := fl.String("log-level", "info", "debug, info, warn, error")
 	pprofAddr := fl.String("pprof", "", "serve Go profiling on this address (loopback only; off by default)")
@@ -55,7 +57,16 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		}
 		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	srv, err := server.Open(server.Config{
+	var store storage.ChunkStore // nil: the server opens fs itself and reconciles crash leftovers
+	if sf.kind != "fs" {
+		st, closeStore, err := sf.open(context.Background(), *data, time.Now)
+		if err != nil {
+			return err
+		}
+		defer closeStore()
+		store = st
+	}
+	srv, err := server.Open(server.Config{Store: store,
 		DataDir: *data, RTSPAddress: *rtspAddr, UDPRTPAddress: *rtpAddr, UDPRTCPAddress: *rtcpAddr,
 		HTTPAddress: *httpAddr, TLS: tlsConf, ReadTimeout: *readTimeout, SweepEvery: *sweepEvery,
 		Recorder: incident.Config{Retention: *retention, SegmentTarget: *segmentDur, Grace: *grace},

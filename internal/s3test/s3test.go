@@ -7,10 +7,13 @@ package s3test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -117,4 +120,61 @@ func Stop() {
 		gw.cmd.Wait()
 		os.RemoveAll(gw.dir)
 	}
+}
+
+// NonEnforcing is an S3 endpoint that claims Object Lock, answers 200 to
+// its headers, keeps one version per object and deletes whatever it is
+// asked to: what the startup self-test must refuse.
+func NonEnforcing() http.Handler {
+	var mu sync.Mutex
+	objects := map[string][]byte{}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		parts := strings.SplitN(strings.TrimPrefix(r.URL.Path, "/"), "/", 2)
+		if len(parts) == 1 || parts[1] == "" { // bucket-level requests
+			if _, ok := r.URL.Query()["object-lock"]; ok {
+				io.WriteString(w, `<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled></ObjectLockConfiguration>`)
+				return
+			}
+			if r.Method == http.MethodGet {
+				io.WriteString(w, `<ListBucketResult></ListBucketResult>`)
+			}
+			return
+		}
+		key := r.URL.Path
+		switch r.Method {
+		case http.MethodPut:
+			if _, ok := r.URL.Query()["legal-hold"]; ok {
+				return
+			}
+			if _, ok := r.URL.Query()["retention"]; ok {
+				return
+			}
+			b, _ := io.ReadAll(r.Body)
+			objects[key] = b
+			w.Header().Set("ETag", `"00000000000000000000000000000000"`)
+			w.Header().Set("x-amz-version-id", "v1")
+		case http.MethodDelete:
+			delete(objects, key)
+			w.WriteHeader(http.StatusNoContent)
+		case http.MethodGet, http.MethodHead:
+			b, ok := objects[key]
+			if !ok {
+				w.Header().Set("Content-Type", "application/xml")
+				w.WriteHeader(http.StatusNotFound)
+				if r.Method == http.MethodGet {
+					io.WriteString(w, `<Error><Code>NoSuchKey</Code><Message>no such key</Message></Error>`)
+				}
+				return
+			}
+			w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+			w.Header().Set("Last-Modified", time.Now().UTC().Format(http.TimeFormat))
+			w.Header().Set("ETag", `"00000000000000000000000000000000"`)
+			w.Header().Set("x-amz-version-id", "v1")
+			if r.Method == http.MethodGet {
+				w.Write(b)
+			}
+		}
+	})
 }

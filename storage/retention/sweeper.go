@@ -94,6 +94,13 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (*Result, error) {
 			break
 		}
 	}
+	if pc, ok := s.Store.(interface {
+		CleanProbes(context.Context) (int, error)
+	}); ok {
+		if _, err := pc.CleanProbes(ctx); err != nil {
+			s.log().Warn("clean store self-test probes", "err", err)
+		}
+	}
 	ids, err := s.Catalog.Shreddable(ctx)
 	if err != nil {
 		return res, err

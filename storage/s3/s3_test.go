@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -158,43 +156,11 @@ func TestSelfTest(t *testing.T) {
 		t.Fatalf("self-test against an enforcing server: %v", err)
 	}
 	// An endpoint that accepts everything and enforces nothing.
-	fake := httptest.NewServer(nonEnforcing())
+	fake := httptest.NewServer(s3test.NonEnforcing())
 	defer fake.Close()
 	c, _ := minio.New(strings.TrimPrefix(fake.URL, "http://"), &minio.Options{Creds: credentials.NewStaticV4("a", "b", ""), Region: "us-east-1", BucketLookup: minio.BucketLookupPath})
 	bad := &Store{c: c, bucket: "evidence"}
 	if err := bad.SelfTest(context.Background(), time.Now()); !errors.Is(err, ErrNotEnforced) {
 		t.Fatalf("self-test against a non-enforcing server: %v", err)
 	}
-}
-
-// nonEnforcing is an S3 endpoint that answers 200 to lock headers, keeps
-// versions, and deletes whatever it is asked to.
-func nonEnforcing() http.Handler {
-	var mu sync.Mutex
-	objects := map[string][]byte{}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
-		key := r.URL.Path + "?" + r.URL.Query().Get("versionId")
-		switch r.Method {
-		case http.MethodPut:
-			b, _ := io.ReadAll(r.Body)
-			objects[r.URL.Path+"?v1"] = b
-			w.Header().Set("ETag", `"00000000000000000000000000000000"`)
-			w.Header().Set("x-amz-version-id", "v1")
-		case http.MethodDelete:
-			delete(objects, key)
-			w.WriteHeader(http.StatusNoContent)
-		case http.MethodGet, http.MethodHead:
-			b, ok := objects[key]
-			if !ok {
-				w.WriteHeader(http.StatusNotFound)
-				return
-			}
-			w.Header().Set("Content-Length", fmt.Sprint(len(b)))
-			w.Header().Set("Last-Modified", time.Now().UTC().Format(http.TimeFormat))
-			w.Header().Set("ETag", `"00000000000000000000000000000000"`)
-			w.Write(b)
-		}
-	})
 }
