@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"camvault/storage"
+	"camvault/storage/storagetest"
 )
 
 // clock is a settable time source for WithClock.
@@ -654,4 +655,27 @@ func BenchmarkPut1MB(b *testing.B) {
 	}
 	b.Run("serial", func(b *testing.B) { run(b, false) })
 	b.Run("parallel", func(b *testing.B) { run(b, true) })
+}
+
+// TestConformance runs the suite every chunk store passes, on a moved clock.
+func TestConformance(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
+	now := func() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+	storagetest.Run(t, storagetest.Harness{
+		New: func(t *testing.T) storage.ChunkStore {
+			s, err := Open(t.TempDir(), WithClock(now))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		},
+		Now:   now,
+		Short: 28 * 24 * time.Hour,
+		Pass: func(_ *testing.T, until time.Time) {
+			c.mu.Lock()
+			c.t = until.Add(time.Second)
+			c.mu.Unlock()
+		},
+	})
 }

@@ -17,6 +17,7 @@ import (
 
 	"camvault/internal/s3test"
 	"camvault/storage"
+	"camvault/storage/storagetest"
 )
 
 func TestMain(m *testing.M) {
@@ -163,4 +164,20 @@ func TestSelfTest(t *testing.T) {
 	if err := bad.SelfTest(context.Background(), time.Now()); !errors.Is(err, ErrNotEnforced) {
 		t.Fatalf("self-test against a non-enforcing server: %v", err)
 	}
+}
+
+// TestConformance runs the suite every chunk store passes; the S3 server
+// keeps its own clock, so deadlines are seconds away and really waited out.
+func TestConformance(t *testing.T) {
+	storagetest.Run(t, storagetest.Harness{
+		New: func(t *testing.T) storage.ChunkStore {
+			s, _ := newStore(t)
+			return s
+		},
+		Now:   time.Now,
+		Short: 3 * time.Second,
+		Pass: func(_ *testing.T, until time.Time) {
+			time.Sleep(time.Until(until) + 1500*time.Millisecond)
+		},
+	})
 }
