@@ -320,3 +320,59 @@ func (c *Catalog) AuditLines(ctx context.Context) ([][]byte, error) {
 	}
 	return out, rows.Err()
 }
+
+// Categories are the retention periods an admin may move an incident to.
+// They only ever lengthen a deadline.
+var Categories = map[string]time.Duration{
+	"default":   28 * 24 * time.Hour,
+	"complaint": 90 * 24 * time.Hour,
+}
+
+// Extend lengthens the deadline of every live chunk of the incident to at
+// least its recording time plus period, records it in the audit trail, and
+// returns the chunks whose deadline moved, with their new deadline.
+func (c *Catalog) Extend(ctx context.Context, incident, category string, period time.Duration, by, reason string, now time.Time) (map[string]time.Time, error) {
+	if by == "" || reason == "" {
+		return nil, errors.New("extending retention needs a reason and who extends it")
+	}
+	moved := map[string]time.Time{}
+	err := c.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := liveIncident(ctx, tx, incident); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT object, wall, retain_until FROM chunks WHERE incident = ? AND deleted_at IS NULL`, incident)
+		if err != nil {
+			return err
+		}
+		type row struct {
+			object         string
+			wall, deadline time.Time
+		}
+		var all []row
+		for rows.Next() {
+			var r row
+			var wall, until string
+			if err := rows.Scan(&r.object, &wall, &until); err != nil {
+				rows.Close()
+				return err
+			}
+			r.wall, r.deadline = parseTS(wall), parseTS(until)
+			all = append(all, r)
+		}
+		rows.Close()
+		for _, r := range all {
+			if nd := r.wall.Add(period); nd.After(r.deadline) {
+				if _, err := tx.ExecContext(ctx, `UPDATE chunks SET retain_until = ? WHERE object = ?`, ts(nd), r.object); err != nil {
+					return err
+				}
+				moved[r.object] = nd
+			}
+		}
+		return appendAudit(ctx, tx, now, by, "retention.extended", incident,
+			map[string]any{"category": category, "period": period.String(), "reason": reason, "chunks": len(moved)})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("extend retention of %s: %w", incident, err)
+	}
+	return moved, nil
+}

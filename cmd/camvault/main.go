@@ -37,6 +37,8 @@ commands:
   hold release INCIDENT --reason TEXT [--by NAME]
                                      suspend or restore deletion of an incident
   retention sweep [--dry-run]        delete what is past its deadline and not held
+  retention extend INCIDENT --category complaint --reason TEXT
+                                     lengthen an incident's retention (never shortens)
 
 common flags: --data DIR (default ./data)
 `

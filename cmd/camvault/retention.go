@@ -44,13 +44,22 @@ func cmdRetention(args []string, stdout, stderr io.Writer) error {
 	fl, data := newFlags("retention", stderr)
 	dry := fl.Bool("dry-run", false, "report what is due without deleting")
 	nowFlag := fl.String("now", "", "sweep as of this time (RFC 3339 or a duration from now): for rehearsals and tests")
+	category := fl.String("category", "", "extend: the longer retention category (complaint: 90 days)")
+	reason := fl.String("reason", "", "extend: why (required)")
+	by := fl.String("by", "", "extend: who (default: the OS user)")
 	sf := addStoreFlags(fl)
 	pos, err := parseInterspersed(fl, args)
 	if err != nil {
 		return err
 	}
+	if len(pos) == 2 && pos[0] == "extend" {
+		if *category == "" || *reason == "" {
+			return usagef("usage: camvault retention extend INCIDENT --category NAME --reason TEXT")
+		}
+		return retentionExtend(pos[1], *category, *reason, actor(*by), *data, sf, stdout, stderr)
+	}
 	if len(pos) != 1 || pos[0] != "sweep" {
-		return usagef("usage: camvault retention sweep [--dry-run] [--now TIME]")
+		return usagef("usage: camvault retention sweep [--dry-run] [--now TIME] | retention extend INCIDENT --category NAME --reason TEXT")
 	}
 	now, err := clockFlag(*nowFlag)
 	if err != nil {
@@ -125,5 +134,26 @@ func cmdHold(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s\n", pos[1])
 	fmt.Fprintf(stderr, "legal hold %s: %s, by %s\n", pos[0], pos[1], who)
+	return nil
+}
+
+func retentionExtend(incident, category, reason, by, data string, sf *storeFlags, stdout, stderr io.Writer) error {
+	cat, err := openCatalog(data)
+	if err != nil {
+		return err
+	}
+	defer cat.Close()
+	ctx := context.Background()
+	st, closeStore, err := sf.open(ctx, data, time.Now)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	n, err := retention.Extend(ctx, cat, st, incident, category, by, reason, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, incident)
+	fmt.Fprintf(stderr, "%s: %d chunk deadlines lengthened to the %s category (%v), by %s\n", incident, n, category, catalog.Categories[category], by)
 	return nil
 }

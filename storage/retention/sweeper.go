@@ -174,3 +174,27 @@ func mirrorHold(ctx context.Context, cat *catalog.Catalog, store ChunkHolder, in
 	}
 	return nil
 }
+
+// Extender is the part of the chunk store that lengthens deadlines.
+type Extender interface {
+	Extend(ctx context.Context, key string, retainUntil time.Time) error
+}
+
+// Extend moves an incident to a longer retention category: the catalog
+// (authoritative, audited) first, then every stored chunk's own deadline.
+func Extend(ctx context.Context, cat *catalog.Catalog, store Extender, incident, category, by, reason string, now time.Time) (int, error) {
+	period, ok := catalog.Categories[category]
+	if !ok {
+		return 0, fmt.Errorf("unknown retention category %q", category)
+	}
+	moved, err := cat.Extend(ctx, incident, category, period, by, reason, now)
+	if err != nil {
+		return 0, err
+	}
+	for obj, until := range moved {
+		if err := store.Extend(ctx, obj, until); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return 0, fmt.Errorf("extend chunk %s: %w", obj, err)
+		}
+	}
+	return len(moved), nil
+}

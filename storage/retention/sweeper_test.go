@@ -307,3 +307,40 @@ func BenchmarkSweep(b *testing.B) {
 		b.ReportMetric(float64(res.Chunks)/time.Since(start).Seconds(), "chunks/s")
 	}
 }
+
+func TestExtendCategory(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	inc := w.record(t, day0, 2)
+	w.clock.day(3)
+	n, err := Extend(ctx, w.cat, w.store, inc, "complaint", "admin1", "citizen complaint filed", w.clock.now())
+	if err != nil || n != 2 {
+		t.Fatalf("extend: %d, %v", n, err)
+	}
+	objs, _ := w.cat.LiveObjects(ctx, inc)
+	if until, _, err := w.store.RetainUntil(objs[0]); err != nil || !until.Equal(day0.Add(90*day)) {
+		t.Fatalf("store deadline %v %v, want day 90", until, err)
+	}
+	// Never shortens.
+	if n, err := Extend(ctx, w.cat, w.store, inc, "default", "admin1", "back to normal", w.clock.now()); err != nil || n != 0 {
+		t.Fatalf("extend to a shorter category: %d chunks moved, %v", n, err)
+	}
+	if _, err := Extend(ctx, w.cat, w.store, inc, "forever", "admin1", "x", w.clock.now()); err == nil {
+		t.Fatal("unknown category accepted")
+	}
+	for _, d := range []int{29, 89} {
+		w.clock.day(d)
+		w.sweep(t)
+		if !w.exists(t, inc) {
+			t.Fatalf("complaint incident gone on day %d", d)
+		}
+	}
+	w.clock.day(91)
+	if res := w.sweep(t); len(res.Incidents) != 1 || w.exists(t, inc) {
+		t.Fatalf("day 91: %+v", res)
+	}
+	audit, _ := w.cat.AuditLines(ctx)
+	if !strings.Contains(string(audit[0]), `"action":"retention.extended"`) || !strings.Contains(string(audit[0]), "citizen complaint") {
+		t.Fatalf("audit: %s", audit[0])
+	}
+}
