@@ -181,3 +181,63 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
+
+// TestProbesCleaned: self-test probes carry a prefix and go once their
+// retention has passed; until then they cannot be removed.
+func TestProbesCleaned(t *testing.T) {
+	s, raw := newStore(t)
+	ctx := context.Background()
+	if err := s.SelfTest(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	versions := func() int {
+		n := 0
+		for obj := range raw.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: ProbePrefix, WithVersions: true, Recursive: true}) {
+			if obj.Err == nil && !obj.IsDeleteMarker {
+				n++
+			}
+		}
+		return n
+	}
+	// The overwrite attempt's unlocked version goes at once; the locked
+	// probe stays until its retention has passed.
+	s.CleanProbes(ctx)
+	if n := versions(); n != 1 {
+		t.Fatalf("%d probe versions right after the self-test, want the locked one", n)
+	}
+	time.Sleep(11 * time.Second)
+	if n, err := s.CleanProbes(ctx); err != nil || n == 0 {
+		t.Fatalf("clean probes: %d, %v", n, err)
+	}
+	if n := versions(); n != 0 {
+		t.Fatalf("%d probe versions left", n)
+	}
+}
+
+// BenchmarkSweepDeletes: permanent deletes of expired chunk versions per
+// second through the store (stat, legal-hold check, versioned delete).
+func BenchmarkSweepDeletes(b *testing.B) {
+	g := s3test.Start(b)
+	ctx := context.Background()
+	s, err := Open(ctx, Config{Endpoint: g.Endpoint, Bucket: fmt.Sprintf("bench-%d", time.Now().UnixNano()%1e9),
+		AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey, Create: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 300
+	deadline := time.Now().Add(2 * time.Second)
+	for i := 0; i < n; i++ {
+		if err := s.Put(ctx, fmt.Sprintf("inc/%05d.chunk", i), []byte("sealed"), deadline); err != nil {
+			b.Fatal(err)
+		}
+	}
+	time.Sleep(time.Until(deadline) + time.Second)
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if err := s.Delete(ctx, fmt.Sprintf("inc/%05d.chunk", i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(n/time.Since(start).Seconds(), "deletes/s")
+}
