@@ -510,6 +510,10 @@ type Incident struct {
 	Chunks    int        `json:"chunks"`
 	Bytes     int64      `json:"bytes"`
 	Samples   int64      `json:"samples"` // access units durable, all tracks
+	// RetainUntil is the incident's deadline: the latest of its live
+	// chunks'. Held says a legal hold suspends it.
+	RetainUntil *time.Time `json:"retain_until,omitempty"`
+	Held        bool       `json:"held"`
 	Records   uint64     `json:"manifest_records"`
 }
 
@@ -517,7 +521,9 @@ type Incident struct {
 func (c *Catalog) Incidents(ctx context.Context) ([]Incident, error) {
 	rows, err := c.db.QueryContext(ctx, `SELECT i.id, i.camera, i.officer, i.started_at, i.ended_at, i.status, i.next_index,
 		(SELECT count(*) FROM chunks WHERE incident = i.id), (SELECT coalesce(sum(cipher_size),0) FROM chunks WHERE incident = i.id),
-		(SELECT coalesce(sum(samples),0) FROM chunks WHERE incident = i.id)
+		(SELECT coalesce(sum(samples),0) FROM chunks WHERE incident = i.id),
+		(SELECT max(retain_until) FROM chunks WHERE incident = i.id AND deleted_at IS NULL),
+		EXISTS (SELECT 1 FROM holds WHERE incident = i.id AND released_at IS NULL)
 		FROM incidents i ORDER BY i.started_at DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("list incidents: %w", err)
@@ -527,9 +533,13 @@ func (c *Catalog) Incidents(ctx context.Context) ([]Incident, error) {
 	for rows.Next() {
 		var in Incident
 		var started string
-		var ended sql.NullString
-		if err := rows.Scan(&in.ID, &in.Camera, &in.Officer, &started, &ended, &in.Status, &in.Records, &in.Chunks, &in.Bytes, &in.Samples); err != nil {
+		var ended, until sql.NullString
+		if err := rows.Scan(&in.ID, &in.Camera, &in.Officer, &started, &ended, &in.Status, &in.Records, &in.Chunks, &in.Bytes, &in.Samples, &until, &in.Held); err != nil {
 			return nil, err
+		}
+		if until.Valid {
+			t := parseTS(until.String)
+			in.RetainUntil = &t
 		}
 		in.StartedAt = parseTS(started)
 		if ended.Valid {

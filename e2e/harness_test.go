@@ -234,11 +234,14 @@ func (s *server) rtspURL(user, pass, path string) string {
 }
 
 type incidentRow struct {
-	ID      string     `json:"id"`
-	Camera  string     `json:"camera"`
-	Status  string     `json:"status"`
-	Chunks  int        `json:"chunks"`
-	EndedAt *time.Time `json:"ended_at"`
+	Held        bool       `json:"held"`
+	RetainUntil *time.Time `json:"retain_until"`
+	StartedAt   time.Time  `json:"started_at"`
+	ID          string     `json:"id"`
+	Camera      string     `json:"camera"`
+	Status      string     `json:"status"`
+	Chunks      int        `json:"chunks"`
+	EndedAt     *time.Time `json:"ended_at"`
 }
 
 func incidents(t testing.TB, data string) []incidentRow {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
 )
@@ -53,6 +54,11 @@ func TestRetentionAndHolds(t *testing.T) {
 	}
 	mustCamvault(t, "hold", "place", ids["cam2"], "--reason", "assault complaint", "--reference", "PR-2026-0042", "--by", "admin1", "--data", data)
 
+	for _, r := range incidents(t, data) {
+		if r.Held != (r.ID == ids["cam2"]) || r.RetainUntil == nil || r.RetainUntil.Sub(r.StartedAt) < 28*24*time.Hour-time.Minute || r.RetainUntil.Sub(r.StartedAt) > 28*24*time.Hour+time.Minute {
+			t.Fatalf("incident %s: held %v, deadline %v for a start at %v", r.ID, r.Held, r.RetainUntil, r.StartedAt)
+		}
+	}
 	if n, _ := sweep(t, data, "648h"); n != 0 || files(ids["cam1"]) == 0 {
 		t.Fatalf("day 27: %d chunks swept", n)
 	}

@@ -119,9 +119,16 @@ func cmdIncidents(args []string, stdout, stderr io.Writer) error {
 		return enc.Encode(list)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INCIDENT\tCAMERA\tOFFICER\tSTARTED\tSTATUS\tCHUNKS\tBYTES")
+	fmt.Fprintln(tw, "INCIDENT\tCAMERA\tOFFICER\tSTARTED\tSTATUS\tCHUNKS\tBYTES\tDELETE AFTER")
 	for _, in := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", in.ID, in.Camera, in.Officer, in.StartedAt.Format(time.RFC3339), in.Status, in.Chunks, in.Bytes)
+		until := "-"
+		switch {
+		case in.Held:
+			until = "held"
+		case in.RetainUntil != nil:
+			until = in.RetainUntil.Format("2006-01-02")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", in.ID, in.Camera, in.Officer, in.StartedAt.Format(time.RFC3339), in.Status, in.Chunks, in.Bytes, until)
 	}
 	return tw.Flush()
 }
