@@ -29,8 +29,12 @@ test: test-deps
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./stages/... ./pipeline/... ./storage/... ./bench/...
 
+# The short benchmark CI runs after the tests: stage ratios with their
+# floors (fails below a floor), then a 25-camera end-to-end load run.
 bench-short: test-deps
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 15m ./bench/...
+	mkdir -p bench/results
+	$(GO) run ./cmd/camvault bench --json-out bench/results/latest.json
+	CAMVAULT_BENCH_STREAMS=25 CAMVAULT_BENCH_SECONDS=10 $(GO) test -run '^$$' -bench RTSPLoad -benchtime 1x -timeout 10m ./bench
 
 fmt:
 	gofmt -l -w .

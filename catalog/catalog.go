@@ -514,7 +514,7 @@ type Incident struct {
 	// chunks'. Held says a legal hold suspends it.
 	RetainUntil *time.Time `json:"retain_until,omitempty"`
 	Held        bool       `json:"held"`
-	Records   uint64     `json:"manifest_records"`
+	Records     uint64     `json:"manifest_records"`
 }
 
 // Incidents lists incidents, newest first.

@@ -39,6 +39,7 @@ commands:
   retention sweep [--dry-run]        delete what is past its deadline and not held
   retention extend INCIDENT --category complaint --reason TEXT
                                      lengthen an incident's retention (never shortens)
+  bench [--json-out FILE]            stage throughput against the machine's raw cost; exit 1 below a floor
 
 common flags: --data DIR (default ./data)
 `
@@ -70,6 +71,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdHold(rest, stdout, stderr)
 	case "retention":
 		err = cmdRetention(rest, stdout, stderr)
+	case "bench":
+		err = cmdBench(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,0 +1,102 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+)
+
+// Report is what `camvault bench` prints and saves.
+type Report struct {
+	When    time.Time `json:"when"`
+	CPU     string    `json:"cpu"`
+	Cores   int       `json:"cores"`
+	Go      string    `json:"go"`
+	Commit  string    `json:"commit,omitempty"`
+	Ratios  []Ratio   `json:"ratios"`
+	Failing []string  `json:"failing,omitempty"`
+}
+
+// RunRatios measures every stage ratio and checks them against the floors.
+func RunRatios(workDir string, rounds int) (*Report, error) {
+	floors, err := Floors()
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{When: time.Now().UTC(), CPU: cpuModel(), Cores: runtime.NumCPU(), Go: runtime.Version(), Commit: commit()}
+	s, err := MeasureSeal(rounds)
+	if err != nil {
+		return nil, err
+	}
+	st, err := MeasureStore(workDir, rounds)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range []Ratio{s, st} {
+		r.AboveMin = true
+		if f, ok := floors[r.Name]; ok {
+			r.Floor = f
+			if r.Ratio < f {
+				r.AboveMin = false
+				rep.Failing = append(rep.Failing, fmt.Sprintf("%s: ratio %.2f below its floor %.2f", r.Name, r.Ratio, f))
+			}
+		}
+		rep.Ratios = append(rep.Ratios, r)
+	}
+	return rep, nil
+}
+
+// WriteMarkdown prints the report as a table.
+func (r *Report) WriteMarkdown(w io.Writer) {
+	fmt.Fprintf(w, "camvault bench — %s, %d cores, %s, commit %s\n\n", r.CPU, r.Cores, r.Go, r.Commit)
+	fmt.Fprintln(w, "| stage | what | camvault MB/s | raw MB/s | ratio | floor |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
+	for _, x := range r.Ratios {
+		floor := "—"
+		if x.Floor > 0 {
+			floor = fmt.Sprintf("%.2f", x.Floor)
+		}
+		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %.2f | %s |\n", x.Name, x.What, x.OursMBs, x.RawMBs, x.Ratio, floor)
+	}
+	for _, f := range r.Failing {
+		fmt.Fprintf(w, "\nFAIL: %s\n", f)
+	}
+}
+
+// WriteJSON saves the report.
+func (r *Report) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return runtime.GOARCH
+}
+
+func commit() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return ""
+}

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"camvault/bench"
+)
+
+// cmdBench measures each stage against the machine's raw cost of the same
+// work in the same run, prints a Markdown table, and fails (exit 1) when a
+// ratio falls below its floor in bench/floors.json.
+func cmdBench(args []string, stdout, stderr io.Writer) error {
+	fl, _ := newFlags("bench", stderr)
+	out := fl.String("json-out", "", "also write the report as JSON here")
+	rounds := fl.Int("rounds", 5, "alternating measurement rounds per stage")
+	if pos, err := parseInterspersed(fl, args); err != nil {
+		return err
+	} else if len(pos) != 0 {
+		return usagef("bench takes no arguments")
+	}
+	work, err := os.MkdirTemp("", "camvault-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	rep, err := bench.RunRatios(work, *rounds)
+	if err != nil {
+		return err
+	}
+	rep.WriteMarkdown(stdout)
+	if *out != "" {
+		if err := rep.WriteJSON(*out); err != nil {
+			return err
+		}
+	}
+	if len(rep.Failing) > 0 {
+		fmt.Fprintf(stderr, "camvault bench: %d ratio(s) below their floor\n", len(rep.Failing))
+		return errCheckFailed
+	}
+	return nil
+}
