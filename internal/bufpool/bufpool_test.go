@@ -3,7 +3,7 @@ package bufpool
 import "testing"
 
 func TestGetPut(t *testing.T) {
-	for _, n := range []int{0, 1, classSize - 1, classSize, classSize + 1, 1 << 20, maxClasses*classSize + 1} {
+	for _, n := range []int{0, 1, smallStep - 1, smallStep, smallMax, smallMax + 1, 1 << 20, largeMax, largeMax + 1} {
 		b := Get(n)
 		if len(b) != n {
 			t.Fatalf("Get(%d): len %d", n, len(b))
