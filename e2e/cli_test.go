@@ -91,3 +91,34 @@ func TestSilentStreamTimesOut(t *testing.T) {
 	}
 	_ = time.Second
 }
+
+// TestRevokeAndRotate: a revoked camera is refused from its next
+// connection; a rotated secret replaces the old one.
+func TestRevokeAndRotate(t *testing.T) {
+	c := testClip(t, 5)
+	data, secrets := setupData(t, "cam1")
+	s := newServer(t, data)
+	url := func(secret string) string { return s.rtspURL("cam1", secret, "cam1") }
+	publish := func(secret string) error {
+		cam := newRTSPCamera(t, c, false)
+		cam.aus = cam.aus[:15]
+		return cam.run(url(secret), gortsplib.TransportTCP)
+	}
+	mustCamvault(t, "camera", "revoke", "cam1", "--data", data)
+	if err := publish(secrets["cam1"]); err == nil {
+		t.Fatal("revoked camera accepted")
+	}
+	newSecret := strings.TrimSpace(mustCamvault(t, "camera", "rotate", "cam1", "--data", data))
+	if newSecret == secrets["cam1"] || len(newSecret) != 32 {
+		t.Fatalf("rotated secret %q", newSecret)
+	}
+	if err := publish(secrets["cam1"]); err == nil {
+		t.Fatal("old secret accepted after rotation")
+	}
+	if err := publish(newSecret); err != nil {
+		t.Fatalf("new secret refused: %v", err)
+	}
+	if _, _, code := camvault(t, "camera", "revoke", "nosuch", "--data", data); code == 0 {
+		t.Fatal("revoking an unknown camera succeeded")
+	}
+}

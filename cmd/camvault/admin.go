@@ -55,10 +55,32 @@ func cmdCamera(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 2 || pos[0] != "add" {
-		return usagef("usage: camvault camera add ID --officer NAME")
+	if len(pos) != 2 || (pos[0] != "add" && pos[0] != "revoke" && pos[0] != "rotate") {
+		return usagef("usage: camvault camera add ID --officer NAME | camera revoke ID | camera rotate ID")
 	}
 	id := pos[1]
+	switch pos[0] {
+	case "revoke":
+		cat, err := openCatalog(*data)
+		if err != nil {
+			return err
+		}
+		defer cat.Close()
+		if err := cat.RevokeCamera(context.Background(), id, time.Now()); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, id)
+		fmt.Fprintf(stderr, "camera %s revoked: refused from its next connection on\n", id)
+		return nil
+	case "rotate":
+		secret, err := rotateCamera(context.Background(), *data, id)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, secret)
+		fmt.Fprintf(stderr, "camera %s has a new secret (above, shown only this once); the old one is refused from the next connection on\n", id)
+		return nil
+	}
 	if !ingest.ValidCameraID(id) {
 		return usagef("camera id %q: use 1-64 of a-z 0-9 _ - (starting with a letter or digit)", id)
 	}
@@ -91,6 +113,24 @@ func addCamera(ctx context.Context, data, id, officer string) (string, error) {
 	}
 	err = cat.AddCamera(ctx, catalog.Camera{ID: id, Officer: officer, SecretMAC: ingest.SecretMAC(pepper, secret), CreatedAt: time.Now()})
 	return secret, err
+}
+
+// rotateCamera gives a camera a new secret and returns it.
+func rotateCamera(ctx context.Context, data, id string) (string, error) {
+	pepper, err := keys.LoadPepper(keys.Dir(data))
+	if err != nil {
+		return "", err
+	}
+	cat, err := openCatalog(data)
+	if err != nil {
+		return "", err
+	}
+	defer cat.Close()
+	secret, err := ingest.NewSecret()
+	if err != nil {
+		return "", err
+	}
+	return secret, cat.RotateCameraSecret(ctx, id, ingest.SecretMAC(pepper, secret))
 }
 
 func cmdIncidents(args []string, stdout, stderr io.Writer) error {

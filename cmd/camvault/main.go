@@ -28,6 +28,8 @@ commands:
   serve                              run the ingest and backoffice listeners
   keygen                             create the key files in <data>/keys
   camera add ID --officer NAME       register a camera; prints its secret once
+  camera revoke ID | camera rotate ID
+                                     refuse a camera / give it a new secret (printed once)
   incidents [--json]                 list incidents
   export INCIDENT --identity FILE --out DIR
                                      verify and write an export bundle for the police
