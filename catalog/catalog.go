@@ -463,10 +463,11 @@ func (c *Catalog) CheckpointLines(ctx context.Context, incident string) ([][]byt
 	return c.lines(ctx, `SELECT line FROM checkpoints WHERE incident = ? ORDER BY idx`, incident)
 }
 
-func (c *Catalog) lines(ctx context.Context, q, incident string) ([][]byte, error) {
-	rows, err := c.db.QueryContext(ctx, q, incident)
+// lines runs a query returning one blob column, in order.
+func (c *Catalog) lines(ctx context.Context, q string, args ...any) ([][]byte, error) {
+	rows, err := c.db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", incident, err)
+		return nil, fmt.Errorf("read %v: %w", args, err)
 	}
 	defer rows.Close()
 	var out [][]byte

@@ -305,20 +305,7 @@ func appendAudit(ctx context.Context, tx *sql.Tx, at time.Time, actor, action, i
 
 // AuditLines returns the audit trail's records as stored, oldest first.
 func (c *Catalog) AuditLines(ctx context.Context) ([][]byte, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT line FROM audit ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("read audit trail: %w", err)
-	}
-	defer rows.Close()
-	var out [][]byte
-	for rows.Next() {
-		var b []byte
-		if err := rows.Scan(&b); err != nil {
-			return nil, err
-		}
-		out = append(out, b)
-	}
-	return out, rows.Err()
+	return c.lines(ctx, `SELECT line FROM audit ORDER BY id`)
 }
 
 // Categories are the retention periods an admin may move an incident to.

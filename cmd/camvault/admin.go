@@ -98,6 +98,21 @@ func cmdCamera(args []string, stdout, stderr io.Writer) error {
 
 // addCamera registers a camera and returns its new secret.
 func addCamera(ctx context.Context, data, id, officer string) (string, error) {
+	return withNewSecret(data, func(cat *catalog.Catalog, mac []byte) error {
+		return cat.AddCamera(ctx, catalog.Camera{ID: id, Officer: officer, SecretMAC: mac, CreatedAt: time.Now()})
+	})
+}
+
+// rotateCamera gives a camera a new secret and returns it.
+func rotateCamera(ctx context.Context, data, id string) (string, error) {
+	return withNewSecret(data, func(cat *catalog.Catalog, mac []byte) error {
+		return cat.RotateCameraSecret(ctx, id, mac)
+	})
+}
+
+// withNewSecret draws a camera secret, lets store record its MAC, and
+// returns the secret (to be shown once) if that succeeded.
+func withNewSecret(data string, store func(*catalog.Catalog, []byte) error) (string, error) {
 	pepper, err := keys.LoadPepper(keys.Dir(data))
 	if err != nil {
 		return "", fmt.Errorf("%w (run camvault keygen first)", err)
@@ -111,26 +126,10 @@ func addCamera(ctx context.Context, data, id, officer string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	err = cat.AddCamera(ctx, catalog.Camera{ID: id, Officer: officer, SecretMAC: ingest.SecretMAC(pepper, secret), CreatedAt: time.Now()})
-	return secret, err
-}
-
-// rotateCamera gives a camera a new secret and returns it.
-func rotateCamera(ctx context.Context, data, id string) (string, error) {
-	pepper, err := keys.LoadPepper(keys.Dir(data))
-	if err != nil {
+	if err := store(cat, ingest.SecretMAC(pepper, secret)); err != nil {
 		return "", err
 	}
-	cat, err := openCatalog(data)
-	if err != nil {
-		return "", err
-	}
-	defer cat.Close()
-	secret, err := ingest.NewSecret()
-	if err != nil {
-		return "", err
-	}
-	return secret, cat.RotateCameraSecret(ctx, id, ingest.SecretMAC(pepper, secret))
+	return secret, nil
 }
 
 func cmdIncidents(args []string, stdout, stderr io.Writer) error {
