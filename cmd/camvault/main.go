@@ -42,6 +42,8 @@ commands:
   retention extend INCIDENT --category complaint --reason TEXT
                                      lengthen an incident's retention (never shortens)
   bench [--json-out FILE]            stage throughput against the machine's raw cost; exit 1 below a floor
+  simulate --rtsp HOST:PORT --cameras N [--duration D] [--credentials FILE]
+                                     simulated bodycams publishing real H.264 over RTSP
 
 common flags: --data DIR (default ./data)
 `
@@ -75,6 +77,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdRetention(rest, stdout, stderr)
 	case "bench":
 		err = cmdBench(rest, stdout, stderr)
+	case "simulate":
+		err = cmdSimulate(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

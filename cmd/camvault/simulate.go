@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"camvault/bench"
+)
+
+// cmdSimulate runs N simulated bodycams against an RTSP server.
+func cmdSimulate(args []string, stdout, stderr io.Writer) error {
+	fl, data := newFlags("simulate", stderr)
+	addr := fl.String("rtsp", "127.0.0.1:8554", "RTSP server host:port")
+	n := fl.Int("cameras", 10, "simulated cameras")
+	dur := fl.Duration("duration", 30*time.Second, "how long each camera streams")
+	bitrate := fl.String("bitrate", "4M", "video bitrate of the clip (720p30 H.264, keyframe every 2 s)")
+	creds := fl.String("credentials", "", `file of "ID SECRET" lines (default: register cameras sim0..simN-1 in --data)`)
+	if pos, err := parseInterspersed(fl, args); err != nil {
+		return err
+	} else if len(pos) != 0 {
+		return usagef("simulate takes no arguments")
+	}
+	var cams []bench.SimCamera
+	if *creds != "" {
+		f, err := os.Open(*creds)
+		if err != nil {
+			return err
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if fs := strings.Fields(sc.Text()); len(fs) == 2 {
+				cams = append(cams, bench.SimCamera{ID: fs[0], Secret: fs[1]})
+			}
+		}
+		f.Close()
+		if len(cams) > *n {
+			cams = cams[:*n]
+		}
+	} else {
+		for i := 0; i < *n; i++ {
+			id := fmt.Sprintf("sim%d", i)
+			secret, err := rotateCamera(context.Background(), *data, id)
+			if err != nil {
+				if secret, err = addCamera(context.Background(), *data, id, "simulated officer"); err != nil {
+					return err
+				}
+			}
+			cams = append(cams, bench.SimCamera{ID: id, Secret: secret})
+		}
+	}
+	if len(cams) == 0 {
+		return usagef("no cameras to simulate")
+	}
+	work, err := os.MkdirTemp("", "camvault-sim")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	clip, err := bench.MakeClip(work, 4, *bitrate)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "simulating %d cameras at %.1f Mbit/s for %v against %s\n", len(cams), clip.Bitrate()/1e6, *dur, *addr)
+	res := bench.Simulate(context.Background(), clip, *addr, cams, *dur)
+	failed := 0
+	for _, r := range res {
+		if r.Error != "" {
+			failed++
+		}
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(res); err != nil {
+		return err
+	}
+	if failed > 0 {
+		fmt.Fprintf(stderr, "%d of %d cameras failed\n", failed, len(cams))
+		return errCheckFailed
+	}
+	return nil
+}
