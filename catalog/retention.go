@@ -363,3 +363,14 @@ func (c *Catalog) Extend(ctx context.Context, incident, category string, period 
 	}
 	return moved, nil
 }
+
+// LatestDeadline returns the latest deadline among the incident's live
+// chunks (zero if it has none).
+func (c *Catalog) LatestDeadline(ctx context.Context, incident string) (time.Time, error) {
+	var until sql.NullString
+	err := c.db.QueryRowContext(ctx, `SELECT max(retain_until) FROM chunks WHERE incident = ? AND deleted_at IS NULL`, incident).Scan(&until)
+	if err != nil || !until.Valid {
+		return time.Time{}, err
+	}
+	return parseTS(until.String), nil
+}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"camvault/catalog"
+	"camvault/stages/commit"
 	"camvault/storage"
 )
 
@@ -35,6 +36,29 @@ func (s *CatalogSource) CheckpointLines(ctx context.Context) ([][]byte, error) {
 func (s *CatalogSource) WrappedKeys(ctx context.Context) (map[string][]byte, error) {
 	return s.Catalog.WrappedKeys(ctx, s.ID)
 }
+
+// Anchors reads the incident's checkpoint anchors from the store, when
+// the store can list them.
+func (s *CatalogSource) Anchors(ctx context.Context) ([][]byte, error) {
+	l, ok := s.Store.(storage.Lister)
+	if !ok {
+		return nil, nil
+	}
+	keys, err := l.List(ctx, s.ID+"/"+commit.AnchorDir)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for _, k := range keys {
+		b, err := s.Chunk(ctx, k)
+		if err != nil {
+			return nil, fmt.Errorf("anchor %s: %w", k, err)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
 func (s *CatalogSource) Chunk(ctx context.Context, object string) ([]byte, error) {
 	rc, err := s.Store.Get(ctx, object)
 	if err != nil {

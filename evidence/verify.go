@@ -57,6 +57,7 @@ type Report struct {
 	Chunks        int       `json:"chunks"`
 	Gaps          []string  `json:"gaps,omitempty"`
 	Checkpoints   int       `json:"checkpoints"`
+	Anchored      int       `json:"anchored"` // checkpoints confirmed by their copy in the WORM store
 	Head          string    `json:"head"`
 	Decrypted     bool      `json:"decrypted"`               // AEAD tags and plaintext hashes were checked too
 	MediaChecked  []string  `json:"media_checked,omitempty"` // export MP4s compared sample by sample with the chunks
@@ -104,6 +105,9 @@ func Verify(ctx context.Context, src Source, nodeKey ed25519.PublicKey, identiti
 		rep.fail(nil, "", "manifest is empty")
 	}
 	verifyCheckpoints(ctx, src, rep, lines, nodeKey)
+	if as, ok := src.(AnchorSource); ok {
+		verifyAnchors(ctx, as, rep, lines, nodeKey)
+	}
 
 	if len(identities) > 0 {
 		wrapped, err := src.WrappedKeys(ctx)
@@ -171,6 +175,45 @@ func verifyCheckpoints(ctx context.Context, src Source, rep *Report, lines [][]b
 	}
 	if len(lines) > 0 && lastCovered < int64(len(lines))-1 {
 		rep.fail(nil, "", "records %d..%d are not covered by a signed checkpoint", lastCovered+1, len(lines)-1)
+	}
+}
+
+// AnchorSource gives the checkpoints anchored in the WORM store, which
+// whoever rewrites the catalog cannot rewrite with it.
+type AnchorSource interface {
+	Anchors(ctx context.Context) ([][]byte, error)
+}
+
+// verifyAnchors checks the catalog's manifest against every checkpoint
+// anchored in the store: a truncated or rewritten manifest, even one
+// re-signed with the node key, disagrees with them.
+func verifyAnchors(ctx context.Context, src AnchorSource, rep *Report, lines [][]byte, nodeKey ed25519.PublicKey) {
+	anchors, err := src.Anchors(ctx)
+	if err != nil {
+		rep.fail(nil, "", "read checkpoint anchors: %v", err)
+		return
+	}
+	for _, line := range anchors {
+		var cp manifest.Checkpoint
+		if err := json.Unmarshal(line, &cp); err != nil {
+			rep.fail(nil, "", "unparsable checkpoint anchor: %v", err)
+			continue
+		}
+		if err := cp.Verify(nodeKey); err != nil {
+			rep.fail(nil, "", "anchor: %v", err)
+			continue
+		}
+		idx := cp.Index
+		switch {
+		case cp.Incident != rep.Incident:
+			rep.fail(nil, "", "anchor for another incident %q", cp.Incident)
+		case idx >= uint64(len(lines)):
+			rep.Problems = append(rep.Problems, Problem{Record: &idx, Message: fmt.Sprintf("anchored in the store, but the manifest now has only %d records (truncated)", len(lines))})
+		case manifest.HashLine(lines[idx]) != cp.Head:
+			rep.Problems = append(rep.Problems, Problem{Record: &idx, Message: "differs from the checkpoint anchored in the store (manifest rewritten)"})
+		default:
+			rep.Anchored++
+		}
 	}
 }
 
@@ -303,7 +346,7 @@ func (m *SessionMedia) Samples() ([][][]byte, error) {
 func (r *Report) WriteText(w io.Writer) {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "incident %s\n", r.Incident)
-	fmt.Fprintf(&b, "manifest: %d records, head %s, %d signed checkpoints\n", r.Records, r.Head, r.Checkpoints)
+	fmt.Fprintf(&b, "manifest: %d records, head %s, %d signed checkpoints (%d confirmed by their anchor in the store)\n", r.Records, r.Head, r.Checkpoints, r.Anchored)
 	fmt.Fprintf(&b, "chunks: %d (%d bytes sealed)\n", r.Chunks, r.CipherBytes)
 	if r.Decrypted {
 		b.WriteString("checked: hash chain, signatures, ciphertext hashes, AEAD tags, plaintext hashes\n")

@@ -125,7 +125,7 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Recorder{cfg: cfg, cat: cat, recipients: recipients, log: log, ctx: ctx, cancel: cancel,
 		writer:    &store.Writer{Store: chunks},
-		committer: &commit.Committer{Catalog: cat, Signer: signer, Now: cfg.Now, CheckpointEvery: cfg.CheckpointEvery},
+		committer: &commit.Committer{Catalog: cat, Signer: signer, Now: cfg.Now, CheckpointEvery: cfg.CheckpointEvery, Anchors: chunks},
 		sessions:  map[*session]struct{}{},
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "camvault", Name: "ingest_to_durable_seconds",

@@ -144,7 +144,7 @@ func (s *Server) open() error {
 	if err != nil {
 		return err
 	}
-	c := &commit.Committer{Catalog: s.Catalog, Signer: signer, Now: time.Now}
+	c := &commit.Committer{Catalog: s.Catalog, Signer: signer, Now: time.Now, Anchors: s.Store}
 	for _, inc := range interrupted {
 		if err := c.Checkpoint(ctx, inc); err != nil {
 			return err

@@ -37,3 +37,10 @@ type ChunkStore interface {
 	// SetLegalHold places (on=true) or releases a legal hold.
 	SetLegalHold(ctx context.Context, key string, on bool) error
 }
+
+// Lister lists the objects under a key prefix ending in "/". Both backends
+// implement it; verification uses it to find checkpoint anchors that the
+// catalog may no longer mention.
+type Lister interface {
+	List(ctx context.Context, prefix string) ([]string, error)
+}

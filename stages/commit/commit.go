@@ -6,11 +6,14 @@ package commit
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"camvault/catalog"
 	"camvault/manifest"
+	"camvault/storage"
 )
 
 // Catalog is what the commit stage needs from the catalog.
@@ -20,6 +23,22 @@ type Catalog interface {
 	EndSession(ctx context.Context, incident, session string, now time.Time, status, note string) (manifest.Record, error)
 	Head(ctx context.Context, incident string) (index uint64, hash string, ok bool, err error)
 	AddCheckpoint(ctx context.Context, cp manifest.Checkpoint) error
+	LatestDeadline(ctx context.Context, incident string) (time.Time, error)
+}
+
+// AnchorStore is where signed checkpoints are anchored: the WORM chunk
+// store, out of reach of whoever can rewrite the catalog.
+type AnchorStore interface {
+	Put(ctx context.Context, key string, data []byte, retainUntil time.Time) error
+}
+
+// AnchorDir is the directory, under an incident's key prefix, of its
+// checkpoint anchors.
+const AnchorDir = "checkpoints/"
+
+// AnchorKey is the store key of an incident's checkpoint at index.
+func AnchorKey(incident string, index uint64) string {
+	return fmt.Sprintf("%s/%s%012d.json", incident, AnchorDir, index)
 }
 
 // Committer commits in order; one per pipeline.
@@ -27,6 +46,9 @@ type Committer struct {
 	Catalog Catalog
 	Signer  ed25519.PrivateKey
 	Now     func() time.Time
+	// Anchors, when set, receives a copy of every signed checkpoint, kept
+	// as long as the incident's chunks (DESIGN.md "Anchoring").
+	Anchors AnchorStore
 	// CheckpointEvery signs the head after this many chunks of an
 	// incident (and always at a session's end). Default 30 (~1 minute).
 	CheckpointEvery int
@@ -83,5 +105,24 @@ func (c *Committer) Checkpoint(ctx context.Context, incident string) error {
 		return fmt.Errorf("checkpoint %s: %w", incident, err)
 	}
 	delete(c.sinceCheckpoint, incident)
+	if c.Anchors == nil {
+		return nil
+	}
+	until, err := c.Catalog.LatestDeadline(ctx, incident)
+	if err != nil {
+		return fmt.Errorf("anchor checkpoint %s/%d: %w", incident, idx, err)
+	}
+	if until.IsZero() {
+		until = cp.Time
+	}
+	line, err := json.Marshal(&cp)
+	if err != nil {
+		return err
+	}
+	// A checkpoint of the same head re-signed later (after a restart) finds
+	// the first one anchored: that one stands.
+	if err := c.Anchors.Put(ctx, AnchorKey(incident, idx), line, until); err != nil && !errors.Is(err, storage.ErrExists) {
+		return fmt.Errorf("anchor checkpoint %s/%d: %w", incident, idx, err)
+	}
 	return nil
 }

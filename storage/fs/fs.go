@@ -746,3 +746,35 @@ func quote(key string) string {
 	}
 	return fmt.Sprintf("%q", key)
 }
+
+// List returns the keys of the objects under the directory prefix (a key
+// prefix ending in "/"), in lexical order.
+func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
+	dir := strings.TrimSuffix(prefix, "/")
+	if err := checkKey(dir); err != nil {
+		return nil, err
+	}
+	var keys []string
+	err := iofs.WalkDir(s.root.FS(), dir, func(p string, d iofs.DirEntry, err error) error {
+		if errors.Is(err, iofs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return iofs.SkipDir
+			}
+			return nil
+		}
+		if d.Type().IsRegular() && checkKey(p) == nil {
+			keys = append(keys, p)
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %q: %w", prefix, err)
+	}
+	return keys, nil
+}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"camvault/catalog"
+	"camvault/stages/commit"
 	"camvault/storage"
 )
 
@@ -110,10 +111,31 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (*Result, error) {
 		if err != nil {
 			return res, err
 		}
+		s.removeAnchors(ctx, id)
 		s.log().Info("incident deleted by retention", "incident", id, "chunks", d.Chunks, "bytes", d.Bytes)
 		res.Incidents = append(res.Incidents, d)
 	}
 	return res, nil
+}
+
+// removeAnchors deletes the checkpoint anchors of a shredded incident;
+// the audit trail keeps its manifest head. Anchors the store still
+// retains stay until a later sweep of a store that can list them.
+func (s *Sweeper) removeAnchors(ctx context.Context, incident string) {
+	l, ok := s.Store.(storage.Lister)
+	if !ok {
+		return
+	}
+	keys, err := l.List(ctx, incident+"/"+commit.AnchorDir)
+	if err != nil {
+		s.log().Warn("list checkpoint anchors", "incident", incident, "err", err)
+		return
+	}
+	for _, k := range keys {
+		if err := s.Store.Delete(ctx, k); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			s.log().Warn("delete checkpoint anchor", "object", k, "err", err)
+		}
+	}
 }
 
 // Run sweeps every interval until ctx ends.
