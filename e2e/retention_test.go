@@ -39,15 +39,20 @@ func TestRetentionAndHolds(t *testing.T) {
 		}
 		ids[cam] = waitIncidentEnded(t, s, cam).ID
 	}
+	// files counts an incident's objects in the store: chunks and
+	// checkpoint anchors.
 	files := func(inc string) int {
 		n := 0
 		filepath.Walk(filepath.Join(data, "chunks", inc), func(p string, info os.FileInfo, err error) error {
-			if err == nil && !info.IsDir() && strings.HasSuffix(p, ".chunk") {
+			if err == nil && !info.IsDir() && (strings.HasSuffix(p, ".chunk") || strings.Contains(p, "/checkpoints/")) {
 				n++
 			}
 			return nil
 		})
 		return n
+	}
+	if anchors, _ := filepath.Glob(filepath.Join(data, "chunks", ids["cam1"], "checkpoints", "*.json")); len(anchors) == 0 {
+		t.Fatal("no checkpoint anchored in the store")
 	}
 	if _, _, code := camvault(t, "hold", "place", ids["cam2"], "--reason", "complaint", "--data", data); code != 2 {
 		t.Fatal("hold without a police report reference accepted")
