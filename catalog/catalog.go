@@ -481,6 +481,19 @@ func (c *Catalog) lines(ctx context.Context, q string, args ...any) ([][]byte, e
 	return out, rows.Err()
 }
 
+// texts runs a query returning one text column, in order.
+func (c *Catalog) texts(ctx context.Context, q string, args ...any) ([]string, error) {
+	bs, err := c.lines(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(bs))
+	for i, b := range bs {
+		out[i] = string(b)
+	}
+	return out, nil
+}
+
 // WrappedKeys returns the incident's wrapped session keys by session id.
 func (c *Catalog) WrappedKeys(ctx context.Context, incident string) (map[string][]byte, error) {
 	rows, err := c.db.QueryContext(ctx, `SELECT id, wrapped_key FROM sessions WHERE incident = ?`, incident)

@@ -146,20 +146,7 @@ func (c *Catalog) DeletedAt(ctx context.Context, incident string) (time.Time, er
 
 // LiveObjects returns the store keys of an incident's chunks not yet deleted.
 func (c *Catalog) LiveObjects(ctx context.Context, incident string) ([]string, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT object FROM chunks WHERE incident = ? AND deleted_at IS NULL ORDER BY object`, incident)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var o string
-		if err := rows.Scan(&o); err != nil {
-			return nil, err
-		}
-		out = append(out, o)
-	}
-	return out, rows.Err()
+	return c.texts(ctx, `SELECT object FROM chunks WHERE incident = ? AND deleted_at IS NULL ORDER BY object`, incident)
 }
 
 // DueChunk is a chunk past its deadline, of an incident not held.
@@ -202,24 +189,11 @@ func (c *Catalog) MarkChunkDeleted(ctx context.Context, object string, now time.
 // Shreddable returns incidents whose every chunk is deleted, that have
 // ended, are not held, and still have their keys.
 func (c *Catalog) Shreddable(ctx context.Context) ([]string, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT i.id FROM incidents i
+	return c.texts(ctx, `SELECT i.id FROM incidents i
 		WHERE i.deleted_at IS NULL AND i.status != ?
 		AND EXISTS (SELECT 1 FROM chunks WHERE incident = i.id)
 		AND NOT EXISTS (SELECT 1 FROM chunks WHERE incident = i.id AND deleted_at IS NULL)
 		AND NOT EXISTS (SELECT 1 FROM holds WHERE incident = i.id AND released_at IS NULL)`, StatusOpen)
-	if err != nil {
-		return nil, fmt.Errorf("shreddable incidents: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
 }
 
 // Deletion is the record of an incident removed by retention.
