@@ -7,16 +7,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"camvault/internal/testenv"
 )
 
 func requireFFmpeg(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("ffmpeg is required in CI: %v", err)
-		}
-		t.Skip("ffmpeg not installed")
-	}
+	testenv.Require(t, "ffmpeg", "ffprobe")
 }
 
 func framemd5(t *testing.T, path string) []byte {

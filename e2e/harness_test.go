@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"camvault/internal/s3test"
+	"camvault/internal/testenv"
 )
 
 var camvaultBin string
@@ -45,14 +46,7 @@ func TestMain(m *testing.M) {
 // requireTool fails under CI and skips elsewhere when a tool is missing.
 func requireTool(t testing.TB, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required in CI (make test installs it): %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
+	return testenv.Require(t, name)[0]
 }
 
 // freePort returns a loopback port free for TCP and UDP at the time of asking.

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"camvault/internal/testenv"
 )
 
 // Credentials of the test account (role userplus: may create buckets).
@@ -55,10 +57,7 @@ func Start(t testing.TB) *Gateway {
 		bin, _ = exec.LookPath("versitygw")
 	}
 	if bin == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("versitygw is required in CI (.ci/run installs it)")
-		}
-		t.Skip("versitygw not installed (go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)")
+		testenv.Missing(t, "versitygw (make test builds it: go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)")
 	}
 	once.Do(func() { gw, err = start(bin) })
 	if err != nil {

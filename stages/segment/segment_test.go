@@ -20,6 +20,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
 
+	"camvault/internal/testenv"
 	"camvault/media"
 )
 
@@ -695,14 +696,7 @@ func TestMain(m *testing.M) {
 
 func needFFmpeg(t testing.TB) {
 	t.Helper()
-	for _, tool := range []string{"ffmpeg", "ffprobe"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not installed", tool)
-			}
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	testenv.Require(t, "ffmpeg", "ffprobe")
 }
 
 func loadClip(t testing.TB) *testClip {
