@@ -13,6 +13,7 @@ const (
 	CodecH264 Codec = "h264"
 	CodecAAC  Codec = "aac"
 	CodecOpus Codec = "opus"
+	CodecVP8  Codec = "vp8"
 )
 
 // Track describes one elementary stream of an ingest session.
@@ -29,10 +30,13 @@ type Track struct {
 	AudioConfig []byte
 	// ChannelCount (Opus only).
 	ChannelCount int
+	// Width and Height of the picture (VP8 only, from the first keyframe:
+	// a VP8 stream announces no parameters out of band).
+	Width, Height int
 }
 
 // IsVideo reports whether the track carries video.
-func (t Track) IsVideo() bool { return t.Codec == CodecH264 }
+func (t Track) IsVideo() bool { return t.Codec == CodecH264 || t.Codec == CodecVP8 }
 
 // AccessUnit is one decodable unit of a track: a whole H.264 picture
 // (all its NAL units, without start codes or length prefixes) or one audio
@@ -43,7 +47,8 @@ type AccessUnit struct {
 	PTS, DTS int64
 	// Key is true for a random access point (IDR picture; every audio frame).
 	Key bool
-	// NALUs of an H.264 picture; for audio, a single element holding the frame.
+	// NALUs of an H.264 picture; for VP8 and audio, a single element
+	// holding the frame.
 	NALUs [][]byte
 	// Received is the wall-clock time the last packet of the unit arrived,
 	// used for ingest-to-durable latency.
