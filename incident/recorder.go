@@ -93,6 +93,7 @@ var latencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, .75, 1, 1.5, 2
 type unit struct {
 	sess       *session
 	end        bool
+	gap        bool // media lost in transit: commit records a gap, nothing is stored
 	how        string
 	note       string
 	header     seal.Header
@@ -174,7 +175,7 @@ func (r *Recorder) Close() error {
 }
 
 func (r *Recorder) seal(_ context.Context, u *unit) (*unit, error) {
-	if u.end || u.err != nil {
+	if u.end || u.gap || u.err != nil {
 		return u, nil
 	}
 	c, err := u.sess.key.Seal(u.header, u.plain)
@@ -190,7 +191,7 @@ func (r *Recorder) seal(_ context.Context, u *unit) (*unit, error) {
 }
 
 func (r *Recorder) store(ctx context.Context, u *unit) (*unit, error) {
-	if u.end || u.err != nil {
+	if u.end || u.gap || u.err != nil {
 		return u, nil
 	}
 	h := u.header
@@ -213,6 +214,9 @@ func (r *Recorder) commit(ctx context.Context, u *unit) (struct{}, error) {
 		return struct{}{}, nil
 	}
 	h := u.header
+	if u.gap {
+		return struct{}{}, r.committer.Gap(ctx, h.Incident, h.Session, h.Track, h.Seq, h.StartNS, h.EndNS, u.note)
+	}
 	if u.err != nil {
 		r.log.Error("segment lost", "incident", h.Incident, "seq", h.Seq, "err", u.err)
 		err := r.committer.Gap(ctx, h.Incident, h.Session, h.Track, h.Seq, h.StartNS, h.EndNS, "segment lost: "+u.err.Error())
@@ -283,6 +287,12 @@ type session struct {
 	seg      *segment.Segmenter
 	segFirst time.Time // arrival of the first access unit of the segment being cut
 	ended    bool
+	// origin is the first written access unit (the first video keyframe,
+	// where the segmenter puts the session's time 0), so that ingest
+	// timestamps can be placed on the manifest's timeline.
+	origin     time.Duration
+	haveOrigin bool
+	nextSeq    uint64 // the seq of the chunk being cut
 }
 
 // WriteAccessUnit implements ingest.Session.
@@ -308,6 +318,9 @@ func (s *session) WriteAccessUnit(au *media.AccessUnit) error {
 		if err := s.submit(&unit{plain: init}, 0, 0, 0); err != nil {
 			return err
 		}
+	}
+	if !s.haveOrigin {
+		s.origin, s.haveOrigin = s.ticksToDuration(au.Track, au.DTS), true
 	}
 	if s.segFirst.IsZero() {
 		s.segFirst = au.Received
@@ -348,7 +361,32 @@ func (s *session) paramsKnown(au *media.AccessUnit) bool {
 
 func (s *session) submitSegment(seg *segment.Segment) error {
 	u := &unit{plain: seg.Data, first: s.segFirst, received: seg.Received, samples: seg.Samples}
+	s.nextSeq = seg.Seq + 1
 	return s.submit(u, seg.Seq, int64(seg.Start), int64(seg.End))
+}
+
+// Lost implements ingest.Session: media that never arrived whole becomes a
+// gap record, in order with the chunks around it.
+func (s *session) Lost(track int, fromPTS, toPTS int64, note string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended || !s.haveOrigin || track < 0 || track >= len(s.tracks) {
+		return
+	}
+	from := max(s.ticksToDuration(track, fromPTS)-s.origin, 0)
+	to := max(s.ticksToDuration(track, toPTS)-s.origin, from)
+	seq := max(s.nextSeq, 1)
+	if err := s.submit(&unit{gap: true, note: note}, seq, int64(from), int64(to)); err != nil {
+		s.r.log.Error("queue gap record", "incident", s.incident, "err", err)
+	}
+}
+
+func (s *session) ticksToDuration(track int, ticks int64) time.Duration {
+	rate := int64(s.tracks[track].ClockRate)
+	if rate <= 0 {
+		return 0
+	}
+	return time.Duration(ticks/rate)*time.Second + time.Duration(ticks%rate)*time.Second/time.Duration(rate)
 }
 
 func (s *session) submit(u *unit, seq uint64, startNS, endNS int64) error {

@@ -41,6 +41,10 @@ type Session interface {
 	// WriteAccessUnit is called in order per track. An error ends the
 	// ingest session (e.g. a stream that never sends a keyframe).
 	WriteAccessUnit(au *media.AccessUnit) error
+	// Lost records that a track's media from fromPTS to toPTS (in the
+	// track's clock rate, as in AccessUnit.PTS) could not be received and
+	// was left out: a gap in the evidence, said so in the manifest.
+	Lost(track int, fromPTS, toPTS int64, note string)
 	// End is called exactly once, with EndTeardown or EndInterrupted.
 	End(how string, cause error)
 }
