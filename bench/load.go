@@ -31,6 +31,7 @@ import (
 type Clip struct {
 	SPS, PPS []byte
 	Frames   [][]*rtp.Packet // RTP packets per access unit, timestamps relative
+	NALUs    [][][]byte      // each access unit's NAL units, as packetized
 	Bytes    int64           // payload bytes of one loop
 	FPS      int
 }
@@ -74,6 +75,7 @@ func MakeClip(dir string, seconds int, bitrate string) (*Clip, error) {
 			c.Bytes += int64(len(p.Payload))
 		}
 		c.Frames = append(c.Frames, pkts)
+		c.NALUs = append(c.NALUs, au)
 		au = nil
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtpmpeg4audio"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtpsimpleaudio"
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtpvp8"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/pion/rtp"
 
@@ -26,6 +27,10 @@ const aacSamplesPerFrame = 1024
 // access unit owns its bytes, because the transport reuses its buffers.
 type depacketizer interface {
 	decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*media.AccessUnit, error)
+	// reset forgets a partly received unit after packets were lost, so
+	// fragments either side of the hole are never joined into one; video
+	// waits for the next keyframe.
+	reset() error
 }
 
 // newTrack builds the media.Track and depacketizer for an RTP format.
@@ -41,9 +46,16 @@ func newTrack(id int, f format.Format) (media.Track, depacketizer, error) {
 		}
 		sps, pps := f.SafeParams()
 		t := media.Track{ID: id, Codec: media.CodecH264, ClockRate: f.ClockRate(), SPS: clone(sps), PPS: clone(pps)}
-		d := &h264Depacketizer{track: id, dec: dec, sps: t.SPS, pps: t.PPS}
+		d := &h264Depacketizer{track: id, format: f, dec: dec, sps: t.SPS, pps: t.PPS}
 		d.dts.Initialize()
 		return t, d, nil
+	case *format.VP8:
+		dec, err := f.CreateDecoder()
+		if err != nil {
+			return media.Track{}, nil, fmt.Errorf("vp8 decoder: %w", err)
+		}
+		return media.Track{ID: id, Codec: media.CodecVP8, ClockRate: f.ClockRate()},
+			&vp8Depacketizer{track: id, format: f, dec: dec}, nil
 	case *format.MPEG4Audio:
 		if f.Config == nil {
 			return media.Track{}, nil, fmt.Errorf("%w: MPEG-4 audio without config", ErrUnsupportedCodec)
@@ -57,7 +69,7 @@ func newTrack(id int, f format.Format) (media.Track, depacketizer, error) {
 			return media.Track{}, nil, fmt.Errorf("aac decoder: %w", err)
 		}
 		return media.Track{ID: id, Codec: media.CodecAAC, ClockRate: f.ClockRate(), AudioConfig: cfg},
-			&aacDepacketizer{track: id, dec: dec}, nil
+			&aacDepacketizer{track: id, format: f, dec: dec}, nil
 	case *format.Opus:
 		dec, err := f.CreateDecoder()
 		if err != nil {
@@ -68,7 +80,7 @@ func newTrack(id int, f format.Format) (media.Track, depacketizer, error) {
 			ch = 2
 		}
 		return media.Track{ID: id, Codec: media.CodecOpus, ClockRate: f.ClockRate(), ChannelCount: ch},
-			&opusDepacketizer{track: id, dec: dec}, nil
+			&opusDepacketizer{track: id, format: f, dec: dec}, nil
 	default:
 		return media.Track{}, nil, fmt.Errorf("%w: %s", ErrUnsupportedCodec, f.Codec())
 	}
@@ -83,6 +95,7 @@ func clone(b []byte) []byte {
 
 type h264Depacketizer struct {
 	track    int
+	format   *format.H264
 	dec      *rtph264.Decoder
 	dts      h264.DTSExtractor
 	sps, pps []byte // latest parameter sets, from the SDP or in-band
@@ -139,6 +152,16 @@ func (d *h264Depacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]
 	return []*media.AccessUnit{{Track: d.track, PTS: pts, DTS: dts, Key: key, NALUs: copyNALUs(nalus), Received: now}}, invalid
 }
 
+// reset starts over at the next IDR. The parameter sets seen so far are
+// kept: they still describe the stream.
+func (d *h264Depacketizer) reset() (err error) {
+	d.dec, err = d.format.CreateDecoder()
+	d.ready = false
+	d.dts = h264.DTSExtractor{}
+	d.dts.Initialize()
+	return err
+}
+
 // validNALUs drops NAL units no encoder can have produced: the forbidden
 // bit set, or a type that cannot appear in a depacketized access unit (0,
 // and the RTP aggregation and fragmentation types 24-31). Such units are
@@ -190,8 +213,14 @@ func copyNALUs(nalus [][]byte) [][]byte {
 }
 
 type aacDepacketizer struct {
-	track int
-	dec   *rtpmpeg4audio.Decoder
+	track  int
+	format *format.MPEG4Audio
+	dec    *rtpmpeg4audio.Decoder
+}
+
+func (d *aacDepacketizer) reset() (err error) {
+	d.dec, err = d.format.CreateDecoder()
+	return err
 }
 
 func (d *aacDepacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*media.AccessUnit, error) {
@@ -211,9 +240,13 @@ func (d *aacDepacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*
 }
 
 type opusDepacketizer struct {
-	track int
-	dec   *rtpsimpleaudio.Decoder
+	track  int
+	format *format.Opus
+	dec    *rtpsimpleaudio.Decoder
 }
+
+// reset has nothing to forget: every Opus packet is a whole frame.
+func (d *opusDepacketizer) reset() error { return nil }
 
 func (d *opusDepacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*media.AccessUnit, error) {
 	frame, err := d.dec.Decode(pkt)
@@ -224,4 +257,54 @@ func (d *opusDepacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]
 		return nil, nil
 	}
 	return []*media.AccessUnit{{Track: d.track, PTS: pts, DTS: pts, Key: true, NALUs: [][]byte{clone(frame)}, Received: now}}, nil
+}
+
+type vp8Depacketizer struct {
+	track  int
+	format *format.VP8
+	dec    *rtpvp8.Decoder
+	ready  bool // a keyframe has been seen
+}
+
+func (d *vp8Depacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*media.AccessUnit, error) {
+	frame, err := d.dec.Decode(pkt)
+	if err != nil {
+		if errors.Is(err, rtpvp8.ErrMorePacketsNeeded) || errors.Is(err, rtpvp8.ErrNonStartingPacketAndNoPrevious) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("vp8 depacketize: %w", err)
+	}
+	key, err := vp8Keyframe(frame)
+	if err != nil {
+		return nil, err
+	}
+	if !d.ready && !key {
+		return nil, nil // inter frames before the first keyframe are undecodable
+	}
+	d.ready = true
+	return []*media.AccessUnit{{Track: d.track, PTS: pts, DTS: pts, Key: key, NALUs: [][]byte{clone(frame)}, Received: now}}, nil
+}
+
+func (d *vp8Depacketizer) reset() (err error) {
+	d.dec, err = d.format.CreateDecoder()
+	d.ready = false
+	return err
+}
+
+// vp8Keyframe reads the VP8 frame tag (RFC 6386, 9.1): bit 0 clear marks a
+// keyframe, which must carry the start code 9d 01 2a and a picture size.
+func vp8Keyframe(frame []byte) (bool, error) {
+	if len(frame) < 3 {
+		return false, fmt.Errorf("vp8: frame of %d bytes", len(frame))
+	}
+	if frame[0]&1 != 0 {
+		return false, nil
+	}
+	if len(frame) < 10 || frame[3] != 0x9d || frame[4] != 0x01 || frame[5] != 0x2a {
+		return false, errors.New("vp8: keyframe without start code")
+	}
+	if frame[6]|frame[7]&0x3f == 0 || frame[8]|frame[9]&0x3f == 0 {
+		return false, errors.New("vp8: keyframe with a zero picture size")
+	}
+	return true, nil
 }

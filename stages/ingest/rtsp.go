@@ -65,6 +65,8 @@ type RTSPConfig struct {
 	// decodable keyframe this long after RECORD. No incident is opened
 	// before the first keyframe.
 	KeyframeTimeout time.Duration
+	// Live is shared with the node's WHIP listener; nil makes one.
+	Live *Live
 }
 
 // ErrNoKeyframe ends a stream that never sends a decodable keyframe.
@@ -80,8 +82,7 @@ type RTSPServer struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 
-	mu     sync.Mutex
-	byPath map[string]*publisher // camera id -> live publisher
+	live *Live
 
 	// Counters, for tests and metrics.
 	Refused  atomic.Int64
@@ -119,6 +120,17 @@ type trackDepack struct {
 }
 
 // accept reports whether pkt is new, and records it.
+func (p *publisher) lastPacket() time.Time { return time.Unix(0, p.lastData.Load()) }
+
+// takeOver cancels the session; gortsplib ends it (OnSessionClose) on the
+// session's own goroutine.
+func (p *publisher) takeOver() {
+	p.mu.Lock()
+	p.replace = true
+	p.mu.Unlock()
+	p.ss.Close()
+}
+
 func (td *trackDepack) accept(pkt *rtp.Packet) bool {
 	if td.haveSeq && int16(pkt.SequenceNumber-td.lastSeq) <= 0 {
 		return false
@@ -139,7 +151,10 @@ func NewRTSPServer(cfg RTSPConfig, a Authenticator, r Recorder, log *slog.Logger
 		cfg.KeyframeTimeout = 10 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &RTSPServer{cfg: cfg, auth: a, recorder: r, log: log, ctx: ctx, cancel: cancel, byPath: map[string]*publisher{}}
+	if cfg.Live == nil {
+		cfg.Live = NewLive()
+	}
+	s := &RTSPServer{cfg: cfg, auth: a, recorder: r, log: log, ctx: ctx, cancel: cancel, live: cfg.Live}
 	s.srv = &gortsplib.Server{
 		Handler:        s,
 		RTSPAddress:    cfg.Address,
@@ -249,22 +264,14 @@ func (s *RTSPServer) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*bas
 		return s.refuse(base.StatusUnsupportedMediaType, remote, ctx.Path, "a media has no supported codec (H.264, AAC, Opus)"), nil
 	}
 
-	s.mu.Lock()
-	if old := s.byPath[cam.ID]; old != nil {
-		silent := time.Since(time.Unix(0, old.lastData.Load()))
-		if silent < s.cfg.StaleAfter {
-			s.mu.Unlock()
-			return s.refuse(base.StatusServiceUnavailable, remote, ctx.Path, "camera "+cam.ID+" already has a live publisher"), nil
-		}
-		s.log.Warn("rtsp publisher replaces a stale session", "camera", cam.ID, "remote", remote, "silent", silent.Round(time.Millisecond))
-		old.mu.Lock()
-		old.replace = true
-		old.mu.Unlock()
-		old.ss.Close()
-	}
 	p.lastData.Store(time.Now().UnixNano())
-	s.byPath[cam.ID] = p
-	s.mu.Unlock()
+	silent, err := s.live.claim(cam.ID, p, s.cfg.StaleAfter)
+	if err != nil {
+		return s.refuse(base.StatusServiceUnavailable, remote, ctx.Path, "camera "+cam.ID+" already has a live publisher"), nil
+	}
+	if silent > 0 {
+		s.log.Warn("rtsp publisher replaces a stale session", "camera", cam.ID, "remote", remote, "silent", silent.Round(time.Millisecond))
+	}
 	ctx.Session.SetUserData(p)
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
@@ -375,11 +382,7 @@ func (s *RTSPServer) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCt
 	if !ok {
 		return
 	}
-	s.mu.Lock()
-	if s.byPath[p.cam.ID] == p {
-		delete(s.byPath, p.cam.ID)
-	}
-	s.mu.Unlock()
+	s.live.release(p.cam.ID, p)
 
 	p.mu.Lock()
 	defer p.mu.Unlock()

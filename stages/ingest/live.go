@@ -1,0 +1,58 @@
+package ingest
+
+import (
+	"errors"
+	"sync"
+	"time"
+)
+
+// ErrLivePublisher refuses a second publisher for a camera whose stream is
+// still live, over either protocol.
+var ErrLivePublisher = errors.New("camera already has a live publisher")
+
+// livePublisher is one protocol's publishing session, as the registry sees it.
+type livePublisher interface {
+	lastPacket() time.Time
+	// takeOver ends the session because the same camera reconnected; it
+	// must not block on the session's own goroutines.
+	takeOver()
+}
+
+// Live holds the one live publisher each camera may have, whatever the
+// protocol: a camera cannot record two streams into its incident at once.
+// The RTSP and WHIP listeners of a node share one.
+type Live struct {
+	mu sync.Mutex
+	by map[string]livePublisher
+}
+
+// NewLive returns an empty registry.
+func NewLive() *Live { return &Live{by: map[string]livePublisher{}} }
+
+// claim makes p the camera's publisher. A publisher silent for staleAfter
+// or more is taken over (the camera lost its link and came back); a live
+// one makes the claim fail with ErrLivePublisher. It returns how long the
+// replaced publisher had been silent, or 0.
+func (l *Live) claim(camera string, p livePublisher, staleAfter time.Duration) (time.Duration, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var silent time.Duration
+	if old := l.by[camera]; old != nil {
+		silent = time.Since(old.lastPacket())
+		if silent < staleAfter {
+			return 0, ErrLivePublisher
+		}
+		old.takeOver()
+	}
+	l.by[camera] = p
+	return silent, nil
+}
+
+// release forgets p if it is still the camera's publisher.
+func (l *Live) release(camera string, p livePublisher) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.by[camera] == p {
+		delete(l.by, camera)
+	}
+}

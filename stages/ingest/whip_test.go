@@ -1,0 +1,403 @@
+package ingest_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"camvault/bench"
+	"camvault/internal/testenv"
+	"camvault/media"
+	"camvault/stages/ingest"
+)
+
+// memRecorder is an in-memory Recorder double: it keeps what a session
+// would record, for assertions on what ingest hands on.
+type memRecorder struct {
+	mu       sync.Mutex
+	sessions []*memSession
+}
+
+type memSession struct {
+	mu     sync.Mutex
+	tracks []media.Track
+	aus    []*media.AccessUnit
+	lost   []string
+	ended  chan struct{}
+	how    string
+	cause  error
+}
+
+func (r *memRecorder) StartSession(_ context.Context, _ ingest.Camera, tracks []media.Track, _ string) (ingest.Session, error) {
+	s := &memSession{tracks: tracks, ended: make(chan struct{})}
+	r.mu.Lock()
+	r.sessions = append(r.sessions, s)
+	r.mu.Unlock()
+	return s, nil
+}
+
+func (r *memRecorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.sessions)
+}
+
+func (r *memRecorder) last(t *testing.T) *memSession {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.sessions) == 0 {
+		t.Fatal("no session was recorded")
+	}
+	return r.sessions[len(r.sessions)-1]
+}
+
+func (s *memSession) WriteAccessUnit(au *media.AccessUnit) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.aus = append(s.aus, au)
+	return nil
+}
+
+func (s *memSession) Lost(track int, from, to int64, note string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lost = append(s.lost, fmt.Sprintf("track %d %d..%d: %s", track, from, to, note))
+}
+
+func (s *memSession) End(how string, cause error) {
+	s.mu.Lock()
+	s.how, s.cause = how, cause
+	s.mu.Unlock()
+	close(s.ended)
+}
+
+func (s *memSession) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case <-s.ended:
+	case <-time.After(15 * time.Second):
+		t.Fatal("session did not end")
+	}
+}
+
+type staticAuth map[string]string // camera -> secret
+
+func (a staticAuth) Authenticate(_ context.Context, id, secret string) (ingest.Camera, error) {
+	if want, ok := a[id]; ok && want == secret {
+		return ingest.Camera{ID: id}, nil
+	}
+	return ingest.Camera{}, ingest.ErrUnauthorized
+}
+
+var (
+	clipOnce sync.Once
+	clip     *bench.Clip
+	clipErr  error
+)
+
+func testClip(t *testing.T) *bench.Clip {
+	t.Helper()
+	testenv.Require(t, "ffmpeg")
+	clipOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "whipclip")
+		if err != nil {
+			clipErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		clip, clipErr = bench.MakeClip(dir, 4, "2M")
+	})
+	if clipErr != nil {
+		t.Fatal(clipErr)
+	}
+	return clip
+}
+
+func startWHIP(t *testing.T, cfg ingest.WHIPConfig, rec ingest.Recorder) *ingest.WHIPServer {
+	t.Helper()
+	cfg.Address = "127.0.0.1:0"
+	cfg.ICEUDPAddress = "127.0.0.1:0"
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	s := ingest.NewWHIPServer(cfg, staticAuth{"cam1": "secret1", "cam2": "secret2"}, rec, log)
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func endpoint(s *ingest.WHIPServer, cam string) string {
+	return "http://" + s.Addr() + "/whip/" + cam
+}
+
+// checkFrames asserts that every access unit recorded is one of the
+// clip's pictures, whole and in order, and returns how many of the sent
+// ones are missing.
+func checkFrames(t *testing.T, c *bench.Clip, sess *memSession, sent int64) int64 {
+	t.Helper()
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	prev := int64(-1)
+	for _, au := range sess.aus {
+		i := au.PTS * int64(c.FPS) / 90000 // the publisher stamps picture i at i/FPS s
+		if d := au.PTS - i*90000/int64(c.FPS); d < 0 || d > 1 {
+			t.Fatalf("access unit at pts %d is not on the clip's frame grid", au.PTS)
+		}
+		if i <= prev {
+			t.Fatalf("picture %d after %d: out of order or repeated", i, prev)
+		}
+		want := c.NALUs[int(i)%len(c.NALUs)]
+		if len(au.NALUs) != len(want) {
+			t.Fatalf("picture %d: %d NAL units, sent %d", i, len(au.NALUs), len(want))
+		}
+		for k := range want {
+			if !bytes.Equal(au.NALUs[k], want[k]) {
+				t.Fatalf("picture %d NAL unit %d differs from what was sent", i, k)
+			}
+		}
+		prev = i
+	}
+	return sent - int64(len(sess.aus))
+}
+
+func TestWHIPPublishIsLossless(t *testing.T) {
+	c := testClip(t)
+	rec := &memRecorder{}
+	s := startWHIP(t, ingest.WHIPConfig{}, rec)
+	res, err := c.PublishWHIP(context.Background(), bench.WHIPOptions{Endpoint: endpoint(s, "cam1"), Token: "secret1", Duration: 4 * time.Second, Teardown: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := rec.last(t)
+	sess.wait(t)
+	if sess.how != ingest.EndTeardown {
+		t.Fatalf("ended %q (%v), want %q after DELETE", sess.how, sess.cause, ingest.EndTeardown)
+	}
+	if len(sess.tracks) != 1 || sess.tracks[0].Codec != media.CodecH264 {
+		t.Fatalf("tracks %+v", sess.tracks)
+	}
+	if missing := checkFrames(t, c, sess, res.Frames); missing != 0 {
+		t.Fatalf("%d of %d pictures missing", missing, res.Frames)
+	}
+	if len(sess.lost) != 0 {
+		t.Fatalf("gaps recorded on a clean link: %v", sess.lost)
+	}
+	if !strings.HasPrefix(res.Location, "/whip/cam1/") {
+		t.Fatalf("Location %q", res.Location)
+	}
+}
+
+// With 5 % random loss each way a packet goes (retransmissions too), NACK
+// repair leaves no picture missing; without it, pictures go missing and
+// each hole is a gap record.
+func TestWHIPLossRepairedByNACK(t *testing.T) {
+	c := testClip(t)
+	for _, nackOn := range []bool{true, false} {
+		t.Run(fmt.Sprintf("nack=%v", nackOn), func(t *testing.T) {
+			rec := &memRecorder{}
+			s := startWHIP(t, ingest.WHIPConfig{DisableNACK: !nackOn}, rec)
+			res, err := c.PublishWHIP(context.Background(), bench.WHIPOptions{Endpoint: endpoint(s, "cam1"), Token: "secret1",
+				Duration: 6 * time.Second, Loss: 0.05, Teardown: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sess := rec.last(t)
+			sess.wait(t)
+			if res.Dropped == 0 {
+				t.Fatal("the lossy link dropped nothing")
+			}
+			missing := checkFrames(t, c, sess, res.Frames)
+			t.Logf("sent %d pictures in %d packets, %d transmissions dropped, %d pictures missing, %d gaps", res.Frames, res.Packets, res.Dropped, missing, len(sess.lost))
+			if nackOn {
+				if missing != 0 || len(sess.lost) != 0 {
+					t.Fatalf("with NACK: %d pictures missing, gaps %v", missing, sess.lost)
+				}
+				return
+			}
+			if missing == 0 || len(sess.lost) == 0 {
+				t.Fatalf("without NACK: %d missing, %d gaps: the loss went unnoticed", missing, len(sess.lost))
+			}
+		})
+	}
+}
+
+// Packets that never arrive, however often they are asked for, leave out
+// the pictures up to the next keyframe and a gap says so; nothing recorded
+// is a broken picture.
+func TestWHIPUnrepairableLossIsAGap(t *testing.T) {
+	c := testClip(t)
+	rec := &memRecorder{}
+	s := startWHIP(t, ingest.WHIPConfig{ReorderWait: 200 * time.Millisecond}, rec)
+	res, err := c.PublishWHIP(context.Background(), bench.WHIPOptions{Endpoint: endpoint(s, "cam1"), Token: "secret1",
+		Duration: 5 * time.Second, Teardown: true, Drop: func(seq uint16) bool { return seq >= 700 && seq < 706 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := rec.last(t)
+	sess.wait(t)
+	missing := checkFrames(t, c, sess, res.Frames)
+	if missing == 0 {
+		t.Fatal("no picture missing although packets never arrived")
+	}
+	if missing > int64(2*c.FPS) {
+		t.Fatalf("%d pictures missing: more than up to the next keyframe", missing)
+	}
+	if len(sess.lost) != 1 || !strings.Contains(sess.lost[0], "6 RTP packet(s)") {
+		t.Fatalf("gaps %v, want one for the 6 lost packets", sess.lost)
+	}
+}
+
+func post(t *testing.T, url, token, ctype, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+const noCodecOffer = `v=0
+o=- 1 2 IN IP4 127.0.0.1
+s=-
+t=0 0
+a=group:BUNDLE 0
+m=video 9 UDP/TLS/RTP/SAVPF 98
+c=IN IP4 0.0.0.0
+a=mid:0
+a=sendonly
+a=ice-ufrag:abcd
+a=ice-pwd:abcdefghijklmnopqrstuvwx
+a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF
+a=setup:actpass
+a=rtcp-mux
+a=rtpmap:98 VP9/90000
+`
+
+func TestWHIPRefusals(t *testing.T) {
+	rec := &memRecorder{}
+	s := startWHIP(t, ingest.WHIPConfig{MaxOfferBytes: 8 << 10}, rec)
+	offer := strings.ReplaceAll(noCodecOffer, "\n", "\r\n")
+	for _, tc := range []struct {
+		name, cam, token, ctype, body string
+		want                          int
+	}{
+		{"no bearer", "cam1", "", "application/sdp", offer, http.StatusUnauthorized},
+		{"wrong bearer", "cam1", "nope", "application/sdp", offer, http.StatusUnauthorized},
+		{"another camera's path", "cam2", "secret1", "application/sdp", offer, http.StatusUnauthorized},
+		{"unknown camera", "cam9", "secret1", "application/sdp", offer, http.StatusUnauthorized},
+		{"not sdp", "cam1", "secret1", "application/json", `{"sdp":1}`, http.StatusUnsupportedMediaType},
+		{"no content type", "cam1", "secret1", "", offer, http.StatusUnsupportedMediaType},
+		{"oversized", "cam1", "secret1", "application/sdp", offer + strings.Repeat("a=x-pad:0123456789\r\n", 1000), http.StatusRequestEntityTooLarge},
+		{"garbage", "cam1", "secret1", "application/sdp", "\x00\x01 not sdp at all", http.StatusBadRequest},
+		{"no supported codec", "cam1", "secret1", "application/sdp", offer, http.StatusBadRequest},
+		{"audio only", "cam1", "secret1", "application/sdp", strings.ReplaceAll(strings.ReplaceAll(offer, "m=video 9 UDP/TLS/RTP/SAVPF 98", "m=audio 9 UDP/TLS/RTP/SAVPF 111"), "a=rtpmap:98 VP9/90000", "a=rtpmap:111 opus/48000/2"), http.StatusBadRequest},
+	} {
+		code, body := post(t, "http://"+s.Addr()+"/whip/"+tc.cam, tc.token, tc.ctype, tc.body)
+		if code != tc.want {
+			t.Errorf("%s: %d %q, want %d", tc.name, code, body, tc.want)
+		}
+		if strings.Contains(body, "secret1") {
+			t.Errorf("%s: the answer echoes the secret", tc.name)
+		}
+	}
+	if rec.count() != 0 {
+		t.Fatalf("a refused offer started %d recordings", rec.count())
+	}
+
+	// Methods and CORS.
+	req, _ := http.NewRequest(http.MethodOptions, endpoint(s, "cam1"), nil)
+	req.Header.Set("Origin", "http://elsewhere.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "*" ||
+		!strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "Location") ||
+		!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
+		t.Fatalf("OPTIONS: %d %v", resp.StatusCode, resp.Header)
+	}
+	for _, m := range []string{http.MethodGet, http.MethodPut} {
+		req, _ := http.NewRequest(m, endpoint(s, "cam1"), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("%s: %d, want 405", m, resp.StatusCode)
+		}
+	}
+	req, _ = http.NewRequest(http.MethodDelete, endpoint(s, "cam1")+"/0123456789abcdef0123456789abcdef", nil)
+	req.Header.Set("Authorization", "Bearer secret1")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("DELETE of an unknown session: %d, want 404", resp.StatusCode)
+	}
+}
+
+// A second client for a live camera is refused; once the first has been
+// silent past StaleAfter, the camera's new offer takes over.
+func TestWHIPSecondPublisher(t *testing.T) {
+	c := testClip(t)
+	rec := &memRecorder{}
+	s := startWHIP(t, ingest.WHIPConfig{StaleAfter: time.Second}, rec)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.PublishWHIP(ctx, bench.WHIPOptions{Endpoint: endpoint(s, "cam1"), Token: "secret1", Duration: 30 * time.Second})
+		first <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for rec.count() == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, err := c.PublishWHIP(context.Background(), bench.WHIPOptions{Endpoint: endpoint(s, "cam1"), Token: "secret1", Duration: time.Second})
+	var st *bench.ErrWHIPStatus
+	if !errors.As(err, &st) || st.Code != http.StatusConflict {
+		t.Fatalf("second publisher while the first is live: %v, want 409", err)
+	}
+	cancel() // the first goes silent without DELETE
+	<-first
+	time.Sleep(1500 * time.Millisecond)
+	if _, err := c.PublishWHIP(context.Background(), bench.WHIPOptions{Endpoint: endpoint(s, "cam1"), Token: "secret1", Duration: 2 * time.Second, Teardown: true}); err != nil {
+		t.Fatalf("takeover after silence: %v", err)
+	}
+	if rec.count() != 2 {
+		t.Fatalf("%d recordings, want 2", rec.count())
+	}
+	old := rec.sessions[0]
+	old.wait(t)
+	if old.how != ingest.EndInterrupted {
+		t.Fatalf("the silent session ended %q", old.how)
+	}
+	rec.last(t).wait(t)
+}
