@@ -146,11 +146,9 @@ func (c *Clip) PublishWHIP(ctx context.Context, opt WHIPOptions) (WHIPResult, er
 	var seq uint16
 	start := time.Now()
 	frame := time.Second / time.Duration(c.FPS)
-	for i := 0; ; i++ {
+	total := int(opt.Duration * time.Duration(c.FPS) / time.Second)
+	for i := 0; i < total; i++ {
 		at := start.Add(time.Duration(i) * frame)
-		if at.Sub(start) >= opt.Duration {
-			break
-		}
 		select {
 		case <-ctx.Done():
 			return res, ctx.Err()

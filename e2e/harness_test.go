@@ -123,6 +123,7 @@ type server struct {
 	data                string
 	rtspPort, rtp, rtcp int
 	httpPort            int
+	whipPort, icePort   int
 	cmd                 *exec.Cmd
 	mu                  sync.Mutex
 	log                 bytes.Buffer
@@ -137,6 +138,8 @@ func newServer(t testing.TB, data string, extra ...string) *server {
 	s.rtspPort = freePort(t)
 	s.rtp, s.rtcp = evenPortPair(t)
 	s.httpPort = freePort(t)
+	s.whipPort = freePort(t)
+	s.icePort = freePort(t)
 	s.start()
 	t.Cleanup(func() { s.stop() })
 	return s
@@ -150,6 +153,8 @@ func (s *server) start() {
 		"--rtsp-rtp", fmt.Sprintf("127.0.0.1:%d", s.rtp),
 		"--rtsp-rtcp", fmt.Sprintf("127.0.0.1:%d", s.rtcp),
 		"--http", fmt.Sprintf("127.0.0.1:%d", s.httpPort),
+		"--whip", fmt.Sprintf("127.0.0.1:%d", s.whipPort),
+		"--ice-udp", fmt.Sprintf("127.0.0.1:%d", s.icePort),
 		"--segment", "2s", "--read-timeout", "5s", "--log-level", "debug"}, s.extra...)
 	s.cmd = exec.Command(camvaultBin, args...)
 	stdout, err := s.cmd.StdoutPipe()
@@ -218,6 +223,10 @@ func (s *server) stop() error {
 		return fmt.Errorf("camvault did not stop within 60 s")
 	}
 	return s.exitErr
+}
+
+func (s *server) whipURL(camera string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d/whip/%s", s.whipPort, camera)
 }
 
 func (s *server) rtspURL(user, pass, path string) string {

@@ -38,6 +38,13 @@ type Config struct {
 	UDPRTPAddress  string // empty: no RTSP over UDP
 	UDPRTCPAddress string
 	HTTPAddress    string // default ":8080"; "-" disables the listener
+	// WHIPAddress is the WebRTC ingest listener; default ":8889", "-"
+	// disables it.
+	WHIPAddress string
+	// ICEUDPAddress is WebRTC media's one UDP port; default ":8189".
+	ICEUDPAddress string
+	ICETCPAddress string   // empty: no ICE over TCP
+	PublicIPs     []string // the host's public addresses behind a 1:1 NAT
 	TLS            *tls.Config
 	ReadTimeout    time.Duration
 	Recorder       incident.Config
@@ -63,6 +70,7 @@ type Server struct {
 	Registry *prometheus.Registry
 	Recorder *incident.Recorder
 	RTSP     *ingest.RTSPServer
+	WHIP     *ingest.WHIPServer // nil when disabled
 	http     *http.Server
 	httpAddr string
 	sweepers sync.WaitGroup
@@ -80,6 +88,12 @@ func Open(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	if cfg.HTTPAddress == "" {
 		cfg.HTTPAddress = ":8080"
+	}
+	if cfg.WHIPAddress == "" {
+		cfg.WHIPAddress = ":8889"
+	}
+	if cfg.ICEUDPAddress == "" {
+		cfg.ICEUDPAddress = ":8189"
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
@@ -160,8 +174,15 @@ func (s *Server) open() error {
 	if udpRTP == "" || udpRTCP == "" {
 		udpRTP, udpRTCP = "", ""
 	}
+	auth := &ingest.PepperAuth{Cameras: s.Catalog, Pepper: pepper}
+	live := ingest.NewLive() // one live stream per camera, whatever the protocol
 	s.RTSP = ingest.NewRTSPServer(ingest.RTSPConfig{Address: s.cfg.RTSPAddress, UDPRTPAddress: udpRTP, UDPRTCPAddress: udpRTCP,
-		TLS: s.cfg.TLS, ReadTimeout: s.cfg.ReadTimeout}, &ingest.PepperAuth{Cameras: s.Catalog, Pepper: pepper}, s.Recorder, s.log)
+		TLS: s.cfg.TLS, ReadTimeout: s.cfg.ReadTimeout, Live: live}, auth, s.Recorder, s.log)
+	if s.cfg.WHIPAddress != "-" {
+		s.WHIP = ingest.NewWHIPServer(ingest.WHIPConfig{Address: s.cfg.WHIPAddress, TLS: s.cfg.TLS,
+			ICEUDPAddress: s.cfg.ICEUDPAddress, ICETCPAddress: s.cfg.ICETCPAddress, PublicIPs: s.cfg.PublicIPs,
+			ReadTimeout: s.cfg.ReadTimeout, KeyframeEvery: s.cfg.Recorder.SegmentTarget, Live: live}, auth, s.Recorder, s.log)
+	}
 	return nil
 }
 
@@ -169,6 +190,12 @@ func (s *Server) open() error {
 func (s *Server) Start() error {
 	if err := s.RTSP.Start(); err != nil {
 		return err
+	}
+	if s.WHIP != nil {
+		if err := s.WHIP.Start(); err != nil {
+			s.RTSP.Close()
+			return err
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
@@ -192,6 +219,9 @@ func (s *Server) Start() error {
 	l, err := net.Listen("tcp", s.cfg.HTTPAddress)
 	if err != nil {
 		s.RTSP.Close()
+		if s.WHIP != nil {
+			s.WHIP.Close()
+		}
 		return fmt.Errorf("backoffice listen: %w", err)
 	}
 	s.httpAddr = l.Addr().String()
@@ -212,6 +242,9 @@ func (s *Server) Close() error {
 	}
 	if s.RTSP != nil {
 		s.RTSP.Close()
+	}
+	if s.WHIP != nil {
+		s.WHIP.Close()
 	}
 	var err error
 	if s.Recorder != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -25,7 +26,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	rtspAddr := fl.String("rtsp", ":8554", "RTSP listen address")
 	rtpAddr := fl.String("rtsp-rtp", ":8000", "RTSP over UDP: RTP port (empty disables UDP)")
 	rtcpAddr := fl.String("rtsp-rtcp", ":8001", "RTSP over UDP: RTCP port")
-	_ = fl.String("whip", ":8889", "WHIP and camera events listen address (reserved)")
+	whipAddr := fl.String("whip", ":8889", `WebRTC (WHIP) ingest listen address; "-" disables it`)
+	iceUDP := fl.String("ice-udp", ":8189", "the one UDP port for all WebRTC media (ICE UDP mux)")
+	iceTCP := fl.String("ice-tcp", "", "also accept WebRTC media over ICE-TCP on this address (off by default)")
+	publicIPs := fl.String("public-ip", "", "comma-separated public addresses to announce for WebRTC (1:1 NAT)")
 	httpAddr := fl.String("http", ":8080", "backoffice listen address (/metrics, /healthz)")
 	tlsCert := fl.String("tls-cert", "", "certificate for RTSPS (with --tls-key)")
 	tlsKey := fl.String("tls-key", "", "private key for RTSPS")
@@ -68,7 +72,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	srv, err := server.Open(server.Config{Store: store,
 		DataDir: *data, RTSPAddress: *rtspAddr, UDPRTPAddress: *rtpAddr, UDPRTCPAddress: *rtcpAddr,
-		HTTPAddress: *httpAddr, TLS: tlsConf, ReadTimeout: *readTimeout, SweepEvery: *sweepEvery,
+		HTTPAddress: *httpAddr, TLS: tlsConf, WHIPAddress: *whipAddr, ICEUDPAddress: *iceUDP, ICETCPAddress: *iceTCP,
+		PublicIPs: splitList(*publicIPs), ReadTimeout: *readTimeout, SweepEvery: *sweepEvery,
 		Recorder: incident.Config{Retention: *retention, SegmentTarget: *segmentDur, Grace: *grace},
 	}, log)
 	if err != nil {
@@ -103,10 +108,14 @@ Stream a test pattern to it with:
     -c:v libx264 -preset veryfast -tune zerolatency -g 60 -bf 0 -pix_fmt yuv420p -c:a aac \
     -f rtsp -rtsp_transport tcp %s://%s:%s@127.0.0.1:%s/%s
 
+Or publish over WebRTC (WHIP) from any WHIP client:
+
+  POST %s://127.0.0.1:%s/whip/%s   Authorization: Bearer %s   Content-Type: application/sdp
+
 Then: camvault incidents --data %s
-`, scheme, demoCamera, secret, portOf(*rtspAddr), demoCamera, *data)
+`, scheme, demoCamera, secret, portOf(*rtspAddr), demoCamera, httpScheme(tlsConf), portOf(*whipAddr), demoCamera, secret, *data)
 	}
-	log.Info("camvault serving", "rtsp", *rtspAddr, "rtsp_udp", *rtpAddr, "http", srv.HTTPAddr(), "data", *data)
+	log.Info("camvault serving", "rtsp", *rtspAddr, "rtsp_udp", *rtpAddr, "whip", *whipAddr, "ice_udp", *iceUDP, "http", srv.HTTPAddr(), "data", *data)
 	fmt.Fprintln(stdout, "ready")
 
 	sig := make(chan os.Signal, 1)
@@ -125,4 +134,21 @@ func portOf(addr string) string {
 		return p
 	}
 	return addr
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func httpScheme(t *tls.Config) string {
+	if t != nil {
+		return "https"
+	}
+	return "http"
 }

@@ -1,0 +1,69 @@
+package e2e
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+
+	"camvault/bench"
+)
+
+// A WebRTC camera (pion) publishing over WHIP becomes an incident like an
+// RTSP one, and its export carries exactly the H.264 it sent.
+func TestWHIPPublishExport(t *testing.T) {
+	requireTool(t, "ffprobe")
+	data, secrets := setupData(t, "cam1")
+	s := newServer(t, data)
+	const seconds = 6
+	c, err := bench.MakeClip(t.TempDir(), seconds, "2M")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.PublishWHIP(context.Background(), bench.WHIPOptions{Endpoint: s.whipURL("cam1"), Token: secrets["cam1"],
+		Duration: seconds * time.Second, Teardown: true})
+	if err != nil {
+		t.Fatalf("publish: %v\n%s", err, tail(s.logs(), 3000))
+	}
+	if res.Frames != int64(len(c.NALUs)) {
+		t.Fatalf("sent %d pictures, the clip has %d", res.Frames, len(c.NALUs))
+	}
+	inc := waitIncidentEnded(t, s, "cam1")
+	if inc.Status != "closed" {
+		t.Fatalf("incident %s after DELETE, want closed", inc.Status)
+	}
+
+	out := filepath.Join(t.TempDir(), "export")
+	files := strings.Fields(mustCamvault(t, "export", inc.ID, "--identity", identityPath(data), "--out", out, "--data", data))
+	if len(files) != 1 {
+		t.Fatalf("export files: %v", files)
+	}
+	var sent [][]byte
+	for _, au := range c.NALUs {
+		for _, n := range au {
+			if typ := h264.NALUType(n[0] & 0x1f); typ == h264.NALUTypeIDR || typ == h264.NALUTypeNonIDR {
+				sent = append(sent, n)
+			}
+		}
+	}
+	got := vclNALUs(t, files[0])
+	if len(got) != len(sent) {
+		t.Fatalf("export has %d pictures, the camera sent %d", len(got), len(sent))
+	}
+	for i := range sent {
+		if string(got[i]) != string(sent[i]) {
+			t.Fatalf("picture %d differs from what the camera sent", i)
+		}
+	}
+	if d := probeDuration(t, files[0]); math.Abs(d-seconds) > 2.0 {
+		t.Fatalf("export lasts %.2f s, sent %d s", d, seconds)
+	}
+	o, e, code := camvault(t, "verify", out, "--identity", identityPath(data), "--pubkey", filepath.Join(data, "keys", "node.pub"))
+	if code != 0 || !strings.Contains(o, "carries exactly the sealed samples") {
+		t.Fatalf("verify export: exit %d\n%s%s", code, o, e)
+	}
+}
