@@ -45,9 +45,9 @@ type Config struct {
 	ICEUDPAddress string
 	ICETCPAddress string   // empty: no ICE over TCP
 	PublicIPs     []string // the host's public addresses behind a 1:1 NAT
-	TLS            *tls.Config
-	ReadTimeout    time.Duration
-	Recorder       incident.Config
+	TLS           *tls.Config
+	ReadTimeout   time.Duration
+	Recorder      incident.Config
 	// SweepEvery runs the retention sweeper this often; default 10 min,
 	// negative disables it.
 	SweepEvery time.Duration
