@@ -1,10 +1,13 @@
 // Package segment cuts the access units of one ingest session into
-// keyframe-aligned fragmented MP4 segments: one init segment (ftyp+moov)
-// for the session and a moof+mdat pair per segment.
+// keyframe-aligned segments: one init segment for the session and a media
+// segment per cut. The built-in container is fragmented MP4 (ftyp+moov,
+// then a moof+mdat pair per segment); other formats (WebM for VP8) plug
+// in through Container.
 //
-// Each segment of a session with video starts with an IDR picture, so a
-// segment can be decoded with the init segment alone and the segments of a
-// session concatenate into one playable file with a continuous timeline.
+// Each segment of a session with video starts with a keyframe (an H.264
+// IDR picture, a VP8 keyframe), so a segment can be decoded with the init
+// segment alone and the segments of a session concatenate into one
+// playable file with a continuous timeline.
 package segment
 
 import (
@@ -75,9 +78,15 @@ type Config struct {
 	MaxDuration time.Duration
 	// MaxBytes bounds the payload buffered per segment (default 32 MiB).
 	MaxBytes int
+	// Container writes the segments; nil means the built-in fragmented
+	// MP4, which cannot carry VP8. It must have been made for the same
+	// tracks as New is given. The caller keeps ownership (and closes it
+	// when it holds resources).
+	Container Container
 }
 
-// Segment is one moof+mdat fragment.
+// Segment is one media segment: a moof+mdat fragment, or what the
+// Container wrote.
 type Segment struct {
 	// Seq is 1, 2, 3 ... within the session; it is the mfhd sequence number.
 	Seq uint64
@@ -85,7 +94,7 @@ type Segment struct {
 	// which starts at 0 at the first kept access unit. Consecutive segments
 	// share their boundary: segment N's End is segment N+1's Start.
 	Start, End time.Duration
-	// Data is the moof+mdat pair.
+	// Data is the moof+mdat pair (or the Container's segment).
 	Data []byte
 	// Samples is the number of access units in Data, all tracks.
 	Samples int
@@ -111,6 +120,8 @@ type track struct {
 	id       int
 	rate     int64
 	video    bool
+	vp8      bool   // keyframes from the VP8 frame tag, not from NAL units
+	avcc     bool   // fMP4 H.264: each NAL unit gets a 4-byte length prefix
 	guessDur uint32 // duration of a last sample with no successor, until one is measured
 	maxTicks int64  // Config.MaxDuration in ticks
 
@@ -139,6 +150,9 @@ type Segmenter struct {
 	byID   []int // track id -> index in tracks, -1 if none
 	cutter *track
 	init   []byte
+
+	container Container
+	views     [][]Sample // reused per segment for the Container
 
 	started  bool
 	seq      uint64
@@ -170,7 +184,11 @@ func New(tracks []media.Track, cfg Config) (*Segmenter, error) {
 		return nil, fmt.Errorf("%w: no tracks", ErrInvalidTrack)
 	}
 
-	s := &Segmenter{cfg: cfg}
+	if cfg.Container == nil && FormatFor(tracks) != FormatFMP4 {
+		return nil, fmt.Errorf("%w: VP8 needs a Container (WebM): fragmented MP4 cannot carry it", ErrInvalidTrack)
+	}
+
+	s := &Segmenter{cfg: cfg, container: cfg.Container}
 	var initTracks []*fmp4.InitTrack
 	maxID := 0
 	for _, mt := range tracks {
@@ -205,6 +223,19 @@ func New(tracks []media.Track, cfg Config) (*Segmenter, error) {
 		initTracks = append(initTracks, &fmp4.InitTrack{ID: mt.ID + 1, TimeScale: uint32(mt.ClockRate), Codec: codec})
 	}
 
+	if s.container != nil {
+		for _, t := range s.tracks {
+			t.avcc = false // the container frames payloads itself
+		}
+		init, err := s.container.Init()
+		if err != nil {
+			return nil, fmt.Errorf("%w: init segment: %v", ErrInvalidTrack, err)
+		}
+		s.init = init
+		s.views = make([][]Sample, len(s.tracks))
+		return s, nil
+	}
+
 	// Marshalling now validates what the init segment needs (the SPS is
 	// parsed for the picture size), so Init cannot fail later.
 	var buf seekablebuffer.Buffer
@@ -234,6 +265,12 @@ func newTrack(mt media.Track, cfg Config) (*track, mp4.Codec, error) {
 		}
 		codec = &mp4.CodecH264{SPS: mt.SPS, PPS: mt.PPS}
 		t.guessDur = uint32(max(t.rate/30, 1))
+		t.avcc = true
+	case media.CodecVP8:
+		// Only a Container writes VP8 (New refuses it without one); the
+		// picture size is the container's business.
+		t.vp8 = true
+		t.guessDur = uint32(max(t.rate/30, 1))
 	case media.CodecAAC:
 		var conf mpeg4audio.AudioSpecificConfig
 		if err := conf.Unmarshal(mt.AudioConfig); err != nil {
@@ -258,16 +295,18 @@ func newTrack(mt media.Track, cfg Config) (*track, mp4.Codec, error) {
 	return t, codec, nil
 }
 
-// Init returns the fMP4 init segment (ftyp+moov) for all tracks. Track IDs
-// are media.Track.ID+1; each track's timescale is its clock rate.
+// Init returns the init segment: for fMP4, ftyp+moov for all tracks, with
+// track IDs media.Track.ID+1 and each track's timescale its clock rate;
+// with a Container, what its Init returned.
 func (s *Segmenter) Init() ([]byte, error) {
 	return append([]byte(nil), s.init...), nil
 }
 
 // Dropped returns the number of access units discarded: video before the
 // first keyframe, audio before it when the session has video, units with an
-// unknown track, an empty payload, out-of-range timestamps, a DTS not after
-// the track's previous one, or arriving after their segment was emitted.
+// unknown track, an empty payload, a truncated or corrupt VP8 frame header,
+// out-of-range timestamps, a DTS not after the track's previous one, or
+// arriving after their segment was emitted.
 func (s *Segmenter) Dropped() int { return s.dropped }
 
 // Push adds an access unit. It returns a segment when one is complete
@@ -292,12 +331,28 @@ func (s *Segmenter) Push(au *media.AccessUnit) (*Segment, error) {
 		return nil, nil
 	}
 	t := s.tracks[s.byID[au.Track]]
-	size := payloadSize(t.video, au.NALUs)
+	size := payloadSize(t.avcc, au.NALUs)
 	if size == 0 {
 		s.dropped++
 		return nil, nil
 	}
-	key := !t.video || hasIDR(au.NALUs)
+	var key bool
+	switch {
+	case !t.video:
+		key = true
+	case t.vp8:
+		// A frame too short for its tag, or a keyframe without its start
+		// code, cannot be decoded: it must neither open a segment nor be
+		// stored as if it were a picture.
+		usable, k := vp8Frame(au.NALUs)
+		if !usable {
+			s.dropped++
+			return nil, nil
+		}
+		key = k
+	default:
+		key = hasIDR(au.NALUs)
+	}
 
 	if !s.started {
 		if t != s.cutter || !key {
@@ -337,8 +392,11 @@ func (s *Segmenter) Push(au *media.AccessUnit) (*Segment, error) {
 	s.appendSample(t, au, rel, size, key)
 
 	var out *Segment
+	var err error
 	if s.closing && (s.ready() || at-ticksToDur(s.cutAt, s.cutter.rate) >= s.closeWait()) {
-		out = s.emit(false)
+		if out, err = s.emit(false); err != nil {
+			return nil, s.fail(err)
+		}
 	}
 	if !s.closing && cutterKey && rel > s.segStart &&
 		(at-ticksToDur(s.segStart, t.rate) >= s.cfg.Target || s.bytes >= s.cfg.MaxBytes/2) {
@@ -350,7 +408,9 @@ func (s *Segmenter) Push(au *media.AccessUnit) (*Segment, error) {
 		// One segment per Push: if one was just emitted, this cut is
 		// emitted by a later Push or merged into the segment Flush returns.
 		if out == nil && s.ready() {
-			out = s.emit(false)
+			if out, err = s.emit(false); err != nil {
+				return nil, s.fail(err)
+			}
 		}
 	}
 	return out, nil
@@ -369,7 +429,11 @@ func (s *Segmenter) Flush() (*Segment, error) {
 		return nil, nil
 	}
 	s.closing = false
-	return s.emit(true), nil
+	seg, err := s.emit(true)
+	if err != nil {
+		return nil, fmt.Errorf("segment: %w", err)
+	}
+	return seg, nil
 }
 
 func (s *Segmenter) fail(err error) error {
@@ -433,8 +497,9 @@ func (s *Segmenter) closeWait() time.Duration {
 }
 
 // emit cuts the samples before the pending cut (all of them when final)
-// into a Segment and keeps the rest for the next one.
-func (s *Segmenter) emit(final bool) *Segment {
+// into a Segment and keeps the rest for the next one. It fails only when
+// the Container does; the segment's samples are gone either way.
+func (s *Segmenter) emit(final bool) (*Segment, error) {
 	counts := make([]int, len(s.tracks))
 	seg := &Segment{Start: ticksToDur(s.segStart, s.cutter.rate)}
 	for i, t := range s.tracks {
@@ -479,12 +544,39 @@ func (s *Segmenter) emit(final bool) *Segment {
 	s.closing = false
 	s.seq++
 	seg.Seq = s.seq
-	seg.Data = s.marshal(uint32(s.seq), counts)
+	var err error
+	if s.container == nil {
+		seg.Data = s.marshal(uint32(s.seq), counts)
+	} else {
+		seg.Data, err = s.marshalWith(s.seq, counts)
+	}
 
 	for i, t := range s.tracks {
 		s.bytes -= t.consume(counts[i])
 	}
-	return seg
+	if err != nil {
+		return nil, err
+	}
+	return seg, nil
+}
+
+// marshalWith hands the segment's samples to the Container.
+func (s *Segmenter) marshalWith(seq uint64, counts []int) ([]byte, error) {
+	for i, t := range s.tracks {
+		v := s.views[i][:0]
+		for _, sm := range t.samples[:counts[i]] {
+			v = append(v, Sample{DTS: sm.dts, PTSOffset: sm.ptsOff, Duration: sm.dur, Key: sm.sync, Data: sm.nalus})
+		}
+		s.views[i] = v
+	}
+	data, err := s.container.Marshal(seq, s.views)
+	for i := range s.views {
+		clear(s.views[i]) // let the payloads go with the segment
+	}
+	if err != nil {
+		return nil, fmt.Errorf("segment %d: container: %w", seq, err)
+	}
+	return data, nil
 }
 
 // consume removes the first n samples, returning their payload size.
@@ -592,7 +684,7 @@ func (s *Segmenter) marshal(seq uint32, counts []int) []byte {
 				if len(n) == 0 {
 					continue
 				}
-				if t.video {
+				if t.avcc {
 					w = binary.BigEndian.AppendUint32(w, uint32(len(n)))
 				}
 				w = append(w, n...)
@@ -625,15 +717,16 @@ func validTimestamps(pts, dts int64) bool {
 }
 
 // payloadSize is the size of the sample written for nalus: AVCC (4-byte
-// length prefixes, empty NAL units skipped) for video, the bytes for audio.
-func payloadSize(video bool, nalus [][]byte) int {
+// length prefixes, empty NAL units skipped) for H.264 in fMP4, the bytes
+// otherwise.
+func payloadSize(avcc bool, nalus [][]byte) int {
 	n := 0
 	for _, b := range nalus {
 		if len(b) == 0 {
 			continue
 		}
 		n += len(b)
-		if video {
+		if avcc {
 			n += 4
 		}
 	}

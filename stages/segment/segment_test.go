@@ -186,7 +186,8 @@ func TestNewRejects(t *testing.T) {
 		cfg    Config
 	}{
 		{"no tracks", nil, Config{}},
-		{"unsupported codec", []media.Track{mod(v, func(t *media.Track) { t.Codec = "vp8" })}, Config{}},
+		{"unsupported codec", []media.Track{mod(v, func(t *media.Track) { t.Codec = "vp9" })}, Config{}},
+		{"vp8 without a container", []media.Track{mod(v, func(t *media.Track) { t.Codec = media.CodecVP8 })}, Config{}},
 		{"no SPS", []media.Track{mod(v, func(t *media.Track) { t.SPS = nil })}, Config{}},
 		{"no PPS", []media.Track{mod(v, func(t *media.Track) { t.PPS = nil })}, Config{}},
 		{"garbage SPS", []media.Track{mod(v, func(t *media.Track) { t.SPS = []byte{0x67, 0xff} })}, Config{}},
