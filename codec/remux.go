@@ -4,11 +4,11 @@
 package codec
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"path/filepath"
+	"strings"
 
 	"github.com/asticode/go-astiav"
 )
@@ -19,49 +19,32 @@ const (
 	avseekForce = 0x20000
 )
 
-// Remuxer rewrites a fragmented MP4 held in memory into a regular MP4 file
-// (moov at the front), copying every packet: the bitstream is never
-// re-encoded, so the export is the camera's own video.
+// Remuxer rewrites a session's stored byte stream, held in memory, into
+// the export's file, copying every packet: the bitstream is never
+// re-encoded, so the export is the camera's own video. A fragmented MP4
+// becomes a regular MP4 (moov at the front); a live WebM (VP8/Opus)
+// becomes a regular WebM, with its duration and cues.
 type Remuxer struct{}
 
-// Remux implements evidence.Remuxer. The plaintext input is read from
-// memory through a custom I/O context: it never touches disk before the
-// export file itself.
-func (Remuxer) Remux(ctx context.Context, fragmented []byte, outPath string) (err error) {
-	in := astiav.AllocFormatContext()
-	if in == nil {
-		return errors.New("remux: cannot allocate input context")
+// Remux implements evidence.Remuxer. The output's extension chooses the
+// container (.webm for WebM, anything else MP4) and must match the
+// input's. The plaintext input is read from memory through a custom I/O
+// context: it never touches disk before the export file itself.
+func (Remuxer) Remux(ctx context.Context, stored []byte, outPath string) (err error) {
+	inFormat, outFormat := "mp4", "mp4"
+	if strings.EqualFold(filepath.Ext(outPath), ".webm") {
+		inFormat, outFormat = "matroska", "webm"
 	}
-	defer in.Free()
-	r := bytes.NewReader(fragmented)
-	ioc, err := astiav.AllocIOContext(64<<10, false,
-		func(b []byte) (int, error) {
-			n, err := r.Read(b)
-			if err == io.EOF && n > 0 {
-				err = nil
-			}
-			return n, err
-		},
-		func(offset int64, whence int) (int64, error) {
-			if whence&avseekSize != 0 {
-				return r.Size(), nil
-			}
-			return r.Seek(offset, whence&^avseekForce)
-		}, nil)
+	if IsEBML(stored) != (outFormat == "webm") {
+		return fmt.Errorf("remux: %s needs a %s input", filepath.Base(outPath), strings.ToUpper(outFormat))
+	}
+	in, closeIn, err := openMemory(stored, inFormat)
 	if err != nil {
-		return fmt.Errorf("remux: io context: %w", err)
+		return fmt.Errorf("remux: %w", err)
 	}
-	defer ioc.Free()
-	in.SetPb(ioc)
-	if err := in.OpenInput("", astiav.FindInputFormat("mp4"), nil); err != nil {
-		return fmt.Errorf("remux: open input: %w", err)
-	}
-	defer in.CloseInput()
-	if err := in.FindStreamInfo(nil); err != nil {
-		return fmt.Errorf("remux: stream info: %w", err)
-	}
+	defer closeIn()
 
-	out, err := astiav.AllocOutputFormatContext(nil, "mp4", outPath)
+	out, err := astiav.AllocOutputFormatContext(nil, outFormat, outPath)
 	if err != nil || out == nil {
 		return fmt.Errorf("remux: output context: %v", err)
 	}
@@ -100,8 +83,10 @@ func (Remuxer) Remux(ctx context.Context, fragmented []byte, outPath string) (er
 	out.SetPb(pb)
 	opts := astiav.NewDictionary()
 	defer opts.Free()
-	if err := opts.Set("movflags", "+faststart", 0); err != nil {
-		return fmt.Errorf("remux: options: %w", err)
+	if outFormat == "mp4" {
+		if err := opts.Set("movflags", "+faststart", 0); err != nil {
+			return fmt.Errorf("remux: options: %w", err)
+		}
 	}
 	if err := out.WriteHeader(opts); err != nil {
 		return fmt.Errorf("remux: write header: %w", err)

@@ -1,0 +1,88 @@
+package codec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/asticode/go-astiav"
+)
+
+// memoryReader serves an input held in memory to FFmpeg. The I/O
+// context's callbacks hold it rather than the data: go-astiav v0.16.0
+// keeps every I/O context's callbacks in a global map it never cleans, so
+// release drops the data to keep the plaintext from living on there.
+type memoryReader struct {
+	r *bytes.Reader
+}
+
+func (m *memoryReader) read(b []byte) (int, error) {
+	if m.r == nil {
+		return 0, astiav.ErrEof
+	}
+	n, err := m.r.Read(b)
+	if err == io.EOF {
+		// FFmpeg must see its own end-of-file code: any other error
+		// reads as a failed read, which matters to demuxers that read
+		// to the end (a live WebM has no sizes to stop at).
+		if n > 0 {
+			return n, nil
+		}
+		return 0, astiav.ErrEof
+	}
+	return n, err
+}
+
+func (m *memoryReader) seek(offset int64, whence int) (int64, error) {
+	if m.r == nil {
+		return 0, errors.New("input released")
+	}
+	if whence&avseekSize != 0 {
+		return m.r.Size(), nil
+	}
+	return m.r.Seek(offset, whence&^avseekForce)
+}
+
+// openMemory opens data as an input of the named format (FFmpeg's short
+// name) and reads its stream information. The returned function closes
+// and frees everything, and must be called once the input is opened.
+func openMemory(data []byte, format string) (_ *astiav.FormatContext, _ func(), err error) {
+	in := astiav.AllocFormatContext()
+	if in == nil {
+		return nil, nil, errors.New("cannot allocate input context")
+	}
+	mr := &memoryReader{r: bytes.NewReader(data)}
+	ioc, err := astiav.AllocIOContext(64<<10, false, mr.read, mr.seek, nil)
+	if err != nil {
+		in.Free()
+		return nil, nil, fmt.Errorf("io context: %w", err)
+	}
+	opened := false
+	cleanup := func() {
+		if opened {
+			in.CloseInput() // leaves the custom I/O context to us
+		}
+		ioc.Free()
+		in.Free()
+		mr.r = nil
+	}
+	defer func() {
+		if err != nil {
+			cleanup()
+		}
+	}()
+	in.SetPb(ioc)
+	inFormat := astiav.FindInputFormat(format)
+	if inFormat == nil {
+		return nil, nil, fmt.Errorf("no %s demuxer", format)
+	}
+	if err := in.OpenInput("", inFormat, nil); err != nil {
+		return nil, nil, fmt.Errorf("open input: %w", err)
+	}
+	opened = true
+	if err := in.FindStreamInfo(nil); err != nil {
+		return nil, nil, fmt.Errorf("stream info: %w", err)
+	}
+	return in, cleanup, nil
+}
