@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"camvault/catalog"
+	"camvault/codec"
 	"camvault/internal/bufpool"
 	"camvault/media"
 	"camvault/pipeline"
@@ -285,7 +286,8 @@ type session struct {
 
 	mu       sync.Mutex
 	seg      *segment.Segmenter
-	segFirst time.Time // arrival of the first access unit of the segment being cut
+	webm     *codec.WebMWriter // the segmenter's container for VP8 sessions; holds FFmpeg memory until End
+	segFirst time.Time         // arrival of the first access unit of the segment being cut
 	ended    bool
 	// origin is the first written access unit (the first video keyframe,
 	// where the segmenter puts the session's time 0), so that ingest
@@ -306,8 +308,17 @@ func (s *session) WriteAccessUnit(au *media.AccessUnit) error {
 		if !s.paramsKnown(au) {
 			return nil // an IDR without SPS/PPS in the SDP or in-band is undecodable
 		}
-		seg, err := segment.New(s.tracks, segment.Config{Target: s.r.cfg.SegmentTarget})
+		cfg := segment.Config{Target: s.r.cfg.SegmentTarget}
+		if segment.FormatFor(s.tracks) == segment.FormatWebM {
+			w, err := codec.NewWebMWriter(s.tracks)
+			if err != nil {
+				return fmt.Errorf("webm writer: %w", err)
+			}
+			s.webm, cfg.Container = w, w
+		}
+		seg, err := segment.New(s.tracks, cfg)
 		if err != nil {
+			s.closeWebM()
 			return fmt.Errorf("segmenter: %w", err)
 		}
 		init, err := seg.Init()
@@ -335,9 +346,15 @@ func (s *session) WriteAccessUnit(au *media.AccessUnit) error {
 	return err
 }
 
-// paramsKnown fills missing H.264 parameter sets from in-band NAL units and
-// reports whether every video track has them.
+// paramsKnown fills missing H.264 parameter sets from in-band NAL units,
+// and a VP8 track's picture size from its first keyframe (VP8 announces
+// nothing out of band), and reports whether every video track has them.
 func (s *session) paramsKnown(au *media.AccessUnit) bool {
+	if t := &s.tracks[au.Track]; t.Codec == media.CodecVP8 && (t.Width == 0 || t.Height == 0) && len(au.NALUs) == 1 {
+		if w, h, ok := segment.VP8KeyframeSize(au.NALUs[0]); ok {
+			t.Width, t.Height = w, h
+		}
+	}
 	if t := &s.tracks[au.Track]; t.Codec == media.CodecH264 && (len(t.SPS) == 0 || len(t.PPS) == 0) {
 		for _, n := range au.NALUs {
 			if len(n) == 0 {
@@ -355,8 +372,18 @@ func (s *session) paramsKnown(au *media.AccessUnit) bool {
 		if t.Codec == media.CodecH264 && (len(t.SPS) == 0 || len(t.PPS) == 0) {
 			return false
 		}
+		if t.Codec == media.CodecVP8 && (t.Width == 0 || t.Height == 0) {
+			return false
+		}
 	}
 	return true
+}
+
+func (s *session) closeWebM() {
+	if s.webm != nil {
+		s.webm.Close()
+		s.webm = nil
+	}
 }
 
 func (s *session) submitSegment(seg *segment.Segment) error {
@@ -403,8 +430,10 @@ func (s *session) submit(u *unit, seq uint64, startNS, endNS int64) error {
 	return nil
 }
 
+// codecs names the container and the codecs, e.g. fmp4:h264+aac or
+// webm:vp8+opus.
 func (s *session) codecs() string {
-	c := "fmp4"
+	c := segment.FormatFor(s.tracks)
 	for i, t := range s.tracks {
 		sep := "+"
 		if i == 0 {
@@ -440,6 +469,7 @@ func (s *session) End(how string, cause error) {
 			s.r.log.Warn("access units dropped", "incident", s.incident, "session", s.id, "count", n)
 		}
 	}
+	s.closeWebM() // after the flush: the last segment is already out of it
 	note := "teardown"
 	if cause != nil {
 		note = cause.Error()
