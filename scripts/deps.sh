@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what camvault needs to build and test, only when it is missing:
 # pkg-config and the FFmpeg 5.1 development libraries (go-astiav, cgo), and
-# the ffmpeg/ffprobe command-line tools the tests use as a real camera.
+# the ffmpeg/ffprobe command-line tools and headless Chromium the tests use
+# as real cameras.
 set -euo pipefail
 
 need=()
@@ -12,6 +13,8 @@ fi
 if [ "${1:-}" = "test" ]; then
   command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
   command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
+  # The browser the WHIP tests publish from (fake camera and microphone).
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
 fi
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 
