@@ -18,11 +18,12 @@ import (
 // directory, where nothing unencrypted may ever be written.
 var ErrInsideDataDir = errors.New("export directory is inside the data directory")
 
-// Remuxer turns a fragmented MP4 into the export's MP4 without
-// re-encoding. It is an interface so the evidence logic does not depend on
-// the FFmpeg bindings.
+// Remuxer turns a session's stored media into the export's file without
+// re-encoding: a fragmented MP4 into an MP4, a WebM stream into a WebM
+// file (outPath's extension, from MediaFileName, says which). It is an
+// interface so the evidence logic does not depend on the FFmpeg bindings.
 type Remuxer interface {
-	Remux(ctx context.Context, fragmented []byte, outPath string) error
+	Remux(ctx context.Context, stored []byte, outPath string) error
 }
 
 // ExportOptions configures Export.
@@ -31,13 +32,14 @@ type ExportOptions struct {
 	OutDir     string // created; must not exist or be empty
 	NodeKey    ed25519.PublicKey
 	Identities []age.Identity
-	Remuxer    Remuxer // nil: the fragmented MP4 is written as is
+	Remuxer    Remuxer // nil: the stored media (fragmented MP4, WebM stream) is written as is
 	Info       any     // incident metadata for incident.json
 }
 
 // Export verifies an incident with the identity and writes the bundle:
-// the playable MP4 (one per ingest session), the manifest, checkpoints,
-// wrapped keys, the sealed chunks and the verification report.
+// the playable media file (one per ingest session: MP4 for H.264, WebM for
+// VP8), the manifest, checkpoints, wrapped keys, the sealed chunks and the
+// verification report.
 func Export(ctx context.Context, src Source, opt ExportOptions) (*Report, []string, error) {
 	if err := checkOutside(opt.DataDir, opt.OutDir); err != nil {
 		return nil, nil, err
@@ -61,7 +63,7 @@ func Export(ctx context.Context, src Source, opt ExportOptions) (*Report, []stri
 	}
 	var files []string
 	for i, m := range media {
-		out := filepath.Join(opt.OutDir, MediaFileName(i, len(media)))
+		out := filepath.Join(opt.OutDir, MediaFileName(i, len(media), m.Container))
 		name := filepath.Base(out)
 		if opt.Remuxer != nil {
 			err = opt.Remuxer.Remux(ctx, m.Data, out)
@@ -75,6 +77,7 @@ func Export(ctx context.Context, src Source, opt ExportOptions) (*Report, []stri
 			return rep, nil, fmt.Errorf("write %s: %w", name, err)
 		}
 		files = append(files, out)
+		rep.noteContainer(name, m.Container)
 	}
 	if err := copyEvidence(ctx, src, rep, opt); err != nil {
 		return rep, nil, err
@@ -140,27 +143,50 @@ func copyEvidence(ctx context.Context, src Source, rep *Report, opt ExportOption
 	return f.Close()
 }
 
-// MediaFileName names session i's MP4 in a bundle of n sessions.
-func MediaFileName(i, n int) string {
-	if n == 1 {
-		return "incident.mp4"
+// MediaFileName names session i's media file in a bundle of n sessions:
+// incident.mp4 or incident-partN.mp4, .webm for a WebM session.
+func MediaFileName(i, n int, container string) string {
+	ext := ".mp4"
+	if container == ContainerWebM {
+		ext = ".webm"
 	}
-	return fmt.Sprintf("incident-part%d.mp4", i+1)
+	if n == 1 {
+		return "incident" + ext
+	}
+	return fmt.Sprintf("incident-part%d%s", i+1, ext)
+}
+
+// noteContainer tells the reader of the report why a part is not the
+// H.264/AAC MP4 the police usually get.
+func (r *Report) noteContainer(name, container string) {
+	if container != ContainerWebM {
+		return
+	}
+	note := name + " carries the camera's original VP8 video and Opus audio in WebM, remuxed without re-encoding: " +
+		"an H.264/AAC MP4 of a VP8 session needs transcoding, which camvault does not do yet"
+	for _, n := range r.Notes {
+		if n == note {
+			return
+		}
+	}
+	r.Notes = append(r.Notes, note)
 }
 
 // PacketReader reads a media file's packets per stream (codec.ReadPackets).
 type PacketReader func(path string) ([][][]byte, error)
 
-// VerifyMedia checks that a bundle's MP4 files carry exactly the samples
-// sealed in its chunks, in order, track by track: what the police watch is
-// what the camera sent. It needs a report made with the identity.
+// VerifyMedia checks that a bundle's media files (MP4, or WebM for VP8
+// sessions) carry exactly the samples sealed in its chunks, in order,
+// track by track: what the police watch is what the camera sent. It needs
+// a report made with the identity.
 func VerifyMedia(ctx context.Context, rep *Report, src *DirSource, read PacketReader) error {
 	media, err := rep.Plaintext(ctx, src)
 	if err != nil {
 		return err
 	}
 	for i := range media {
-		name := MediaFileName(i, len(media))
+		name := MediaFileName(i, len(media), media[i].Container)
+		rep.noteContainer(name, media[i].Container)
 		want, err := media[i].Samples()
 		if err != nil {
 			rep.fail(nil, "", "%v", err)

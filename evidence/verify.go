@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"filippo.io/age"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
@@ -60,7 +61,8 @@ type Report struct {
 	Anchored      int       `json:"anchored"` // checkpoints confirmed by their copy in the WORM store
 	Head          string    `json:"head"`
 	Decrypted     bool      `json:"decrypted"`               // AEAD tags and plaintext hashes were checked too
-	MediaChecked  []string  `json:"media_checked,omitempty"` // export MP4s compared sample by sample with the chunks
+	MediaChecked  []string  `json:"media_checked,omitempty"` // export media files compared sample by sample with the chunks
+	Notes         []string  `json:"notes,omitempty"`         // what a reader of the export must know (not problems)
 	CipherBytes   int64     `json:"cipher_bytes"`
 	Problems      []Problem `json:"problems,omitempty"`
 	records       []manifest.Record
@@ -260,8 +262,9 @@ func verifyChunk(ctx context.Context, src Source, rep *Report, rec *manifest.Rec
 
 // Plaintext decrypts the incident's original track per session, in order:
 // for each session its init segment followed by its media segments, which
-// together form a fragmented MP4. It requires a verified report with
-// identities, and refuses to return media from a failed verification.
+// together form a fragmented MP4 (or, for a VP8 session, a WebM stream).
+// It requires a verified report with identities, and refuses to return
+// media from a failed verification.
 func (r *Report) Plaintext(ctx context.Context, src Source) ([]SessionMedia, error) {
 	if !r.Decrypted {
 		return nil, errors.New("plaintext needs the backoffice identity")
@@ -280,17 +283,24 @@ func (r *Report) Plaintext(ctx context.Context, src Source) ([]SessionMedia, err
 		if err != nil {
 			return nil, err
 		}
-		_, pt, err := r.openers[rec.Session].Open(b)
+		h, pt, err := r.openers[rec.Session].Open(b)
 		if err != nil {
 			return nil, err
+		}
+		container, _, _ := strings.Cut(h.Codec, ":")
+		if container != ContainerFMP4 && container != ContainerWebM {
+			return nil, fmt.Errorf("session %s chunk %d: unknown container %q", rec.Session, rec.Seq, h.Codec)
 		}
 		k, ok := index[rec.Session]
 		if !ok {
 			k = len(out)
 			index[rec.Session] = k
-			out = append(out, SessionMedia{Session: rec.Session})
+			out = append(out, SessionMedia{Session: rec.Session, Container: container})
 		}
 		sm := &out[k]
+		if sm.Container != container {
+			return nil, fmt.Errorf("session %s chunk %d is %s, its first chunk %s", rec.Session, rec.Seq, container, sm.Container)
+		}
 		if rec.Seq == 0 {
 			sm.InitSize = len(pt)
 		}
@@ -303,18 +313,33 @@ func (r *Report) Plaintext(ctx context.Context, src Source) ([]SessionMedia, err
 	return out, nil
 }
 
-// SessionMedia is one session's decrypted fragmented MP4.
+// Containers of a session's stored media, as chunk headers name them
+// before the colon of their codec field.
+const (
+	ContainerFMP4 = "fmp4" // H.264 sessions: fragmented MP4
+	ContainerWebM = "webm" // VP8 sessions: a live WebM stream
+)
+
+// SessionMedia is one session's decrypted media.
 type SessionMedia struct {
-	Session  string
-	Data     []byte // init segment followed by the media segments
-	InitSize int
-	Chunks   []uint64
-	EndNS    int64
+	Session   string
+	Container string // ContainerFMP4 or ContainerWebM
+	Data      []byte // init segment followed by the media segments
+	InitSize  int
+	Chunks    []uint64
+	EndNS     int64
 }
 
 // Samples returns the session's samples per track, in order, as stored in
 // the sealed chunks.
 func (m *SessionMedia) Samples() ([][][]byte, error) {
+	if m.Container == ContainerWebM {
+		out, err := webmSamples(m.Data)
+		if err != nil {
+			return nil, fmt.Errorf("session %s: parse WebM: %w", m.Session, err)
+		}
+		return out, nil
+	}
 	var parts fmp4.Parts
 	if err := parts.Unmarshal(m.Data[m.InitSize:]); err != nil {
 		return nil, fmt.Errorf("session %s: parse segments: %w", m.Session, err)
@@ -355,6 +380,9 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	for _, m := range r.MediaChecked {
 		fmt.Fprintf(&b, "checked: %s carries exactly the sealed samples\n", m)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "note: %s\n", n)
 	}
 	for _, g := range r.Gaps {
 		fmt.Fprintf(&b, "gap: %s\n", g)
