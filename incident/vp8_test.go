@@ -1,0 +1,398 @@
+package incident
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"camvault/catalog"
+	"camvault/codec"
+	"camvault/evidence"
+	"camvault/internal/testenv"
+	"camvault/keys"
+	"camvault/media"
+	"camvault/stages/ingest"
+	"camvault/stages/seal"
+	"camvault/storage/fs"
+)
+
+// vp8Clip is a camera's VP8 pictures and Opus frames, made by the ffmpeg
+// CLI as IVF and Ogg so that the test reads them without FFmpeg's
+// libraries (and without trusting the code under test).
+type vp8Clip struct {
+	video [][]byte // 30 fps
+	audio [][]byte // 20 ms each
+}
+
+const clipSeconds = 6
+
+func makeVP8Clip(t *testing.T) *vp8Clip {
+	t.Helper()
+	testenv.Require(t, "ffmpeg", "ffprobe")
+	dir := t.TempDir()
+	ivf, ogg := filepath.Join(dir, "v.ivf"), filepath.Join(dir, "a.opus")
+	out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error",
+		"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+		"-map", "0:v", "-t", strconv.Itoa(clipSeconds), "-c:v", "libvpx", "-g", "30", "-b:v", "400k", "-f", "ivf", ivf,
+		"-map", "1:a", "-t", strconv.Itoa(clipSeconds), "-c:a", "libopus", "-b:a", "48k", "-frame_duration", "20", "-f", "opus", ogg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffmpeg: %v: %s", err, out)
+	}
+	c := &vp8Clip{}
+	if c.video, err = readIVF(ivf); err != nil {
+		t.Fatal(err)
+	}
+	if c.audio, err = readOggPackets(ogg); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.video) != clipSeconds*30 || len(c.audio) < clipSeconds*50 {
+		t.Fatalf("clip has %d pictures, %d audio frames", len(c.video), len(c.audio))
+	}
+	return c
+}
+
+// readIVF returns the frames of an IVF file (32-byte file header, then a
+// 12-byte header before each frame: size, timestamp).
+func readIVF(path string) ([][]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < 32 || string(b[:4]) != "DKIF" {
+		return nil, errors.New("not an IVF file")
+	}
+	var frames [][]byte
+	for b = b[binary.LittleEndian.Uint16(b[6:]):]; len(b) > 0; {
+		if len(b) < 12 {
+			return nil, errors.New("truncated IVF frame header")
+		}
+		n := int(binary.LittleEndian.Uint32(b))
+		if len(b) < 12+n {
+			return nil, errors.New("truncated IVF frame")
+		}
+		frames = append(frames, b[12:12+n])
+		b = b[12+n:]
+	}
+	return frames, nil
+}
+
+// readOggPackets returns the audio packets of an Ogg Opus file: its
+// packets without the two header packets (OpusHead, OpusTags).
+func readOggPackets(path string) ([][]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var packets [][]byte
+	var cur []byte
+	for len(b) > 0 {
+		if len(b) < 27 || string(b[:4]) != "OggS" {
+			return nil, errors.New("bad Ogg page")
+		}
+		nseg := int(b[26])
+		if len(b) < 27+nseg {
+			return nil, errors.New("truncated Ogg page")
+		}
+		lacing := b[27 : 27+nseg]
+		data := b[27+nseg:]
+		for _, l := range lacing {
+			if len(data) < int(l) {
+				return nil, errors.New("truncated Ogg segment")
+			}
+			cur = append(cur, data[:l]...)
+			data = data[l:]
+			if l < 255 {
+				packets = append(packets, cur)
+				cur = nil
+			}
+		}
+		b = data
+	}
+	if len(packets) < 2 || !bytes.HasPrefix(packets[0], []byte("OpusHead")) {
+		return nil, errors.New("not an Ogg Opus file")
+	}
+	return packets[2:], nil
+}
+
+// units interleaves the clip as a camera sends it: VP8 on the 90 kHz RTP
+// clock, Opus on 48 kHz, in arrival order, a picture before the audio of
+// the same instant (audio before the first keyframe is not recorded, and
+// every unit of the clip should be).
+func (c *vp8Clip) units() []*media.AccessUnit {
+	start := time.Unix(1_700_000_000, 0)
+	var aus []*media.AccessUnit
+	k := 0
+	for i, f := range c.video {
+		for ; k < len(c.audio) && int64(k)*960*90000 < int64(i)*3000*48000; k++ {
+			aus = append(aus, &media.AccessUnit{Track: 1, DTS: int64(k) * 960, PTS: int64(k) * 960, Key: true,
+				NALUs: [][]byte{c.audio[k]}, Received: start.Add(time.Duration(k) * 20 * time.Millisecond)})
+		}
+		aus = append(aus, &media.AccessUnit{Track: 0, DTS: int64(i) * 3000, PTS: int64(i) * 3000, Key: f[0]&1 == 0,
+			NALUs: [][]byte{f}, Received: start.Add(time.Duration(i) * time.Second / 30)})
+	}
+	for ; k < len(c.audio); k++ {
+		aus = append(aus, &media.AccessUnit{Track: 1, DTS: int64(k) * 960, PTS: int64(k) * 960, Key: true,
+			NALUs: [][]byte{c.audio[k]}, Received: start.Add(time.Duration(k) * 20 * time.Millisecond)})
+	}
+	return aus
+}
+
+// TestVP8SessionExportedAsWebM records a VP8+Opus session through the
+// real recorder into a real store, exports it, and checks the WebM the
+// police would get: playable, the right length, the camera's packets
+// byte for byte, and verified packet by packet; tampering is still
+// caught.
+func TestVP8SessionExportedAsWebM(t *testing.T) {
+	c := makeVP8Clip(t)
+	ctx := context.Background()
+	data := t.TempDir()
+	keyDir := keys.Dir(data)
+	if err := keys.Generate(keyDir); err != nil {
+		t.Fatal(err)
+	}
+	recipients, err := keys.LoadRecipients(keyDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := keys.LoadSigner(keyDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := keys.LoadIdentity(filepath.Join(keyDir, keys.IdentityFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := keys.LoadNodePublic(filepath.Join(keyDir, keys.NodePubFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.Open(filepath.Join(data, "catalog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	st, err := fs.Open(filepath.Join(data, "chunks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := cat.AddCamera(ctx, catalog.Camera{ID: "cam-vp8", Officer: "officer", SecretMAC: []byte("mac"), CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := New(Config{}, cat, st, recipients, signer, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// What a WebRTC camera announces: codecs and clocks, no picture size.
+	tracks := []media.Track{
+		{ID: 0, Codec: media.CodecVP8, ClockRate: 90000},
+		{ID: 1, Codec: media.CodecOpus, ClockRate: 48000, ChannelCount: 1},
+	}
+	sess, err := rec.StartSession(ctx, ingest.Camera{ID: "cam-vp8", Officer: "officer"}, tracks, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, au := range c.units() {
+		if err := sess.WriteAccessUnit(au); err != nil {
+			t.Fatalf("access unit %d: %v", i, err)
+		}
+	}
+	sess.End(ingest.EndTeardown, nil)
+	if err := rec.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	incs, err := cat.Incidents(ctx)
+	if err != nil || len(incs) != 1 {
+		t.Fatalf("incidents %v, %v", incs, err)
+	}
+	inc := incs[0].ID
+	src := &evidence.CatalogSource{Catalog: cat, Store: st, ID: inc}
+	lines, err := src.ManifestLines(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := 0
+	for _, l := range lines {
+		var obj struct {
+			Kind   string `json:"kind"`
+			Object string `json:"object"`
+		}
+		if err := json.Unmarshal(l, &obj); err != nil {
+			t.Fatal(err)
+		}
+		if obj.Kind != "chunk" {
+			continue
+		}
+		chunks++
+		b, err := src.Chunk(ctx, obj.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, _, _, err := seal.Parse(b)
+		if err != nil || h.Codec != "webm:vp8+opus" {
+			t.Fatalf("chunk %s: codec %q, %v", obj.Object, h.Codec, err)
+		}
+	}
+	if chunks != 1+clipSeconds/2 {
+		t.Fatalf("%d chunks, want the init segment and %d segments", chunks, clipSeconds/2)
+	}
+
+	out := filepath.Join(t.TempDir(), "export")
+	rep, files, err := evidence.Export(ctx, src, evidence.ExportOptions{
+		DataDir: data, OutDir: out, NodeKey: pub, Identities: ids, Remuxer: codec.Remuxer{},
+	})
+	if err != nil {
+		t.Fatalf("export: %v (%v)", err, rep.Problems)
+	}
+	webm := filepath.Join(out, "incident.webm")
+	if len(files) != 1 || files[0] != webm {
+		t.Fatalf("exported %v", files)
+	}
+	report, err := os.ReadFile(filepath.Join(out, evidence.BundleReport))
+	if err != nil || !strings.Contains(string(report), "incident.webm carries the camera's original VP8 video and Opus audio in WebM") ||
+		!strings.Contains(string(report), "needs transcoding") {
+		t.Fatalf("report does not explain the WebM part:\n%s", report)
+	}
+
+	// The police's file: WebM with the camera's codecs, picture size and
+	// length.
+	probe := func(entries string) string {
+		b, err := exec.Command("ffprobe", "-v", "error", "-show_entries", entries, "-of", "csv=p=0", webm).Output()
+		if err != nil {
+			t.Fatalf("ffprobe: %v", err)
+		}
+		return string(b)
+	}
+	if got := probe("stream=codec_name,width,height"); got != "vp8,320,240\nopus\n" {
+		t.Fatalf("streams %q", got)
+	}
+	if d, err := strconv.ParseFloat(strings.TrimSpace(probe("format=duration")), 64); err != nil || d < clipSeconds-0.1 || d > clipSeconds+0.1 {
+		t.Fatalf("export lasts %q s", probe("format=duration"))
+	}
+	got, err := codec.ReadPackets(webm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !slices.EqualFunc(got[0], c.video, bytes.Equal) || !slices.EqualFunc(got[1], c.audio, bytes.Equal) {
+		t.Fatalf("export carries %d pictures and %d audio frames that are not the camera's %d and %d", len(got[0]), len(got[1]), len(c.video), len(c.audio))
+	}
+	if n := decodedFrames(t, webm); n != len(c.video) {
+		t.Fatalf("export decodes to %d pictures, want %d", n, len(c.video))
+	}
+
+	// Offline verification of the bundle, media included.
+	verify := func() *evidence.Report {
+		t.Helper()
+		bundle, err := evidence.OpenBundle(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := evidence.Verify(ctx, bundle, pub, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.OK() {
+			if err := evidence.VerifyMedia(ctx, rep, bundle, codec.ReadPackets); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return rep
+	}
+	rep = verify()
+	if !rep.OK() || len(rep.MediaChecked) != 1 || rep.MediaChecked[0] != "incident.webm" || len(rep.Notes) != 1 {
+		t.Fatalf("honest bundle: ok %v, media %v, notes %v, problems %v", rep.OK(), rep.MediaChecked, rep.Notes, rep.Problems)
+	}
+
+	// camvault's own WebM parser and FFmpeg's demuxer agree on what was
+	// sealed.
+	bundle, _ := evidence.OpenBundle(out)
+	sessions, err := rep.Plaintext(ctx, bundle)
+	if err != nil || len(sessions) != 1 || sessions[0].Container != evidence.ContainerWebM {
+		t.Fatalf("plaintext: %v, %v", sessions, err)
+	}
+	mine, err := sessions[0].Samples()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ffmpeg, err := codec.ReadWebMPackets(sessions[0].Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ffmpeg {
+		if !slices.EqualFunc(mine[i], ffmpeg[i], bytes.Equal) {
+			t.Fatalf("track %d: parser and FFmpeg disagree (%d vs %d samples)", i, len(mine[i]), len(ffmpeg[i]))
+		}
+	}
+
+	// One picture changed inside the exported file is caught, packet by
+	// packet.
+	file, err := os.ReadFile(webm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(file, c.video[50])
+	if at < 0 {
+		t.Fatal("picture 50 not found in the export")
+	}
+	file[at+len(c.video[50])/2] ^= 0x55
+	if err := os.WriteFile(webm, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if rep := verify(); rep.OK() || !strings.Contains(fmt.Sprint(rep.Problems), "stream 0 packet 50 differs") {
+		t.Fatalf("altered picture not caught: %v", rep.Problems)
+	}
+
+	// A sealed chunk altered in the bundle fails verification.
+	var chunk string
+	filepath.WalkDir(filepath.Join(out, evidence.BundleChunks), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, "00000002.chunk") {
+			chunk = p
+		}
+		return nil
+	})
+	if chunk == "" {
+		t.Fatal("chunk 2 not in the bundle")
+	}
+	b, err := os.ReadFile(chunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-100] ^= 1
+	os.Chmod(chunk, 0o600)
+	if err := os.WriteFile(chunk, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if rep := verify(); rep.OK() || !strings.Contains(fmt.Sprint(rep.Problems), "ciphertext hash") {
+		t.Fatalf("altered chunk not caught: %v", rep.Problems)
+	}
+}
+
+func decodedFrames(t *testing.T, file string) int {
+	t.Helper()
+	out, err := exec.Command("ffmpeg", "-v", "error", "-i", file, "-map", "0:v:0", "-f", "framemd5", "-").Output()
+	if err != nil {
+		t.Fatalf("decode %s: %v", file, err)
+	}
+	n := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		if l != "" && l[0] != '#' {
+			n++
+		}
+	}
+	return n
+}
