@@ -15,7 +15,7 @@ import (
 )
 
 // WebM muxer settings. The writer's I/O context cannot seek, and "live"
-// tells matroskaenc not to plan on it either (no Cues, no SeekHead, a
+// tells matroskaenc not to plan on it either (no Cues, no Duration, a
 // Segment of unknown size), which is the shape of a WebM byte stream that
 // a browser's MediaSource appends piece by piece. The cluster limits are
 // lifted so that the muxer only ends a cluster where the writer flushes it

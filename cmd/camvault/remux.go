@@ -7,8 +7,9 @@ import (
 	"camvault/evidence"
 )
 
-// newRemuxer returns the export's MP4 remuxer (FFmpeg libraries, no
-// re-encode), with FFmpeg's own chatter limited to errors.
+// newRemuxer returns the export's remuxer (FFmpeg libraries, no
+// re-encode: MP4 for H.264 sessions, WebM for VP8 ones), with FFmpeg's own
+// chatter limited to errors.
 func newRemuxer() evidence.Remuxer {
 	astiav.SetLogLevel(astiav.LogLevelError)
 	return codec.Remuxer{}
