@@ -162,6 +162,8 @@ type LoadConfig struct {
 	// GortsplibClient publishes with gortsplib's client instead of the
 	// lean generator (more CPU on the generator's side).
 	GortsplibClient bool
+	// Protocol is "rtsp" (the default) or "whip": pion WebRTC cameras.
+	Protocol string
 }
 
 // LoadResult is what a run measured.
@@ -193,9 +195,10 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 		}
 		secrets[i] = strings.TrimSpace(string(out))
 	}
-	rtspPort, httpPort := freePort(), freePort()
+	rtspPort, httpPort, whipPort, icePort := freePort(), freePort(), freePort(), freePort()
 	srv := exec.Command(cfg.Binary, "serve", "--data", data, "--no-demo", "--rtsp-rtp", "", "--rtsp-rtcp", "",
-		"--rtsp", fmt.Sprintf("127.0.0.1:%d", rtspPort), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--log-level", "warn")
+		"--rtsp", fmt.Sprintf("127.0.0.1:%d", rtspPort), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--log-level", "warn",
+		"--whip", fmt.Sprintf("127.0.0.1:%d", whipPort), "--ice-udp", fmt.Sprintf("127.0.0.1:%d", icePort))
 	srv.Args = append(srv.Args, cfg.ServerArgs...)
 	srv.Env = append(os.Environ(), cfg.Env...)
 	stdout, _ := srv.StdoutPipe()
@@ -260,6 +263,12 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 			// and so their keyframes, over one GOP (2 s) rather than
 			// having all of them cut a segment in the same instant.
 			time.Sleep(time.Duration(i) * 2 * time.Second / time.Duration(cfg.Cameras))
+			if cfg.Protocol == "whip" {
+				r, err := cfg.Clip.PublishWHIP(ctx, WHIPOptions{Endpoint: fmt.Sprintf("http://127.0.0.1:%d/whip/load%d", whipPort, i),
+					Token: secrets[i], Duration: cfg.Duration, Teardown: true})
+				sent[i], errs[i] = r.Frames, err
+				return
+			}
 			if cfg.GortsplibClient {
 				url := fmt.Sprintf("rtsp://load%d:%s@127.0.0.1:%d/load%d", i, secrets[i], rtspPort, i)
 				sent[i], errs[i] = cfg.Clip.publish(ctx, url, cfg.Duration)

@@ -76,3 +76,75 @@ func BenchmarkRTSPLoad(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWHIPLoad runs N simulated WebRTC cameras (pion, 2 Mbit/s H.264)
+// and, in the same run and with the same clip, N RTSP cameras, so the
+// WebRTC cost per stream is read as a ratio to RTSP's. Streams come from
+// CAMVAULT_BENCH_WHIP_STREAMS (default "10,25"), duration from
+// CAMVAULT_BENCH_SECONDS (default 20).
+func BenchmarkWHIPLoad(b *testing.B) {
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		b.Fatalf("ffmpeg is required: %v", err)
+	}
+	work := b.TempDir()
+	bin := filepath.Join(work, "camvault")
+	if out, err := exec.Command("go", "build", "-o", bin, "camvault/cmd/camvault").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	clip, err := MakeClip(work, 4, "2M")
+	if err != nil {
+		b.Fatal(err)
+	}
+	streams := []int{10, 25}
+	if s := os.Getenv("CAMVAULT_BENCH_WHIP_STREAMS"); s != "" {
+		streams = nil
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				b.Fatalf("CAMVAULT_BENCH_WHIP_STREAMS: %q", s)
+			}
+			streams = append(streams, n)
+		}
+	}
+	seconds := 20
+	if s := os.Getenv("CAMVAULT_BENCH_SECONDS"); s != "" {
+		if seconds, err = strconv.Atoi(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, n := range streams {
+		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
+			var rtsp, whip *LoadResult
+			for i := 0; i < b.N; i++ {
+				for _, proto := range []string{"rtsp", "whip"} {
+					res, err := RunLoad(context.Background(), LoadConfig{Binary: bin, Cameras: n, Protocol: proto,
+						Duration: time.Duration(seconds) * time.Second, Clip: clip, WorkDir: b.TempDir(),
+						ServerArgs: strings.Fields(os.Getenv("CAMVAULT_BENCH_SERVER_ARGS"))})
+					if err != nil {
+						b.Fatal(err)
+					}
+					for i, e := range res.Errors {
+						if i == 10 {
+							break
+						}
+						b.Logf("%s: %s", proto, e)
+					}
+					if proto == "rtsp" {
+						rtsp = res
+					} else {
+						whip = res
+					}
+				}
+			}
+			b.ReportMetric(float64(whip.ZeroLoss), "whip-streams-zero-loss")
+			b.ReportMetric(whip.CoresPerStream*1000, "whip-millicores/stream")
+			b.ReportMetric(whip.MiBPerStream, "whip-MiB/stream")
+			b.ReportMetric(float64(whip.P99.Milliseconds()), "whip-p99-ms")
+			b.ReportMetric(float64(rtsp.ZeroLoss), "rtsp-streams-zero-loss")
+			b.ReportMetric(rtsp.CoresPerStream*1000, "rtsp-millicores/stream")
+			b.ReportMetric(rtsp.MiBPerStream, "rtsp-MiB/stream")
+			b.ReportMetric(float64(rtsp.P99.Milliseconds()), "rtsp-p99-ms")
+			b.ReportMetric(whip.CoresPerStream/rtsp.CoresPerStream, "whip/rtsp-cpu")
+		})
+	}
+}

@@ -176,7 +176,7 @@ func (s *WHIPServer) openICE() error {
 			return errors.New("ice udp: a fixed port is needed to listen on every interface")
 		}
 		mux, err := ice.NewMultiUDPMuxFromPort(port, ice.UDPMuxFromPortWithLoopback(),
-			ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4))
+			ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4), ice.UDPMuxFromPortWithReadBufferSize(udpReadBuffer))
 		if err != nil {
 			return fmt.Errorf("ice udp port %d: %w", port, err)
 		}
@@ -185,6 +185,9 @@ func (s *WHIPServer) openICE() error {
 		conn, err := net.ListenPacket("udp4", s.cfg.ICEUDPAddress)
 		if err != nil {
 			return fmt.Errorf("ice udp listen on %s: %w", s.cfg.ICEUDPAddress, err)
+		}
+		if err := conn.(*net.UDPConn).SetReadBuffer(udpReadBuffer); err != nil {
+			s.log.Warn("ice udp read buffer not enlarged", "err", err)
 		}
 		s.udpMux, s.udpAddr = webrtc.NewICEUDPMux(nil, conn), conn.LocalAddr().String()
 	}
@@ -210,6 +213,11 @@ func (s *WHIPServer) closeICE() {
 		s.tcpLn.Close()
 	}
 }
+
+// udpReadBuffer is the media socket's kernel buffer: every camera's
+// packets share it, and a keyframe arrives as a burst of dozens of packets
+// per camera. The kernel caps it at net.core.rmem_max.
+const udpReadBuffer = 4 << 20
 
 // Codecs camvault negotiates. Browsers offer H.264 under several profiles;
 // only packetization-mode 1 is accepted (mode 0 is one NAL unit per
@@ -279,6 +287,11 @@ func (s *WHIPServer) newAPI() (*webrtc.API, error) {
 	// Consent freshness: keepalives every second; a peer silent for 3 s
 	// is disconnected, for 10 s failed, which ends the session.
 	se.SetICETimeouts(3*time.Second, 10*time.Second, time.Second)
+	// A retransmission can arrive hundreds of packets after the hole it
+	// fills (a keyframe is a burst); SRTP's default 64-packet replay
+	// window would drop it as a replay. Real replays are still caught,
+	// and the reorder buffer drops duplicates.
+	se.SetSRTPReplayProtectionWindow(1024)
 	return webrtc.NewAPI(webrtc.WithMediaEngine(&me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 
