@@ -37,6 +37,8 @@ type WHIPOptions struct {
 	// Teardown sends DELETE at the end; otherwise the connection is
 	// just closed, as a camera that loses power would.
 	Teardown bool
+	// TCP restricts ICE to TCP (a network that drops UDP).
+	TCP bool
 }
 
 // WHIPResult is what a simulated WebRTC camera sent.
@@ -87,6 +89,9 @@ func (c *Clip) PublishWHIP(ctx context.Context, opt WHIPOptions) (WHIPResult, er
 	var se webrtc.SettingEngine
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if opt.TCP {
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(&me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {

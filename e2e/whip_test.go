@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -65,5 +66,41 @@ func TestWHIPPublishExport(t *testing.T) {
 	o, e, code := camvault(t, "verify", out, "--identity", identityPath(data), "--pubkey", filepath.Join(data, "keys", "node.pub"))
 	if code != 0 || !strings.Contains(o, "carries exactly the sealed samples") {
 		t.Fatalf("verify export: exit %d\n%s%s", code, o, e)
+	}
+}
+
+// A WebRTC camera that drops off and comes back within the grace window
+// continues its incident, like an RTSP one; the manifest records the gap.
+func TestWHIPReconnectContinuesIncident(t *testing.T) {
+	requireTool(t, "ffmpeg")
+	data, secrets := setupData(t, "cam1")
+	s := newServer(t, data)
+	c, err := bench.MakeClip(t.TempDir(), 4, "1M")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		// No DELETE: the connection is just closed, as when a camera
+		// loses its network.
+		if _, err := c.PublishWHIP(context.Background(), bench.WHIPOptions{Endpoint: s.whipURL("cam1"), Token: secrets["cam1"],
+			Duration: 3 * time.Second}); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+		if inc := waitIncidentEnded(t, s, "cam1"); inc.Status != "interrupted" {
+			t.Fatalf("a camera gone without DELETE left the incident %s", inc.Status)
+		}
+	}
+	rows := incidents(t, data)
+	if len(rows) != 1 {
+		t.Fatalf("%d incidents, want the reconnect to continue one", len(rows))
+	}
+	out := filepath.Join(t.TempDir(), "export")
+	files := strings.Fields(mustCamvault(t, "export", rows[0].ID, "--identity", identityPath(data), "--out", out, "--data", data))
+	if len(files) != 2 {
+		t.Fatalf("export files %v, want one per session", files)
+	}
+	m, _ := os.ReadFile(filepath.Join(out, "manifest.jsonl"))
+	if !strings.Contains(string(m), `"kind":"gap"`) || !strings.Contains(string(m), "reconnect after") {
+		t.Fatalf("manifest has no reconnect gap:\n%s", m)
 	}
 }

@@ -103,6 +103,8 @@ func (p *rtcPublisher) negotiate(offer []byte, plan *offerPlan) (string, error) 
 		switch st {
 		case webrtc.PeerConnectionStateFailed:
 			go p.finish(EndInterrupted, errors.New("webrtc connection failed: the camera stopped answering consent checks"))
+		case webrtc.PeerConnectionStateClosed:
+			go p.finish(EndInterrupted, errors.New("the camera closed the connection without DELETE"))
 		case webrtc.PeerConnectionStateDisconnected:
 			p.s.log.Warn("webrtc camera disconnected; waiting for it", "camera", p.cam.ID)
 		}

@@ -127,6 +127,9 @@ func startWHIP(t *testing.T, cfg ingest.WHIPConfig, rec ingest.Recorder) *ingest
 	t.Helper()
 	cfg.Address = "127.0.0.1:0"
 	cfg.ICEUDPAddress = "127.0.0.1:0"
+	if cfg.ICETCPAddress != "" {
+		cfg.ICETCPAddress = "127.0.0.1:0"
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -400,4 +403,41 @@ func TestWHIPSecondPublisher(t *testing.T) {
 		t.Fatalf("the silent session ended %q", old.how)
 	}
 	rec.last(t).wait(t)
+}
+
+// A camera that drops off without DELETE (power lost, out of coverage)
+// ends its session as interrupted, not closed, and promptly.
+func TestWHIPCameraGoneIsInterrupted(t *testing.T) {
+	c := testClip(t)
+	rec := &memRecorder{}
+	s := startWHIP(t, ingest.WHIPConfig{ReadTimeout: 2 * time.Second}, rec)
+	if _, err := c.PublishWHIP(context.Background(), bench.WHIPOptions{Endpoint: endpoint(s, "cam1"), Token: "secret1", Duration: 2 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	gone := time.Now()
+	sess := rec.last(t)
+	sess.wait(t)
+	if sess.how != ingest.EndInterrupted {
+		t.Fatalf("ended %q (%v), want interrupted", sess.how, sess.cause)
+	}
+	if d := time.Since(gone); d > 5*time.Second {
+		t.Fatalf("noticed %v after the camera went", d)
+	}
+}
+
+// Where UDP is blocked, media comes over ICE-TCP.
+func TestWHIPOverICETCP(t *testing.T) {
+	c := testClip(t)
+	rec := &memRecorder{}
+	s := startWHIP(t, ingest.WHIPConfig{ICETCPAddress: "on"}, rec)
+	res, err := c.PublishWHIP(context.Background(), bench.WHIPOptions{Endpoint: endpoint(s, "cam1"), Token: "secret1",
+		Duration: 3 * time.Second, Teardown: true, TCP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := rec.last(t)
+	sess.wait(t)
+	if missing := checkFrames(t, c, sess, res.Frames); missing != 0 {
+		t.Fatalf("%d of %d pictures missing over TCP", missing, res.Frames)
+	}
 }
