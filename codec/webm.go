@@ -72,8 +72,31 @@ type webmTrack struct {
 // callback holds it rather than the writer, and Close drops its buffer:
 // go-astiav v0.16.0 keeps every I/O context's callbacks in a global map
 // it never cleans, so whatever they reach stays alive.
+//
+// A segment is written straight into a pooled buffer sized for it, which
+// the caller takes over: nothing segment-sized stays with the session
+// between cuts, and nothing is copied twice.
 type webmSink struct {
 	buf []byte
+}
+
+// reserve starts the next output in a pooled buffer of at least n bytes.
+func (s *webmSink) reserve(n int) {
+	bufpool.Put(s.buf)
+	s.buf = bufpool.Get(n)[:0]
+}
+
+// take hands over what was written since reserve.
+func (s *webmSink) take() []byte {
+	out := s.buf
+	s.buf = nil
+	return out
+}
+
+// drop discards a failed output.
+func (s *webmSink) drop() {
+	bufpool.Put(s.buf)
+	s.buf = nil
 }
 
 func (s *webmSink) write(b []byte) (int, error) {
@@ -208,16 +231,6 @@ func (w *WebMWriter) writeHeader() error {
 	return nil
 }
 
-// take returns what was written since the last take, in a pooled buffer
-// (the recorder returns segment buffers to the pool once they are
-// sealed).
-func (s *webmSink) take() []byte {
-	out := bufpool.Get(len(s.buf))
-	copy(out, s.buf)
-	s.buf = s.buf[:0]
-	return out
-}
-
 // opusHead is the Opus identification header (RFC 7845, section 5.1)
 // that WebM carries as the track's CodecPrivate. Pre-skip is 0: the
 // samples' timestamps are the camera's RTP times, which already are
@@ -264,12 +277,29 @@ func (w *WebMWriter) Marshal(seq uint64, tracks [][]segment.Sample) ([]byte, err
 	if len(tracks) != len(w.tracks) {
 		return nil, fmt.Errorf("webm: segment %d has %d tracks, the writer %d", seq, len(tracks), len(w.tracks))
 	}
+	w.sink.reserve(clusterSizeHint(tracks))
 	if err := w.writeSegment(tracks); err != nil {
 		w.failed = err
-		w.sink.buf = w.sink.buf[:0]
+		w.sink.drop()
 		return nil, fmt.Errorf("webm: segment %d: %w", seq, err)
 	}
 	return w.sink.take(), nil
+}
+
+// clusterSizeHint bounds what a segment's clusters take: the payloads,
+// and per block at most 13 bytes of element header, block header and
+// flags; the cluster headers fit in the slack.
+func clusterSizeHint(tracks [][]segment.Sample) int {
+	n := 1 << 10
+	for _, tr := range tracks {
+		for _, sm := range tr {
+			n += 16
+			for _, d := range sm.Data {
+				n += len(d)
+			}
+		}
+	}
+	return n
 }
 
 func (w *WebMWriter) writeSegment(tracks [][]segment.Sample) error {
@@ -387,6 +417,6 @@ func (w *WebMWriter) Close() error {
 		w.ioc.Free()
 		w.ioc = nil
 	}
-	w.sink.buf = nil
+	w.sink.drop()
 	return nil
 }

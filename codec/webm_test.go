@@ -656,11 +656,14 @@ func rss(t *testing.T) int64 {
 
 // TestWebMWriterFreesEverything: FFmpeg's objects live outside the Go
 // heap, so a forgotten free shows only in the process's resident memory.
-// Each writer holds at least a 32 KiB I/O buffer, each packet a copy of
-// its payload: leaking either over thousands of rounds would add tens of
-// megabytes.
+// Measured on this test: a writer whose format context is not freed
+// leaks about 10 KiB, one whose I/O context is not, 7 KiB (4000 writers:
+// 39 and 27 MiB); a packet not unreferenced after each write, 15 MiB over
+// the 30000 segments. What remains when everything is freed (about
+// 1 MiB, 6 MiB under the race detector) is Go-side: go-astiav keeps each
+// I/O context's callbacks in a map it never cleans.
 func TestWebMWriterFreesEverything(t *testing.T) {
-	const bound = 6 << 20
+	const writerBound, segmentBound = 12 << 20, 8 << 20
 	writers := func(n int) {
 		for i := range n {
 			w, err := NewWebMWriter(testTracks())
@@ -687,7 +690,7 @@ func TestWebMWriterFreesEverything(t *testing.T) {
 	writers(300)
 	before := rss(t)
 	writers(4000)
-	if grew := rss(t) - before; grew > bound {
+	if grew := rss(t) - before; grew > writerBound {
 		t.Fatalf("4000 writers created and closed: resident memory grew by %d KiB", grew>>10)
 	} else {
 		t.Logf("4000 writers: resident memory grew by %d KiB", grew>>10)
@@ -711,7 +714,7 @@ func TestWebMWriterFreesEverything(t *testing.T) {
 	segments(2000)
 	before = rss(t)
 	segments(30000)
-	if grew := rss(t) - before; grew > bound {
+	if grew := rss(t) - before; grew > segmentBound {
 		t.Fatalf("30000 segments through one writer: resident memory grew by %d KiB", grew>>10)
 	} else {
 		t.Logf("30000 segments: resident memory grew by %d KiB", grew>>10)
