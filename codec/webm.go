@@ -22,7 +22,6 @@ import (
 // (or where Matroska's 16-bit block timecodes force one, after 32 s).
 const (
 	webmIOBuffer     = 32 << 10
-	webmTimeBaseDen  = 1000 // matroskaenc's fixed 1 ms timecode scale
 	opusHeadSize     = 19
 	opusSampleRate   = 48000
 	webmMaxClockRate = 1_000_000
@@ -62,7 +61,6 @@ type WebMWriter struct {
 }
 
 type webmTrack struct {
-	index int
 	video bool
 	rate  int64 // clock rate of the samples' timestamps
 	tbDen int64 // stream time base 1/tbDen, as the muxer chose it
@@ -122,7 +120,7 @@ func NewWebMWriter(tracks []media.Track) (_ *WebMWriter, err error) {
 		return nil, fmt.Errorf("webm: output context: %v", err)
 	}
 	videos := 0
-	for i, t := range tracks {
+	for _, t := range tracks {
 		if t.ClockRate < 1 || t.ClockRate > webmMaxClockRate {
 			return nil, fmt.Errorf("webm: track %d: clock rate %d", t.ID, t.ClockRate)
 		}
@@ -131,7 +129,7 @@ func NewWebMWriter(tracks []media.Track) (_ *WebMWriter, err error) {
 			return nil, errors.New("webm: cannot add a stream")
 		}
 		cp := st.CodecParameters()
-		wt := webmTrack{index: i, rate: int64(t.ClockRate)}
+		wt := webmTrack{rate: int64(t.ClockRate)}
 		switch t.Codec {
 		case media.CodecVP8:
 			if t.Width < 1 || t.Width > 1<<14-1 || t.Height < 1 || t.Height > 1<<14-1 {
