@@ -16,7 +16,15 @@ func ReadPackets(path string) ([][][]byte, error) {
 		return nil, errors.New("read packets: cannot allocate input context")
 	}
 	defer in.Free()
-	if err := in.OpenInput(path, nil, nil); err != nil {
+	// Every packet in the file counts, including those an edit list hides
+	// from playback (an MP4's audio priming): verification compares what
+	// the file holds with what was sealed.
+	opts := astiav.NewDictionary()
+	defer opts.Free()
+	if err := opts.Set("ignore_editlist", "1", 0); err != nil {
+		return nil, fmt.Errorf("read packets: options: %w", err)
+	}
+	if err := in.OpenInput(path, nil, opts); err != nil {
 		return nil, fmt.Errorf("read packets: open %s: %w", path, err)
 	}
 	defer in.CloseInput()

@@ -124,35 +124,46 @@ func TestRevokeAndRotate(t *testing.T) {
 	}
 }
 
-// TestSimulate: `camvault simulate` registers cameras, publishes, and
-// every frame it reports sent is durable.
+// TestSimulate: `camvault simulate` registers cameras, publishes over
+// RTSP or WebRTC, and every frame it reports sent is durable.
 func TestSimulate(t *testing.T) {
 	requireTool(t, "ffmpeg")
-	data, _ := setupData(t)
-	s := newServer(t, data)
-	out := mustCamvault(t, "simulate", "--data", data, "--rtsp", fmt.Sprintf("127.0.0.1:%d", s.rtspPort), "--cameras", "3", "--duration", "4s", "--bitrate", "1M")
-	var res []struct {
-		Camera string `json:"camera"`
-		Frames int64  `json:"frames"`
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != 3 {
-		t.Fatalf("simulate output: %v\n%s", err, out)
-	}
-	sent := map[string]int64{}
-	for _, r := range res {
-		sent[r.Camera] = r.Frames
-	}
-	for _, cam := range []string{"sim0", "sim1", "sim2"} {
-		waitIncidentEnded(t, s, cam)
-	}
-	var rows []struct {
-		Camera  string `json:"camera"`
-		Samples int64  `json:"samples"`
-	}
-	json.Unmarshal([]byte(mustCamvault(t, "incidents", "--json", "--data", data)), &rows)
-	for _, r := range rows {
-		if sent[r.Camera] == 0 || r.Samples != sent[r.Camera] {
-			t.Fatalf("%s: sent %d frames, %d durable", r.Camera, sent[r.Camera], r.Samples)
-		}
+	for _, proto := range []string{"rtsp", "whip"} {
+		t.Run(proto, func(t *testing.T) {
+			data, _ := setupData(t)
+			s := newServer(t, data)
+			target := []string{"--rtsp", fmt.Sprintf("127.0.0.1:%d", s.rtspPort)}
+			if proto == "whip" {
+				target = []string{"--whip", strings.TrimSuffix(s.whipURL(""), "/")}
+			}
+			out := mustCamvault(t, append([]string{"simulate", "--data", data, "--cameras", "3", "--duration", "4s", "--bitrate", "1M"}, target...)...)
+			var res []struct {
+				Camera string `json:"camera"`
+				Frames int64  `json:"frames"`
+			}
+			if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != 3 {
+				t.Fatalf("simulate output: %v\n%s", err, out)
+			}
+			sent := map[string]int64{}
+			for _, r := range res {
+				sent[r.Camera] = r.Frames
+			}
+			for _, cam := range []string{"sim0", "sim1", "sim2"} {
+				waitIncidentEnded(t, s, cam)
+			}
+			var rows []struct {
+				Camera  string `json:"camera"`
+				Samples int64  `json:"samples"`
+			}
+			json.Unmarshal([]byte(mustCamvault(t, "incidents", "--json", "--data", data)), &rows)
+			if len(rows) != 3 {
+				t.Fatalf("%d incidents, want 3", len(rows))
+			}
+			for _, r := range rows {
+				if sent[r.Camera] == 0 || r.Samples != sent[r.Camera] {
+					t.Fatalf("%s: sent %d frames, %d durable", r.Camera, sent[r.Camera], r.Samples)
+				}
+			}
+		})
 	}
 }

@@ -17,6 +17,7 @@ import (
 func cmdSimulate(args []string, stdout, stderr io.Writer) error {
 	fl, data := newFlags("simulate", stderr)
 	addr := fl.String("rtsp", "127.0.0.1:8554", "RTSP server host:port")
+	whip := fl.String("whip", "", "publish over WebRTC instead: WHIP endpoint base URL, the camera id is appended (e.g. http://127.0.0.1:8889/whip)")
 	n := fl.Int("cameras", 10, "simulated cameras")
 	dur := fl.Duration("duration", 30*time.Second, "how long each camera streams")
 	bitrate := fl.String("bitrate", "4M", "video bitrate of the clip (720p30 H.264, keyframe every 2 s)")
@@ -66,8 +67,12 @@ func cmdSimulate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "simulating %d cameras at %.1f Mbit/s for %v against %s\n", len(cams), clip.Bitrate()/1e6, *dur, *addr)
-	res := bench.Simulate(context.Background(), clip, *addr, cams, *dur)
+	target := *addr
+	if *whip != "" {
+		target = *whip
+	}
+	fmt.Fprintf(stderr, "simulating %d cameras at %.1f Mbit/s for %v against %s\n", len(cams), clip.Bitrate()/1e6, *dur, target)
+	res := bench.Simulate(context.Background(), clip, bench.SimTarget{RTSP: *addr, WHIP: *whip}, cams, *dur)
 	failed := 0
 	for _, r := range res {
 		if r.Error != "" {
