@@ -30,11 +30,13 @@ bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./stages/... ./pipeline/... ./storage/... ./bench/...
 
 # The short benchmark CI runs after the tests: stage ratios with their
-# floors (fails below a floor), then a 25-camera end-to-end load run.
+# floors (fails below a floor), then a 25-camera end-to-end RTSP load run
+# and 10 WebRTC cameras beside 10 RTSP ones.
 bench-short: test-deps
 	mkdir -p bench/results
 	$(GO) run ./cmd/camvault bench --json-out bench/results/latest.json
-	CAMVAULT_BENCH_STREAMS=25 CAMVAULT_BENCH_SECONDS=10 $(GO) test -run '^$$' -bench RTSPLoad -benchtime 1x -timeout 10m ./bench
+	CAMVAULT_BENCH_STREAMS=25 CAMVAULT_BENCH_WHIP_STREAMS=10 CAMVAULT_BENCH_SECONDS=10 \
+		$(GO) test -run '^$$' -bench 'RTSPLoad|WHIPLoad' -benchtime 1x -timeout 10m ./bench
 
 fmt:
 	gofmt -l -w .

@@ -102,6 +102,34 @@ func MakeClip(dir string, seconds int, bitrate string) (*Clip, error) {
 	return c, nil
 }
 
+// payloadBytes is the RTP payload of the clip's first n pictures, looped.
+func (c *Clip) payloadBytes(n int64) int64 {
+	loops, rest := n/int64(len(c.Frames)), int(n%int64(len(c.Frames)))
+	total := loops * c.Bytes
+	for _, f := range c.Frames[:rest] {
+		for _, p := range f {
+			total += int64(len(p.Payload))
+		}
+	}
+	return total
+}
+
+// dirBytes is the size of every regular file under dir.
+func dirBytes(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		info, err := d.Info()
+		if err == nil {
+			n += info.Size()
+		}
+		return err
+	})
+	return n, err
+}
+
 // Bitrate is the clip's payload bitrate in bit/s.
 func (c *Clip) Bitrate() float64 {
 	return float64(c.Bytes*8) / (float64(len(c.Frames)) / float64(c.FPS))
@@ -177,8 +205,20 @@ type LoadResult struct {
 	RSSPeakMiB     float64
 	MiBPerStream   float64 // (peak − base) / cameras
 	HeapInuseMiB   float64 // Go heap in use at the end of streaming
-	P50, P99       time.Duration
-	Errors         []string
+	P50, P95, P99  time.Duration
+	// SentBytes is the video payload the cameras sent; StoredBytes what
+	// the chunk store holds for it (container, encryption, headers and
+	// the deadline sidecars): their ratio is the storage overhead.
+	SentBytes, StoredBytes int64
+	Errors                 []string
+}
+
+// StorageOverhead is bytes on disk per byte received.
+func (r *LoadResult) StorageOverhead() float64 {
+	if r.SentBytes == 0 {
+		return 0
+	}
+	return float64(r.StoredBytes) / float64(r.SentBytes)
 }
 
 // RunLoad starts a fresh server, runs the cameras and measures.
@@ -288,8 +328,8 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	if v, err := scrapeGauge(httpPort, "go_memstats_heap_inuse_bytes"); err == nil {
 		res.HeapInuseMiB = v / (1 << 20)
 	}
-	if qs, err := latencyQuantiles(httpPort, "camvault_ingest_to_durable_seconds", 0.5, 0.99); err == nil {
-		res.P50, res.P99 = qs[0], qs[1]
+	if qs, err := latencyQuantiles(httpPort, "camvault_ingest_to_durable_seconds", 0.5, 0.95, 0.99); err == nil {
+		res.P50, res.P95, res.P99 = qs[0], qs[1], qs[2]
 	} else {
 		res.Errors = append(res.Errors, "latency: "+err.Error())
 	}
@@ -306,7 +346,11 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if res.StoredBytes, err = dirBytes(filepath.Join(data, "chunks")); err != nil {
+		return nil, err
+	}
 	for i := 0; i < cfg.Cameras; i++ {
+		res.SentBytes += cfg.Clip.payloadBytes(sent[i])
 		res.Sent += sent[i]
 		d := durable[fmt.Sprintf("load%d", i)]
 		res.Durable += d

@@ -64,7 +64,9 @@ func BenchmarkRTSPLoad(b *testing.B) {
 			b.ReportMetric(res.MiBPerStream, "server-MiB/stream")
 			b.ReportMetric(res.HeapInuseMiB/float64(n), "heap-MiB/stream")
 			b.ReportMetric(float64(res.P50.Milliseconds()), "p50-ms")
+			b.ReportMetric(float64(res.P95.Milliseconds()), "p95-ms")
 			b.ReportMetric(float64(res.P99.Milliseconds()), "p99-ms")
+			b.ReportMetric(res.StorageOverhead(), "disk-bytes/received-byte")
 			b.ReportMetric(float64(res.Durable)/float64(max(res.Sent, 1)), "durable/sent")
 			for i, e := range res.Errors {
 				if i == 30 {
@@ -146,5 +148,55 @@ func BenchmarkWHIPLoad(b *testing.B) {
 			b.ReportMetric(float64(rtsp.P99.Milliseconds()), "rtsp-p99-ms")
 			b.ReportMetric(whip.CoresPerStream/rtsp.CoresPerStream, "whip/rtsp-cpu")
 		})
+	}
+}
+
+// BenchmarkRTSPRamp adds 4 Mbit/s cameras step by step until a stream
+// loses data or p99 ingest-to-durable latency passes the segment duration
+// plus 500 ms, and reports the last load that held. Steps come from
+// CAMVAULT_BENCH_RAMP ("start:step:max", default "50:25:300"), each run
+// lasting CAMVAULT_BENCH_SECONDS (default 20).
+func BenchmarkRTSPRamp(b *testing.B) {
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		b.Fatalf("ffmpeg is required: %v", err)
+	}
+	start, step, limit := 50, 25, 300
+	if s := os.Getenv("CAMVAULT_BENCH_RAMP"); s != "" {
+		if _, err := fmt.Sscanf(s, "%d:%d:%d", &start, &step, &limit); err != nil || start <= 0 || step <= 0 {
+			b.Fatalf("CAMVAULT_BENCH_RAMP: %q", s)
+		}
+	}
+	seconds := 20
+	if s := os.Getenv("CAMVAULT_BENCH_SECONDS"); s != "" {
+		var err error
+		if seconds, err = strconv.Atoi(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	work := b.TempDir()
+	bin := filepath.Join(work, "camvault")
+	if out, err := exec.Command("go", "build", "-o", bin, "camvault/cmd/camvault").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	clip, err := MakeClip(work, 4, "4M")
+	if err != nil {
+		b.Fatal(err)
+	}
+	const budget = 2*time.Second + 500*time.Millisecond // segment + 500 ms
+	for i := 0; i < b.N; i++ {
+		held := 0
+		for n := start; n <= limit; n += step {
+			res, err := RunLoad(context.Background(), LoadConfig{Binary: bin, Cameras: n,
+				Duration: time.Duration(seconds) * time.Second, Clip: clip, WorkDir: b.TempDir()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Logf("%d streams: %d zero loss, %.1f millicores/stream, p95 %v, p99 %v", n, res.ZeroLoss, res.CoresPerStream*1000, res.P95, res.P99)
+			if res.ZeroLoss < n || res.P99 > budget {
+				break
+			}
+			held = n
+		}
+		b.ReportMetric(float64(held), "max-streams")
 	}
 }
