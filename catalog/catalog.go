@@ -598,6 +598,15 @@ func insertAlert(ctx context.Context, tx *sql.Tx, typ, camera, incident string, 
 	return err
 }
 
+// AddAlert writes one event to the outbox on its own: events that are not
+// part of a larger change (a camera's warning or location, shed derived
+// work, a degraded store).
+func (c *Catalog) AddAlert(ctx context.Context, typ, camera, incident string, at time.Time, data map[string]any) error {
+	return c.tx(ctx, func(tx *sql.Tx) error {
+		return insertAlert(ctx, tx, typ, camera, incident, at, data)
+	})
+}
+
 // AlertsAfter returns outbox entries with id > after, oldest first.
 func (c *Catalog) AlertsAfter(ctx context.Context, after int64, limit int) ([]Alert, error) {
 	rows, err := c.db.QueryContext(ctx, `SELECT id, type, camera, coalesce(incident,''), at, data FROM alerts WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
