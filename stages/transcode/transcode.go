@@ -1,0 +1,389 @@
+// Package transcode is the ingest side's derived-work stage: a pool of
+// low-priority workers that turn original segments into review proxies and
+// thumbnails while the originals go on to be sealed.
+//
+// The stage is lag-tolerant by design. Derived renditions are a convenience
+// (a reviewer can have a shed proxy made on demand later, where the key is);
+// the originals are the evidence. So nothing here ever makes the caller
+// wait: TrySubmit either queues a job at once or refuses it, and the workers
+// run on OS threads niced below ingest, so that x264 gets the CPU only when
+// packet readers, segmenting and sealing leave it.
+package transcode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+)
+
+// Renderer makes derived renditions of one original segment: init is the
+// session's init segment, segment one media segment, both plaintext in the
+// session's container (fMP4 for H.264, WebM for VP8). The proxy comes back
+// as its own fMP4 init + one media segment with the same timestamps as the
+// original (first frame IDR); the thumbnail is a JPEG.
+type Renderer interface {
+	Proxy(ctx context.Context, init, segment []byte) (proxyInit, proxySegment []byte, err error)
+	Thumbnail(ctx context.Context, init, segment []byte) ([]byte, error)
+}
+
+// Kind is the rendition a job makes.
+type Kind int
+
+// Kinds of jobs. Thumbnails are cheap and run before any waiting proxy.
+const (
+	Thumb Kind = iota
+	Proxy
+)
+
+func (k Kind) String() string {
+	if k == Thumb {
+		return "thumb"
+	}
+	return "proxy"
+}
+
+// Why derived work was not done; the recorder writes these as the notes of
+// the gap records that take its place.
+var (
+	ErrQueueFull = errors.New("derived work shed: transcode queue full")
+	ErrCancelled = errors.New("derived work shed: session ended before the job started")
+	ErrClosed    = errors.New("derived work shed: transcode stage closed")
+)
+
+// IsShed reports whether err means the job was shed (never run), as
+// opposed to a renderer that failed on it.
+func IsShed(err error) bool {
+	return errors.Is(err, ErrQueueFull) || errors.Is(err, ErrCancelled) || errors.Is(err, ErrClosed)
+}
+
+// Job is one rendition of one segment.
+type Job struct {
+	Kind Kind
+	// Group names the jobs that Cancel sheds together (a session).
+	Group string
+	// Init and Segment are only read, possibly by two jobs at once (the
+	// thumbnail and the proxy of one segment share a copy).
+	Init, Segment []byte
+	// Done is called exactly once for every accepted job: by a worker with
+	// the rendition or the renderer's error, or, for a job shed after it
+	// was queued, by Cancel or Close with ErrCancelled or ErrClosed. It
+	// runs on a worker's thread or in the caller of Cancel/Close, so it
+	// must not wait for anything those hold.
+	Done func(Result)
+}
+
+// Result of a job.
+type Result struct {
+	Kind Kind
+	Init []byte // Proxy only: the proxy's init segment
+	Data []byte // the proxy's media segment, or the JPEG
+	Err  error
+}
+
+// Config of the stage; zero values take the defaults.
+type Config struct {
+	// Workers is the number of transcoding threads; default the number of
+	// cores minus one (one is left for ingest), at least 1.
+	Workers int
+	// Queue is how many proxy jobs may wait; default 2 per worker. A
+	// longer queue rides out longer bursts but only delays shedding under
+	// sustained overload, and every waiting job holds a segment's copy.
+	Queue int
+	// ThumbQueue is how many thumbnail jobs may wait; default 4 × Queue:
+	// thumbnails are cheap and must not be shed before proxies are.
+	ThumbQueue int
+	// Nice is the workers' niceness (higher is lower priority); default
+	// 10. Negative keeps the process's priority.
+	Nice int
+}
+
+func (c *Config) defaults() {
+	if c.Workers <= 0 {
+		c.Workers = max(runtime.NumCPU()-1, 1)
+	}
+	if c.Queue <= 0 {
+		c.Queue = 2 * c.Workers
+	}
+	if c.ThumbQueue <= 0 {
+		c.ThumbQueue = 4 * c.Queue
+	}
+	if c.Nice == 0 {
+		c.Nice = 10
+	}
+}
+
+// Stage is the worker pool. Its methods are safe for concurrent use.
+type Stage struct {
+	cfg Config
+	r   Renderer
+	log *slog.Logger
+	m   *metrics
+
+	ctx    context.Context // given to the renderer; cancelled only after Close's wait
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	cond   *sync.Cond
+	queues [2][]*Job // by Kind
+	closed bool
+}
+
+// New starts cfg.Workers workers. reg may be nil (no metrics registered).
+func New(cfg Config, r Renderer, reg prometheus.Registerer, log *slog.Logger) (*Stage, error) {
+	if r == nil {
+		return nil, errors.New("transcode: no renderer")
+	}
+	cfg.defaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Stage{cfg: cfg, r: r, log: log, m: m, ctx: ctx, cancel: cancel}
+	s.cond = sync.NewCond(&s.mu)
+	s.wg.Add(cfg.Workers)
+	for range cfg.Workers {
+		go s.worker()
+	}
+	return s, nil
+}
+
+// Workers returns the pool's size.
+func (s *Stage) Workers() int { return s.cfg.Workers }
+
+// TrySubmit queues j if its queue has room and returns nil, or returns
+// ErrQueueFull (or ErrClosed) at once and never calls j.Done. It never
+// waits for a worker.
+func (s *Stage) TrySubmit(j *Job) error {
+	if j == nil || j.Done == nil || (j.Kind != Thumb && j.Kind != Proxy) {
+		return errors.New("transcode: malformed job")
+	}
+	limit := s.cfg.Queue
+	if j.Kind == Thumb {
+		limit = s.cfg.ThumbQueue
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.m.shed.WithLabelValues(j.Kind.String(), "closed").Inc()
+		return ErrClosed
+	}
+	q := &s.queues[j.Kind]
+	if len(*q) >= limit {
+		s.mu.Unlock()
+		s.m.shed.WithLabelValues(j.Kind.String(), "queue_full").Inc()
+		return ErrQueueFull
+	}
+	*q = append(*q, j)
+	s.m.depth.WithLabelValues(j.Kind.String()).Set(float64(len(*q)))
+	s.mu.Unlock()
+	s.cond.Signal()
+	return nil
+}
+
+// Cancel sheds the queued jobs of group (their Done gets ErrCancelled)
+// and returns how many there were. Jobs already running are not stopped.
+func (s *Stage) Cancel(group string) int {
+	s.mu.Lock()
+	var shed []*Job
+	for k := range s.queues {
+		q := s.queues[k][:0]
+		for _, j := range s.queues[k] {
+			if j.Group == group {
+				shed = append(shed, j)
+			} else {
+				q = append(q, j)
+			}
+		}
+		clear(s.queues[k][len(q):])
+		s.queues[k] = q
+		s.m.depth.WithLabelValues(Kind(k).String()).Set(float64(len(q)))
+	}
+	s.mu.Unlock()
+	for _, j := range shed {
+		s.m.shed.WithLabelValues(j.Kind.String(), "cancelled").Inc()
+		j.Done(Result{Kind: j.Kind, Err: ErrCancelled})
+	}
+	return len(shed)
+}
+
+// Close sheds what is still queued (Done gets ErrClosed: at shutdown,
+// derived work is not worth holding the server up for, and every shed job
+// becomes a gap record a reviewer can fill on demand), waits for the jobs
+// already running, and ends every worker. Later TrySubmits return
+// ErrClosed. Close is idempotent.
+func (s *Stage) Close() {
+	s.mu.Lock()
+	var shed []*Job
+	if !s.closed {
+		s.closed = true
+		for k := range s.queues {
+			shed = append(shed, s.queues[k]...)
+			s.queues[k] = nil
+			s.m.depth.WithLabelValues(Kind(k).String()).Set(0)
+		}
+	}
+	s.mu.Unlock()
+	s.cond.Broadcast()
+	for _, j := range shed {
+		s.m.shed.WithLabelValues(j.Kind.String(), "closed").Inc()
+		j.Done(Result{Kind: j.Kind, Err: ErrClosed})
+	}
+	s.wg.Wait()
+	s.cancel()
+}
+
+// next waits for a job, thumbnails first; nil once closed.
+func (s *Stage) next() *Job {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		if s.closed {
+			return nil
+		}
+		for k := range s.queues {
+			if q := s.queues[k]; len(q) > 0 {
+				j := q[0]
+				q[0] = nil
+				s.queues[k] = q[1:]
+				s.m.depth.WithLabelValues(Kind(k).String()).Set(float64(len(q) - 1))
+				return j
+			}
+		}
+		s.cond.Wait()
+	}
+}
+
+func (s *Stage) worker() {
+	defer s.wg.Done()
+	// The thread stays locked to this goroutine until it ends, so the Go
+	// runtime then destroys it instead of handing a niced thread to other
+	// goroutines (ingest among them). FFmpeg's own codec threads, created
+	// from this one, inherit its niceness.
+	runtime.LockOSThread()
+	if err := lowerPriority(s.cfg.Nice); err != nil {
+		s.log.Warn("transcode worker keeps normal priority", "err", err)
+	}
+	for j := s.next(); j != nil; j = s.next() {
+		s.run(j)
+	}
+}
+
+// lowerPriority sets the calling thread's niceness to at least nice; it
+// never raises priority (an unprivileged process could not).
+func lowerPriority(nice int) error {
+	if nice < 0 {
+		return nil
+	}
+	tid := unix.Gettid()
+	prio, err := unix.Getpriority(unix.PRIO_PROCESS, tid)
+	if err != nil {
+		return fmt.Errorf("getpriority: %w", err)
+	}
+	// The raw system call returns 20 - nice.
+	if cur := 20 - prio; cur >= nice {
+		return nil
+	}
+	if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil {
+		return fmt.Errorf("setpriority %d: %w", nice, err)
+	}
+	return nil
+}
+
+// ThreadNice returns the calling thread's niceness (for tests and
+// diagnostics).
+func ThreadNice() (int, error) {
+	prio, err := unix.Getpriority(unix.PRIO_PROCESS, unix.Gettid())
+	if err != nil {
+		return 0, err
+	}
+	return 20 - prio, nil
+}
+
+func (s *Stage) run(j *Job) {
+	start := time.Now()
+	res := s.render(j)
+	kind := j.Kind.String()
+	s.m.seconds.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+	if res.Err != nil {
+		s.m.errors.WithLabelValues(kind).Inc()
+	} else {
+		s.m.done.WithLabelValues(kind).Inc()
+	}
+	j.Done(res)
+}
+
+// render calls the renderer, turning a panic (FFmpeg bindings fed a
+// hostile segment) into an error so one bad segment costs one rendition,
+// not the process.
+func (s *Stage) render(j *Job) (res Result) {
+	res.Kind = j.Kind
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("transcode renderer panicked", "kind", j.Kind, "panic", v, "stack", string(debug.Stack()))
+			res = Result{Kind: j.Kind, Err: fmt.Errorf("%s renderer panicked: %v", j.Kind, v)}
+		}
+	}()
+	var err error
+	switch j.Kind {
+	case Thumb:
+		res.Data, err = s.r.Thumbnail(s.ctx, j.Init, j.Segment)
+	case Proxy:
+		res.Init, res.Data, err = s.r.Proxy(s.ctx, j.Init, j.Segment)
+	}
+	switch {
+	case err != nil:
+		res = Result{Kind: j.Kind, Err: fmt.Errorf("%s: %w", j.Kind, err)}
+	case len(res.Data) == 0 || (j.Kind == Proxy && len(res.Init) == 0):
+		res = Result{Kind: j.Kind, Err: fmt.Errorf("%s: renderer returned nothing", j.Kind)}
+	}
+	return res
+}
+
+// metrics are the stage's collectors, camvault_transcode_*.
+type metrics struct {
+	done, errors *prometheus.CounterVec
+	shed         *prometheus.CounterVec
+	depth        *prometheus.GaugeVec
+	seconds      *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	const ns, sub = "camvault", "transcode"
+	kind := []string{"kind"}
+	m := &metrics{
+		done: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "jobs_total",
+			Help: "Derived renditions made."}, kind),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "errors_total",
+			Help: "Derived renditions that failed (undecodable segment, renderer error or panic)."}, kind),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "shed_total",
+			Help: "Derived renditions not made: refused with the queue full, or dropped from the queue at session end or shutdown."},
+			[]string{"kind", "reason"}),
+		depth: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "queue_depth",
+			Help: "Jobs waiting for a transcode worker."}, kind),
+		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "job_seconds",
+			Help:    "Time a worker spent on one rendition.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12), // 5 ms (a thumbnail) to ~10 s
+		}, kind),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.done, m.errors, m.shed, m.depth, m.seconds} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("transcode: register metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
