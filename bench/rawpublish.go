@@ -21,7 +21,7 @@ import (
 // writes each picture's packets with one system call, as camera firmware
 // does. The load generator then costs a fraction of a real client, so on
 // a 2-core machine the measurement is of camvault, not of the generator.
-func (c *Clip) publishRaw(ctx context.Context, addr, camera, secret string, d time.Duration) (int64, error) {
+func (c *Clip) publishRaw(ctx context.Context, addr, camera, secret string, d, preEvent time.Duration) (int64, error) {
 	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return 0, err
@@ -87,17 +87,13 @@ func (c *Clip) publishRaw(ctx context.Context, addr, camera, secret string, d ti
 	var sent int64
 	var seq uint16
 	buf := make([]byte, 0, 256<<10)
+	p := c.pacing(d, preEvent)
 	start := time.Now()
-	frame := time.Second / time.Duration(c.FPS)
-	for i := 0; ; i++ {
-		at := start.Add(time.Duration(i) * frame)
-		if at.Sub(start) >= d {
-			break
-		}
+	for i := 0; i < p.total; i++ {
 		select {
 		case <-ctx.Done():
 			return sent, ctx.Err()
-		case <-time.After(time.Until(at)):
+		case <-time.After(time.Until(p.at(start, i))):
 		}
 		ts := uint32(int64(i) * 90000 / int64(c.FPS))
 		buf = buf[:0]
@@ -133,4 +129,28 @@ func (c *Clip) publishRaw(ctx context.Context, addr, camera, secret string, d ti
 		return sent, fmt.Errorf("server did not close the connection after TEARDOWN")
 	}
 	return sent, nil
+}
+
+// pacing says when each picture is sent: a bodycam keeps the last 30–60 s
+// from before it was switched on and sends them first, faster than real
+// time, then goes on live. Timestamps stay continuous throughout.
+type pacing struct {
+	frame       time.Duration
+	burstFrames int // pre-event pictures, sent at burstSpeed times real time
+	total       int
+}
+
+const burstSpeed = 4
+
+func (c *Clip) pacing(live, preEvent time.Duration) pacing {
+	burst := int(preEvent * time.Duration(c.FPS) / time.Second)
+	return pacing{frame: time.Second / time.Duration(c.FPS), burstFrames: burst,
+		total: burst + int(live*time.Duration(c.FPS)/time.Second)}
+}
+
+func (p pacing) at(start time.Time, i int) time.Time {
+	if i < p.burstFrames {
+		return start.Add(time.Duration(i) * p.frame / burstSpeed)
+	}
+	return start.Add(time.Duration(p.burstFrames)*p.frame/burstSpeed + time.Duration(i-p.burstFrames)*p.frame)
 }

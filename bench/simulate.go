@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +27,12 @@ type SimResult struct {
 type SimTarget struct {
 	RTSP string
 	WHIP string
+	// Events, when set, is the ingest base URL (http://host:8889) to which
+	// each camera posts its two spoken warnings before it publishes.
+	Events string
+	// PreEvent is the buffer from before activation each camera sends
+	// first, faster than real time.
+	PreEvent time.Duration
 }
 
 // Simulate publishes the clip from every camera at once (starts spread over
@@ -41,13 +49,18 @@ func Simulate(ctx context.Context, clip *Clip, to SimTarget, cams []SimCamera, d
 			defer wg.Done()
 			time.Sleep(time.Duration(i) * 2 * time.Second / time.Duration(len(cams)))
 			var n int64
-			var err error
+			err := postWarnings(ctx, to.Events, c)
+			if err != nil {
+				out[i] = SimResult{Camera: c.ID, Error: err.Error()}
+				return
+			}
 			if to.WHIP != "" {
 				var r WHIPResult
-				r, err = clip.PublishWHIP(ctx, WHIPOptions{Endpoint: strings.TrimSuffix(to.WHIP, "/") + "/" + c.ID, Token: c.Secret, Duration: d, Teardown: true})
+				r, err = clip.PublishWHIP(ctx, WHIPOptions{Endpoint: strings.TrimSuffix(to.WHIP, "/") + "/" + c.ID, Token: c.Secret,
+					Duration: d, Teardown: true, PreEvent: to.PreEvent})
 				n = r.Frames
 			} else {
-				n, err = clip.publishRaw(ctx, to.RTSP, c.ID, c.Secret, d)
+				n, err = clip.publishRaw(ctx, to.RTSP, c.ID, c.Secret, d, to.PreEvent)
 			}
 			out[i] = SimResult{Camera: c.ID, Frames: n}
 			if err != nil {
@@ -57,4 +70,33 @@ func Simulate(ctx context.Context, clip *Clip, to SimTarget, cams []SimCamera, d
 	}
 	wg.Wait()
 	return out
+}
+
+// postWarnings sends the protocol's two spoken warnings, a second apart,
+// as the camera would before it starts recording.
+func postWarnings(ctx context.Context, base string, c SimCamera) error {
+	if base == "" {
+		return nil
+	}
+	for n := 1; n <= 2; n++ {
+		if n == 2 {
+			time.Sleep(time.Second)
+		}
+		u := strings.TrimSuffix(base, "/") + "/cameras/" + c.ID + "/events"
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(fmt.Sprintf(`{"type":"warning","n":%d}`, n)))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+c.Secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("warning %d: %w", n, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			return fmt.Errorf("warning %d: %s", n, resp.Status)
+		}
+	}
+	return nil
 }

@@ -39,6 +39,9 @@ type WHIPOptions struct {
 	Teardown bool
 	// TCP restricts ICE to TCP (a network that drops UDP).
 	TCP bool
+	// PreEvent is the buffer from before activation sent first, faster
+	// than real time.
+	PreEvent time.Duration
 }
 
 // WHIPResult is what a simulated WebRTC camera sent.
@@ -149,15 +152,13 @@ func (c *Clip) PublishWHIP(ctx context.Context, opt WHIPOptions) (WHIPResult, er
 	}
 
 	var seq uint16
+	p := c.pacing(opt.Duration, opt.PreEvent)
 	start := time.Now()
-	frame := time.Second / time.Duration(c.FPS)
-	total := int(opt.Duration * time.Duration(c.FPS) / time.Second)
-	for i := 0; i < total; i++ {
-		at := start.Add(time.Duration(i) * frame)
+	for i := 0; i < p.total; i++ {
 		select {
 		case <-ctx.Done():
 			return res, ctx.Err()
-		case <-time.After(time.Until(at)):
+		case <-time.After(time.Until(p.at(start, i))):
 		}
 		ts := uint32(int64(i) * 90000 / int64(c.FPS))
 		for _, p := range c.Frames[i%len(c.Frames)] {

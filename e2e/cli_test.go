@@ -124,8 +124,10 @@ func TestRevokeAndRotate(t *testing.T) {
 	}
 }
 
-// TestSimulate: `camvault simulate` registers cameras, publishes over
-// RTSP or WebRTC, and every frame it reports sent is durable.
+// TestSimulate: `camvault simulate` registers cameras, posts their two
+// warnings, sends a pre-event burst and publishes over RTSP or WebRTC;
+// every frame it reports sent is durable, and the backoffice's outbox has
+// both warnings before each incident.started.
 func TestSimulate(t *testing.T) {
 	requireTool(t, "ffmpeg")
 	for _, proto := range []string{"rtsp", "whip"} {
@@ -136,7 +138,8 @@ func TestSimulate(t *testing.T) {
 			if proto == "whip" {
 				target = []string{"--whip", strings.TrimSuffix(s.whipURL(""), "/")}
 			}
-			out := mustCamvault(t, append([]string{"simulate", "--data", data, "--cameras", "3", "--duration", "4s", "--bitrate", "1M"}, target...)...)
+			out := mustCamvault(t, append([]string{"simulate", "--data", data, "--cameras", "3", "--duration", "4s", "--bitrate", "1M",
+				"--pre-event", "4s", "--warnings", fmt.Sprintf("http://127.0.0.1:%d", s.whipPort)}, target...)...)
 			var res []struct {
 				Camera string `json:"camera"`
 				Frames int64  `json:"frames"`
@@ -160,8 +163,30 @@ func TestSimulate(t *testing.T) {
 				t.Fatalf("%d incidents, want 3", len(rows))
 			}
 			for _, r := range rows {
-				if sent[r.Camera] == 0 || r.Samples != sent[r.Camera] {
-					t.Fatalf("%s: sent %d frames, %d durable", r.Camera, sent[r.Camera], r.Samples)
+				if sent[r.Camera] < 30*8 || r.Samples != sent[r.Camera] {
+					t.Fatalf("%s: sent %d frames (4 s pre-event + 4 s live), %d durable", r.Camera, sent[r.Camera], r.Samples)
+				}
+			}
+			var alerts []struct {
+				Type   string         `json:"type"`
+				Camera string         `json:"camera"`
+				Data   map[string]any `json:"data"`
+			}
+			if err := json.Unmarshal([]byte(mustCamvault(t, "alerts", "--json", "--data", data)), &alerts); err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]string{}
+			for _, a := range alerts {
+				switch a.Type {
+				case "camera.warning":
+					seen[a.Camera] += fmt.Sprintf("w%v ", a.Data["n"])
+				case "incident.started":
+					seen[a.Camera] += "started "
+				}
+			}
+			for _, cam := range []string{"sim0", "sim1", "sim2"} {
+				if seen[cam] != "w1 w2 started " {
+					t.Fatalf("%s: outbox has %q, want both warnings then incident.started", cam, seen[cam])
 				}
 			}
 		})

@@ -181,7 +181,8 @@ func (s *Server) open() error {
 	if s.cfg.WHIPAddress != "-" {
 		s.WHIP = ingest.NewWHIPServer(ingest.WHIPConfig{Address: s.cfg.WHIPAddress, TLS: s.cfg.TLS,
 			ICEUDPAddress: s.cfg.ICEUDPAddress, ICETCPAddress: s.cfg.ICETCPAddress, PublicIPs: s.cfg.PublicIPs,
-			ReadTimeout: s.cfg.ReadTimeout, KeyframeEvery: s.cfg.Recorder.SegmentTarget, Live: live}, auth, s.Recorder, s.log)
+			ReadTimeout: s.cfg.ReadTimeout, KeyframeEvery: s.cfg.Recorder.SegmentTarget, Live: live,
+			Events: cameraEvents{s.Catalog}}, auth, s.Recorder, s.log)
 	}
 	return nil
 }
@@ -265,4 +266,12 @@ func (s *Server) Close() error {
 		err = nil
 	}
 	return err
+}
+
+// cameraEvents puts what cameras report into the catalog's alert outbox.
+type cameraEvents struct{ cat *catalog.Catalog }
+
+func (e cameraEvents) CameraEvent(ctx context.Context, cam ingest.Camera, typ string, at time.Time, data map[string]any) error {
+	data["officer"] = cam.Officer
+	return e.cat.AddAlert(ctx, typ, cam.ID, "", at, data)
 }

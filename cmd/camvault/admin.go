@@ -172,6 +172,42 @@ func cmdIncidents(args []string, stdout, stderr io.Writer) error {
 	return tw.Flush()
 }
 
+// cmdAlerts prints the alert outbox: what the backoffice is told.
+func cmdAlerts(args []string, stdout, stderr io.Writer) error {
+	fl, data := newFlags("alerts", stderr)
+	asJSON := fl.Bool("json", false, "JSON output")
+	after := fl.Int64("after", 0, "only alerts with an id above this")
+	if pos, err := parseInterspersed(fl, args); err != nil {
+		return err
+	} else if len(pos) != 0 {
+		return usagef("alerts takes no arguments")
+	}
+	cat, err := openCatalog(*data)
+	if err != nil {
+		return err
+	}
+	defer cat.Close()
+	list, err := cat.AlertsAfter(context.Background(), *after, 100000)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if list == nil {
+			list = []catalog.Alert{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(list)
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tAT\tTYPE\tCAMERA\tINCIDENT\tDATA")
+	for _, a := range list {
+		d, _ := json.Marshal(a.Data)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.At.Format(time.RFC3339Nano), a.Type, a.Camera, a.Incident, d)
+	}
+	return tw.Flush()
+}
+
 func cmdExport(args []string, stdout, stderr io.Writer) error {
 	fl, data := newFlags("export", stderr)
 	identity := fl.String("identity", "", "backoffice identity file (required)")

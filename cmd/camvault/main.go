@@ -31,6 +31,7 @@ commands:
   camera revoke ID | camera rotate ID
                                      refuse a camera / give it a new secret (printed once)
   incidents [--json]                 list incidents
+  alerts [--json] [--after ID]       the alert outbox: warnings, incidents started and ended, holds, deletions
   export INCIDENT --identity FILE --out DIR
                                      verify and write an export bundle for the police
   verify DIR|INCIDENT [--identity FILE] [--pubkey FILE]
@@ -67,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdCamera(rest, stdout, stderr)
 	case "incidents":
 		err = cmdIncidents(rest, stdout, stderr)
+	case "alerts":
+		err = cmdAlerts(rest, stdout, stderr)
 	case "export":
 		err = cmdExport(rest, stdout, stderr)
 	case "verify":

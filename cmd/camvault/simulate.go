@@ -17,6 +17,8 @@ import (
 func cmdSimulate(args []string, stdout, stderr io.Writer) error {
 	fl, data := newFlags("simulate", stderr)
 	addr := fl.String("rtsp", "127.0.0.1:8554", "RTSP server host:port")
+	warnings := fl.String("warnings", "", "before publishing, each camera posts its two spoken warnings to this ingest URL (e.g. http://127.0.0.1:8889)")
+	preEvent := fl.Duration("pre-event", 0, "pre-event buffer each camera sends first, at 4x real time (bodycams keep 30-60 s)")
 	whip := fl.String("whip", "", "publish over WebRTC instead: WHIP endpoint base URL, the camera id is appended (e.g. http://127.0.0.1:8889/whip)")
 	n := fl.Int("cameras", 10, "simulated cameras")
 	dur := fl.Duration("duration", 30*time.Second, "how long each camera streams")
@@ -72,7 +74,7 @@ func cmdSimulate(args []string, stdout, stderr io.Writer) error {
 		target = *whip
 	}
 	fmt.Fprintf(stderr, "simulating %d cameras at %.1f Mbit/s for %v against %s\n", len(cams), clip.Bitrate()/1e6, *dur, target)
-	res := bench.Simulate(context.Background(), clip, bench.SimTarget{RTSP: *addr, WHIP: *whip}, cams, *dur)
+	res := bench.Simulate(context.Background(), clip, bench.SimTarget{RTSP: *addr, WHIP: *whip, Events: *warnings, PreEvent: *preEvent}, cams, *dur)
 	failed := 0
 	for _, r := range res {
 		if r.Error != "" {

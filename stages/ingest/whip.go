@@ -61,6 +61,9 @@ type WHIPConfig struct {
 	MaxOfferBytes int64
 	// Live is shared with the node's RTSP listener; nil makes one.
 	Live *Live
+	// Events records what cameras post to /cameras/<id>/events; nil
+	// answers 501.
+	Events EventSink
 }
 
 func (c *WHIPConfig) defaults() {
@@ -105,6 +108,8 @@ type WHIPServer struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // publishers' goroutines
+
+	events eventLimiter
 
 	mu        sync.Mutex
 	resources map[string]*rtcPublisher // WHIP resource id -> session
@@ -317,8 +322,9 @@ func (s *WHIPServer) Close() {
 	s.closeICE()
 }
 
-// Handler serves the WHIP endpoints: POST /whip/<camera>, and DELETE,
-// PATCH and OPTIONS on the session resource the POST answered with.
+// Handler serves the ingest HTTP endpoints: WHIP (POST /whip/<camera>,
+// and DELETE, PATCH and OPTIONS on the session resource the POST answered
+// with) and camera events (POST /cameras/<camera>/events).
 func (s *WHIPServer) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /whip/{camera}", s.servePublish)
@@ -326,6 +332,7 @@ func (s *WHIPServer) Handler() http.Handler {
 	mux.HandleFunc("PATCH /whip/{camera}/{resource}", s.servePatch)
 	mux.HandleFunc("OPTIONS /whip/{camera}", s.serveOptions)
 	mux.HandleFunc("OPTIONS /whip/{camera}/{resource}", s.serveOptions)
+	mux.HandleFunc("POST /cameras/{camera}/events", s.serveEvent)
 	return cors(mux)
 }
 

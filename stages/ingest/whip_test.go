@@ -441,3 +441,62 @@ func TestWHIPOverICETCP(t *testing.T) {
 		t.Fatalf("%d of %d pictures missing over TCP", missing, res.Frames)
 	}
 }
+
+type memEvents struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (m *memEvents) CameraEvent(_ context.Context, cam ingest.Camera, typ string, _ time.Time, data map[string]any) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.got = append(m.got, fmt.Sprintf("%s %s %v", cam.ID, typ, data))
+	return nil
+}
+
+// Cameras post their spoken warnings and locations with their bearer;
+// anything else is refused and nothing is recorded.
+func TestCameraEvents(t *testing.T) {
+	ev := &memEvents{}
+	s := startWHIP(t, ingest.WHIPConfig{Events: ev}, &memRecorder{})
+	url := "http://" + s.Addr() + "/cameras/cam1/events"
+	for _, tc := range []struct {
+		name, token, ctype, body string
+		want                     int
+	}{
+		{"warning 1", "secret1", "application/json", `{"type":"warning","n":1}`, http.StatusAccepted},
+		{"warning 2", "secret1", "application/json", `{"type":"warning","n":2}`, http.StatusAccepted},
+		{"location", "secret1", "application/json", `{"type":"location","lat":52.37,"lon":4.89,"accuracy":8}`, http.StatusAccepted},
+		{"no bearer", "", "application/json", `{"type":"warning","n":1}`, http.StatusUnauthorized},
+		{"another camera's secret", "secret2", "application/json", `{"type":"warning","n":1}`, http.StatusUnauthorized},
+		{"not json", "secret1", "text/plain", `warning`, http.StatusUnsupportedMediaType},
+		{"third warning", "secret1", "application/json", `{"type":"warning","n":3}`, http.StatusBadRequest},
+		{"unknown type", "secret1", "application/json", `{"type":"panic"}`, http.StatusBadRequest},
+		{"unknown field", "secret1", "application/json", `{"type":"warning","n":1,"x":1}`, http.StatusBadRequest},
+		{"latitude out of range", "secret1", "application/json", `{"type":"location","lat":91,"lon":4}`, http.StatusBadRequest},
+		{"location without lon", "secret1", "application/json", `{"type":"location","lat":52}`, http.StatusBadRequest},
+		{"two objects", "secret1", "application/json", `{"type":"warning","n":1}{"type":"warning","n":2}`, http.StatusBadRequest},
+		{"truncated", "secret1", "application/json", `{"type":"warn`, http.StatusBadRequest},
+		{"oversized", "secret1", "application/json", `{"type":"warning","n":1,"pad":"` + strings.Repeat("x", 8<<10) + `"}`, http.StatusRequestEntityTooLarge},
+	} {
+		if code, body := post(t, url, tc.token, tc.ctype, tc.body); code != tc.want {
+			t.Errorf("%s: %d %q, want %d", tc.name, code, body, tc.want)
+		}
+	}
+	ev.mu.Lock()
+	got := append([]string(nil), ev.got...)
+	ev.mu.Unlock()
+	want := []string{"cam1 camera.warning map[n:1]", "cam1 camera.warning map[n:2]", "cam1 camera.location map[accuracy:8 lat:52.37 lon:4.89]"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("recorded %q, want %q", got, want)
+	}
+	// A flood is cut off after a burst.
+	limited := false
+	for i := 0; i < 30 && !limited; i++ {
+		code, _ := post(t, url, "secret1", "application/json", `{"type":"warning","n":1}`)
+		limited = code == http.StatusTooManyRequests
+	}
+	if !limited {
+		t.Fatal("30 events in a row were all accepted")
+	}
+}
