@@ -47,7 +47,14 @@ func (m *memoryReader) seek(offset int64, whence int) (int64, error) {
 // openMemory opens data as an input of the named format (FFmpeg's short
 // name) and reads its stream information. The returned function closes
 // and frees everything, and must be called once the input is opened.
-func openMemory(data []byte, format string) (_ *astiav.FormatContext, _ func(), err error) {
+func openMemory(data []byte, format string) (*astiav.FormatContext, func(), error) {
+	return openMemoryInput(data, format, true)
+}
+
+// openMemoryInput is openMemory, probing the streams (which decodes the
+// first frames) only when probe is set: MP4 and WebM headers already
+// describe their streams, and the transcoders need nothing more.
+func openMemoryInput(data []byte, format string, probe bool) (_ *astiav.FormatContext, _ func(), err error) {
 	in := astiav.AllocFormatContext()
 	if in == nil {
 		return nil, nil, errors.New("cannot allocate input context")
@@ -81,6 +88,9 @@ func openMemory(data []byte, format string) (_ *astiav.FormatContext, _ func(), 
 		return nil, nil, fmt.Errorf("open input: %w", err)
 	}
 	opened = true
+	if !probe {
+		return in, cleanup, nil
+	}
 	if err := in.FindStreamInfo(nil); err != nil {
 		return nil, nil, fmt.Errorf("stream info: %w", err)
 	}

@@ -1,0 +1,327 @@
+package codec
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image/jpeg"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asticode/go-astiav"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+
+	"camvault/media"
+	"camvault/stages/segment"
+)
+
+// h264Session is an H.264 + AAC clip recorded the way the recorder does:
+// cut by camvault's segmenter into an fMP4 init segment and media
+// segments.
+type h264Session struct {
+	init     []byte
+	segs     []*segment.Segment
+	pictures [][][]byte // the clip's pictures, NAL units each
+}
+
+var h264Sessions sync.Map // "WxH/seconds/gop" -> *h264Session, or error
+
+// recordH264 makes (once per test binary and shape) a w×h 30 fps clip of
+// the given length with a keyframe every gop pictures, and segments it.
+func recordH264(t testing.TB, w, h, seconds, gop int) *h264Session {
+	t.Helper()
+	requireFFmpeg(t.(*testing.T))
+	key := fmt.Sprintf("%dx%d/%d/%d", w, h, seconds, gop)
+	if v, ok := h264Sessions.Load(key); ok {
+		if err, bad := v.(error); bad {
+			t.Fatal(err)
+		}
+		return v.(*h264Session)
+	}
+	s, err := makeH264Session(t.(*testing.T).TempDir(), w, h, seconds, gop)
+	if err != nil {
+		h264Sessions.Store(key, err)
+		t.Fatal(err)
+	}
+	h264Sessions.Store(key, s)
+	return s
+}
+
+func makeH264Session(dir string, w, h, seconds, gop int) (*h264Session, error) {
+	v, a := filepath.Join(dir, "v.h264"), filepath.Join(dir, "a.aac")
+	cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+		"-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=%dx%d:rate=30", w, h),
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+		"-map", "0:v", "-t", strconv.Itoa(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", strconv.Itoa(gop),
+		"-keyint_min", strconv.Itoa(gop), "-sc_threshold", "0", "-bf", "0", "-pix_fmt", "yuv420p",
+		"-bsf:v", "h264_metadata=aud=insert", "-f", "h264", v,
+		"-map", "1:a", "-t", strconv.Itoa(seconds), "-c:a", "aac", "-b:a", "64k", "-f", "adts", a)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("ffmpeg: %v: %s", err, out)
+	}
+	raw, err := os.ReadFile(v)
+	if err != nil {
+		return nil, err
+	}
+	var au h264.AnnexB
+	if err := au.Unmarshal(raw); err != nil {
+		return nil, err
+	}
+	s := &h264Session{}
+	var sps, pps []byte
+	for _, n := range au {
+		switch h264.NALUType(n[0] & 0x1f) {
+		case h264.NALUTypeAccessUnitDelimiter:
+			s.pictures = append(s.pictures, nil)
+			continue
+		case h264.NALUTypeSPS:
+			sps = n
+		case h264.NALUTypePPS:
+			pps = n
+		}
+		if len(s.pictures) == 0 {
+			return nil, errors.New("NAL unit before the first AUD")
+		}
+		s.pictures[len(s.pictures)-1] = append(s.pictures[len(s.pictures)-1], n)
+	}
+	raw, err = os.ReadFile(a)
+	if err != nil {
+		return nil, err
+	}
+	var adts mpeg4audio.ADTSPackets
+	if err := adts.Unmarshal(raw); err != nil {
+		return nil, err
+	}
+	conf, err := mpeg4audio.AudioSpecificConfig{Type: adts[0].Type, SampleRate: adts[0].SampleRate, ChannelCount: adts[0].ChannelCount}.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	tracks := []media.Track{
+		{ID: 0, Codec: media.CodecH264, ClockRate: 90000, SPS: sps, PPS: pps},
+		{ID: 1, Codec: media.CodecAAC, ClockRate: 48000, AudioConfig: conf},
+	}
+	sg, err := segment.New(tracks, segment.Config{})
+	if err != nil {
+		return nil, err
+	}
+	if s.init, err = sg.Init(); err != nil {
+		return nil, err
+	}
+	// Interleave as a camera delivers: by time, video first among equals.
+	base := time.Unix(1000, 0)
+	k := 0
+	push := func(au *media.AccessUnit) error {
+		seg, err := sg.Push(au)
+		if seg != nil {
+			s.segs = append(s.segs, seg)
+		}
+		return err
+	}
+	for i, pic := range s.pictures {
+		dts := int64(i) * 3000
+		for ; k < len(adts) && int64(k)*1024*90000 < dts*48000; k++ {
+			at := int64(k) * 1024
+			if err := push(&media.AccessUnit{Track: 1, DTS: at, PTS: at, Key: true, NALUs: [][]byte{adts[k].AU},
+				Received: base.Add(time.Duration(at) * time.Second / 48000)}); err != nil {
+				return nil, err
+			}
+		}
+		if err := push(&media.AccessUnit{Track: 0, DTS: dts, PTS: dts, Key: i%gop == 0, NALUs: pic,
+			Received: base.Add(time.Duration(dts) * time.Second / 90000)}); err != nil {
+			return nil, err
+		}
+	}
+	seg, err := sg.Flush()
+	if err != nil {
+		return nil, err
+	}
+	if seg != nil {
+		s.segs = append(s.segs, seg)
+	}
+	if len(s.segs) == 0 {
+		return nil, errors.New("no segments")
+	}
+	return s, nil
+}
+
+// probeEntries runs ffprobe on data (written to a file in dir) and returns
+// its CSV lines for the video stream.
+func probeEntries(t *testing.T, dir, name string, data []byte, args ...string) []string {
+	t.Helper()
+	file := filepath.Join(dir, name)
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ffprobe", append(append([]string{"-v", "error", "-select_streams", "v:0"}, args...), "-of", "csv=p=0", file)...)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v", name, err)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, strings.TrimSuffix(l, ","))
+		}
+	}
+	return lines
+}
+
+// proxySamples reads a proxy media segment back: its base time, its
+// samples, and each sample's NAL unit types.
+func proxySamples(t *testing.T, seg []byte) (uint64, []*fmp4.Sample) {
+	t.Helper()
+	var parts fmp4.Parts
+	if err := parts.Unmarshal(seg); err != nil {
+		t.Fatalf("proxy segment: %v", err)
+	}
+	if len(parts) != 1 || len(parts[0].Tracks) != 1 {
+		t.Fatalf("proxy segment has %d fragments", len(parts))
+	}
+	return parts[0].Tracks[0].BaseTime, parts[0].Tracks[0].Samples
+}
+
+func nalTypes(t *testing.T, avcc []byte) []h264.NALUType {
+	t.Helper()
+	var au h264.AVCC
+	if err := au.Unmarshal(avcc); err != nil {
+		t.Fatal(err)
+	}
+	var types []h264.NALUType
+	for _, n := range au {
+		types = append(types, h264.NALUType(n[0]&0x1f))
+	}
+	return types
+}
+
+func hasType(types []h264.NALUType, want h264.NALUType) bool {
+	for _, ty := range types {
+		if ty == want {
+			return true
+		}
+	}
+	return false
+}
+
+// checkProxy asserts what a proxy of one original segment must be:
+// H.264 at the expected size, one picture per original picture at the
+// original's presentation times, starting with an IDR.
+func checkProxy(t *testing.T, dir string, n int, init, seg, pInit, pSeg []byte, wantW, wantH int) {
+	t.Helper()
+	orig := probeEntries(t, dir, fmt.Sprintf("orig%d.mp4", n), append(append([]byte(nil), init...), seg...),
+		"-show_entries", "packet=pts_time")
+	got := probeEntries(t, dir, fmt.Sprintf("proxy%d.mp4", n), append(append([]byte(nil), pInit...), pSeg...),
+		"-show_entries", "packet=pts_time,flags")
+	stream := probeEntries(t, dir, fmt.Sprintf("proxy%d.mp4", n), append(append([]byte(nil), pInit...), pSeg...),
+		"-show_entries", "stream=codec_name,width,height")
+	if want := fmt.Sprintf("h264,%d,%d", wantW, wantH); len(stream) != 1 || stream[0] != want {
+		t.Fatalf("segment %d: proxy stream %q, want %q", n, stream, want)
+	}
+	if len(got) != len(orig) || len(orig) == 0 {
+		t.Fatalf("segment %d: proxy has %d pictures, the original %d", n, len(got), len(orig))
+	}
+	first := strings.Split(got[0], ",")
+	last := strings.Split(got[len(got)-1], ",")
+	if first[0] != orig[0] || last[0] != orig[len(orig)-1] {
+		t.Fatalf("segment %d: proxy spans %s..%s s, the original %s..%s s", n, first[0], last[0], orig[0], orig[len(orig)-1])
+	}
+	if !strings.HasPrefix(first[1], "K") {
+		t.Fatalf("segment %d: proxy's first packet flags %q", n, first[1])
+	}
+	_, samples := proxySamples(t, pSeg)
+	if ty := nalTypes(t, samples[0].Payload); !hasType(ty, h264.NALUTypeIDR) || samples[0].IsNonSyncSample {
+		t.Fatalf("segment %d: proxy starts with NAL units %v, not an IDR", n, ty)
+	}
+}
+
+func TestProxyH264Segments(t *testing.T) {
+	s := recordH264(t, 1280, 720, 4, 60)
+	if len(s.segs) != 2 {
+		t.Fatalf("%d segments, want 2", len(s.segs))
+	}
+	dir := t.TempDir()
+	r := NewProxyRenderer(ProxyConfig{})
+	var firstInit []byte
+	for i, seg := range s.segs {
+		pInit, pSeg, err := r.Proxy(context.Background(), s.init, seg.Data)
+		if err != nil {
+			t.Fatalf("segment %d: %v", seg.Seq, err)
+		}
+		if i == 0 {
+			firstInit = pInit
+		} else if !bytes.Equal(pInit, firstInit) {
+			t.Fatalf("segment %d: proxy init differs from segment 1's", seg.Seq)
+		}
+		checkProxy(t, dir, i, s.init, seg.Data, pInit, pSeg, 640, 360)
+		// The proxy's fragment starts where the original's does, on the
+		// same 90 kHz clock.
+		base, samples := proxySamples(t, pSeg)
+		if want := uint64(seg.Start * 90000 / time.Second); base != want {
+			t.Fatalf("segment %d: proxy base time %d, original starts at %d", seg.Seq, base, want)
+		}
+		var dur uint64
+		for _, sm := range samples {
+			dur += uint64(sm.Duration)
+		}
+		if want := uint64((seg.End - seg.Start) * 90000 / time.Second); dur != want {
+			t.Fatalf("segment %d: proxy lasts %d ticks, original %d", seg.Seq, dur, want)
+		}
+		if fragmentSeq(pSeg) != uint32(seg.Seq) {
+			t.Fatalf("segment %d: proxy fragment number %d", seg.Seq, fragmentSeq(pSeg))
+		}
+	}
+}
+
+func TestProxyVP8Segments(t *testing.T) {
+	c := loadVP8Clip(t)
+	init, segs, _ := recordClip(t, c, c.accessUnits())
+	dir := t.TempDir()
+	// A box smaller than the clip: the proxy is scaled down, aspect kept.
+	r := NewProxyRenderer(ProxyConfig{Width: 160, Height: 160})
+	for i, seg := range segs {
+		pInit, pSeg, err := r.Proxy(context.Background(), init, seg.Data)
+		if err != nil {
+			t.Fatalf("segment %d: %v", seg.Seq, err)
+		}
+		checkProxy(t, dir, i, init, seg.Data, pInit, pSeg, 160, 120)
+	}
+}
+
+func TestThumbnail(t *testing.T) {
+	s := recordH264(t, 1280, 720, 4, 60)
+	r := NewProxyRenderer(ProxyConfig{})
+	for _, seg := range s.segs {
+		b, err := r.Thumbnail(context.Background(), s.init, seg.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := jpeg.Decode(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("segment %d: thumbnail is no JPEG: %v", seg.Seq, err)
+		}
+		if b := img.Bounds(); b.Dx() != 640 || b.Dy() != 360 {
+			t.Fatalf("segment %d: thumbnail %v", seg.Seq, b)
+		}
+	}
+	c := loadVP8Clip(t)
+	init, segs, _ := recordClip(t, c, c.accessUnits())
+	b, err := r.Thumbnail(context.Background(), init, segs[1].Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := jpeg.Decode(bytes.NewReader(b))
+	if err != nil || img.Bounds().Dx() != 320 || img.Bounds().Dy() != 240 {
+		t.Fatalf("VP8 thumbnail: %v, %v", img.Bounds(), err)
+	}
+}
+
+// FFmpeg's encoder statistics and warnings would bury the test output.
+func init() { astiav.SetLogLevel(astiav.LogLevelError) }
