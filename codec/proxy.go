@@ -333,28 +333,40 @@ func (r *ProxyRenderer) Thumbnail(ctx context.Context, init, segment []byte) ([]
 	return out, nil
 }
 
-// frameJPEG encodes a yuv420p picture. The picture is video range
-// (16–235) and JPEG full range, so the samples are stretched: without it
+// frameJPEG encodes a yuv420p picture. The planes are copied out with
+// FFmpeg's own av_image_copy_to_buffer (go-astiav's ToImage reads past
+// the chroma planes of some sizes). The picture is video range (16–235)
+// and JPEG full range, so the samples are stretched: without it
 // thumbnails look washed out.
 func frameJPEG(f *astiav.Frame) ([]byte, error) {
-	img := image.NewYCbCr(image.Rect(0, 0, f.Width(), f.Height()), image.YCbCrSubsampleRatio420)
-	if err := f.Data().ToImage(img); err != nil {
-		return nil, fmt.Errorf("picture to image: %w", err)
+	w, h := f.Width(), f.Height()
+	if f.PixelFormat() != astiav.PixelFormatYuv420P || w%2 != 0 || h%2 != 0 {
+		return nil, fmt.Errorf("jpeg: picture %dx%d %s, want even yuv420p", w, h, f.PixelFormat())
 	}
-	for i, v := range img.Y {
-		img.Y[i] = lumaFull[v]
+	n, err := f.ImageBufferSize(1)
+	if err != nil || n != w*h*3/2 {
+		return nil, fmt.Errorf("jpeg: picture buffer of %d bytes (%v)", n, err)
 	}
-	for i, v := range img.Cb {
-		img.Cb[i] = chromaFull[v]
+	buf := make([]byte, n)
+	if _, err := f.ImageCopyToBuffer(buf, 1); err != nil {
+		return nil, fmt.Errorf("jpeg: copy picture: %w", err)
 	}
-	for i, v := range img.Cr {
-		img.Cr[i] = chromaFull[v]
+	for i, v := range buf[:w*h] {
+		buf[i] = lumaFull[v]
 	}
-	var buf bytes.Buffer
-	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: thumbnailQuality}); err != nil {
+	for i, v := range buf[w*h:] {
+		buf[w*h+i] = chromaFull[v]
+	}
+	cw := w / 2
+	img := &image.YCbCr{
+		Y: buf[:w*h], Cb: buf[w*h : w*h+cw*h/2], Cr: buf[w*h+cw*h/2:],
+		YStride: w, CStride: cw, SubsampleRatio: image.YCbCrSubsampleRatio420, Rect: image.Rect(0, 0, w, h),
+	}
+	var out bytes.Buffer
+	if err := jpeg.Encode(&out, img, &jpeg.Options{Quality: thumbnailQuality}); err != nil {
 		return nil, fmt.Errorf("jpeg: %w", err)
 	}
-	return buf.Bytes(), nil
+	return out.Bytes(), nil
 }
 
 // lumaFull and chromaFull map video-range samples to full range.

@@ -19,6 +19,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
 
 	"camvault/media"
 	"camvault/stages/segment"
@@ -325,3 +326,153 @@ func TestThumbnail(t *testing.T) {
 
 // FFmpeg's encoder statistics and warnings would bury the test output.
 func init() { astiav.SetLogLevel(astiav.LogLevelError) }
+
+// truncateNAL returns seg with sample k's last NAL unit cut to half its
+// length: the fragment stays well formed, the picture does not.
+func truncateNAL(t *testing.T, seg []byte, k int) []byte {
+	t.Helper()
+	var parts fmp4.Parts
+	if err := parts.Unmarshal(seg); err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range parts[0].Tracks {
+		if tr.ID != 1 { // the video track
+			continue
+		}
+		var au h264.AVCC
+		if err := au.Unmarshal(tr.Samples[k].Payload); err != nil {
+			t.Fatal(err)
+		}
+		last := au[len(au)-1]
+		au[len(au)-1] = last[:len(last)/2]
+		b, err := au.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.Samples[k].Payload = b
+	}
+	var buf seekablebuffer.Buffer
+	if err := parts[0].Marshal(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestProxyCorruptH264(t *testing.T) {
+	s := recordH264(t, 320, 240, 4, 60)
+	r := NewProxyRenderer(ProxyConfig{Threads: 2})
+	bad := truncateNAL(t, s.segs[0].Data, 30)
+	if _, _, err := r.Proxy(context.Background(), s.init, bad); !errors.Is(err, ErrDecode) {
+		t.Fatalf("a truncated NAL unit mid-segment: %v, want a decode error", err)
+	}
+	// The keyframe is intact: the thumbnail still decodes.
+	if _, err := r.Thumbnail(context.Background(), s.init, bad); err != nil {
+		t.Fatalf("thumbnail of a segment damaged after its keyframe: %v", err)
+	}
+	badKey := truncateNAL(t, s.segs[1].Data, 0)
+	if _, err := r.Thumbnail(context.Background(), s.init, badKey); !errors.Is(err, ErrDecode) {
+		t.Fatalf("thumbnail of a truncated keyframe: %v, want a decode error", err)
+	}
+	if _, _, err := r.Proxy(context.Background(), s.init, badKey); !errors.Is(err, ErrDecode) {
+		t.Fatalf("proxy of a truncated keyframe: %v, want a decode error", err)
+	}
+	// The same renderer goes on with good segments.
+	dir := t.TempDir()
+	for i, seg := range s.segs {
+		pInit, pSeg, err := r.Proxy(context.Background(), s.init, seg.Data)
+		if err != nil {
+			t.Fatalf("good segment %d after corrupt ones: %v", seg.Seq, err)
+		}
+		checkProxy(t, dir, i, s.init, seg.Data, pInit, pSeg, 320, 240)
+	}
+}
+
+func TestProxyCorruptVP8(t *testing.T) {
+	c := loadVP8Clip(t)
+	init, segs, _ := recordClip(t, c, c.accessUnits())
+	// A picture in the middle of segment 1 gets a garbage first
+	// partition: its frame tag stays (an inter frame whose partition
+	// sizes fit the frame), the bits after it are noise.
+	var victim []byte
+	for _, p := range c.pkts[firstVideo(c.pkts):] {
+		if p.stream == 0 && !p.key && len(p.data) > 40 {
+			if victim == nil || len(victim) < 40 {
+				victim = p.data
+			}
+			if bytes.Contains(segs[0].Data, p.data) && p.dts > 500 {
+				victim = p.data
+				break
+			}
+		}
+	}
+	at := bytes.Index(segs[0].Data, victim)
+	if at < 0 {
+		t.Fatal("no inter frame of the clip found in segment 1")
+	}
+	bad := append([]byte(nil), segs[0].Data...)
+	noise := uint32(2463534242)
+	for i := at + 3; i < at+len(victim); i++ {
+		noise ^= noise << 13
+		noise ^= noise >> 17
+		noise ^= noise << 5
+		bad[i] = byte(noise)
+	}
+	r := NewProxyRenderer(ProxyConfig{})
+	if _, _, err := r.Proxy(context.Background(), init, bad); !errors.Is(err, ErrDecode) {
+		t.Fatalf("garbage VP8 partition: %v, want a decode error", err)
+	}
+	// A frame tag promising more than the frame holds.
+	copy(bad[at:], []byte{0xf1, 0xff, 0xff})
+	if _, _, err := r.Proxy(context.Background(), init, bad); !errors.Is(err, ErrDecode) {
+		t.Fatalf("VP8 frame with an overlong partition: %v, want a decode error", err)
+	}
+	dir := t.TempDir()
+	for i, seg := range segs {
+		pInit, pSeg, err := r.Proxy(context.Background(), init, seg.Data)
+		if err != nil {
+			t.Fatalf("good segment %d after a corrupt one: %v", seg.Seq, err)
+		}
+		checkProxy(t, dir, i, init, seg.Data, pInit, pSeg, 320, 240)
+	}
+}
+
+func TestProxyRejectsGarbage(t *testing.T) {
+	s := recordH264(t, 320, 240, 4, 60)
+	r := NewProxyRenderer(ProxyConfig{})
+	for name, in := range map[string][2][]byte{
+		"empty":             {nil, nil},
+		"garbage":           {[]byte("not a video at all"), []byte("nor is this")},
+		"init only":         {s.init, s.init},
+		"truncated":         {s.init, s.segs[0].Data[:len(s.segs[0].Data)/3]},
+		"segment as init":   {s.segs[0].Data, s.segs[1].Data},
+		"webm magic":        {[]byte{0x1a, 0x45, 0xdf, 0xa3, 0x80}, s.segs[0].Data},
+		"no keyframe first": {s.init, truncateNAL(t, dropFirstSample(t, s.segs[0].Data), 0)},
+	} {
+		if _, _, err := r.Proxy(context.Background(), in[0], in[1]); err == nil {
+			t.Errorf("%s: proxy made", name)
+		}
+		if _, err := r.Thumbnail(context.Background(), in[0], in[1]); err == nil && name != "truncated" && name != "no keyframe first" {
+			t.Errorf("%s: thumbnail made", name)
+		}
+	}
+}
+
+// dropFirstSample removes the video keyframe that opens a segment.
+func dropFirstSample(t *testing.T, seg []byte) []byte {
+	t.Helper()
+	var parts fmp4.Parts
+	if err := parts.Unmarshal(seg); err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range parts[0].Tracks {
+		if tr.ID == 1 {
+			tr.BaseTime += uint64(tr.Samples[0].Duration)
+			tr.Samples = tr.Samples[1:]
+		}
+	}
+	var buf seekablebuffer.Buffer
+	if err := parts[0].Marshal(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
