@@ -56,6 +56,7 @@ type Report struct {
 	Incident      string    `json:"incident"`
 	Records       int       `json:"records"`
 	Chunks        int       `json:"chunks"`
+	Derived       int       `json:"derived_chunks,omitempty"` // of Chunks, those of derived tracks (proxy, thumbnails), not the camera's recording
 	Gaps          []string  `json:"gaps,omitempty"`
 	Checkpoints   int       `json:"checkpoints"`
 	Anchored      int       `json:"anchored"` // checkpoints confirmed by their copy in the WORM store
@@ -131,9 +132,16 @@ func Verify(ctx context.Context, src Source, nodeKey ed25519.PublicKey, identiti
 		rec := &recs[i]
 		switch rec.Kind {
 		case manifest.KindGap:
-			rep.Gaps = append(rep.Gaps, fmt.Sprintf("record %d: %s", rec.Index, rec.Note))
+			if rec.Track != "" && rec.Track != seal.TrackOriginal {
+				rep.Gaps = append(rep.Gaps, fmt.Sprintf("record %d: derived %s/%d: %s", rec.Index, rec.Track, rec.Seq, rec.Note))
+			} else {
+				rep.Gaps = append(rep.Gaps, fmt.Sprintf("record %d: %s", rec.Index, rec.Note))
+			}
 		case manifest.KindChunk:
 			rep.Chunks++
+			if rec.Track != seal.TrackOriginal {
+				rep.Derived++
+			}
 			verifyChunk(ctx, src, rep, rec)
 		}
 	}
@@ -373,6 +381,9 @@ func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(&b, "incident %s\n", r.Incident)
 	fmt.Fprintf(&b, "manifest: %d records, head %s, %d signed checkpoints (%d confirmed by their anchor in the store)\n", r.Records, r.Head, r.Checkpoints, r.Anchored)
 	fmt.Fprintf(&b, "chunks: %d (%d bytes sealed)\n", r.Chunks, r.CipherBytes)
+	if r.Derived > 0 {
+		fmt.Fprintf(&b, "derived: %d of the chunks are review proxies and thumbnails that camvault made from the original chunks of the same session and sequence number; they are not the camera's recording, and the media files carry only the originals\n", r.Derived)
+	}
 	if r.Decrypted {
 		b.WriteString("checked: hash chain, signatures, ciphertext hashes, AEAD tags, plaintext hashes\n")
 	} else {

@@ -27,6 +27,7 @@ import (
 	"camvault/stages/seal"
 	"camvault/stages/segment"
 	"camvault/stages/store"
+	"camvault/stages/transcode"
 	"camvault/storage"
 )
 
@@ -39,6 +40,7 @@ type Config struct {
 	StoreWorkers    int           // default 8 (fsync-bound: more writers than cores pays)
 	Queue           int           // per-stage queue length; default 64
 	CheckpointEvery int           // default 30 chunks
+	Transcode       TranscodeConfig
 	Now             func() time.Time
 }
 
@@ -64,6 +66,9 @@ func (c *Config) defaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Transcode.Workers <= 0 {
+		c.Transcode.Workers = DefaultTranscodeWorkers()
+	}
 }
 
 // Recorder implements ingest.Recorder.
@@ -81,6 +86,9 @@ type Recorder struct {
 	cancel    context.CancelFunc
 	latency   prometheus.Histogram // from the segment's first frame arriving to durable
 	cutDelay  prometheus.Histogram // from the segment's last frame arriving to durable
+	derived   *transcode.Stage     // nil: no proxies or thumbnails
+	ends      sync.WaitGroup       // session ends waiting for their derived work
+	alerted   map[string]bool      // incidents whose transcode.shed alert exists; commit goroutine only
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -95,6 +103,7 @@ type unit struct {
 	sess       *session
 	end        bool
 	gap        bool // media lost in transit: commit records a gap, nothing is stored
+	shed       bool // a gap for derived work that was shed: commit raises transcode.shed once per incident
 	how        string
 	note       string
 	header     seal.Header
@@ -129,6 +138,7 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 		writer:    &store.Writer{Store: chunks},
 		committer: &commit.Committer{Catalog: cat, Signer: signer, Now: cfg.Now, CheckpointEvery: cfg.CheckpointEvery, Anchors: chunks},
 		sessions:  map[*session]struct{}{},
+		alerted:   map[string]bool{},
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "camvault", Name: "ingest_to_durable_seconds",
 			Help:    "Time from a segment's first frame reaching the server to its chunk being durable (stored and committed).",
@@ -147,6 +157,18 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 				return nil, fmt.Errorf("register metrics: %w", err)
 			}
 		}
+	}
+	if cfg.Transcode.Enabled {
+		if cfg.Transcode.Renderer == nil {
+			cancel()
+			return nil, errors.New("recorder: transcoding enabled without a renderer")
+		}
+		d, err := transcode.New(transcode.Config{Workers: cfg.Transcode.Workers, Queue: cfg.Transcode.Queue}, cfg.Transcode.Renderer, reg, log)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		r.derived = d
 	}
 	m := pipeline.NewMetrics(reg, "camvault")
 	r.src = pipeline.NewSource[*unit]("segments", cfg.Queue, m)
@@ -168,6 +190,10 @@ func (r *Recorder) Close() error {
 	r.mu.Unlock()
 	for _, s := range open {
 		s.End(ingest.EndInterrupted, errors.New("server shutting down"))
+	}
+	r.ends.Wait() // every session's derived work is queued, and its end after it
+	if r.derived != nil {
+		r.derived.Close()
 	}
 	r.src.Close()
 	err := r.run.Wait()
@@ -208,6 +234,7 @@ func (r *Recorder) commit(ctx context.Context, u *unit) (struct{}, error) {
 	s := u.sess
 	if u.end {
 		defer r.src.Forget(s.id)
+		delete(r.alerted, s.incident) // AlertOnce remembers it in the catalog
 		if err := r.committer.End(ctx, s.incident, s.id, u.how, u.note); err != nil {
 			r.log.Error("commit session end", "incident", s.incident, "err", err)
 			return struct{}{}, err
@@ -216,7 +243,17 @@ func (r *Recorder) commit(ctx context.Context, u *unit) (struct{}, error) {
 	}
 	h := u.header
 	if u.gap {
-		return struct{}{}, r.committer.Gap(ctx, h.Incident, h.Session, h.Track, h.Seq, h.StartNS, h.EndNS, u.note)
+		if err := r.committer.Gap(ctx, h.Incident, h.Session, h.Track, h.Seq, h.StartNS, h.EndNS, u.note); err != nil {
+			return struct{}{}, err
+		}
+		if u.shed && !r.alerted[h.Incident] {
+			if _, err := r.cat.AlertOnce(ctx, AlertTranscodeShed, h.Incident, r.cfg.Now(), map[string]any{"note": u.note, "track": h.Track, "seq": h.Seq}); err != nil {
+				r.log.Error("transcode.shed alert", "incident", h.Incident, "err", err)
+			} else {
+				r.alerted[h.Incident] = true
+			}
+		}
+		return struct{}{}, nil
 	}
 	if u.err != nil {
 		r.log.Error("segment lost", "incident", h.Incident, "seq", h.Seq, "err", u.err)
@@ -295,6 +332,7 @@ type session struct {
 	origin     time.Duration
 	haveOrigin bool
 	nextSeq    uint64 // the seq of the chunk being cut
+	d          *sessionDerived // nil: no derived work for this session
 }
 
 // WriteAccessUnit implements ingest.Session.
@@ -326,6 +364,7 @@ func (s *session) WriteAccessUnit(au *media.AccessUnit) error {
 			return fmt.Errorf("init segment: %w", err)
 		}
 		s.seg = seg
+		s.d = s.r.newDerived(s, init)
 		if err := s.submit(&unit{plain: init}, 0, 0, 0); err != nil {
 			return err
 		}
@@ -389,6 +428,13 @@ func (s *session) closeWebM() {
 func (s *session) submitSegment(seg *segment.Segment) error {
 	u := &unit{plain: seg.Data, first: s.segFirst, received: seg.Received, samples: seg.Samples}
 	s.nextSeq = seg.Seq + 1
+	if s.d != nil && seg.Seq >= 1 {
+		// Copied before the original is queued (once queued, its buffer
+		// may be sealed and pooled at any moment), handed to the
+		// transcode stage after, so a shed job's gap follows the chunk.
+		plain, h := append([]byte(nil), seg.Data...), s.header(seg.Seq, int64(seg.Start), int64(seg.End))
+		defer func() { s.d.segment(h, plain) }()
+	}
 	return s.submit(u, seg.Seq, int64(seg.Start), int64(seg.End))
 }
 
@@ -417,17 +463,22 @@ func (s *session) ticksToDuration(track int, ticks int64) time.Duration {
 }
 
 func (s *session) submit(u *unit, seq uint64, startNS, endNS int64) error {
-	wall := s.wallStart.Add(time.Duration(startNS))
 	u.sess = s
-	u.header = seal.Header{
-		Incident: s.incident, Session: s.id, Track: seal.TrackOriginal, Seq: seq,
-		StartNS: startNS, EndNS: endNS, Wall: wall.UTC(), RetainUntil: wall.Add(s.r.cfg.Retention).UTC(),
-		Codec: s.codecs(),
-	}
+	u.header = s.header(seq, startNS, endNS)
 	if err := s.r.src.Submit(s.r.ctx, s.id, u); err != nil {
 		return fmt.Errorf("queue segment %d: %w", seq, err)
 	}
 	return nil
+}
+
+// header is the original track's chunk header for seq.
+func (s *session) header(seq uint64, startNS, endNS int64) seal.Header {
+	wall := s.wallStart.Add(time.Duration(startNS))
+	return seal.Header{
+		Incident: s.incident, Session: s.id, Track: seal.TrackOriginal, Seq: seq,
+		StartNS: startNS, EndNS: endNS, Wall: wall.UTC(), RetainUntil: wall.Add(s.r.cfg.Retention).UTC(),
+		Codec: s.codecs(),
+	}
 }
 
 // codecs names the container and the codecs, e.g. fmp4:h264+aac or
@@ -455,6 +506,13 @@ func (s *session) End(how string, cause error) {
 	}
 	s.ended = true
 	defer s.r.forget(s)
+	if s.d != nil {
+		// Derived work still waiting for a worker is shed now (gap
+		// records) rather than holding up the session's end; the final
+		// segment's, queued below, is kept: it is often the moment that
+		// matters, and the end waits only for it and the jobs running.
+		s.r.derived.Cancel(s.id)
+	}
 	if s.seg != nil {
 		seg, err := s.seg.Flush()
 		if seg != nil {
@@ -474,7 +532,5 @@ func (s *session) End(how string, cause error) {
 	if cause != nil {
 		note = cause.Error()
 	}
-	if err := s.r.src.Submit(s.r.ctx, s.id, &unit{sess: s, end: true, how: how, note: note}); err != nil {
-		s.r.log.Error("queue session end", "incident", s.incident, "err", err)
-	}
+	s.r.endAfterDerived(s, &unit{sess: s, end: true, how: how, note: note})
 }

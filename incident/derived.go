@@ -1,0 +1,148 @@
+package incident
+
+import (
+	"runtime"
+	"sync"
+
+	"camvault/stages/seal"
+	"camvault/stages/transcode"
+)
+
+// TranscodeConfig is the recorder's derived-work section: review proxies
+// and thumbnails made from the plaintext before it is sealed.
+type TranscodeConfig struct {
+	Enabled bool
+	// Workers transcoding threads (niced below ingest); default cores − 1,
+	// at least 1.
+	Workers int
+	// Queue is how many proxy jobs may wait before new ones are shed;
+	// default 2 per worker (thumbnails have their own, longer queue).
+	Queue int
+	// Renderer makes the renditions (codec.ProxyRenderer in production).
+	Renderer transcode.Renderer
+}
+
+// Codec strings of the derived tracks' chunk headers.
+const (
+	ProxyCodec = "fmp4:h264"
+	ThumbCodec = "jpeg"
+)
+
+// DefaultTranscodeWorkers is the pool size when none is configured: every
+// core but one, which is left to ingest.
+func DefaultTranscodeWorkers() int { return max(runtime.NumCPU()-1, 1) }
+
+// AlertTranscodeShed is the alert raised, once per incident, the first
+// time its derived work is shed.
+const AlertTranscodeShed = "transcode.shed"
+
+// sessionDerived is one session's derived work in flight. Its methods are
+// called with the session's lock held (segment) or from transcode workers
+// and Cancel (done), so done never takes the session's lock.
+type sessionDerived struct {
+	s    *session
+	init []byte // the session's original init segment (a copy: the pipeline pools the one it seals)
+	jobs sync.WaitGroup
+
+	mu        sync.Mutex // orders the proxy init before the first proxy chunk
+	proxyInit []byte     // the proxy init written as proxy/0, nil before
+}
+
+// newDerived returns the session's derived-work state, or nil when the
+// recorder makes none or the session has no video.
+func (r *Recorder) newDerived(s *session, init []byte) *sessionDerived {
+	if r.derived == nil {
+		return nil
+	}
+	for _, t := range s.tracks {
+		if t.IsVideo() {
+			return &sessionDerived{s: s, init: append([]byte(nil), init...)}
+		}
+	}
+	return nil
+}
+
+// segment hands original chunk h.Seq to the transcode stage: a thumbnail
+// job and a proxy job sharing plain, the caller's copy of the plaintext.
+// It never waits: a job the stage refuses becomes a gap record on its
+// track at once.
+func (d *sessionDerived) segment(h seal.Header, cp []byte) {
+	for _, kind := range []transcode.Kind{transcode.Thumb, transcode.Proxy} {
+		d.jobs.Add(1)
+		err := d.s.r.derived.TrySubmit(&transcode.Job{Kind: kind, Group: d.s.id, Init: d.init, Segment: cp,
+			Done: func(res transcode.Result) { defer d.jobs.Done(); d.done(h, res) }})
+		if err != nil { // refused: Done will never be called
+			d.jobs.Done()
+			d.done(h, transcode.Result{Kind: kind, Err: err})
+		}
+	}
+}
+
+// done turns a job's outcome into units of the session: the rendition as
+// a chunk of its track (the proxy init first, once), or a gap record
+// where it should have been.
+func (d *sessionDerived) done(orig seal.Header, res transcode.Result) {
+	s := d.s
+	h := orig
+	h.Track, h.Codec = seal.TrackThumb, ThumbCodec
+	if res.Kind == transcode.Proxy {
+		h.Track, h.Codec = seal.TrackProxy, ProxyCodec
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var units []*unit
+	switch {
+	case res.Err != nil:
+		note := res.Err.Error()
+		if !transcode.IsShed(res.Err) {
+			note = "derived work failed: " + note
+		}
+		units = append(units, &unit{gap: true, shed: transcode.IsShed(res.Err), note: note, header: h})
+		if !transcode.IsShed(res.Err) {
+			s.r.log.Warn("derived work failed", "incident", s.incident, "session", s.id, "track", h.Track, "seq", h.Seq, "err", res.Err)
+		}
+	case res.Kind == transcode.Proxy && d.proxyInit == nil:
+		ih := s.header(0, 0, 0)
+		ih.Track, ih.Codec = seal.TrackProxy, ProxyCodec
+		d.proxyInit = append([]byte(nil), res.Init...) // the unit's copy goes back to the pool once sealed
+		units = append(units, &unit{plain: res.Init, header: ih}, &unit{plain: res.Data, header: h})
+	default:
+		if res.Kind == transcode.Proxy && string(res.Init) != string(d.proxyInit) {
+			// The encoder's settings are fixed, so its parameter sets
+			// should be too; a proxy chunk that needs another init is
+			// still kept, and the difference is logged for review.
+			s.r.log.Warn("proxy init differs from the session's proxy/0", "incident", s.incident, "session", s.id, "seq", h.Seq)
+		}
+		units = append(units, &unit{plain: res.Data, header: h})
+	}
+	for _, u := range units {
+		u.sess = s
+		if err := s.r.src.Submit(s.r.ctx, s.id, u); err != nil {
+			s.r.log.Error("queue derived chunk", "incident", s.incident, "track", u.header.Track, "seq", u.header.Seq, "err", err)
+		}
+	}
+}
+
+// endAfterDerived queues the session's end record once all its derived
+// work is queued before it (session.End has shed the jobs still waiting),
+// in the background so that the ingest goroutine ending the session is not
+// held up by the jobs still running.
+func (r *Recorder) endAfterDerived(s *session, end *unit) {
+	d := s.d
+	if d == nil {
+		r.submitEnd(s, end)
+		return
+	}
+	r.ends.Add(1)
+	go func() {
+		defer r.ends.Done()
+		d.jobs.Wait()
+		r.submitEnd(s, end)
+	}()
+}
+
+func (r *Recorder) submitEnd(s *session, end *unit) {
+	if err := r.src.Submit(r.ctx, s.id, end); err != nil {
+		r.log.Error("queue session end", "incident", s.incident, "err", err)
+	}
+}
