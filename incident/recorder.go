@@ -331,7 +331,7 @@ type session struct {
 	// timestamps can be placed on the manifest's timeline.
 	origin     time.Duration
 	haveOrigin bool
-	nextSeq    uint64 // the seq of the chunk being cut
+	nextSeq    uint64          // the seq of the chunk being cut
 	d          *sessionDerived // nil: no derived work for this session
 }
 
