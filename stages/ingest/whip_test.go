@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"camvault/bench"
 	"camvault/internal/testenv"
 	"camvault/media"
@@ -498,5 +500,107 @@ func TestCameraEvents(t *testing.T) {
 	}
 	if !limited {
 		t.Fatal("30 events in a row were all accepted")
+	}
+}
+
+// offerFromPion makes a real browser-like offer (H.264 video, sendonly).
+func offerFromPion(t *testing.T) string {
+	t.Helper()
+	var me webrtc.MediaEngine
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(&me)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return offer.SDP
+}
+
+func request(t *testing.T, method, url, token, ctype, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Trickled candidates are taken on the session resource; an ICE restart
+// and another camera's bearer are refused; DELETE ends the session.
+func TestWHIPSessionResource(t *testing.T) {
+	s := startWHIP(t, ingest.WHIPConfig{}, &memRecorder{})
+	offer := offerFromPion(t)
+	req, _ := http.NewRequest(http.MethodPost, endpoint(s, "cam1"), strings.NewReader(offer))
+	req.Header.Set("Authorization", "Bearer secret1")
+	req.Header.Set("Content-Type", "application/sdp")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || !strings.Contains(string(answer), "a=candidate:") || !strings.Contains(string(answer), "127.0.0.1") {
+		t.Fatalf("POST: %d\n%s", resp.StatusCode, answer)
+	}
+	if strings.Count(string(answer), "a=rtpmap:") != 1 {
+		t.Fatalf("the answer must name exactly one codec:\n%s", answer)
+	}
+	loc := "http://" + s.Addr() + resp.Header.Get("Location")
+	ufrag := ""
+	for _, l := range strings.Split(offer, "\r\n") {
+		if v, ok := strings.CutPrefix(l, "a=ice-ufrag:"); ok {
+			ufrag = v
+		}
+	}
+	frag := "a=ice-ufrag:" + ufrag + "\r\na=ice-pwd:0123456789abcdefghijkl\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n" +
+		"a=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\n"
+	for _, tc := range []struct {
+		name, token, ctype, body string
+		want                     int
+	}{
+		{"trickle", "secret1", "application/trickle-ice-sdpfrag", frag, http.StatusNoContent},
+		{"ice restart", "secret1", "application/trickle-ice-sdpfrag", strings.Replace(frag, ufrag, "other", 1), http.StatusUnprocessableEntity},
+		{"wrong type", "secret1", "application/sdp", frag, http.StatusUnsupportedMediaType},
+		{"garbage", "secret1", "application/trickle-ice-sdpfrag", "hello", http.StatusBadRequest},
+		{"another camera", "secret2", "application/trickle-ice-sdpfrag", frag, http.StatusUnauthorized},
+	} {
+		if code := request(t, http.MethodPatch, loc, tc.token, tc.ctype, tc.body); code != tc.want {
+			t.Errorf("PATCH %s: %d, want %d", tc.name, code, tc.want)
+		}
+	}
+	if code := request(t, http.MethodDelete, strings.Replace(loc, "/cam1/", "/cam2/", 1), "secret2", "", ""); code != http.StatusNotFound {
+		t.Errorf("DELETE by another camera: %d, want 404", code)
+	}
+	if code := request(t, http.MethodDelete, loc, "secret1", "", ""); code != http.StatusOK {
+		t.Errorf("DELETE: %d, want 200", code)
+	}
+	if code := request(t, http.MethodDelete, loc, "secret1", "", ""); code != http.StatusNotFound {
+		t.Errorf("second DELETE: %d, want 404", code)
+	}
+	// The camera is free again at once.
+	req, _ = http.NewRequest(http.MethodPost, endpoint(s, "cam1"), strings.NewReader(offerFromPion(t)))
+	req.Header.Set("Authorization", "Bearer secret1")
+	req.Header.Set("Content-Type", "application/sdp")
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST after DELETE: %d", resp.StatusCode)
 	}
 }
