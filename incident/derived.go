@@ -12,13 +12,14 @@ import (
 // and thumbnails made from the plaintext before it is sealed.
 type TranscodeConfig struct {
 	Enabled bool
-	// Workers transcoding threads (niced below ingest); default cores − 1,
-	// at least 1.
+	// Workers transcoding threads (niced below ingest); zero or negative:
+	// cores − 1, at least 1.
 	Workers int
 	// Queue is how many proxy jobs may wait before new ones are shed;
 	// default 2 per worker (thumbnails have their own, longer queue).
 	Queue int
-	// Renderer makes the renditions (codec.ProxyRenderer in production).
+	// Renderer makes the renditions; default a codec.ProxyRenderer making
+	// 640×360 H.264 proxies at 600 kbit/s.
 	Renderer transcode.Renderer
 }
 

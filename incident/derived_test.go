@@ -469,22 +469,3 @@ func metricSum(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	}
 	return sum
 }
-
-// TestTranscodeNeedsRenderer: enabling transcoding without a renderer is a
-// configuration error, not a nil dereference at the first segment.
-func TestTranscodeNeedsRenderer(t *testing.T) {
-	r := newRig(t, Config{}, "cam-x")
-	r.rec.Close()
-	_, err := New(Config{Transcode: TranscodeConfig{Enabled: true}}, r.cat, r.st, []age.Recipient{mustRecipient(t)}, nil, nil, slog.New(slog.DiscardHandler))
-	if err == nil || !strings.Contains(err.Error(), "without a renderer") {
-		t.Fatalf("New: %v", err)
-	}
-}
-
-func mustRecipient(t testing.TB) age.Recipient {
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id.Recipient()
-}

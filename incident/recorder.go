@@ -160,8 +160,8 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 	}
 	if cfg.Transcode.Enabled {
 		if cfg.Transcode.Renderer == nil {
-			cancel()
-			return nil, errors.New("recorder: transcoding enabled without a renderer")
+			cfg.Transcode.Renderer = codec.NewProxyRenderer(codec.ProxyConfig{
+				Width: codec.DefaultProxyWidth, Height: codec.DefaultProxyHeight, Bitrate: codec.DefaultProxyBitrate})
 		}
 		d, err := transcode.New(transcode.Config{Workers: cfg.Transcode.Workers, Queue: cfg.Transcode.Queue}, cfg.Transcode.Renderer, reg, log)
 		if err != nil {

@@ -38,6 +38,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	grace := fl.Duration("grace", 60*time.Second, "a reconnect within this continues the incident")
 	readTimeout := fl.Duration("read-timeout", 10*time.Second, "end a stream silent this long")
 	sweepEvery := fl.Duration("sweep-every", 10*time.Minute, "how often the retention sweeper runs")
+	transcodeWorkers := fl.Int("transcode-workers", 0, "review proxies and thumbnails at ingest with N low-priority threads (-1: cores-1; 0: off)")
 	sf := addStoreFlags(fl)
 	noDemo := fl.Bool("no-demo", false, "do not create the demo camera on first start")
 	logLevel := fl.String("log-level", "info", "debug, info, warn, error")
@@ -74,7 +75,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		DataDir: *data, RTSPAddress: *rtspAddr, UDPRTPAddress: *rtpAddr, UDPRTCPAddress: *rtcpAddr,
 		HTTPAddress: *httpAddr, TLS: tlsConf, WHIPAddress: *whipAddr, ICEUDPAddress: *iceUDP, ICETCPAddress: *iceTCP,
 		PublicIPs: splitList(*publicIPs), ReadTimeout: *readTimeout, SweepEvery: *sweepEvery,
-		Recorder: incident.Config{Retention: *retention, SegmentTarget: *segmentDur, Grace: *grace},
+		Recorder: incident.Config{Retention: *retention, SegmentTarget: *segmentDur, Grace: *grace,
+			Transcode: incident.TranscodeConfig{Enabled: *transcodeWorkers != 0, Workers: *transcodeWorkers}},
 	}, log)
 	if err != nil {
 		return err
