@@ -102,6 +102,22 @@ func MakeClip(dir string, seconds int, bitrate string) (*Clip, error) {
 	return c, nil
 }
 
+// eachPacket hands write picture i's packets, stamped for their place in
+// the loop: timestamps continue across loops, seq numbers the packets.
+func (c *Clip) eachPacket(i int, seq *uint16, write func(*rtp.Packet) error) error {
+	ts := uint32(int64(i) * 90000 / int64(c.FPS))
+	for _, p := range c.Frames[i%len(c.Frames)] {
+		pkt := *p // shared payload, own header
+		pkt.Timestamp = ts
+		pkt.SequenceNumber = *seq
+		*seq++
+		if err := write(&pkt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // payloadBytes is the RTP payload of the clip's first n pictures, looped.
 func (c *Clip) payloadBytes(n int64) int64 {
 	loops, rest := n/int64(len(c.Frames)), int(n%int64(len(c.Frames)))
@@ -162,15 +178,8 @@ func (c *Clip) publish(ctx context.Context, url string, d time.Duration) (int64,
 			return sent, ctx.Err()
 		case <-time.After(time.Until(at)):
 		}
-		ts := uint32(int64(i) * 90000 / int64(c.FPS))
-		for _, p := range c.Frames[i%len(c.Frames)] {
-			pkt := *p // shared payload, own header
-			pkt.Timestamp = ts
-			pkt.SequenceNumber = seq
-			seq++
-			if err := cl.WritePacketRTP(medi, &pkt); err != nil {
-				return sent, err
-			}
+		if err := c.eachPacket(i, &seq, func(pkt *rtp.Packet) error { return cl.WritePacketRTP(medi, pkt) }); err != nil {
+			return sent, err
 		}
 		sent++
 	}

@@ -17,39 +17,14 @@ import (
 // (comma-separated, default "25,100,175,200") and CAMVAULT_BENCH_SECONDS
 // (default 20).
 func BenchmarkRTSPLoad(b *testing.B) {
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		b.Fatalf("ffmpeg is required: %v", err)
-	}
-	work := b.TempDir()
-	bin := filepath.Join(work, "camvault")
-	if out, err := exec.Command("go", "build", "-o", bin, "camvault/cmd/camvault").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
-	clip, err := MakeClip(work, 4, "4M")
-	if err != nil {
-		b.Fatal(err)
-	}
-	streams := []int{25, 100, 175, 200}
-	if s := os.Getenv("CAMVAULT_BENCH_STREAMS"); s != "" {
-		streams = nil
-		for _, f := range strings.Split(s, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n <= 0 {
-				b.Fatalf("CAMVAULT_BENCH_STREAMS: %q", s)
-			}
-			streams = append(streams, n)
-		}
-	}
-	seconds := 20
-	if s := os.Getenv("CAMVAULT_BENCH_SECONDS"); s != "" {
-		if seconds, err = strconv.Atoi(s); err != nil {
-			b.Fatal(err)
-		}
-	}
+	bin, clip := loadSetup(b, "4M")
+	streams := envStreams(b, "CAMVAULT_BENCH_STREAMS", 25, 100, 175, 200)
+	seconds := envSeconds(b)
 	b.Logf("clip: %d frames, %.2f Mbit/s", len(clip.Frames), clip.Bitrate()/1e6)
 	for _, n := range streams {
 		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
 			var res *LoadResult
+			var err error
 			for i := 0; i < b.N; i++ {
 				res, err = RunLoad(context.Background(), LoadConfig{Binary: bin, Cameras: n,
 					Duration: time.Duration(seconds) * time.Second, Clip: clip, WorkDir: b.TempDir(),
@@ -85,35 +60,9 @@ func BenchmarkRTSPLoad(b *testing.B) {
 // CAMVAULT_BENCH_WHIP_STREAMS (default "10,25"), duration from
 // CAMVAULT_BENCH_SECONDS (default 20).
 func BenchmarkWHIPLoad(b *testing.B) {
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		b.Fatalf("ffmpeg is required: %v", err)
-	}
-	work := b.TempDir()
-	bin := filepath.Join(work, "camvault")
-	if out, err := exec.Command("go", "build", "-o", bin, "camvault/cmd/camvault").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
-	clip, err := MakeClip(work, 4, "2M")
-	if err != nil {
-		b.Fatal(err)
-	}
-	streams := []int{10, 25}
-	if s := os.Getenv("CAMVAULT_BENCH_WHIP_STREAMS"); s != "" {
-		streams = nil
-		for _, f := range strings.Split(s, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n <= 0 {
-				b.Fatalf("CAMVAULT_BENCH_WHIP_STREAMS: %q", s)
-			}
-			streams = append(streams, n)
-		}
-	}
-	seconds := 20
-	if s := os.Getenv("CAMVAULT_BENCH_SECONDS"); s != "" {
-		if seconds, err = strconv.Atoi(s); err != nil {
-			b.Fatal(err)
-		}
-	}
+	bin, clip := loadSetup(b, "2M")
+	streams := envStreams(b, "CAMVAULT_BENCH_WHIP_STREAMS", 10, 25)
+	seconds := envSeconds(b)
 	for _, n := range streams {
 		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
 			var rtsp, whip *LoadResult
@@ -157,31 +106,14 @@ func BenchmarkWHIPLoad(b *testing.B) {
 // CAMVAULT_BENCH_RAMP ("start:step:max", default "50:25:300"), each run
 // lasting CAMVAULT_BENCH_SECONDS (default 20).
 func BenchmarkRTSPRamp(b *testing.B) {
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		b.Fatalf("ffmpeg is required: %v", err)
-	}
 	start, step, limit := 50, 25, 300
 	if s := os.Getenv("CAMVAULT_BENCH_RAMP"); s != "" {
 		if _, err := fmt.Sscanf(s, "%d:%d:%d", &start, &step, &limit); err != nil || start <= 0 || step <= 0 {
 			b.Fatalf("CAMVAULT_BENCH_RAMP: %q", s)
 		}
 	}
-	seconds := 20
-	if s := os.Getenv("CAMVAULT_BENCH_SECONDS"); s != "" {
-		var err error
-		if seconds, err = strconv.Atoi(s); err != nil {
-			b.Fatal(err)
-		}
-	}
-	work := b.TempDir()
-	bin := filepath.Join(work, "camvault")
-	if out, err := exec.Command("go", "build", "-o", bin, "camvault/cmd/camvault").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
-	clip, err := MakeClip(work, 4, "4M")
-	if err != nil {
-		b.Fatal(err)
-	}
+	seconds := envSeconds(b)
+	bin, clip := loadSetup(b, "4M")
 	const budget = 2*time.Second + 500*time.Millisecond // segment + 500 ms
 	for i := 0; i < b.N; i++ {
 		held := 0
@@ -199,4 +131,55 @@ func BenchmarkRTSPRamp(b *testing.B) {
 		}
 		b.ReportMetric(float64(held), "max-streams")
 	}
+}
+
+// loadSetup builds the camvault binary the load runs start and encodes the
+// cameras' clip at bitrate.
+func loadSetup(b *testing.B, bitrate string) (string, *Clip) {
+	b.Helper()
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		b.Fatalf("ffmpeg is required: %v", err)
+	}
+	work := b.TempDir()
+	bin := filepath.Join(work, "camvault")
+	if out, err := exec.Command("go", "build", "-o", bin, "camvault/cmd/camvault").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	clip, err := MakeClip(work, 4, bitrate)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return bin, clip
+}
+
+// envStreams reads a comma-separated list of stream counts.
+func envStreams(b *testing.B, name string, def ...int) []int {
+	b.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			b.Fatalf("%s: %q", name, s)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// envSeconds is how long each load run lasts: CAMVAULT_BENCH_SECONDS, 20 s.
+func envSeconds(b *testing.B) int {
+	b.Helper()
+	s := os.Getenv("CAMVAULT_BENCH_SECONDS")
+	if s == "" {
+		return 20
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		b.Fatalf("CAMVAULT_BENCH_SECONDS: %q", s)
+	}
+	return n
 }

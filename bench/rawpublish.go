@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/pion/rtp"
 )
 
 // publishRaw streams the clip like gortsplib's client does on the wire
@@ -95,20 +97,18 @@ func (c *Clip) publishRaw(ctx context.Context, addr, camera, secret string, d, p
 			return sent, ctx.Err()
 		case <-time.After(time.Until(p.at(start, i))):
 		}
-		ts := uint32(int64(i) * 90000 / int64(c.FPS))
 		buf = buf[:0]
-		for _, p := range c.Frames[i%len(c.Frames)] {
-			pkt := *p
-			pkt.Timestamp = ts
-			pkt.SequenceNumber = seq
-			seq++
+		err := c.eachPacket(i, &seq, func(pkt *rtp.Packet) error {
 			n := pkt.MarshalSize()
+			buf = slices.Grow(buf, 4+n)
 			buf = append(buf, '$', 0, 0, 0)
 			binary.BigEndian.PutUint16(buf[len(buf)-2:], uint16(n))
 			buf = buf[:len(buf)+n]
-			if _, err := pkt.MarshalTo(buf[len(buf)-n:]); err != nil {
-				return sent, err
-			}
+			_, err := pkt.MarshalTo(buf[len(buf)-n:])
+			return err
+		})
+		if err != nil {
+			return sent, err
 		}
 		nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		if _, err := nc.Write(buf); err != nil {

@@ -160,16 +160,12 @@ func (c *Clip) PublishWHIP(ctx context.Context, opt WHIPOptions) (WHIPResult, er
 			return res, ctx.Err()
 		case <-time.After(time.Until(p.at(start, i))):
 		}
-		ts := uint32(int64(i) * 90000 / int64(c.FPS))
-		for _, p := range c.Frames[i%len(c.Frames)] {
-			pkt := *p // shared payload, own header
-			pkt.Timestamp = ts
-			pkt.SequenceNumber = seq
-			seq++
-			if err := track.WriteRTP(&pkt); err != nil {
-				return res, err
-			}
+		err := c.eachPacket(i, &seq, func(pkt *rtp.Packet) error {
 			res.Packets++
+			return track.WriteRTP(pkt)
+		})
+		if err != nil {
+			return res, err
 		}
 		res.Frames++
 	}

@@ -179,11 +179,7 @@ func TestBrowserPublishesOverWHIP(t *testing.T) {
 			if inc.Status != "closed" {
 				t.Fatalf("incident %s after DELETE, want closed", inc.Status)
 			}
-			out := filepath.Join(t.TempDir(), "export")
-			files := strings.Fields(mustCamvault(t, "export", inc.ID, "--identity", identityPath(data), "--out", out, "--data", data))
-			if len(files) != 1 {
-				t.Fatalf("export files: %v", files)
-			}
+			out, files := exportIncident(t, data, inc.ID, 1)
 			streams := strings.Fields(string(runCmd(t, "ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "default=nw=1:nk=1", files[0])))
 			if strings.Join(streams, ",") != tc.stream+",opus" && strings.Join(streams, ",") != "opus,"+tc.stream {
 				t.Fatalf("export streams %v, want %s and opus", streams, tc.stream)
@@ -191,10 +187,7 @@ func TestBrowserPublishesOverWHIP(t *testing.T) {
 			if d := probeDuration(t, files[0]); math.Abs(d-seconds) > 2.5 {
 				t.Fatalf("export lasts %.2f s, the browser streamed %d s", d, seconds)
 			}
-			o, e, code := camvault(t, "verify", out, "--identity", identityPath(data), "--pubkey", filepath.Join(data, "keys", "node.pub"))
-			if code != 0 || !strings.Contains(o, "carries exactly the sealed samples") {
-				t.Fatalf("verify export: exit %d\n%s%s", code, o, e)
-			}
+			verifyBundle(t, data, out)
 		})
 	}
 }

@@ -308,3 +308,26 @@ func tail(s string, n int) string {
 
 var _ = io.Discard
 var _ = strconv.Itoa
+
+// exportIncident exports an incident with the identity and returns the
+// bundle's directory and its media files (want of them).
+func exportIncident(t testing.TB, data, incident string, want int) (string, []string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "export")
+	files := strings.Fields(mustCamvault(t, "export", incident, "--identity", identityPath(data), "--out", out, "--data", data))
+	if len(files) != want {
+		t.Fatalf("export files %v, want %d", files, want)
+	}
+	return out, files
+}
+
+// verifyBundle checks an export bundle offline with the identity and the
+// node's public key, down to its media carrying the sealed samples.
+func verifyBundle(t testing.TB, data, bundle string) string {
+	t.Helper()
+	o, e, code := camvault(t, "verify", bundle, "--identity", identityPath(data), "--pubkey", filepath.Join(data, "keys", "node.pub"))
+	if code != 0 || !strings.Contains(o, "carries exactly the sealed samples") {
+		t.Fatalf("verify export: exit %d\n%s%s", code, o, e)
+	}
+	return o
+}

@@ -38,11 +38,7 @@ func TestWHIPPublishExport(t *testing.T) {
 		t.Fatalf("incident %s after DELETE, want closed", inc.Status)
 	}
 
-	out := filepath.Join(t.TempDir(), "export")
-	files := strings.Fields(mustCamvault(t, "export", inc.ID, "--identity", identityPath(data), "--out", out, "--data", data))
-	if len(files) != 1 {
-		t.Fatalf("export files: %v", files)
-	}
+	out, files := exportIncident(t, data, inc.ID, 1)
 	var sent [][]byte
 	for _, au := range c.NALUs {
 		for _, n := range au {
@@ -63,10 +59,7 @@ func TestWHIPPublishExport(t *testing.T) {
 	if d := probeDuration(t, files[0]); math.Abs(d-seconds) > 2.0 {
 		t.Fatalf("export lasts %.2f s, sent %d s", d, seconds)
 	}
-	o, e, code := camvault(t, "verify", out, "--identity", identityPath(data), "--pubkey", filepath.Join(data, "keys", "node.pub"))
-	if code != 0 || !strings.Contains(o, "carries exactly the sealed samples") {
-		t.Fatalf("verify export: exit %d\n%s%s", code, o, e)
-	}
+	verifyBundle(t, data, out)
 }
 
 // A WebRTC camera that drops off and comes back within the grace window
@@ -94,11 +87,7 @@ func TestWHIPReconnectContinuesIncident(t *testing.T) {
 	if len(rows) != 1 {
 		t.Fatalf("%d incidents, want the reconnect to continue one", len(rows))
 	}
-	out := filepath.Join(t.TempDir(), "export")
-	files := strings.Fields(mustCamvault(t, "export", rows[0].ID, "--identity", identityPath(data), "--out", out, "--data", data))
-	if len(files) != 2 {
-		t.Fatalf("export files %v, want one per session", files)
-	}
+	out, _ := exportIncident(t, data, rows[0].ID, 2) // one file per session
 	m, _ := os.ReadFile(filepath.Join(out, "manifest.jsonl"))
 	if !strings.Contains(string(m), `"kind":"gap"`) || !strings.Contains(string(m), "reconnect after") {
 		t.Fatalf("manifest has no reconnect gap:\n%s", m)

@@ -265,9 +265,11 @@ func TestWHIPUnrepairableLossIsAGap(t *testing.T) {
 	}
 }
 
-func post(t *testing.T, url, token, ctype, body string) (int, string) {
+// send makes one request with the camera's bearer (none when token is
+// empty) and returns the status and body.
+func send(t *testing.T, method, url, token, ctype, body string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -281,6 +283,11 @@ func post(t *testing.T, url, token, ctype, body string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+func post(t *testing.T, url, token, ctype, body string) (int, string) {
+	t.Helper()
+	return send(t, http.MethodPost, url, token, ctype, body)
 }
 
 const noCodecOffer = `v=0
@@ -525,20 +532,6 @@ func offerFromPion(t *testing.T) string {
 	return offer.SDP
 }
 
-func request(t *testing.T, method, url, token, ctype, body string) int {
-	t.Helper()
-	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
 
 // Trickled candidates are taken on the session resource; an ICE restart
 // and another camera's bearer are refused; DELETE ends the session.
@@ -579,17 +572,17 @@ func TestWHIPSessionResource(t *testing.T) {
 		{"garbage", "secret1", "application/trickle-ice-sdpfrag", "hello", http.StatusBadRequest},
 		{"another camera", "secret2", "application/trickle-ice-sdpfrag", frag, http.StatusUnauthorized},
 	} {
-		if code := request(t, http.MethodPatch, loc, tc.token, tc.ctype, tc.body); code != tc.want {
+		if code, _ := send(t, http.MethodPatch, loc, tc.token, tc.ctype, tc.body); code != tc.want {
 			t.Errorf("PATCH %s: %d, want %d", tc.name, code, tc.want)
 		}
 	}
-	if code := request(t, http.MethodDelete, strings.Replace(loc, "/cam1/", "/cam2/", 1), "secret2", "", ""); code != http.StatusNotFound {
+	if code, _ := send(t, http.MethodDelete, strings.Replace(loc, "/cam1/", "/cam2/", 1), "secret2", "", ""); code != http.StatusNotFound {
 		t.Errorf("DELETE by another camera: %d, want 404", code)
 	}
-	if code := request(t, http.MethodDelete, loc, "secret1", "", ""); code != http.StatusOK {
+	if code, _ := send(t, http.MethodDelete, loc, "secret1", "", ""); code != http.StatusOK {
 		t.Errorf("DELETE: %d, want 200", code)
 	}
-	if code := request(t, http.MethodDelete, loc, "secret1", "", ""); code != http.StatusNotFound {
+	if code, _ := send(t, http.MethodDelete, loc, "secret1", "", ""); code != http.StatusNotFound {
 		t.Errorf("second DELETE: %d, want 404", code)
 	}
 	// The camera is free again at once.
