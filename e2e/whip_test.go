@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -91,5 +93,39 @@ func TestWHIPReconnectContinuesIncident(t *testing.T) {
 	m, _ := os.ReadFile(filepath.Join(out, "manifest.jsonl"))
 	if !strings.Contains(string(m), `"kind":"gap"`) || !strings.Contains(string(m), "reconnect after") {
 		t.Fatalf("manifest has no reconnect gap:\n%s", m)
+	}
+}
+
+// Packets lost for good on a WebRTC link become a gap record in the
+// manifest; what was recorded decodes without a single error, and the
+// bundle verifies.
+func TestWHIPUnrepairedLossIsAGapRecord(t *testing.T) {
+	requireTool(t, "ffmpeg")
+	data, secrets := setupData(t, "cam1")
+	s := newServer(t, data)
+	c, err := bench.MakeClip(t.TempDir(), 6, "2M")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.PublishWHIP(context.Background(), bench.WHIPOptions{Endpoint: s.whipURL("cam1"), Token: secrets["cam1"],
+		Duration: 6 * time.Second, Teardown: true, Drop: func(seq uint16) bool { return seq >= 500 && seq < 504 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inc := waitIncidentEnded(t, s, "cam1")
+	out, files := exportIncident(t, data, inc.ID, 1)
+	m, _ := os.ReadFile(filepath.Join(out, "manifest.jsonl"))
+	if !strings.Contains(string(m), `"kind":"gap"`) || !strings.Contains(string(m), "4 RTP packet(s) of track 0 lost in transit") {
+		t.Fatalf("manifest has no gap for the lost packets:\n%s", m)
+	}
+	frames := len(framemd5(t, files[0]))
+	if frames >= int(res.Frames) || frames < int(res.Frames)-2*c.FPS {
+		t.Fatalf("export has %d of %d pictures: want those up to the next keyframe left out, no more", frames, res.Frames)
+	}
+	if errs, err := exec.Command("ffmpeg", "-v", "error", "-i", files[0], "-f", "null", "-").CombinedOutput(); err != nil || len(bytes.TrimSpace(errs)) != 0 {
+		t.Fatalf("the recording does not decode cleanly: %v\n%s", err, errs)
+	}
+	if rep := verifyBundle(t, data, out); !strings.Contains(rep, "gap:") {
+		t.Fatalf("the report does not show the gap:\n%s", rep)
 	}
 }
