@@ -13,11 +13,8 @@ import (
 // camera's bitstream, recorded as a gap in the derived work, not a fault.
 var ErrDecode = errors.New("decode error")
 
-// Decoder decodes one stream's packets into frames. It is strict: FFmpeg's
-// decoders conceal damage by default (a truncated slice becomes grey
-// macroblocks), but a derived rendition built on concealed pictures would
-// pass for the camera's, so every detected error fails the decode
-// instead. It is not safe for concurrent use; Close frees it.
+// Decoder decodes one stream's packets into frames. It is not safe for
+// concurrent use; Close frees it.
 type Decoder struct {
 	cc    *astiav.CodecContext
 	frame *astiav.Frame
@@ -25,7 +22,14 @@ type Decoder struct {
 
 // NewDecoder opens a decoder for a stream's codec parameters. threads is
 // the decoder's thread count, 0 letting FFmpeg choose from the cores.
-func NewDecoder(par *astiav.CodecParameters, threads int) (_ *Decoder, err error) {
+//
+// A strict decoder fails on every error it detects. FFmpeg's decoders
+// conceal damage by default (a truncated slice becomes grey macroblocks),
+// and a review proxy built on concealed pictures would hide that the
+// original is damaged, so the proxy decodes strictly and records a gap.
+// An export decodes leniently: the police get every picture the camera
+// sent, concealed where it must be, rather than no file.
+func NewDecoder(par *astiav.CodecParameters, threads int, strict bool) (_ *Decoder, err error) {
 	c := astiav.FindDecoder(par.CodecID())
 	if c == nil {
 		return nil, fmt.Errorf("no decoder for %s", par.CodecID())
@@ -45,9 +49,11 @@ func NewDecoder(par *astiav.CodecParameters, threads int) (_ *Decoder, err error
 	d.cc.SetThreadCount(threads)
 	opts := astiav.NewDictionary()
 	defer opts.Free()
-	// explode: stop at the first bitstream error rather than concealing it.
-	if err := opts.Set("err_detect", "crccheck+bitstream+buffer+explode", 0); err != nil {
-		return nil, fmt.Errorf("decoder options: %w", err)
+	if strict {
+		// explode: stop at the first bitstream error rather than conceal it.
+		if err := opts.Set("err_detect", "crccheck+bitstream+buffer+explode", 0); err != nil {
+			return nil, fmt.Errorf("decoder options: %w", err)
+		}
 	}
 	if err := d.cc.Open(c, opts); err != nil {
 		return nil, fmt.Errorf("open %s decoder: %w", c.Name(), err)

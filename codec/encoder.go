@@ -3,6 +3,7 @@ package codec
 import (
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/asticode/go-astiav"
 )
@@ -22,7 +23,8 @@ type H264Config struct {
 	// FrameRate is the nominal rate, which x264's rate control plans
 	// with; the timestamps stay authoritative.
 	FrameRate astiav.Rational
-	Bitrate   int    // bits per second
+	Bitrate   int    // bits per second (average); 0: constant quality CRF
+	CRF       int    // x264 constant rate factor, when Bitrate is 0
 	Preset    string // x264 preset, e.g. "veryfast"
 	Threads   int    // 0: FFmpeg/x264 choose from the cores
 }
@@ -43,8 +45,8 @@ func NewH264Encoder(cfg H264Config) (_ *Encoder, err error) {
 	if cfg.FrameRate.Num() <= 0 || cfg.FrameRate.Den() <= 0 {
 		return nil, fmt.Errorf("h264 encoder: frame rate %s", cfg.FrameRate)
 	}
-	if cfg.Bitrate <= 0 {
-		return nil, fmt.Errorf("h264 encoder: bitrate %d", cfg.Bitrate)
+	if cfg.Bitrate < 0 || cfg.Bitrate == 0 && (cfg.CRF <= 0 || cfg.CRF > 51) {
+		return nil, fmt.Errorf("h264 encoder: bitrate %d, CRF %d", cfg.Bitrate, cfg.CRF)
 	}
 	c := astiav.FindEncoderByName("libx264")
 	if c == nil {
@@ -64,7 +66,9 @@ func NewH264Encoder(cfg H264Config) (_ *Encoder, err error) {
 	e.cc.SetPixelFormat(astiav.PixelFormatYuv420P)
 	e.cc.SetTimeBase(cfg.TimeBase)
 	e.cc.SetFramerate(cfg.FrameRate)
-	e.cc.SetBitRate(int64(cfg.Bitrate))
+	if cfg.Bitrate > 0 {
+		e.cc.SetBitRate(int64(cfg.Bitrate))
+	}
 	e.cc.SetSampleAspectRatio(astiav.NewRational(1, 1))
 	e.cc.SetThreadCount(cfg.Threads)
 	e.cc.SetFlags(e.cc.Flags().Add(astiav.CodecContextFlagGlobalHeader))
@@ -74,7 +78,11 @@ func NewH264Encoder(cfg H264Config) (_ *Encoder, err error) {
 	if preset == "" {
 		preset = "veryfast"
 	}
-	for _, o := range [][2]string{{"preset", preset}, {"bf", "0"}} {
+	options := [][2]string{{"preset", preset}, {"bf", "0"}}
+	if cfg.Bitrate == 0 {
+		options = append(options, [2]string{"crf", strconv.Itoa(cfg.CRF)})
+	}
+	for _, o := range options {
 		if err := opts.Set(o[0], o[1], 0); err != nil {
 			return nil, fmt.Errorf("h264 encoder: option %s: %w", o[0], err)
 		}

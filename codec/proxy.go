@@ -131,7 +131,7 @@ type proxySample struct {
 }
 
 func (r *ProxyRenderer) transcode(ctx context.Context, in *segmentInput, w, h int) (*proxyOutput, error) {
-	dec, err := NewDecoder(in.par, r.cfg.Threads)
+	dec, err := NewDecoder(in.par, r.cfg.Threads, true)
 	if err != nil {
 		return nil, err
 	}
@@ -296,7 +296,7 @@ func (r *ProxyRenderer) Thumbnail(ctx context.Context, init, segment []byte) ([]
 		return nil, fmt.Errorf("thumbnail: %w: picture size %dx%d", ErrDecode, in.par.Width(), in.par.Height())
 	}
 	// One picture: threads would only add start-up cost.
-	dec, err := NewDecoder(in.par, 1)
+	dec, err := NewDecoder(in.par, 1, true)
 	if err != nil {
 		return nil, fmt.Errorf("thumbnail: %w", err)
 	}
