@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"filippo.io/age"
 )
@@ -18,12 +19,15 @@ import (
 // directory, where nothing unencrypted may ever be written.
 var ErrInsideDataDir = errors.New("export directory is inside the data directory")
 
-// Remuxer turns a session's stored media into the export's file without
-// re-encoding: a fragmented MP4 into an MP4, a WebM stream into a WebM
-// file (outPath's extension, from MediaFileName, says which). It is an
-// interface so the evidence logic does not depend on the FFmpeg bindings.
-type Remuxer interface {
-	Remux(ctx context.Context, stored []byte, outPath string) error
+// MediaExporter writes a session's stored media (its init segment and
+// media segments, fragmented MP4 or WebM, plaintext in memory) as the
+// export's H.264/AAC MP4, whatever the camera sent: H.264 video and AAC
+// audio copied packet for packet, never re-encoded; VP8 video transcoded
+// to H.264 and Opus audio to AAC, on the original timestamps. It is an
+// interface so the evidence logic does not depend on the FFmpeg bindings
+// (codec.Exporter implements it).
+type MediaExporter interface {
+	ExportMP4(ctx context.Context, stored []byte, outPath string) error
 }
 
 // ExportOptions configures Export.
@@ -32,14 +36,16 @@ type ExportOptions struct {
 	OutDir     string // created; must not exist or be empty
 	NodeKey    ed25519.PublicKey
 	Identities []age.Identity
-	Remuxer    Remuxer // nil: the stored media (fragmented MP4, WebM stream) is written as is
-	Info       any     // incident metadata for incident.json
+	Exporter   MediaExporter // nil: the stored media (fragmented MP4, WebM stream) is written as is
+	Info       any           // incident metadata for incident.json
 }
 
 // Export verifies an incident with the identity and writes the bundle:
-// the playable media file (one per ingest session: MP4 for H.264, WebM for
-// VP8), the manifest, checkpoints, wrapped keys, the sealed chunks and the
-// verification report.
+// the playable media file (one per ingest session: an H.264/AAC MP4 made
+// by the Exporter), the manifest, checkpoints, wrapped keys, the sealed
+// chunks and the verification report, which says which streams of each
+// file are the camera's own bytes and which camvault derived, from which
+// original chunks.
 func Export(ctx context.Context, src Source, opt ExportOptions) (*Report, []string, error) {
 	if err := checkOutside(opt.DataDir, opt.OutDir); err != nil {
 		return nil, nil, err
@@ -63,10 +69,14 @@ func Export(ctx context.Context, src Source, opt ExportOptions) (*Report, []stri
 	}
 	var files []string
 	for i, m := range media {
-		out := filepath.Join(opt.OutDir, MediaFileName(i, len(media), m.Container))
+		container := m.Container
+		if opt.Exporter != nil {
+			container = ContainerFMP4 // an MP4 whatever was stored
+		}
+		out := filepath.Join(opt.OutDir, MediaFileName(i, len(media), container))
 		name := filepath.Base(out)
-		if opt.Remuxer != nil {
-			err = opt.Remuxer.Remux(ctx, m.Data, out)
+		if opt.Exporter != nil {
+			err = opt.Exporter.ExportMP4(ctx, m.Data, out)
 		} else {
 			err = os.WriteFile(out, m.Data, 0o600)
 		}
@@ -77,7 +87,13 @@ func Export(ctx context.Context, src Source, opt ExportOptions) (*Report, []stri
 			return rep, nil, fmt.Errorf("write %s: %w", name, err)
 		}
 		files = append(files, out)
-		rep.noteContainer(name, m.Container)
+		if opt.Exporter != nil {
+			if err := rep.noteDerivation(name, &m); err != nil {
+				return rep, nil, err
+			}
+		} else {
+			rep.noteContainer(name, m.Container)
+		}
 	}
 	if err := copyEvidence(ctx, src, rep, opt); err != nil {
 		return rep, nil, err
@@ -162,8 +178,8 @@ func (r *Report) noteContainer(name, container string) {
 	if container != ContainerWebM {
 		return
 	}
-	note := name + " carries the camera's original VP8 video and Opus audio in WebM, remuxed without re-encoding: " +
-		"an H.264/AAC MP4 of a VP8 session needs transcoding, which camvault does not do yet"
+	note := name + " is the session's stored WebM stream (the camera's VP8 video and Opus audio), written as it was sealed: " +
+		"this bundle was made without an exporter, so it has no H.264/AAC MP4"
 	for _, n := range r.Notes {
 		if n == note {
 			return
@@ -172,22 +188,61 @@ func (r *Report) noteContainer(name, container string) {
 	r.Notes = append(r.Notes, note)
 }
 
-// PacketReader reads a media file's packets per stream (codec.ReadPackets).
-type PacketReader func(path string) ([][][]byte, error)
+// MediaStream is one audio or video stream of a media file as a demuxer
+// reads it (codec.ReadStreams).
+type MediaStream struct {
+	Codec   string   // FFmpeg's codec name: h264, aac, vp8, opus
+	Packets [][]byte // every packet in file order, edit lists ignored
+	// Start and End: the first packet's presentation time and the end of
+	// the last packet.
+	Start, End time.Duration
+}
 
-// VerifyMedia checks that a bundle's media files (MP4, or WebM for VP8
-// sessions) carry exactly the samples sealed in its chunks, in order,
-// track by track: what the police watch is what the camera sent. It needs
-// a report made with the identity.
-func VerifyMedia(ctx context.Context, rep *Report, src *DirSource, read PacketReader) error {
+// MediaReader reads a media file's audio and video streams.
+type MediaReader func(path string) ([]MediaStream, error)
+
+// Tolerances of the checks on derived streams.
+const (
+	// derivedDurationSlack: a derived stream's length against the sealed
+	// session's media time range. The range is cut at video segment
+	// boundaries; audio starts and ends up to a frame away from them, and
+	// AAC adds its encoder's priming frame (21 ms).
+	derivedDurationSlack = 150 * time.Millisecond
+	// aacFrame is the number of samples per AAC frame; a derived AAC
+	// stream carries the Opus samples plus at most the priming frame,
+	// the padding of the last frame and the encoder's flush.
+	aacFrame         = 1024
+	aacExtraFrames   = 3
+	opusSampleRateHz = 48000
+)
+
+// VerifyMedia checks a bundle's media files against the samples sealed in
+// its chunks, stream by stream. A stream in the camera's own codec (H.264,
+// AAC; VP8 and Opus in a bundle of WebM files) must carry exactly the
+// sealed samples, in order, packet for packet: what the police watch is
+// what the camera sent. A stream camvault derived (H.264 from VP8, AAC
+// from Opus) cannot be compared byte by byte; it must hold as many
+// pictures as were sealed (every one, no more), as many audio samples
+// (to within the AAC framing), and last as long as the sealed session
+// (within 150 ms). It needs a report made with the identity.
+func VerifyMedia(ctx context.Context, rep *Report, src *DirSource, read MediaReader) error {
 	media, err := rep.Plaintext(ctx, src)
 	if err != nil {
 		return err
 	}
 	for i := range media {
-		name := MediaFileName(i, len(media), media[i].Container)
-		rep.noteContainer(name, media[i].Container)
-		want, err := media[i].Samples()
+		sm := &media[i]
+		name := MediaFileName(i, len(media), ContainerFMP4)
+		if _, err := os.Stat(filepath.Join(src.Dir, name)); err != nil && sm.Container == ContainerWebM {
+			name = MediaFileName(i, len(media), ContainerWebM) // a bundle written without an exporter
+			rep.noteContainer(name, sm.Container)
+		}
+		want, err := sm.Samples()
+		if err != nil {
+			rep.fail(nil, "", "%v", err)
+			continue
+		}
+		codecs, err := sm.TrackCodecs()
 		if err != nil {
 			rep.fail(nil, "", "%v", err)
 			continue
@@ -197,25 +252,179 @@ func VerifyMedia(ctx context.Context, rep *Report, src *DirSource, read PacketRe
 			rep.fail(nil, "", "%s: %v", name, err)
 			continue
 		}
-		if len(got) != len(want) {
+		if len(got) != len(want) || len(codecs) != len(want) {
 			rep.fail(nil, "", "%s has %d streams, the sealed session %d tracks", name, len(got), len(want))
 			continue
 		}
+		problems := len(rep.Problems)
+		var copied, derived []string
 		for t := range want {
-			if len(got[t]) != len(want[t]) {
-				rep.fail(nil, "", "%s stream %d: %d packets, sealed %d", name, t, len(got[t]), len(want[t]))
-				continue
-			}
-			for k := range want[t] {
-				if !bytes.Equal(got[t][k], want[t][k]) {
-					rep.fail(nil, "", "%s stream %d packet %d differs from the sealed original", name, t, k)
-					break
+			switch {
+			case got[t].Codec == codecs[t]:
+				if comparePackets(rep, name, t, got[t].Packets, want[t]) {
+					copied = append(copied, fmt.Sprintf("%s stream %d (%s) carries exactly the sealed samples", name, t, got[t].Codec))
 				}
+			case derivable(codecs[t], got[t].Codec):
+				if line, ok := checkDerived(rep, name, t, sm, codecs[t], got[t], want[t]); ok {
+					derived = append(derived, line)
+				}
+			default:
+				rep.fail(nil, "", "%s stream %d is %s, the sealed track %s: not a stream camvault derives", name, t, got[t].Codec, codecs[t])
 			}
 		}
-		rep.MediaChecked = append(rep.MediaChecked, name)
+		if len(rep.Problems) > problems {
+			continue
+		}
+		if len(derived) == 0 {
+			// Every stream is the camera's: one line, as bundles always had.
+			rep.MediaChecked = append(rep.MediaChecked, name)
+			continue
+		}
+		rep.MediaCopied = append(rep.MediaCopied, copied...)
+		rep.MediaDerived = append(rep.MediaDerived, derived...)
 	}
 	return nil
+}
+
+// comparePackets checks one copied stream packet by packet.
+func comparePackets(rep *Report, name string, t int, got, want [][]byte) bool {
+	if len(got) != len(want) {
+		rep.fail(nil, "", "%s stream %d: %d packets, sealed %d", name, t, len(got), len(want))
+		return false
+	}
+	for k := range want {
+		if !bytes.Equal(got[k], want[k]) {
+			rep.fail(nil, "", "%s stream %d packet %d differs from the sealed original", name, t, k)
+			return false
+		}
+	}
+	return true
+}
+
+// derivable reports whether camvault's exporter makes to from from.
+func derivable(from, to string) bool {
+	return from == CodecVP8 && to == CodecH264 || from == CodecOpus && to == CodecAAC
+}
+
+// checkDerived checks a transcoded stream's count and length against the
+// sealed samples it was made from.
+func checkDerived(rep *Report, name string, t int, sm *SessionMedia, from string, got MediaStream, want [][]byte) (string, bool) {
+	span := time.Duration(sm.EndNS - sm.StartNS)
+	dur := got.End - got.Start
+	var count string
+	switch from {
+	case CodecVP8:
+		if len(got.Packets) != len(want) {
+			rep.fail(nil, "", "%s stream %d (H.264 derived from VP8): %d pictures, sealed %d", name, t, len(got.Packets), len(want))
+			return "", false
+		}
+		count = fmt.Sprintf("%d pictures, as sealed", len(want))
+	case CodecOpus:
+		n := 0
+		for k, p := range want {
+			s, err := opusSamples(p)
+			if err != nil {
+				rep.fail(nil, "", "%s stream %d: sealed Opus packet %d: %v", name, t, k, err)
+				return "", false
+			}
+			n += s
+		}
+		spanSamples := int(span.Seconds() * opusSampleRateHz)
+		have := len(got.Packets) * aacFrame
+		if have < n || have > max(n, spanSamples)+aacExtraFrames*aacFrame {
+			rep.fail(nil, "", "%s stream %d (AAC derived from Opus): %d AAC frames (%d samples) for %d sealed Opus samples", name, t, len(got.Packets), have, n)
+			return "", false
+		}
+		count = fmt.Sprintf("%d AAC frames for %d sealed Opus samples", len(got.Packets), n)
+	}
+	if d := dur - span; d < -derivedDurationSlack || d > derivedDurationSlack {
+		rep.fail(nil, "", "%s stream %d (%s derived from %s) lasts %.3f s, the sealed session %.3f s", name, t, got.Codec, from, dur.Seconds(), span.Seconds())
+		return "", false
+	}
+	return fmt.Sprintf("%s stream %d (%s) derived by camvault from the camera's %s in original chunks %s of session %s: %s, lasts %.3f s against the sealed %.3f s",
+		name, t, got.Codec, from, seqRanges(sm.Chunks), sm.Session, count, dur.Seconds(), span.Seconds()), true
+}
+
+// opusSamples is the number of 48 kHz samples an Opus packet decodes to,
+// from its TOC byte (RFC 6716, section 3.1).
+func opusSamples(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, errors.New("empty packet")
+	}
+	config := p[0] >> 3
+	var frame int
+	switch {
+	case config < 12: // SILK: 10, 20, 40, 60 ms
+		frame = []int{480, 960, 1920, 2880}[config&3]
+	case config < 16: // hybrid: 10, 20 ms
+		frame = []int{480, 960}[config&1]
+	default: // CELT: 2.5, 5, 10, 20 ms
+		frame = []int{120, 240, 480, 960}[config&3]
+	}
+	frames := 1
+	switch p[0] & 3 {
+	case 1, 2:
+		frames = 2
+	case 3:
+		if len(p) < 2 {
+			return 0, errors.New("code 3 packet without a frame count")
+		}
+		frames = int(p[1] & 0x3f)
+	}
+	if n := frames * frame; frames > 0 && n <= 5760 {
+		return n, nil
+	}
+	return 0, fmt.Errorf("%d frames of %d samples: not a valid packet", frames, frame)
+}
+
+// noteDerivation tells the reader of the report, for one exported file,
+// which streams are the camera's own bytes and which camvault derived,
+// and from which original chunks.
+func (r *Report) noteDerivation(name string, m *SessionMedia) error {
+	codecs, err := m.TrackCodecs()
+	if err != nil {
+		return err
+	}
+	var own, derived []string
+	for t, c := range codecs {
+		switch c {
+		case CodecH264, CodecAAC:
+			own = append(own, fmt.Sprintf("stream %d (%s)", t, c))
+		default:
+			to := CodecH264
+			if c == CodecOpus {
+				to = CodecAAC
+			}
+			derived = append(derived, fmt.Sprintf("stream %d (%s) is derived: transcoded by camvault from the camera's %s in original chunks %s of session %s", t, to, c, seqRanges(m.Chunks), m.Session))
+		}
+	}
+	if len(derived) == 0 {
+		return nil // the usual case needs no note: the camera's bytes, remuxed
+	}
+	note := name + ": " + strings.Join(derived, "; ")
+	if len(own) > 0 {
+		note += "; " + strings.Join(own, ", ") + " the camera's own bytes, copied without re-encoding"
+	}
+	r.Notes = append(r.Notes, note)
+	return nil
+}
+
+// seqRanges writes chunk sequence numbers as ranges: 0-12, or 0-3, 5-9.
+func seqRanges(seqs []uint64) string {
+	var parts []string
+	for i := 0; i < len(seqs); {
+		j := i
+		for j+1 < len(seqs) && seqs[j+1] == seqs[j]+1 {
+			j++
+		}
+		if j == i {
+			parts = append(parts, fmt.Sprint(seqs[i]))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d-%d", seqs[i], seqs[j]))
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, ", ")
 }
 
 func joinLines(lines [][]byte) []byte {

@@ -17,6 +17,7 @@ import (
 
 	"filippo.io/age"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4"
 
 	"camvault/manifest"
 	"camvault/stages/seal"
@@ -63,6 +64,8 @@ type Report struct {
 	Head          string    `json:"head"`
 	Decrypted     bool      `json:"decrypted"`               // AEAD tags and plaintext hashes were checked too
 	MediaChecked  []string  `json:"media_checked,omitempty"` // export media files compared sample by sample with the chunks
+	MediaCopied   []string  `json:"media_copied,omitempty"`  // streams of files with derived streams too, compared sample by sample
+	MediaDerived  []string  `json:"media_derived,omitempty"` // transcoded streams, checked for count and length against the chunks
 	Notes         []string  `json:"notes,omitempty"`         // what a reader of the export must know (not problems)
 	CipherBytes   int64     `json:"cipher_bytes"`
 	Problems      []Problem `json:"problems,omitempty"`
@@ -311,6 +314,8 @@ func (r *Report) Plaintext(ctx context.Context, src Source) ([]SessionMedia, err
 		}
 		if rec.Seq == 0 {
 			sm.InitSize = len(pt)
+		} else if !sm.timed || rec.StartNS < sm.StartNS {
+			sm.StartNS, sm.timed = rec.StartNS, true
 		}
 		sm.Data = append(sm.Data, pt...)
 		sm.Chunks = append(sm.Chunks, rec.Seq)
@@ -335,7 +340,52 @@ type SessionMedia struct {
 	Data      []byte // init segment followed by the media segments
 	InitSize  int
 	Chunks    []uint64
-	EndNS     int64
+	// StartNS and EndNS: the media time the session's media chunks cover.
+	StartNS, EndNS int64
+	timed          bool
+}
+
+// Codecs of sealed tracks and export streams, by FFmpeg's names.
+const (
+	CodecH264 = "h264"
+	CodecAAC  = "aac"
+	CodecVP8  = "vp8"
+	CodecOpus = "opus"
+)
+
+// TrackCodecs returns the codec of each of the session's tracks, in the
+// order of Samples: from the fMP4 init segment's sample entries, or the
+// WebM Tracks' CodecIDs.
+func (m *SessionMedia) TrackCodecs() ([]string, error) {
+	if m.Container == ContainerWebM {
+		_, codecs, err := webmTracks(m.Data)
+		if err != nil {
+			return nil, fmt.Errorf("session %s: parse WebM: %w", m.Session, err)
+		}
+		return codecs, nil
+	}
+	var init fmp4.Init
+	if err := init.Unmarshal(bytes.NewReader(m.Data[:m.InitSize])); err != nil {
+		return nil, fmt.Errorf("session %s: parse init: %w", m.Session, err)
+	}
+	var out []string
+	for _, t := range init.Tracks {
+		switch t.Codec.(type) {
+		case *mp4.CodecH264:
+			out = append(out, CodecH264)
+		case *mp4.CodecMPEG4Audio:
+			out = append(out, CodecAAC)
+		case *mp4.CodecOpus:
+			out = append(out, CodecOpus)
+		case *mp4.CodecVP9:
+			out = append(out, "vp9")
+		case *mp4.CodecH265:
+			out = append(out, "hevc")
+		default:
+			out = append(out, fmt.Sprintf("%T", t.Codec))
+		}
+	}
+	return out, nil
 }
 
 // Samples returns the session's samples per track, in order, as stored in
@@ -391,6 +441,12 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	for _, m := range r.MediaChecked {
 		fmt.Fprintf(&b, "checked: %s carries exactly the sealed samples\n", m)
+	}
+	for _, m := range r.MediaCopied {
+		fmt.Fprintf(&b, "checked: %s\n", m)
+	}
+	for _, m := range r.MediaDerived {
+		fmt.Fprintf(&b, "checked: %s\n", m)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)

@@ -21,6 +21,7 @@ const (
 	mkvTracks      = 0x1654AE6B
 	mkvTrackEntry  = 0xAE
 	mkvTrackNumber = 0xD7
+	mkvCodecID     = 0x86
 	mkvCluster     = 0x1F43B675
 	mkvSimpleBlock = 0xA3
 	mkvBlockGroup  = 0xA0
@@ -115,23 +116,33 @@ func mkvUint(b []byte) (uint64, error) {
 // webmSamples returns each track's frames in order, tracks in the order of
 // their entries in Tracks (the stream order a demuxer reports).
 func webmSamples(data []byte) ([][][]byte, error) {
+	out, _, err := webmTracks(data)
+	return out, err
+}
+
+// webmCodecs names Matroska CodecIDs as FFmpeg names the codecs.
+var webmCodecs = map[string]string{"V_VP8": CodecVP8, "V_VP9": "vp9", "A_OPUS": CodecOpus, "V_MPEG4/ISO/AVC": CodecH264, "A_AAC": CodecAAC}
+
+// webmTracks is webmSamples, with each track's codec.
+func webmTracks(data []byte) ([][][]byte, []string, error) {
 	id, size, n, err := mkvElement(data)
 	if err != nil || id != mkvEBML || size == unknownSize || size > int64(len(data)-n) {
-		return nil, errors.New("not a WebM stream: no EBML header")
+		return nil, nil, errors.New("not a WebM stream: no EBML header")
 	}
 	data = data[n+int(size):]
 	id, size, n, err = mkvElement(data)
 	if err != nil || id != mkvSegment {
-		return nil, errors.New("no Segment after the EBML header")
+		return nil, nil, errors.New("no Segment after the EBML header")
 	}
 	body := data[n:]
 	if size != unknownSize {
 		if size > int64(len(body)) {
-			return nil, fmt.Errorf("segment: %w", errTruncated)
+			return nil, nil, fmt.Errorf("segment: %w", errTruncated)
 		}
 		body = body[:size]
 	}
 	var out [][][]byte
+	var codecs []string
 	index := map[uint64]int{} // track number -> index in out
 	frame := func(block []byte, where string) error {
 		tn, track, err := mkvVint(block, false)
@@ -164,11 +175,18 @@ func webmSamples(data []byte) ([][][]byte, error) {
 					return nil
 				}
 				var num uint64
+				codec := ""
 				err := mkvChildren(entry, func(id uint32, v []byte) error {
-					if id == mkvTrackNumber {
+					switch id {
+					case mkvTrackNumber:
 						var err error
 						num, err = mkvUint(v)
 						return err
+					case mkvCodecID:
+						codec = string(v)
+						if name, ok := webmCodecs[codec]; ok {
+							codec = name
+						}
 					}
 					return nil
 				})
@@ -180,6 +198,7 @@ func webmSamples(data []byte) ([][][]byte, error) {
 				}
 				index[num] = len(out)
 				out = append(out, nil)
+				codecs = append(codecs, codec)
 				return nil
 			})
 		case mkvCluster:
@@ -206,10 +225,10 @@ func webmSamples(data []byte) ([][][]byte, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if out == nil {
-		return nil, errors.New("no Tracks element")
+		return nil, nil, errors.New("no Tracks element")
 	}
-	return out, nil
+	return out, codecs, nil
 }

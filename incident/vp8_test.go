@@ -150,12 +150,13 @@ func (c *vp8Clip) units() []*media.AccessUnit {
 	return aus
 }
 
-// TestVP8SessionExportedAsWebM records a VP8+Opus session through the
-// real recorder into a real store, exports it, and checks the WebM the
-// police would get: playable, the right length, the camera's packets
-// byte for byte, and verified packet by packet; tampering is still
-// caught.
-func TestVP8SessionExportedAsWebM(t *testing.T) {
+// TestVP8SessionExportedAsH264AAC records a VP8+Opus session through the
+// real recorder into a real store, exports it, and checks the MP4 the
+// police would get: H.264 and AAC, playable, the right length, every
+// picture, the report naming the derived streams and their chunks, and
+// verification counting pictures and samples against the sealed
+// originals; tampering is still caught.
+func TestVP8SessionExportedAsH264AAC(t *testing.T) {
 	c := makeVP8Clip(t)
 	ctx := context.Background()
 	data := t.TempDir()
@@ -254,44 +255,37 @@ func TestVP8SessionExportedAsWebM(t *testing.T) {
 
 	out := filepath.Join(t.TempDir(), "export")
 	rep, files, err := evidence.Export(ctx, src, evidence.ExportOptions{
-		DataDir: data, OutDir: out, NodeKey: pub, Identities: ids, Remuxer: codec.Remuxer{},
+		DataDir: data, OutDir: out, NodeKey: pub, Identities: ids, Exporter: codec.Exporter{},
 	})
 	if err != nil {
 		t.Fatalf("export: %v (%v)", err, rep.Problems)
 	}
-	webm := filepath.Join(out, "incident.webm")
-	if len(files) != 1 || files[0] != webm {
+	mp4 := filepath.Join(out, "incident.mp4")
+	if len(files) != 1 || files[0] != mp4 {
 		t.Fatalf("exported %v", files)
 	}
 	report, err := os.ReadFile(filepath.Join(out, evidence.BundleReport))
-	if err != nil || !strings.Contains(string(report), "incident.webm carries the camera's original VP8 video and Opus audio in WebM") ||
-		!strings.Contains(string(report), "needs transcoding") {
-		t.Fatalf("report does not explain the WebM part:\n%s", report)
+	if err != nil || !strings.Contains(string(report), "stream 0 (h264) is derived: transcoded by camvault from the camera's vp8 in original chunks 0-3 of session") ||
+		!strings.Contains(string(report), "stream 1 (aac) is derived: transcoded by camvault from the camera's opus in original chunks 0-3") {
+		t.Fatalf("report does not say which streams are derived, from which chunks:\n%s", report)
 	}
 
-	// The police's file: WebM with the camera's codecs, picture size and
-	// length.
-	probe := func(entries string) string {
-		b, err := exec.Command("ffprobe", "-v", "error", "-show_entries", entries, "-of", "csv=p=0", webm).Output()
+	// The police's file: H.264 and AAC at the camera's picture size and
+	// length, every picture the camera sent.
+	probe := func(file, entries string) string {
+		b, err := exec.Command("ffprobe", "-v", "error", "-show_entries", entries, "-of", "csv=p=0", file).Output()
 		if err != nil {
 			t.Fatalf("ffprobe: %v", err)
 		}
 		return string(b)
 	}
-	if got := probe("stream=codec_name,width,height"); got != "vp8,320,240\nopus\n" {
+	if got := probe(mp4, "stream=codec_name,width,height"); got != "h264,320,240\naac\n" {
 		t.Fatalf("streams %q", got)
 	}
-	if d, err := strconv.ParseFloat(strings.TrimSpace(probe("format=duration")), 64); err != nil || d < clipSeconds-0.1 || d > clipSeconds+0.1 {
-		t.Fatalf("export lasts %q s", probe("format=duration"))
+	if d, err := strconv.ParseFloat(strings.TrimSpace(probe(mp4, "format=duration")), 64); err != nil || d < clipSeconds-0.2 || d > clipSeconds+0.2 {
+		t.Fatalf("export lasts %q s", probe(mp4, "format=duration"))
 	}
-	got, err := codec.ReadPackets(webm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 2 || !slices.EqualFunc(got[0], c.video, bytes.Equal) || !slices.EqualFunc(got[1], c.audio, bytes.Equal) {
-		t.Fatalf("export carries %d pictures and %d audio frames that are not the camera's %d and %d", len(got[0]), len(got[1]), len(c.video), len(c.audio))
-	}
-	if n := decodedFrames(t, webm); n != len(c.video) {
+	if n := decodedFrames(t, mp4); n != len(c.video) {
 		t.Fatalf("export decodes to %d pictures, want %d", n, len(c.video))
 	}
 
@@ -307,15 +301,18 @@ func TestVP8SessionExportedAsWebM(t *testing.T) {
 			t.Fatal(err)
 		}
 		if rep.OK() {
-			if err := evidence.VerifyMedia(ctx, rep, bundle, codec.ReadPackets); err != nil {
+			if err := evidence.VerifyMedia(ctx, rep, bundle, readMedia); err != nil {
 				t.Fatal(err)
 			}
 		}
 		return rep
 	}
 	rep = verify()
-	if !rep.OK() || len(rep.MediaChecked) != 1 || rep.MediaChecked[0] != "incident.webm" || len(rep.Notes) != 1 {
-		t.Fatalf("honest bundle: ok %v, media %v, notes %v, problems %v", rep.OK(), rep.MediaChecked, rep.Notes, rep.Problems)
+	if !rep.OK() || len(rep.MediaChecked) != 0 || len(rep.MediaDerived) != 2 || len(rep.MediaCopied) != 0 {
+		t.Fatalf("honest bundle: ok %v, media %v, derived %v, problems %v", rep.OK(), rep.MediaChecked, rep.MediaDerived, rep.Problems)
+	}
+	if d := rep.MediaDerived[0]; !strings.Contains(d, fmt.Sprintf("%d pictures, as sealed", len(c.video))) {
+		t.Fatalf("derived video check: %s", d)
 	}
 
 	// camvault's own WebM parser and FFmpeg's demuxer agree on what was
@@ -338,23 +335,30 @@ func TestVP8SessionExportedAsWebM(t *testing.T) {
 			t.Fatalf("track %d: parser and FFmpeg disagree (%d vs %d samples)", i, len(mine[i]), len(ffmpeg[i]))
 		}
 	}
+	if !slices.EqualFunc(mine[0], c.video, bytes.Equal) || !slices.EqualFunc(mine[1], c.audio, bytes.Equal) {
+		t.Fatalf("sealed %d pictures and %d audio frames that are not the camera's %d and %d", len(mine[0]), len(mine[1]), len(c.video), len(c.audio))
+	}
 
-	// One picture changed inside the exported file is caught, packet by
-	// packet.
-	file, err := os.ReadFile(webm)
+	// A derived file that lost its last second is caught.
+	short := filepath.Join(t.TempDir(), "short.mp4")
+	if b, err := exec.Command("ffmpeg", "-v", "error", "-i", mp4, "-t", strconv.Itoa(clipSeconds-1), "-c", "copy", short).CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v: %s", err, b)
+	}
+	whole, err := os.ReadFile(mp4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	at := bytes.Index(file, c.video[50])
-	if at < 0 {
-		t.Fatal("picture 50 not found in the export")
-	}
-	file[at+len(c.video[50])/2] ^= 0x55
-	if err := os.WriteFile(webm, file, 0o600); err != nil {
+	if b, err := os.ReadFile(short); err != nil || os.WriteFile(mp4, b, 0o600) != nil {
 		t.Fatal(err)
 	}
-	if rep := verify(); rep.OK() || !strings.Contains(fmt.Sprint(rep.Problems), "stream 0 packet 50 differs") {
-		t.Fatalf("altered picture not caught: %v", rep.Problems)
+	if rep := verify(); rep.OK() || !strings.Contains(fmt.Sprint(rep.Problems), "pictures, sealed 180") {
+		t.Fatalf("a shortened export not caught: %v", rep.Problems)
+	}
+	if err := os.WriteFile(mp4, whole, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if rep := verify(); !rep.OK() {
+		t.Fatalf("restored export: %v", rep.Problems)
 	}
 
 	// A sealed chunk altered in the bundle fails verification.
@@ -395,4 +399,17 @@ func decodedFrames(t *testing.T, file string) int {
 		}
 	}
 	return n
+}
+
+// readMedia is cmd/camvault's reader for evidence.VerifyMedia.
+func readMedia(path string) ([]evidence.MediaStream, error) {
+	streams, err := codec.ReadStreams(path)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]evidence.MediaStream, len(streams))
+	for i, s := range streams {
+		out[i] = evidence.MediaStream{Codec: s.Codec, Packets: s.Packets, Start: s.Start, End: s.End}
+	}
+	return out, nil
 }

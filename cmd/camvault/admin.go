@@ -14,7 +14,6 @@ import (
 	"filippo.io/age"
 
 	"camvault/catalog"
-	"camvault/codec"
 	"camvault/evidence"
 	"camvault/keys"
 	"camvault/stages/ingest"
@@ -250,7 +249,7 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 	defer closeStore()
 	src := &evidence.CatalogSource{Catalog: cat, Store: st, ID: pos[0]}
 	rep, files, err := evidence.Export(ctx, src, evidence.ExportOptions{
-		DataDir: *data, OutDir: *out, NodeKey: pub, Identities: ids, Info: info, Remuxer: newRemuxer(),
+		DataDir: *data, OutDir: *out, NodeKey: pub, Identities: ids, Info: info, Exporter: newExporter(),
 	})
 	if rep != nil && !rep.OK() {
 		rep.WriteText(stderr)
@@ -334,7 +333,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if bundle != nil && rep.Decrypted && rep.OK() {
-		if err := evidence.VerifyMedia(ctx, rep, bundle, codec.ReadPackets); err != nil {
+		if err := evidence.VerifyMedia(ctx, rep, bundle, readMedia); err != nil {
 			return err
 		}
 	}
