@@ -16,7 +16,7 @@ type TranscodeConfig struct {
 	// cores − 1, at least 1.
 	Workers int
 	// Queue is how many proxy jobs may wait before new ones are shed;
-	// default 2 per worker (thumbnails have their own, longer queue).
+	// default 4 per worker (thumbnails have their own, longer queue).
 	Queue int
 	// Renderer makes the renditions; default a codec.ProxyRenderer making
 	// 640×360 H.264 proxies at 600 kbit/s.

@@ -93,9 +93,11 @@ type Config struct {
 	// Workers is the number of transcoding threads; default the number of
 	// cores minus one (one is left for ingest), at least 1.
 	Workers int
-	// Queue is how many proxy jobs may wait; default 2 per worker. A
-	// longer queue rides out longer bursts but only delays shedding under
-	// sustained overload, and every waiting job holds a segment's copy.
+	// Queue is how many proxy jobs may wait; default 4 per worker, enough
+	// to ride out cameras whose segments happen to be cut together
+	// (BenchmarkCameras shed at half the sustainable load with 2). A longer
+	// queue only delays shedding under sustained overload, and every
+	// waiting job holds a segment's copy.
 	Queue int
 	// ThumbQueue is how many thumbnail jobs may wait; default 4 × Queue:
 	// thumbnails are cheap and must not be shed before proxies are.
@@ -110,7 +112,7 @@ func (c *Config) defaults() {
 		c.Workers = max(runtime.NumCPU()-1, 1)
 	}
 	if c.Queue <= 0 {
-		c.Queue = 2 * c.Workers
+		c.Queue = 4 * c.Workers
 	}
 	if c.ThumbQueue <= 0 {
 		c.ThumbQueue = 4 * c.Queue

@@ -383,7 +383,7 @@ func TestWorkersRunNiced(t *testing.T) {
 
 func TestDefaultsAndRejects(t *testing.T) {
 	s, _ := newStage(t, Config{}, &fake{})
-	if want := max(runtime.NumCPU()-1, 1); s.Workers() != want || s.cfg.Queue != 2*want || s.cfg.ThumbQueue != 8*want {
+	if want := max(runtime.NumCPU()-1, 1); s.Workers() != want || s.cfg.Queue != 4*want || s.cfg.ThumbQueue != 16*want {
 		t.Fatalf("defaults %+v, want %d workers", s.cfg, want)
 	}
 	if _, err := New(Config{}, nil, nil, nil); err == nil {

@@ -1,0 +1,194 @@
+package transcode
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asticode/go-astiav"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+
+	"camvault/codec"
+	"camvault/internal/testenv"
+	"camvault/media"
+	"camvault/stages/segment"
+)
+
+// benchSegments encodes a w×h, 30 fps H.264 camera clip with the ffmpeg
+// CLI (an IDR every 2 s, no B-frames, 4 Mbit/s of a noisy test pattern,
+// so decoding costs what a real camera's does) and cuts it the way the
+// recorder does: an fMP4 init and 2 s media segments.
+func benchSegments(b *testing.B, w, h, seconds int) (init []byte, segs [][]byte) {
+	b.Helper()
+	testenv.Require(b, "ffmpeg")
+	path := filepath.Join(b.TempDir(), "cam.h264")
+	out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error",
+		"-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=%dx%d:rate=30,noise=alls=12:allf=t", w, h), "-t", strconv.Itoa(seconds),
+		"-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-bf", "0",
+		"-b:v", "4M", "-maxrate", "4M", "-bufsize", "4M", "-pix_fmt", "yuv420p", "-f", "h264", path).CombinedOutput()
+	if err != nil {
+		b.Fatalf("ffmpeg: %v: %s", err, out)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var nalus h264.AnnexB
+	if err := nalus.Unmarshal(raw); err != nil {
+		b.Fatal(err)
+	}
+	track := media.Track{Codec: media.CodecH264, ClockRate: 90000}
+	var pictures [][][]byte
+	var au [][]byte
+	for _, n := range nalus {
+		typ := h264.NALUType(n[0] & 0x1f)
+		switch typ {
+		case h264.NALUTypeSPS:
+			track.SPS = n
+		case h264.NALUTypePPS:
+			track.PPS = n
+		}
+		au = append(au, n)
+		if typ == h264.NALUTypeIDR || typ == h264.NALUTypeNonIDR {
+			pictures, au = append(pictures, au), nil
+		}
+	}
+	sg, err := segment.New([]media.Track{track}, segment.Config{Target: 2 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if init, err = sg.Init(); err != nil {
+		b.Fatal(err)
+	}
+	for i, p := range pictures {
+		typ := h264.NALUType(p[len(p)-1][0] & 0x1f)
+		seg, err := sg.Push(&media.AccessUnit{PTS: int64(i) * 3000, DTS: int64(i) * 3000, Key: typ == h264.NALUTypeIDR, NALUs: p, Received: time.Now()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if seg != nil {
+			segs = append(segs, append([]byte(nil), seg.Data...))
+		}
+	}
+	if len(segs) < 2 {
+		b.Fatalf("%d segments", len(segs))
+	}
+	return init, segs
+}
+
+// camerasRun is what the stage made of n real-time cameras.
+type camerasRun struct {
+	offered, made, shed [2]atomic.Int64 // by Kind
+	busy                atomic.Int64    // nanoseconds workers spent on proxies
+}
+
+func (r *camerasRun) accounted() int64 {
+	return r.made[Thumb].Load() + r.made[Proxy].Load() + r.shed[Thumb].Load() + r.shed[Proxy].Load()
+}
+
+// runCameras offers the stage what n cameras recording in real time
+// offer it: every 2 s per camera (phases spread at random) a thumbnail
+// and a proxy job of one segment, for d; then closes the stage.
+func runCameras(b *testing.B, n int, d time.Duration, init []byte, segs [][]byte) *camerasRun {
+	st, err := New(Config{}, codec.NewProxyRenderer(codec.ProxyConfig{}), nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	res := &camerasRun{}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			phase := time.Duration(rand.Int64N(int64(2 * time.Second)))
+			for k := 0; ; k++ {
+				at := phase + time.Duration(k)*2*time.Second
+				if at >= d {
+					return
+				}
+				time.Sleep(time.Until(start.Add(at)))
+				seg := segs[(k+c)%len(segs)]
+				for _, kind := range []Kind{Thumb, Proxy} {
+					res.offered[kind].Add(1)
+					t0 := time.Now()
+					err := st.TrySubmit(&Job{Kind: kind, Group: strconv.Itoa(c), Init: init, Segment: seg, Done: func(r Result) {
+						switch {
+						case r.Err == nil:
+							res.made[kind].Add(1)
+							if kind == Proxy {
+								res.busy.Add(int64(time.Since(t0)))
+							}
+						case IsShed(r.Err):
+							res.shed[kind].Add(1)
+						default:
+							b.Errorf("%s: %v", kind, r.Err)
+						}
+					}})
+					if err != nil {
+						res.shed[kind].Add(1)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// The last segments' jobs get the time a camera's next segment would
+	// give them; what is still queued after it counts as shed.
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if res.accounted() == res.offered[Thumb].Load()+res.offered[Proxy].Load() {
+			break
+		}
+	}
+	st.Close()
+	return res
+}
+
+// BenchmarkCameras: how many concurrent real-time 30 fps cameras the
+// transcode stage (default size: cores − 1 workers) keeps proxies and
+// thumbnails up with, and what it sheds beyond. Each case streams 20 s of
+// camera time. Metrics: proxy_made/op and thumb_made/op are the fractions
+// of segments that got their rendition; proxy_shed/s is derived work shed
+// per second; proxy_latency_s the mean time from a segment's job being
+// offered to its proxy being made (queueing included).
+func BenchmarkCameras(b *testing.B) {
+	astiav.SetLogLevel(astiav.LogLevelError)
+	const d = 20 * time.Second
+	for _, res := range []struct {
+		name string
+		w, h int
+		cams []int
+	}{
+		{"720p30", 1280, 720, []int{1, 2, 3, 4, 6, 8, 12}},
+		{"1080p30", 1920, 1080, []int{1, 2, 3, 4}},
+	} {
+		var init []byte
+		var segs [][]byte
+		for _, n := range res.cams {
+			b.Run(fmt.Sprintf("%s/cameras=%d", res.name, n), func(b *testing.B) {
+				if init == nil {
+					init, segs = benchSegments(b, res.w, res.h, 6)
+				}
+				b.ResetTimer()
+				var r *camerasRun
+				for range b.N {
+					r = runCameras(b, n, d, init, segs)
+				}
+				ratio := func(k Kind) float64 { return float64(r.made[k].Load()) / float64(max(r.offered[k].Load(), 1)) }
+				b.ReportMetric(ratio(Proxy), "proxy_made/op")
+				b.ReportMetric(ratio(Thumb), "thumb_made/op")
+				b.ReportMetric(float64(r.shed[Proxy].Load())/d.Seconds(), "proxy_shed/s")
+				if m := r.made[Proxy].Load(); m > 0 {
+					b.ReportMetric(time.Duration(r.busy.Load()/m).Seconds(), "proxy_latency_s")
+				}
+			})
+		}
+	}
+}
