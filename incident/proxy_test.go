@@ -19,6 +19,7 @@ import (
 
 	"camvault/codec"
 	"camvault/manifest"
+	"camvault/media"
 	"camvault/stages/ingest"
 	"camvault/stages/seal"
 )
@@ -311,4 +312,46 @@ func TestLagTolerance(t *testing.T) {
 		return
 	}
 	t.Fatal("no ingest-to-durable histogram")
+}
+
+// TestProxyOfVP8Session: a VP8+Opus session (WebM originals) gets H.264
+// proxies and JPEG thumbnails too; the proxy keeps the 320×240 picture
+// (never enlarged) and the original's picture times.
+func TestProxyOfVP8Session(t *testing.T) {
+	c := makeVP8Clip(t)
+	r := newRig(t, Config{Transcode: TranscodeConfig{Enabled: true, Queue: 8}}, "cam-v")
+	tracks := []media.Track{
+		{ID: 0, Codec: media.CodecVP8, ClockRate: 90000},
+		{ID: 1, Codec: media.CodecOpus, ClockRate: 48000, ChannelCount: 1},
+	}
+	sess, err := r.rec.StartSession(r.ctx, ingest.Camera{ID: "cam-v", Officer: "officer"}, tracks, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, au := range c.units() {
+		if err := sess.WriteAccessUnit(au); err != nil {
+			t.Fatalf("access unit %d: %v", i, err)
+		}
+	}
+	waitJobs(t, r, 2*2, time.Minute)
+	sess.End(ingest.EndTeardown, nil)
+	if err := r.rec.Close(); err != nil {
+		t.Fatal(err)
+	}
+	o := r.open(t, "cam-v")
+	n := o.originals()
+	if n != clipSeconds/2 || len(o.gaps) != 0 {
+		t.Fatalf("%d original chunks, derived gaps %v", n, o.gaps)
+	}
+	o.checkDerivedAlignment(t)
+	proxy := writeTemp(t, "proxy.mp4", o.concat(seal.TrackProxy, n))
+	if got := ffprobe(t, proxy, "-show_entries", "stream=codec_name,width,height"); got != "h264,320,240" {
+		t.Fatalf("proxy streams %q", got)
+	}
+	if got := strings.Count(ffprobe(t, proxy, "-select_streams", "v:0", "-show_entries", "packet=pts_time"), "\n") + 1; got != len(c.video) {
+		t.Fatalf("proxy has %d pictures, the camera sent %d", got, len(c.video))
+	}
+	if h := o.headers["thumb/1"]; h.Codec != ThumbCodec || !bytes.HasPrefix(o.plain["thumb/1"], []byte{0xff, 0xd8}) {
+		t.Fatalf("thumb/1: %+v", h)
+	}
 }
