@@ -78,17 +78,18 @@ type Recorder struct {
 	recipients []age.Recipient
 	log        *slog.Logger
 
-	writer    *store.Writer
-	committer *commit.Committer
-	src       *pipeline.Source[*unit]
-	run       *pipeline.Run
-	ctx       context.Context
-	cancel    context.CancelFunc
-	latency   prometheus.Histogram // from the segment's first frame arriving to durable
-	cutDelay  prometheus.Histogram // from the segment's last frame arriving to durable
-	derived   *transcode.Stage     // nil: no proxies or thumbnails
-	ends      sync.WaitGroup       // session ends waiting for their derived work
-	alerted   map[string]bool      // incidents whose transcode.shed alert exists; commit goroutine only
+	writer     *store.Writer
+	committer  *commit.Committer
+	src        *pipeline.Source[*unit]
+	run        *pipeline.Run
+	ctx        context.Context
+	cancel     context.CancelFunc
+	latency    prometheus.Histogram // from the segment's first frame arriving to durable
+	cutDelay   prometheus.Histogram // from the segment's last frame arriving to durable
+	startAlert prometheus.Histogram // from the first keyframe to incident.started in the outbox
+	derived    *transcode.Stage     // nil: no proxies or thumbnails
+	ends       sync.WaitGroup       // session ends waiting for their derived work
+	alerted    map[string]bool      // incidents whose transcode.shed alert exists; commit goroutine only
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -144,6 +145,11 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 			Help:    "Time from a segment's first frame reaching the server to its chunk being durable (stored and committed).",
 			Buckets: latencyBuckets,
 		}),
+		startAlert: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "camvault", Name: "incident_started_alert_seconds",
+			Help:    "Time from a new incident's first keyframe being depacketized to its incident.started alert being committed to the outbox.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
 		cutDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "camvault", Name: "cut_to_durable_seconds",
 			Help:    "Time from a segment's last frame reaching the server to its chunk being durable.",
@@ -151,7 +157,7 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{r.latency, r.cutDelay} {
+		for _, c := range []prometheus.Collector{r.latency, r.cutDelay, r.startAlert} {
 			if err := reg.Register(c); err != nil {
 				cancel()
 				return nil, fmt.Errorf("register metrics: %w", err)
@@ -281,6 +287,7 @@ func (r *Recorder) commit(ctx context.Context, u *unit) (struct{}, error) {
 
 // StartSession implements ingest.Recorder: called at the first keyframe.
 func (r *Recorder) StartSession(ctx context.Context, cam ingest.Camera, tracks []media.Track, remote string) (ingest.Session, error) {
+	keyframe := time.Now() // StartSession runs at the first keyframe, on its packet's goroutine
 	key, err := seal.NewSessionKey(r.recipients)
 	if err != nil {
 		return nil, err
@@ -301,6 +308,9 @@ func (r *Recorder) StartSession(ctx context.Context, cam ingest.Camera, tracks [
 		return nil, err
 	}
 	s.incident = started.Incident
+	if !started.Resumed {
+		r.startAlert.Observe(time.Since(keyframe).Seconds())
+	}
 	r.log.Info("recording", "camera", cam.ID, "incident", s.incident, "session", s.id, "resumed", started.Resumed, "remote", remote)
 	return s, nil
 }
