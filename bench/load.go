@@ -215,6 +215,7 @@ type LoadResult struct {
 	MiBPerStream   float64 // (peak − base) / cameras
 	HeapInuseMiB   float64 // Go heap in use at the end of streaming
 	P50, P95, P99  time.Duration
+	AlertP99       time.Duration // first keyframe → incident.started in the outbox
 	// SentBytes is the video payload the cameras sent; StoredBytes what
 	// the chunk store holds for it (container, encryption, headers and
 	// the deadline sidecars): their ratio is the storage overhead.
@@ -354,6 +355,11 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	durable, err := durableSamples(cfg.Binary, data)
 	if err != nil {
 		return nil, err
+	}
+	if qs, err := latencyQuantiles(httpPort, "camvault_incident_started_alert_seconds", 0.99); err == nil {
+		res.AlertP99 = qs[0]
+	} else {
+		res.Errors = append(res.Errors, "alert latency: "+err.Error())
 	}
 	if res.StoredBytes, err = dirBytes(filepath.Join(data, "chunks")); err != nil {
 		return nil, err

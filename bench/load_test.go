@@ -42,6 +42,7 @@ func BenchmarkRTSPLoad(b *testing.B) {
 			b.ReportMetric(float64(res.P95.Milliseconds()), "p95-ms")
 			b.ReportMetric(float64(res.P99.Milliseconds()), "p99-ms")
 			b.ReportMetric(res.StorageOverhead(), "disk-bytes/received-byte")
+			b.ReportMetric(float64(res.AlertP99.Microseconds())/1000, "alert-p99-ms")
 			b.ReportMetric(float64(res.Durable)/float64(max(res.Sent, 1)), "durable/sent")
 			for i, e := range res.Errors {
 				if i == 30 {
