@@ -61,7 +61,9 @@ func TestWHIPPublishExport(t *testing.T) {
 	if d := probeDuration(t, files[0]); math.Abs(d-seconds) > 2.0 {
 		t.Fatalf("export lasts %.2f s, sent %d s", d, seconds)
 	}
-	verifyBundle(t, data, out)
+	if rep := verifyBundle(t, data, out); !strings.Contains(rep, "carries exactly the sealed samples") {
+		t.Fatalf("the export is not the camera's own H.264:\n%s", rep)
+	}
 }
 
 // A WebRTC camera that drops off and comes back within the grace window
