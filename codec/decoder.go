@@ -51,7 +51,7 @@ func NewDecoder(par *astiav.CodecParameters, threads int, strict bool) (_ *Decod
 	defer opts.Free()
 	if strict {
 		// explode: stop at the first bitstream error rather than conceal it.
-		if err := opts.Set("err_detect", "crccheck+bitstream+buffer+explode", 0); err != nil {
+		if err := opts.Set("err_detect", "explode", 0); err != nil {
 			return nil, fmt.Errorf("decoder options: %w", err)
 		}
 	}

@@ -38,9 +38,10 @@ func NewScaler(width, height int, format astiav.PixelFormat) (*Scaler, error) {
 }
 
 // Scale returns src scaled, with src's timestamp. The frame belongs to
-// the scaler and stays valid until the next Scale or Close; each Scale
-// writes into a fresh buffer, so a consumer that kept a reference to the
-// previous picture (an encoder's lookahead) still sees it whole.
+// the scaler and stays valid until the next Scale or Close. Pictures are
+// written into the same buffer while no one else holds a reference to
+// it; a consumer that kept one to the previous picture (an encoder's
+// lookahead) still sees that picture whole.
 func (s *Scaler) Scale(src *astiav.Frame) (*astiav.Frame, error) {
 	if src.Width() < 1 || src.Height() < 1 {
 		return nil, fmt.Errorf("scaler: source picture %dx%d", src.Width(), src.Height())
@@ -56,10 +57,16 @@ func (s *Scaler) Scale(src *astiav.Frame) (*astiav.Frame, error) {
 		}
 		s.ssc, s.srcW, s.srcH, s.srcFormat = ssc, src.Width(), src.Height(), src.PixelFormat()
 	}
-	s.dst.Unref()
-	s.dst.SetWidth(s.width)
-	s.dst.SetHeight(s.height)
-	s.dst.SetPixelFormat(s.format)
+	if s.dst.Width() == 0 {
+		s.dst.SetWidth(s.width)
+		s.dst.SetHeight(s.height)
+		s.dst.SetPixelFormat(s.format)
+		if err := s.dst.AllocBuffer(0); err != nil {
+			return nil, fmt.Errorf("scaler: picture buffer: %w", err)
+		}
+	} else if err := makeWritable(s.dst); err != nil {
+		return nil, fmt.Errorf("scaler: %w", err)
+	}
 	if err := s.ssc.ScaleFrame(src, s.dst); err != nil {
 		return nil, fmt.Errorf("scaler: %w", err)
 	}
