@@ -146,7 +146,6 @@ func BenchmarkProxyTranscode(b *testing.B) {
 	}
 }
 
-
 // BenchmarkProxyOnDemand: what a reviewer waits for when a segment's
 // proxy was shed and is made on demand: Proxy on one 2 s 720p segment
 // (FFmpeg's threads), reported as ms to the whole proxy segment (the
