@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/asticode/go-astiav"
+
 	"camvault/bench"
 )
 
@@ -20,6 +22,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	} else if len(pos) != 0 {
 		return usagef("bench takes no arguments")
 	}
+	// x264's statistics would bury the table.
+	astiav.SetLogLevel(astiav.LogLevelError)
 	work, err := os.MkdirTemp("", "camvault-bench")
 	if err != nil {
 		return err
