@@ -11,7 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+
+	"camvault/media"
+	"camvault/stages/segment"
 )
 
 func TestExportVP8OpusToH264AAC(t *testing.T) {
@@ -126,4 +130,94 @@ func decodedPictures(t *testing.T, file string) int {
 		t.Fatalf("ffprobe %s: %q", file, out)
 	}
 	return n
+}
+
+// TestExportH264OpusCopiesVideoTranscodesAudio: a WebRTC camera sending
+// H.264 and Opus is recorded as fMP4; its export keeps the camera's H.264
+// packets and turns the Opus into AAC.
+func TestExportH264OpusCopiesVideoTranscodesAudio(t *testing.T) {
+	h := recordH264(t, 320, 240, 4, 60)
+	c := loadVP8Clip(t)
+	var opus [][]byte
+	for _, p := range c.pkts {
+		if p.stream == 1 && len(opus) < 4*50 {
+			opus = append(opus, p.data)
+		}
+	}
+	var sps, pps []byte
+	for _, n := range h.pictures[0] {
+		switch h264.NALUType(n[0] & 0x1f) {
+		case h264.NALUTypeSPS:
+			sps = n
+		case h264.NALUTypePPS:
+			pps = n
+		}
+	}
+	tracks := []media.Track{
+		{ID: 0, Codec: media.CodecH264, ClockRate: 90000, SPS: sps, PPS: pps},
+		{ID: 1, Codec: media.CodecOpus, ClockRate: 48000, ChannelCount: c.streams[1].channels},
+	}
+	sg, err := segment.New(tracks, segment.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := sg.Init()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := 0
+	push := func(au *media.AccessUnit) {
+		seg, err := sg.Push(au)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seg != nil {
+			stored = append(stored, seg.Data...)
+		}
+	}
+	base := time.Unix(1000, 0)
+	for i, pic := range h.pictures {
+		dts := int64(i) * 3000
+		for ; k < len(opus) && int64(k)*960*90000 < dts*48000; k++ {
+			push(&media.AccessUnit{Track: 1, DTS: int64(k) * 960, PTS: int64(k) * 960, Key: true, NALUs: [][]byte{opus[k]},
+				Received: base.Add(time.Duration(k) * 20 * time.Millisecond)})
+		}
+		push(&media.AccessUnit{Track: 0, DTS: dts, PTS: dts, Key: i%60 == 0, NALUs: pic, Received: base.Add(time.Duration(i) * time.Second / 30)})
+	}
+	seg, err := sg.Flush()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored = append(stored, seg.Data...)
+
+	out := filepath.Join(t.TempDir(), "incident.mp4")
+	if err := (Exporter{}).ExportMP4(context.Background(), stored, out); err != nil {
+		t.Fatal(err)
+	}
+	streams, err := ReadStreams(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(streams) != 2 || streams[0].Codec != "h264" || streams[1].Codec != "aac" {
+		t.Fatalf("export streams %d", len(streams))
+	}
+	if len(streams[0].Packets) != len(h.pictures) {
+		t.Fatalf("%d pictures exported, %d recorded", len(streams[0].Packets), len(h.pictures))
+	}
+	for i, p := range streams[0].Packets {
+		var au h264.AVCC
+		if err := au.Unmarshal(p); err != nil {
+			t.Fatal(err)
+		}
+		if len(au) != len(h.pictures[i]) || !bytes.Equal(au[len(au)-1], h.pictures[i][len(h.pictures[i])-1]) {
+			t.Fatalf("picture %d is not the camera's", i)
+		}
+	}
+	samples := len(opus) * 960
+	if p := len(streams[1].Packets); p*1024 < samples || p*1024 > samples+3*1024 {
+		t.Fatalf("%d AAC frames for %d Opus samples", p, samples)
+	}
+	if d := streams[1].End - streams[1].Start; d < 3900*time.Millisecond || d > 4100*time.Millisecond {
+		t.Fatalf("audio lasts %v", d)
+	}
 }
