@@ -172,3 +172,21 @@ func BenchmarkProxyOnDemand(b *testing.B) {
 	}
 	b.ReportMetric(float64(best.Microseconds())/1000, "best-ms")
 }
+
+// BenchmarkThumbnail: the JPEG of a 2 s 720p segment's first keyframe.
+func BenchmarkThumbnail(b *testing.B) {
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		b.Skip("no ffmpeg")
+	}
+	c, err := makeBenchClip(b.TempDir(), 1280, 720, 2)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := NewProxyRenderer(ProxyConfig{})
+	b.ResetTimer()
+	for range b.N {
+		if _, err := r.Thumbnail(context.Background(), c.init, c.seg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -482,16 +482,19 @@ func dropFirstSample(t *testing.T, seg []byte) []byte {
 // TestProxyFreesEverything: thousands of small segments through Proxy and
 // Thumbnail, across many renderers, corrupt ones among them, and the
 // process's resident memory must stay flat: every decoder, scaler,
-// encoder, packet and input context is freed on every path. Measured on
-// this test: an encoder left unfreed grows it by about 3.6 GiB over the
-// run (x264's lookahead and reference pictures), an unfreed decoder by
-// 2.8 GiB; with everything freed it grows by about 3 MiB (Go-side: the
-// I/O context callbacks go-astiav never forgets).
+// encoder, packet and input context is freed on every path (1400 segments
+// in all, 1200 of them measured). Measured on this test over 2000
+// segments: an encoder left unfreed grows it by about 3.6 GiB (x264's
+// lookahead and reference pictures), an unfreed decoder by 2.8 GiB; with
+// everything freed it grows by about 3 MiB (Go-side: the I/O context
+// callbacks go-astiav never forgets).
 func TestProxyFreesEverything(t *testing.T) {
 	if testing.Short() {
 		t.Skip("leak test takes a while")
 	}
-	const bound = 12 << 20
+	// What remains with everything freed: about 2 MiB over the 1200,
+	// 8 MiB under the race detector.
+	const bound = 16 << 20
 	s := recordH264(t, 160, 90, 2, 6)
 	if len(s.segs) < 5 {
 		t.Fatalf("%d segments", len(s.segs))
@@ -522,10 +525,10 @@ func TestProxyFreesEverything(t *testing.T) {
 	run(200)
 	before := rss(t)
 	start := time.Now()
-	run(2000)
+	run(1200)
 	grew := rss(t) - before
-	t.Logf("2000 proxies and thumbnails of %dx%d segments in %v: resident memory grew by %d KiB", 160, 90, time.Since(start).Round(time.Millisecond), grew>>10)
+	t.Logf("1200 proxies and thumbnails of %dx%d segments in %v: resident memory grew by %d KiB", 160, 90, time.Since(start).Round(time.Millisecond), grew>>10)
 	if grew > bound {
-		t.Fatalf("resident memory grew by %d KiB over 2000 segments", grew>>10)
+		t.Fatalf("resident memory grew by %d KiB over 1200 segments", grew>>10)
 	}
 }
