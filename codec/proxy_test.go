@@ -532,3 +532,46 @@ func TestProxyFreesEverything(t *testing.T) {
 		t.Fatalf("resident memory grew by %d KiB over 1200 segments", grew>>10)
 	}
 }
+
+// TestProxyConcurrent: one renderer serves a worker pool; concurrent
+// calls give the same proxies as one at a time (x264 with one thread is
+// deterministic).
+func TestProxyConcurrent(t *testing.T) {
+	s := recordH264(t, 320, 240, 4, 60)
+	r := NewProxyRenderer(ProxyConfig{Threads: 1})
+	want := make([][]byte, len(s.segs))
+	for i, seg := range s.segs {
+		_, p, err := r.Proxy(context.Background(), s.init, seg.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = p
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range 3 {
+				i := (g + k) % len(s.segs)
+				_, p, err := r.Proxy(context.Background(), s.init, s.segs[i].Data)
+				if err == nil && !bytes.Equal(p, want[i]) {
+					err = fmt.Errorf("segment %d: concurrent proxy differs", i)
+				}
+				if err == nil {
+					_, err = r.Thumbnail(context.Background(), s.init, s.segs[i].Data)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
