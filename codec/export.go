@@ -128,7 +128,9 @@ func (x Exporter) ExportMP4(ctx context.Context, stored []byte, outPath string) 
 			pkt.Unref()
 			continue
 		}
-		s.packets++
+		if !s.video || packetShown(s.in.CodecParameters().CodecID(), pkt) {
+			s.packets++
+		}
 		err := s.write(out, pkt)
 		pkt.Unref()
 		if err != nil {
@@ -140,7 +142,7 @@ func (x Exporter) ExportMP4(ctx context.Context, stored []byte, outPath string) 
 			return fmt.Errorf("stream %d: %w", s.in.Index(), err)
 		}
 		if s.video && s.enc != nil && s.encoded != s.packets {
-			return fmt.Errorf("stream %d: %d pictures encoded from %d", s.in.Index(), s.encoded, s.packets)
+			return fmt.Errorf("stream %d: %d pictures encoded from %d shown ones", s.in.Index(), s.encoded, s.packets)
 		}
 	}
 	if err := out.WriteTrailer(); err != nil {

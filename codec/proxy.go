@@ -193,8 +193,8 @@ func (r *ProxyRenderer) transcode(ctx context.Context, in *segmentInput, w, h in
 	if err := enc.Encode(nil, collect); err != nil {
 		return nil, err
 	}
-	if len(samples) != len(in.pkts) {
-		return nil, fmt.Errorf("%w: %d pictures decoded from %d packets", ErrDecode, len(samples), len(in.pkts))
+	if want := in.shown(); len(samples) != want {
+		return nil, fmt.Errorf("%w: %d pictures decoded from %d packets that show one", ErrDecode, len(samples), want)
 	}
 	if !samples[0].key {
 		return nil, errors.New("encoder did not start with a keyframe")
@@ -486,6 +486,30 @@ func (in *segmentInput) readVideo() error {
 		return fmt.Errorf("%w: no video in the segment", ErrDecode)
 	}
 	return nil
+}
+
+// shown is the number of pictures the packets should decode to: one per
+// packet, except VP8 frames the encoder marked as not to be shown (an
+// alternate reference), which update the decoder's state only.
+func (in *segmentInput) shown() int {
+	n := 0
+	for _, p := range in.pkts {
+		if packetShown(in.par.CodecID(), p) {
+			n++
+		}
+	}
+	return n
+}
+
+// packetShown reports whether a video packet decodes to a picture: false
+// only for a VP8 frame whose show_frame bit (RFC 6386, section 9.1) is
+// clear.
+func packetShown(id astiav.CodecID, p *astiav.Packet) bool {
+	if id != astiav.CodecIDVp8 {
+		return true
+	}
+	data := p.Data() // a copy: VP8 only
+	return len(data) > 0 && data[0]&0x10 != 0
 }
 
 // frameRate estimates the nominal rate x264 plans its bits with: pictures
