@@ -301,6 +301,14 @@ func (o *opened) checkDerivedAlignment(t testing.TB) {
 type fakeRenderer struct {
 	gate    chan struct{}
 	failSeq uint32
+	started chan string // if set, gets "kind seq" as each call starts
+}
+
+func (f *fakeRenderer) start(kind string, seg []byte) {
+	if f.started != nil {
+		f.started <- fmt.Sprintf("%s %d", kind, mfhdSeq(seg))
+	}
+	<-f.gate
 }
 
 // mfhdSeq reads an fMP4 media segment's sequence number.
@@ -318,7 +326,7 @@ func fakeDigest(kind string, seg []byte) []byte {
 }
 
 func (f *fakeRenderer) Proxy(_ context.Context, init, seg []byte) ([]byte, []byte, error) {
-	<-f.gate
+	f.start("proxy", seg)
 	if mfhdSeq(seg) == f.failSeq {
 		return nil, nil, errors.New("decode: invalid NAL unit size")
 	}
@@ -326,7 +334,7 @@ func (f *fakeRenderer) Proxy(_ context.Context, init, seg []byte) ([]byte, []byt
 }
 
 func (f *fakeRenderer) Thumbnail(_ context.Context, _, seg []byte) ([]byte, error) {
-	<-f.gate
+	f.start("thumb", seg)
 	return fakeDigest("jpeg", seg), nil
 }
 
@@ -468,4 +476,87 @@ func metricSum(t testing.TB, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestSessionEndShedsQueuedDerivedWork: at a session's end the derived
+// jobs still waiting are shed into gap records at once, End returns
+// without waiting for the stuck renderer, and the end record is written
+// only after the running job and the final segment's renditions.
+func TestSessionEndShedsQueuedDerivedWork(t *testing.T) {
+	clip := makeH264Clip(t, "320x240", 12)
+	f := &fakeRenderer{gate: make(chan struct{}), started: make(chan string, 16)}
+	r := newRig(t, Config{Transcode: TranscodeConfig{Enabled: true, Workers: 1, Queue: 8, Renderer: f}}, "cam-e")
+	sess, err := r.rec.StartSession(r.ctx, ingest.Camera{ID: "cam-e", Officer: "officer"}, clip.tracks(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range clip.frames {
+		if err := sess.WriteAccessUnit(clip.unit(i, time.Now())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case job := <-f.started:
+		if job != "thumb 1" {
+			t.Fatalf("the worker started with %q, want thumb 1", job)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the worker started nothing: jobs %v shed %v errors %v depth %v chunks in: %v", metricSum(t, r.reg, "camvault_transcode_jobs_total"),
+			metricSum(t, r.reg, "camvault_transcode_shed_total"), metricSum(t, r.reg, "camvault_transcode_errors_total"), metricSum(t, r.reg, "camvault_transcode_queue_depth"),
+			metricSum(t, r.reg, "camvault_pipeline_items_total"))
+	}
+	start := time.Now()
+	sess.End(ingest.EndTeardown, nil)
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("End took %v with the renderer stuck", d)
+	}
+	lines, err := r.cat.ManifestLines(r.ctx, mustIncident(t, r, "cam-e"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lines {
+		if strings.Contains(string(l), `"kind":"end"`) {
+			t.Fatal("end record written while a derived job is still running")
+		}
+	}
+	close(f.gate)
+	if err := r.rec.Close(); err != nil {
+		t.Fatal(err)
+	}
+	o := r.open(t, "cam-e")
+	o.checkDerivedAlignment(t)
+	// The worker took thumb 1 first; segments 2-5's thumbnails and 1-5's
+	// proxies were waiting; segment 6 was cut by End, after the shedding.
+	for seq := 1; seq <= 5; seq++ {
+		for _, track := range []string{"thumb", "proxy"} {
+			k := fmt.Sprintf("%s/%d", track, seq)
+			if k == "thumb/1" {
+				continue
+			}
+			if note := o.gaps[k]; note != "derived work shed: session ended before the job started" {
+				t.Fatalf("%s: gap %q; gaps %v", k, note, o.gaps)
+			}
+		}
+	}
+	for _, k := range []string{"thumb/1", "thumb/6", "proxy/6", "proxy/0"} {
+		if _, ok := o.plain[k]; !ok {
+			t.Fatalf("%s missing", k)
+		}
+	}
+	checkShedAlerts(t, r, map[string]int{o.id: 1})
+}
+
+func mustIncident(t testing.TB, r *rig, camera string) string {
+	t.Helper()
+	incs, err := r.cat.Incidents(r.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range incs {
+		if in.Camera == camera {
+			return in.ID
+		}
+	}
+	t.Fatalf("no incident of %s", camera)
+	return ""
 }
