@@ -324,7 +324,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 				sent[i], errs[i] = cfg.Clip.publish(ctx, url, cfg.Duration)
 				return
 			}
-			sent[i], errs[i] = cfg.Clip.publishRaw(ctx, fmt.Sprintf("127.0.0.1:%d", rtspPort), fmt.Sprintf("load%d", i), secrets[i], cfg.Duration, 0)
+			sent[i], errs[i] = cfg.Clip.publishRaw(ctx, fmt.Sprintf("127.0.0.1:%d", rtspPort), fmt.Sprintf("load%d", i), secrets[i], cfg.Duration, 0, false)
 		}(i)
 	}
 	wg.Wait()

@@ -23,7 +23,11 @@ import (
 // writes each picture's packets with one system call, as camera firmware
 // does. The load generator then costs a fraction of a real client, so on
 // a 2-core machine the measurement is of camvault, not of the generator.
-func (c *Clip) publishRaw(ctx context.Context, addr, camera, secret string, d, preEvent time.Duration) (int64, error) {
+//
+// With drop set it ends without TEARDOWN, as a camera that loses its
+// network: the server sees the connection close and ends the session as
+// interrupted (it still reads every byte sent, so nothing sent is lost).
+func (c *Clip) publishRaw(ctx context.Context, addr, camera, secret string, d, preEvent time.Duration, drop bool) (int64, error) {
 	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return 0, err
@@ -118,7 +122,9 @@ func (c *Clip) publishRaw(ctx context.Context, addr, camera, secret string, d, p
 	}
 	cseq++
 	nc.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(nc, "TEARDOWN %s RTSP/1.0\r\nCSeq: %d\r\nSession: %s\r\nAuthorization: %s\r\n\r\n", url, cseq, session, auth)
+	if !drop {
+		fmt.Fprintf(nc, "TEARDOWN %s RTSP/1.0\r\nCSeq: %d\r\nSession: %s\r\nAuthorization: %s\r\n\r\n", url, cseq, session, auth)
+	}
 	// Half-close and wait for the server to close: closing with unread
 	// bytes would reset the connection and discard frames the server has
 	// not read yet.

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -33,6 +34,14 @@ type SimTarget struct {
 	// PreEvent is the buffer from before activation each camera sends
 	// first, faster than real time.
 	PreEvent time.Duration
+	// Reconnects splits each camera's run into Reconnects+1 connections:
+	// each but the last ends without a teardown, as when the network
+	// drops, and the camera connects again at once.
+	Reconnects int
+	// Loss drops this fraction of WebRTC packets on the way (repaired by
+	// NACK where possible); RTSP runs over TCP, which has no loss to
+	// simulate.
+	Loss float64
 }
 
 // Simulate publishes the clip from every camera at once (starts spread over
@@ -54,13 +63,30 @@ func Simulate(ctx context.Context, clip *Clip, to SimTarget, cams []SimCamera, d
 				out[i] = SimResult{Camera: c.ID, Error: err.Error()}
 				return
 			}
-			if to.WHIP != "" {
-				var r WHIPResult
-				r, err = clip.PublishWHIP(ctx, WHIPOptions{Endpoint: strings.TrimSuffix(to.WHIP, "/") + "/" + c.ID, Token: c.Secret,
-					Duration: d, Teardown: true, PreEvent: to.PreEvent})
-				n = r.Frames
-			} else {
-				n, err = clip.publishRaw(ctx, to.RTSP, c.ID, c.Secret, d, to.PreEvent)
+			parts := max(to.Reconnects, 0) + 1
+			for k := 0; k < parts && err == nil; k++ {
+				last, part, pre := k == parts-1, d/time.Duration(parts), time.Duration(0)
+				if k == 0 {
+					pre = to.PreEvent
+				}
+				var sent int64
+				// Right after a drop the server may not have ended the old
+				// session yet and refuses a second live publisher: retry.
+				for try := 0; try < 20; try++ {
+					if to.WHIP != "" {
+						var r WHIPResult
+						r, err = clip.PublishWHIP(ctx, WHIPOptions{Endpoint: strings.TrimSuffix(to.WHIP, "/") + "/" + c.ID, Token: c.Secret,
+							Duration: part, Teardown: last, PreEvent: pre, Loss: to.Loss})
+						sent = r.Frames
+					} else {
+						sent, err = clip.publishRaw(ctx, to.RTSP, c.ID, c.Secret, part, pre, !last)
+					}
+					if err == nil || sent > 0 || !refusedAsLive(err) {
+						break
+					}
+					time.Sleep(250 * time.Millisecond)
+				}
+				n += sent
 			}
 			out[i] = SimResult{Camera: c.ID, Frames: n}
 			if err != nil {
@@ -99,4 +125,14 @@ func postWarnings(ctx context.Context, base string, c SimCamera) error {
 		}
 	}
 	return nil
+}
+
+// refusedAsLive reports a server refusing a publisher because the
+// camera's previous connection still counts as live (RTSP 503, WHIP 409).
+func refusedAsLive(err error) bool {
+	var st *ErrWHIPStatus
+	if errors.As(err, &st) {
+		return st.Code == http.StatusConflict
+	}
+	return strings.Contains(err.Error(), ": 503 ")
 }

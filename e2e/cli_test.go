@@ -125,7 +125,8 @@ func TestRevokeAndRotate(t *testing.T) {
 }
 
 // TestSimulate: `camvault simulate` registers cameras, posts their two
-// warnings, sends a pre-event burst and publishes over RTSP or WebRTC;
+// warnings, sends a pre-event burst and publishes over RTSP or WebRTC,
+// dropping the connection once and coming back (the incident continues);
 // every frame it reports sent is durable, and the backoffice's outbox has
 // both warnings before each incident.started.
 func TestSimulate(t *testing.T) {
@@ -139,7 +140,7 @@ func TestSimulate(t *testing.T) {
 				target = []string{"--whip", strings.TrimSuffix(s.whipURL(""), "/")}
 			}
 			out := mustCamvault(t, append([]string{"simulate", "--data", data, "--cameras", "3", "--duration", "4s", "--bitrate", "1M",
-				"--pre-event", "4s", "--warnings", fmt.Sprintf("http://127.0.0.1:%d", s.whipPort)}, target...)...)
+				"--pre-event", "4s", "--reconnects", "1", "--warnings", fmt.Sprintf("http://127.0.0.1:%d", s.whipPort)}, target...)...)
 			var res []struct {
 				Camera string `json:"camera"`
 				Frames int64  `json:"frames"`
@@ -152,7 +153,9 @@ func TestSimulate(t *testing.T) {
 				sent[r.Camera] = r.Frames
 			}
 			for _, cam := range []string{"sim0", "sim1", "sim2"} {
-				waitIncidentEnded(t, s, cam)
+				if inc := waitIncidentEnded(t, s, cam); inc.Status != "closed" {
+					t.Fatalf("%s: incident %s, want closed by the last connection's teardown", cam, inc.Status)
+				}
 			}
 			var rows []struct {
 				Camera  string `json:"camera"`

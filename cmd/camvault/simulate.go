@@ -19,6 +19,8 @@ func cmdSimulate(args []string, stdout, stderr io.Writer) error {
 	addr := fl.String("rtsp", "127.0.0.1:8554", "RTSP server host:port")
 	warnings := fl.String("warnings", "", "before publishing, each camera posts its two spoken warnings to this ingest URL (e.g. http://127.0.0.1:8889)")
 	preEvent := fl.Duration("pre-event", 0, "pre-event buffer each camera sends first, at 4x real time (bodycams keep 30-60 s)")
+	reconnects := fl.Int("reconnects", 0, "each camera drops its connection (no teardown) and reconnects this many times")
+	loss := fl.Float64("loss", 0, "WebRTC only: fraction of packets lost on the way (0.05 = 5 %), repaired by NACK where possible")
 	whip := fl.String("whip", "", "publish over WebRTC instead: WHIP endpoint base URL, the camera id is appended (e.g. http://127.0.0.1:8889/whip)")
 	n := fl.Int("cameras", 10, "simulated cameras")
 	dur := fl.Duration("duration", 30*time.Second, "how long each camera streams")
@@ -74,7 +76,8 @@ func cmdSimulate(args []string, stdout, stderr io.Writer) error {
 		target = *whip
 	}
 	fmt.Fprintf(stderr, "simulating %d cameras at %.1f Mbit/s for %v against %s\n", len(cams), clip.Bitrate()/1e6, *dur, target)
-	res := bench.Simulate(context.Background(), clip, bench.SimTarget{RTSP: *addr, WHIP: *whip, Events: *warnings, PreEvent: *preEvent}, cams, *dur)
+	res := bench.Simulate(context.Background(), clip, bench.SimTarget{RTSP: *addr, WHIP: *whip, Events: *warnings, PreEvent: *preEvent,
+		Reconnects: *reconnects, Loss: *loss}, cams, *dur)
 	failed := 0
 	for _, r := range res {
 		if r.Error != "" {
