@@ -117,6 +117,14 @@ CREATE TABLE IF NOT EXISTS alerts (
 	at TEXT NOT NULL,
 	data TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+	url TEXT PRIMARY KEY,
+	delivered INTEGER NOT NULL,
+	attempts INTEGER NOT NULL DEFAULT 0,
+	last_attempt_at TEXT,
+	last_error TEXT,
+	created_at TEXT NOT NULL
+);
 `
 
 // Catalog is the SQL catalog. It is safe for concurrent use.
