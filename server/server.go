@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"camvault/backoffice"
 	"camvault/catalog"
 	"camvault/incident"
 	"camvault/keys"
@@ -54,6 +55,9 @@ type Config struct {
 	// Store is the chunk store; nil means the fs store in DataDir/chunks.
 	// A store with a SelfTest method (s3) must pass it before ingest opens.
 	Store storage.ChunkStore
+	// Alerts configures alert delivery from the outbox: server-sent events
+	// on the backoffice listener and webhooks.
+	Alerts backoffice.Config
 }
 
 // selfTester is a store that can prove it enforces retention.
@@ -71,6 +75,8 @@ type Server struct {
 	Recorder *incident.Recorder
 	RTSP     *ingest.RTSPServer
 	WHIP     *ingest.WHIPServer // nil when disabled
+	// Backoffice delivers alerts (SSE at /api/v1/events, webhooks).
+	Backoffice *backoffice.Service
 	http     *http.Server
 	httpAddr string
 	sweepers sync.WaitGroup
@@ -174,6 +180,9 @@ func (s *Server) open() error {
 	if udpRTP == "" || udpRTCP == "" {
 		udpRTP, udpRTCP = "", ""
 	}
+	if s.Backoffice, err = backoffice.New(s.cfg.Alerts, s.Catalog, s.Registry, s.log); err != nil {
+		return err
+	}
 	auth := &ingest.PepperAuth{Cameras: s.Catalog, Pepper: pepper}
 	live := ingest.NewLive() // one live stream per camera, whatever the protocol
 	s.RTSP = ingest.NewRTSPServer(ingest.RTSPConfig{Address: s.cfg.RTSPAddress, UDPRTPAddress: udpRTP, UDPRTCPAddress: udpRTCP,
@@ -189,12 +198,17 @@ func (s *Server) open() error {
 
 // Start opens the listeners and starts the retention sweeper.
 func (s *Server) Start() error {
+	if err := s.Backoffice.Start(context.Background()); err != nil {
+		return err
+	}
 	if err := s.RTSP.Start(); err != nil {
+		s.Backoffice.Close()
 		return err
 	}
 	if s.WHIP != nil {
 		if err := s.WHIP.Start(); err != nil {
 			s.RTSP.Close()
+			s.Backoffice.Close()
 			return err
 		}
 	}
@@ -217,12 +231,14 @@ func (s *Server) Start() error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	s.Backoffice.Register(mux)
 	l, err := net.Listen("tcp", s.cfg.HTTPAddress)
 	if err != nil {
 		s.RTSP.Close()
 		if s.WHIP != nil {
 			s.WHIP.Close()
 		}
+		s.Backoffice.Close()
 		return fmt.Errorf("backoffice listen: %w", err)
 	}
 	s.httpAddr = l.Addr().String()
@@ -250,6 +266,9 @@ func (s *Server) Close() error {
 	var err error
 	if s.Recorder != nil {
 		err = s.Recorder.Close()
+	}
+	if s.Backoffice != nil {
+		s.Backoffice.Close() // ends the SSE streams, so the listener can shut down
 	}
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

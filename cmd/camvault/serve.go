@@ -30,7 +30,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	iceUDP := fl.String("ice-udp", ":8189", "the one UDP port for all WebRTC media (ICE UDP mux)")
 	iceTCP := fl.String("ice-tcp", "", "also accept WebRTC media over ICE-TCP on this address (off by default)")
 	publicIPs := fl.String("public-ip", "", "comma-separated public addresses to announce for WebRTC (1:1 NAT)")
-	httpAddr := fl.String("http", ":8080", "backoffice listen address (/metrics, /healthz)")
+	httpAddr := fl.String("http", ":8080", "backoffice listen address (/metrics, /healthz, /api/v1/events)")
 	tlsCert := fl.String("tls-cert", "", "certificate for RTSPS (with --tls-key)")
 	tlsKey := fl.String("tls-key", "", "private key for RTSPS")
 	retention := fl.Duration("retention", 28*24*time.Hour, "retention period")
@@ -40,6 +40,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	sweepEvery := fl.Duration("sweep-every", 10*time.Minute, "how often the retention sweeper runs")
 	transcodeWorkers := fl.Int("transcode-workers", 0, "review proxies and thumbnails at ingest with N low-priority threads (-1: cores-1; 0: off)")
 	sf := addStoreFlags(fl)
+	af := addAlertFlags(fl)
 	noDemo := fl.Bool("no-demo", false, "do not create the demo camera on first start")
 	logLevel := fl.String("log-level", "info", "debug, info, warn, error")
 	pprofAddr := fl.String("pprof", "", "serve Go profiling on this address (loopback only; off by default)")
@@ -53,6 +54,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return usagef("--log-level: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	alerts, err := af.config()
+	if err != nil {
+		return err
+	}
 
 	var tlsConf *tls.Config
 	if *tlsCert != "" || *tlsKey != "" {
@@ -71,7 +76,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		defer closeStore()
 		store = st
 	}
-	srv, err := server.Open(server.Config{Store: store,
+	srv, err := server.Open(server.Config{Store: store, Alerts: alerts,
 		DataDir: *data, RTSPAddress: *rtspAddr, UDPRTPAddress: *rtpAddr, UDPRTCPAddress: *rtcpAddr,
 		HTTPAddress: *httpAddr, TLS: tlsConf, WHIPAddress: *whipAddr, ICEUDPAddress: *iceUDP, ICETCPAddress: *iceTCP,
 		PublicIPs: splitList(*publicIPs), ReadTimeout: *readTimeout, SweepEvery: *sweepEvery,

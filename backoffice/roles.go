@@ -1,0 +1,56 @@
+// Package backoffice is the backoffice listener's API: for now the alert
+// outbox delivered to people and systems, as server-sent events at
+// /api/v1/events and as signed webhooks. Who may receive what is decided
+// here, by role, from one table.
+package backoffice
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Role is a staff role (DESIGN.md "Who uses it").
+type Role string
+
+// The staff roles.
+const (
+	RoleOperator Role = "operator" // control room: alerts and incident metadata, never footage
+	RoleReviewer Role = "reviewer" // footage, each time with a reason
+	RoleAdmin    Role = "admin"    // cameras, staff, holds, exports
+	RoleAuditor  Role = "auditor"  // the audit trail only
+)
+
+// Roles lists every role, in the order they are documented.
+var Roles = []Role{RoleOperator, RoleReviewer, RoleAdmin, RoleAuditor}
+
+// ParseRole checks that s names a role.
+func ParseRole(s string) (Role, error) {
+	for _, r := range Roles {
+		if string(r) == s {
+			return r, nil
+		}
+	}
+	return "", fmt.Errorf("unknown role %q (roles: operator, reviewer, admin, auditor)", s)
+}
+
+// alertRules is the one table saying which alert types each role
+// receives. A pattern is an exact type, "prefix.*" for a family, or "*".
+// An auditor gets what belongs in an audit (holds and retention
+// deletions), not the control room's live feed; a role missing here
+// receives nothing.
+var alertRules = map[Role][]string{
+	RoleOperator: {"*"},
+	RoleReviewer: {"*"},
+	RoleAdmin:    {"*"},
+	RoleAuditor:  {"hold.*", "retention.deleted"},
+}
+
+// MayReceive reports whether a person with role may receive alerts of typ.
+func MayReceive(role Role, typ string) bool {
+	for _, p := range alertRules[role] {
+		if p == "*" || p == typ || strings.HasSuffix(p, ".*") && strings.HasPrefix(typ, p[:len(p)-1]) {
+			return true
+		}
+	}
+	return false
+}
