@@ -47,7 +47,7 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) {
 	st := &sseStream{w: w, bw: bufio.NewWriterSize(w, 4<<10), rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout}
 	// The first frame tells the client the stream is live (and how soon to
 	// reconnect); from here on every committed alert reaches it.
-	if st.write("retry: 2000\n: camvault alerts for " + sanitize(who.Name) + " (" + string(who.Role) + ")\n\n") != nil {
+	if st.write("retry: 2000\n: camvault alerts for "+sanitize(who.Name)+" ("+string(who.Role)+")\n\n") != nil {
 		return
 	}
 	send := func(a catalog.Alert) error {

@@ -75,12 +75,13 @@ type Server struct {
 	Recorder *incident.Recorder
 	RTSP     *ingest.RTSPServer
 	WHIP     *ingest.WHIPServer // nil when disabled
-	// Backoffice delivers alerts (SSE at /api/v1/events, webhooks).
-	Backoffice *backoffice.Service
 	http     *http.Server
 	httpAddr string
 	sweepers sync.WaitGroup
 	stop     context.CancelFunc
+
+	// Backoffice delivers alerts (SSE at /api/v1/events, webhooks).
+	Backoffice *backoffice.Service
 }
 
 // Open prepares the node's keys, catalog and store and reconciles what a
