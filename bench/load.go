@@ -25,6 +25,8 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/pion/rtp"
+
+	"camvault/codec"
 )
 
 // Clip is a pre-packetized H.264 stream that every simulated camera loops.
@@ -36,70 +38,64 @@ type Clip struct {
 	FPS      int
 }
 
-// MakeClip encodes a hard-to-compress 720p test pattern at the given
-// bitrate with the ffmpeg CLI (keyframe every 2 s, no B-frames, like a
-// bodycam) and packetizes it once.
-func MakeClip(dir string, seconds int, bitrate string) (*Clip, error) {
-	path := filepath.Join(dir, "load.h264")
-	cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-		"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30,noise=alls=30:allf=t",
-		"-t", strconv.Itoa(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-bf", "0",
-		"-b:v", bitrate, "-maxrate", bitrate, "-bufsize", bitrate, "-pix_fmt", "yuv420p", "-f", "h264", path)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("encode load clip: %v: %s", err, out)
-	}
-	b, err := os.ReadFile(path)
+// MakeClip encodes a hard-to-compress 720p test picture at the given
+// bitrate ("4M", "500k") with the FFmpeg libraries (keyframe every 2 s, no
+// B-frames, like a bodycam) and packetizes it once.
+func MakeClip(seconds int, bitrate string) (*Clip, error) {
+	bps, err := parseBitrate(bitrate)
 	if err != nil {
 		return nil, err
 	}
-	var nalus h264.AnnexB
-	if err := nalus.Unmarshal(b); err != nil {
-		return nil, err
+	const fps = 30
+	aus, err := codec.EncodePattern(codec.PatternConfig{Width: 1280, Height: 720, FPS: fps, Frames: seconds * fps, Bitrate: bps, GOP: 2 * fps})
+	if err != nil {
+		return nil, fmt.Errorf("encode load clip: %w", err)
 	}
-	c := &Clip{FPS: 30}
+	c := &Clip{FPS: fps}
 	f := &format.H264{PayloadTyp: 96, PacketizationMode: 1}
 	enc, err := f.CreateEncoder()
 	if err != nil {
 		return nil, err
 	}
-	var au [][]byte
-	flush := func() error {
-		if len(au) == 0 {
-			return nil
+	for _, au := range aus {
+		for _, n := range au {
+			switch h264.NALUType(n[0] & 0x1f) {
+			case h264.NALUTypeSPS:
+				c.SPS = n
+			case h264.NALUTypePPS:
+				c.PPS = n
+			}
 		}
 		pkts, err := enc.Encode(au)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, p := range pkts {
 			c.Bytes += int64(len(p.Payload))
 		}
 		c.Frames = append(c.Frames, pkts)
 		c.NALUs = append(c.NALUs, au)
-		au = nil
-		return nil
-	}
-	for _, n := range nalus {
-		typ := h264.NALUType(n[0] & 0x1f)
-		switch typ {
-		case h264.NALUTypeSPS:
-			c.SPS = n
-		case h264.NALUTypePPS:
-			c.PPS = n
-		case h264.NALUTypeAccessUnitDelimiter:
-			continue
-		}
-		au = append(au, n)
-		if typ == h264.NALUTypeIDR || typ == h264.NALUTypeNonIDR {
-			if err := flush(); err != nil {
-				return nil, err
-			}
-		}
 	}
 	if len(c.Frames) == 0 || c.SPS == nil {
 		return nil, errors.New("load clip has no frames")
 	}
 	return c, nil
+}
+
+// parseBitrate reads "4M", "500k" or "250000" as bits per second.
+func parseBitrate(s string) (int, error) {
+	mult := 1
+	switch {
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1_000_000, strings.TrimSuffix(s, "M")
+	case strings.HasSuffix(s, "k"):
+		mult, s = 1_000, strings.TrimSuffix(s, "k")
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v <= 0 || v*float64(mult) > 100e6 {
+		return 0, fmt.Errorf("bitrate %q: want e.g. 4M or 500k", s)
+	}
+	return int(v * float64(mult)), nil
 }
 
 // eachPacket hands write picture i's packets, stamped for their place in

@@ -146,7 +146,7 @@ func loadSetup(b *testing.B, bitrate string) (string, *Clip) {
 	if out, err := exec.Command("go", "build", "-o", bin, "camvault/cmd/camvault").CombinedOutput(); err != nil {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
-	clip, err := MakeClip(work, 4, bitrate)
+	clip, err := MakeClip(4, bitrate)
 	if err != nil {
 		b.Fatal(err)
 	}

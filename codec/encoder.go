@@ -27,6 +27,11 @@ type H264Config struct {
 	CRF       int    // x264 constant rate factor, when Bitrate is 0
 	Preset    string // x264 preset, e.g. "veryfast"
 	Threads   int    // 0: FFmpeg/x264 choose from the cores
+	// GOP is the keyframe interval in frames; 0 leaves x264's default.
+	GOP int
+	// CapRate holds the rate to Bitrate over a one-second buffer, as a
+	// camera's encoder does for its uplink.
+	CapRate bool
 }
 
 // NewH264Encoder opens libx264 for yuv420p pictures. The parameter sets
@@ -79,6 +84,13 @@ func NewH264Encoder(cfg H264Config) (_ *Encoder, err error) {
 		preset = "veryfast"
 	}
 	options := [][2]string{{"preset", preset}, {"bf", "0"}}
+	if cfg.GOP > 0 {
+		e.cc.SetGopSize(cfg.GOP)
+		options = append(options, [2]string{"sc_threshold", "0"}) // keyframes on the interval only
+	}
+	if cfg.CapRate && cfg.Bitrate > 0 {
+		options = append(options, [2]string{"maxrate", strconv.Itoa(cfg.Bitrate)}, [2]string{"bufsize", strconv.Itoa(cfg.Bitrate)})
+	}
 	if cfg.Bitrate == 0 {
 		options = append(options, [2]string{"crf", strconv.Itoa(cfg.CRF)})
 	}

@@ -23,7 +23,7 @@ func TestWHIPPublishExport(t *testing.T) {
 	data, secrets := setupData(t, "cam1")
 	s := newServer(t, data)
 	const seconds = 6
-	c, err := bench.MakeClip(t.TempDir(), seconds, "2M")
+	c, err := bench.MakeClip(seconds, "2M")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,10 +69,9 @@ func TestWHIPPublishExport(t *testing.T) {
 // A WebRTC camera that drops off and comes back within the grace window
 // continues its incident, like an RTSP one; the manifest records the gap.
 func TestWHIPReconnectContinuesIncident(t *testing.T) {
-	requireTool(t, "ffmpeg")
 	data, secrets := setupData(t, "cam1")
 	s := newServer(t, data)
-	c, err := bench.MakeClip(t.TempDir(), 4, "1M")
+	c, err := bench.MakeClip(4, "1M")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +104,7 @@ func TestWHIPUnrepairedLossIsAGapRecord(t *testing.T) {
 	requireTool(t, "ffmpeg")
 	data, secrets := setupData(t, "cam1")
 	s := newServer(t, data)
-	c, err := bench.MakeClip(t.TempDir(), 6, "2M")
+	c, err := bench.MakeClip(6, "2M")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,12 +62,7 @@ func cmdSimulate(args []string, stdout, stderr io.Writer) error {
 	if len(cams) == 0 {
 		return usagef("no cameras to simulate")
 	}
-	work, err := os.MkdirTemp("", "camvault-sim")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(work)
-	clip, err := bench.MakeClip(work, 4, *bitrate)
+	clip, err := bench.MakeClip(4, *bitrate)
 	if err != nil {
 		return err
 	}

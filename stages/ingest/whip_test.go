@@ -17,7 +17,6 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"camvault/bench"
-	"camvault/internal/testenv"
 	"camvault/media"
 	"camvault/stages/ingest"
 )
@@ -109,16 +108,7 @@ var (
 
 func testClip(t *testing.T) *bench.Clip {
 	t.Helper()
-	testenv.Require(t, "ffmpeg")
-	clipOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "whipclip")
-		if err != nil {
-			clipErr = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		clip, clipErr = bench.MakeClip(dir, 4, "2M")
-	})
+	clipOnce.Do(func() { clip, clipErr = bench.MakeClip(4, "2M") })
 	if clipErr != nil {
 		t.Fatal(clipErr)
 	}
@@ -531,7 +521,6 @@ func offerFromPion(t *testing.T) string {
 	}
 	return offer.SDP
 }
-
 
 // Trickled candidates are taken on the session resource; an ICE restart
 // and another camera's bearer are refused; DELETE ends the session.
