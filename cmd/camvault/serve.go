@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/asticode/go-astiav"
+
 	"camvault/incident"
 	"camvault/server"
 	"camvault/storage"
@@ -52,6 +54,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usagef("--log-level: %v", err)
+	}
+	if *transcodeWorkers != 0 {
+		astiav.SetLogLevel(astiav.LogLevelError) // x264's per-proxy statistics would flood the log
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	alerts, err := af.config()
