@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -56,6 +57,7 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) {
 			return nil
 		}
 		if err := st.event(a); err != nil {
+			s.writeFailed(err, who, after)
 			return err
 		}
 		s.metrics.delivery.WithLabelValues("sse").Observe(s.cfg.Now().Sub(a.At).Seconds())
@@ -106,10 +108,20 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-beat.C:
-			if st.write(": ping\n\n") != nil {
+			if err := st.write(": ping\n\n"); err != nil {
+				s.writeFailed(err, who, after)
 				return
 			}
 		}
+	}
+}
+
+// writeFailed counts a client whose socket stopped taking events as a
+// slow client dropped (a client that went away is not).
+func (s *Service) writeFailed(err error, who Principal, after int64) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		s.metrics.sseDropped.Inc()
+		s.log.Warn("sse: client stopped reading, disconnected (it resumes with Last-Event-ID)", "who", who.Name, "at_id", after)
 	}
 }
 
