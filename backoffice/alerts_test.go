@@ -314,7 +314,9 @@ func metric(t *testing.T, n *node, name string) *dto.Metric {
 	return nil
 }
 
-func gauge(t *testing.T, n *node, name string) float64 { return metric(t, n, name).GetGauge().GetValue() }
+func gauge(t *testing.T, n *node, name string) float64 {
+	return metric(t, n, name).GetGauge().GetValue()
+}
 
 func counter(t *testing.T, n *node, name string) float64 {
 	return metric(t, n, name).GetCounter().GetValue()
