@@ -88,19 +88,27 @@ func startNode(t testing.TB, data, secret string, cfg backoffice.Config) *node {
 	n.srv = srv
 	t.Cleanup(func() { n.close(t) })
 	if secret == "" {
-		pepper, err := keys.LoadPepper(keys.Dir(data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n.secret, err = ingest.NewSecret(); err != nil {
-			t.Fatal(err)
-		}
-		if err := srv.Catalog.AddCamera(context.Background(), catalog.Camera{ID: camID, Officer: "officer one",
-			SecretMAC: ingest.SecretMAC(pepper, n.secret), CreatedAt: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
+		n.secret = n.addCamera(t, camID, "officer one")
 	}
 	return n
+}
+
+// addCamera registers a camera and returns its secret.
+func (n *node) addCamera(t testing.TB, id, officer string) string {
+	t.Helper()
+	pepper, err := keys.LoadPepper(keys.Dir(n.data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := ingest.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.srv.Catalog.AddCamera(context.Background(), catalog.Camera{ID: id, Officer: officer,
+		SecretMAC: ingest.SecretMAC(pepper, secret), CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	return secret
 }
 
 func (n *node) close(t testing.TB) {
@@ -214,11 +222,17 @@ func testClip(t testing.TB) *clip {
 // first keyframe was handed to the socket.
 func (n *node) publish(t testing.TB, c *clip, frames int) (firstKeyframe time.Time) {
 	t.Helper()
+	return n.publishAs(t, camID, n.secret, c, frames)
+}
+
+// publishAs is publish as another camera.
+func (n *node) publishAs(t testing.TB, cam, secret string, c *clip, frames int) (firstKeyframe time.Time) {
+	t.Helper()
 	f := &format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: c.sps, PPS: c.pps}
 	medi := &description.Media{Type: description.MediaTypeVideo, Formats: []format.Format{f}}
 	tcp := gortsplib.TransportTCP
 	cl := &gortsplib.Client{Transport: &tcp}
-	if err := cl.StartRecording(fmt.Sprintf("rtsp://%s:%s@%s/%s", camID, n.secret, n.rtsp, camID),
+	if err := cl.StartRecording(fmt.Sprintf("rtsp://%s:%s@%s/%s", cam, secret, n.rtsp, cam),
 		&description.Session{Medias: []*description.Media{medi}}); err != nil {
 		t.Fatalf("rtsp publish: %v", err)
 	}
