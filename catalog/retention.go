@@ -277,6 +277,18 @@ func appendAudit(ctx context.Context, tx *sql.Tx, at time.Time, actor, action, i
 	return err
 }
 
+// AddAudit appends one record to the audit trail on its own (a footage
+// view, say); changes that are audited together with what they change use
+// appendAudit inside their own transaction.
+func (c *Catalog) AddAudit(ctx context.Context, at time.Time, actor, action, incident string, details map[string]any) error {
+	if actor == "" || action == "" {
+		return errors.New("an audit record needs who and what")
+	}
+	return c.tx(ctx, func(tx *sql.Tx) error {
+		return appendAudit(ctx, tx, at, actor, action, incident, details)
+	})
+}
+
 // AuditLines returns the audit trail's records as stored, oldest first.
 func (c *Catalog) AuditLines(ctx context.Context) ([][]byte, error) {
 	return c.lines(ctx, `SELECT line FROM audit ORDER BY id`)

@@ -32,6 +32,9 @@ commands:
                                      refuse a camera / give it a new secret (printed once)
   incidents [--json]                 list incidents
   alerts [--json] [--after ID]       the alert outbox: warnings, incidents started and ended, holds, deletions
+  audit                              the audit trail (JSON lines, hash-chained)
+  review INCIDENT --seq N --identity FILE --reason TEXT [--by NAME]
+                                     one segment's review proxy to stdout (| ffplay -); made on demand if none was stored
   export INCIDENT --identity FILE --out DIR
                                      verify and write an export bundle for the police
   verify DIR|INCIDENT [--identity FILE] [--pubkey FILE]
@@ -70,6 +73,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdIncidents(rest, stdout, stderr)
 	case "alerts":
 		err = cmdAlerts(rest, stdout, stderr)
+	case "review":
+		err = cmdReview(rest, stdout, stderr)
+	case "audit":
+		err = cmdAudit(rest, stdout, stderr)
 	case "export":
 		err = cmdExport(rest, stdout, stderr)
 	case "verify":
