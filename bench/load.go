@@ -244,7 +244,10 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	rtspPort, httpPort, whipPort, icePort := freePort(), freePort(), freePort(), freePort()
 	srv := exec.Command(cfg.Binary, "serve", "--data", data, "--no-demo", "--rtsp-rtp", "", "--rtsp-rtcp", "",
 		"--rtsp", fmt.Sprintf("127.0.0.1:%d", rtspPort), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--log-level", "warn",
-		"--whip", fmt.Sprintf("127.0.0.1:%d", whipPort), "--ice-udp", fmt.Sprintf("127.0.0.1:%d", icePort))
+		"--whip", fmt.Sprintf("127.0.0.1:%d", whipPort), "--ice-udp", fmt.Sprintf("127.0.0.1:%d", icePort),
+		// Originals only: what ingest → seal → store sustains (transcoding
+		// has its own benchmark, and sheds under load by design).
+		"--transcode-workers", "0")
 	srv.Args = append(srv.Args, cfg.ServerArgs...)
 	srv.Env = append(os.Environ(), cfg.Env...)
 	stdout, _ := srv.StdoutPipe()

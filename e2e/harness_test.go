@@ -155,7 +155,10 @@ func (s *server) start() {
 		"--http", fmt.Sprintf("127.0.0.1:%d", s.httpPort),
 		"--whip", fmt.Sprintf("127.0.0.1:%d", s.whipPort),
 		"--ice-udp", fmt.Sprintf("127.0.0.1:%d", s.icePort),
-		"--segment", "2s", "--read-timeout", "5s", "--log-level", "debug"}, s.extra...)
+		"--segment", "2s", "--read-timeout", "5s", "--log-level", "debug",
+		// Proxies only where a test asks for them (the flag may be given
+		// again in extra): they cost CPU every other test does not need.
+		"--transcode-workers", "0"}, s.extra...)
 	s.cmd = exec.Command(camvaultBin, args...)
 	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {

@@ -40,7 +40,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	grace := fl.Duration("grace", 60*time.Second, "a reconnect within this continues the incident")
 	readTimeout := fl.Duration("read-timeout", 10*time.Second, "end a stream silent this long")
 	sweepEvery := fl.Duration("sweep-every", 10*time.Minute, "how often the retention sweeper runs")
-	transcodeWorkers := fl.Int("transcode-workers", 0, "review proxies and thumbnails at ingest with N low-priority threads (-1: cores-1; 0: off)")
+	transcodeWorkers := fl.Int("transcode-workers", -1, "review proxies and thumbnails at ingest with N low-priority threads (-1: cores-1, at least 1; 0: off)")
 	sf := addStoreFlags(fl)
 	af := addAlertFlags(fl)
 	noDemo := fl.Bool("no-demo", false, "do not create the demo camera on first start")
