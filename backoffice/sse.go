@@ -29,13 +29,17 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	// Subscribe before reading history: what is committed after `live`
+	if s.ctx == nil || s.ctx.Err() != nil {
+		http.Error(w, "alert delivery is not running", http.StatusServiceUnavailable)
+		return
+	}
+	// Subscribe before reading history: what is committed after `from`
 	// arrives on the subscription, what is before it is read from the
 	// catalog, and nothing falls between.
-	sub, live := s.hub.subscribe(s.cfg.ClientBuffer)
+	sub, from := s.hub.subscribe(s.cfg.ClientBuffer)
 	defer s.hub.unsubscribe(sub)
-	if !resume || after > live {
-		after = live
+	if !resume || after > from {
+		after = from
 	}
 	s.metrics.sseClients.Inc()
 	defer s.metrics.sseClients.Dec()
@@ -51,6 +55,7 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) {
 	if st.write("retry: 2000\n: camvault alerts for "+sanitize(who.Name)+" ("+string(who.Role)+")\n\n") != nil {
 		return
 	}
+	live := false // history replayed from the catalog is not counted as delivery latency
 	send := func(a catalog.Alert) error {
 		after = a.ID
 		if !MayReceive(who.Role, a.Type) {
@@ -60,11 +65,13 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) {
 			s.writeFailed(err, who, after)
 			return err
 		}
-		s.metrics.delivery.WithLabelValues("sse").Observe(s.cfg.Now().Sub(a.At).Seconds())
+		if live {
+			s.metrics.delivery.WithLabelValues("sse").Observe(s.cfg.Now().Sub(a.At).Seconds())
+		}
 		return nil
 	}
-	for after < live {
-		if s.ctx == nil || s.ctx.Err() != nil || r.Context().Err() != nil {
+	for after < from {
+		if s.ctx.Err() != nil || r.Context().Err() != nil {
 			return
 		}
 		page, err := s.store.AlertsAfter(r.Context(), after, pageSize)
@@ -76,17 +83,18 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		for _, a := range page {
-			if a.ID > live {
+			if a.ID > from {
 				break
 			}
 			if send(a) != nil {
 				return
 			}
 		}
-		if page[len(page)-1].ID >= live {
+		if page[len(page)-1].ID >= from {
 			break
 		}
 	}
+	live = true
 	beat := time.NewTicker(s.cfg.Heartbeat)
 	defer beat.Stop()
 	for {
