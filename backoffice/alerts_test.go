@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -123,6 +124,19 @@ func TestEventsSSE(t *testing.T) {
 	}
 	if ev := carol.next(t, 5*time.Second); ev.Type != "hold.placed" || ev.ID != hold.ID {
 		t.Fatalf("operator got %+v after the incident", ev)
+	}
+	// Another process writing the outbox (the CLI, a sweep): its alerts
+	// are picked up too.
+	other, err := catalog.Open(filepath.Join(n.data, "catalog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.AddAlert(context.Background(), "retention.deleted", camID, started.Incident, time.Now(), map[string]any{"chunks": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := bob.next(t, 5*time.Second); ev.Type != "retention.deleted" || ev.ID != hold.ID+1 {
+		t.Fatalf("auditor got %+v from another writer", ev)
 	}
 	if carol.pingCount() == 0 {
 		t.Fatal("no heartbeat comment on an idle stream")
