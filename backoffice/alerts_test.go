@@ -265,7 +265,10 @@ func TestWebhookDownAcrossRestart(t *testing.T) {
 // TestSlowClient: a client that stops reading is disconnected and never
 // delays another client.
 func TestSlowClient(t *testing.T) {
-	n := startNode(t, dataDir(t), "", backoffice.Config{ClientBuffer: 64, WriteTimeout: 500 * time.Millisecond})
+	// The queue holds every alert of the test, so the fast client can never
+	// be cut off for a burst; the slow one goes when its socket stays full
+	// past the write timeout (overflow is TestHubFanOut's).
+	n := startNode(t, dataDir(t), "", backoffice.Config{ClientBuffer: 256, WriteTimeout: 500 * time.Millisecond})
 	// The slow client: a tiny receive buffer, and it never reads.
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
