@@ -337,6 +337,11 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	if v, err := scrapeGauge(httpPort, "go_memstats_heap_inuse_bytes"); err == nil {
 		res.HeapInuseMiB = v / (1 << 20)
 	}
+	if qs, err := latencyQuantiles(httpPort, "camvault_incident_started_alert_seconds", 0.99); err == nil {
+		res.AlertP99 = qs[0]
+	} else {
+		res.Errors = append(res.Errors, "alert latency: "+err.Error())
+	}
 	if qs, err := latencyQuantiles(httpPort, "camvault_ingest_to_durable_seconds", 0.5, 0.95, 0.99); err == nil {
 		res.P50, res.P95, res.P99 = qs[0], qs[1], qs[2]
 	} else {
@@ -354,11 +359,6 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	durable, err := durableSamples(cfg.Binary, data)
 	if err != nil {
 		return nil, err
-	}
-	if qs, err := latencyQuantiles(httpPort, "camvault_incident_started_alert_seconds", 0.99); err == nil {
-		res.AlertP99 = qs[0]
-	} else {
-		res.Errors = append(res.Errors, "alert latency: "+err.Error())
 	}
 	if res.StoredBytes, err = dirBytes(filepath.Join(data, "chunks")); err != nil {
 		return nil, err

@@ -120,5 +120,10 @@ func commit() string {
 			}
 		}
 	}
-	return ""
+	// `go run` does not stamp the revision; ask git, where there is one.
+	out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
 }
