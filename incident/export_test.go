@@ -2,9 +2,6 @@ package incident
 
 import (
 	"bytes"
-	"context"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,14 +14,11 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
-	"camvault/catalog"
 	"camvault/codec"
 	"camvault/evidence"
 	"camvault/internal/testenv"
-	"camvault/keys"
 	"camvault/media"
 	"camvault/stages/ingest"
-	"camvault/storage/fs"
 )
 
 // TestH264AACExportIsTheCamerasBytes: a camera that sends H.264 and AAC
@@ -78,45 +72,8 @@ func TestH264AACExportIsTheCamerasBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx := context.Background()
-	data := t.TempDir()
-	keyDir := keys.Dir(data)
-	if err := keys.Generate(keyDir); err != nil {
-		t.Fatal(err)
-	}
-	recipients, err := keys.LoadRecipients(keyDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := keys.LoadSigner(keyDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := keys.LoadIdentity(filepath.Join(keyDir, keys.IdentityFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := keys.LoadNodePublic(filepath.Join(keyDir, keys.NodePubFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := catalog.Open(filepath.Join(data, "catalog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
-	st, err := fs.Open(filepath.Join(data, "chunks"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := cat.AddCamera(ctx, catalog.Camera{ID: "cam-h264", Officer: "officer", SecretMAC: []byte("mac"), CreatedAt: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	rec, err := New(Config{}, cat, st, recipients, signer, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRig(t, Config{}, "cam-h264")
+	ctx, data, cat, st, rec, ids, pub := r.ctx, r.data, r.cat, r.st, r.rec, r.ids, r.pub
 	sess, err := rec.StartSession(ctx, ingest.Camera{ID: "cam-h264", Officer: "officer"}, []media.Track{
 		{ID: 0, Codec: media.CodecH264, ClockRate: 90000, SPS: sps, PPS: pps},
 		{ID: 1, Codec: media.CodecAAC, ClockRate: 48000, AudioConfig: conf},

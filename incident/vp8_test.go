@@ -2,13 +2,10 @@ package incident
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,15 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"camvault/catalog"
 	"camvault/codec"
 	"camvault/evidence"
 	"camvault/internal/testenv"
-	"camvault/keys"
 	"camvault/media"
 	"camvault/stages/ingest"
 	"camvault/stages/seal"
-	"camvault/storage/fs"
 )
 
 // vp8Clip is a camera's VP8 pictures and Opus frames, made by the ffmpeg
@@ -158,45 +152,8 @@ func (c *vp8Clip) units() []*media.AccessUnit {
 // originals; tampering is still caught.
 func TestVP8SessionExportedAsH264AAC(t *testing.T) {
 	c := makeVP8Clip(t)
-	ctx := context.Background()
-	data := t.TempDir()
-	keyDir := keys.Dir(data)
-	if err := keys.Generate(keyDir); err != nil {
-		t.Fatal(err)
-	}
-	recipients, err := keys.LoadRecipients(keyDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := keys.LoadSigner(keyDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := keys.LoadIdentity(filepath.Join(keyDir, keys.IdentityFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := keys.LoadNodePublic(filepath.Join(keyDir, keys.NodePubFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := catalog.Open(filepath.Join(data, "catalog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
-	st, err := fs.Open(filepath.Join(data, "chunks"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := cat.AddCamera(ctx, catalog.Camera{ID: "cam-vp8", Officer: "officer", SecretMAC: []byte("mac"), CreatedAt: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	rec, err := New(Config{}, cat, st, recipients, signer, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRig(t, Config{}, "cam-vp8")
+	ctx, data, cat, st, rec, ids, pub := r.ctx, r.data, r.cat, r.st, r.rec, r.ids, r.pub
 
 	// What a WebRTC camera announces: codecs and clocks, no picture size.
 	tracks := []media.Track{
