@@ -20,10 +20,13 @@ var ErrUnauthorized = errors.New("backoffice: not authenticated")
 type Principal struct {
 	Name string
 	Role Role
+	// csrf and session are set for a login session (cookie): its CSRF
+	// token and its id's digest (hex). Bearer tokens have neither.
+	csrf, session string
 }
 
-// Authorizer tells who made a request. The API-token file implements it
-// today; the staff system (sessions, stored tokens) plugs in here later.
+// Authorizer tells who made a request: the API-token file, and the staff
+// accounts in the catalog (stored API tokens and login sessions).
 type Authorizer interface {
 	Authenticate(r *http.Request) (Principal, error)
 }

@@ -51,10 +51,10 @@ bob   auditor  tok-bob-0123456789abc
 		}
 		return r
 	}
-	if who, err := tk.Authenticate(req("Bearer tok-bob-0123456789abc")); err != nil || who != (Principal{"bob", RoleAuditor}) {
+	if who, err := tk.Authenticate(req("Bearer tok-bob-0123456789abc")); err != nil || who != (Principal{Name: "bob", Role: RoleAuditor}) {
 		t.Fatalf("bob: %+v, %v", who, err)
 	}
-	if who, err := tk.Authenticate(req("bearer tok-alice-0123456789")); err != nil || who != (Principal{"alice", RoleOperator}) {
+	if who, err := tk.Authenticate(req("bearer tok-alice-0123456789")); err != nil || who != (Principal{Name: "alice", Role: RoleOperator}) {
 		t.Fatalf("alice (lower-case scheme): %+v, %v", who, err)
 	}
 	for _, h := range []string{"", "Bearer ", "Bearer tok-alice-012345678", "Bearer tok-alice-0123456789x",

@@ -15,8 +15,21 @@ import (
 // Config of the backoffice's alert delivery. Zero values take the
 // defaults noted.
 type Config struct {
-	// Auth tells who makes a request; nil refuses every request (401).
+	// Auth tells who makes a request besides the staff accounts in Staff
+	// (e.g. an API-token file); with neither, every request is refused.
 	Auth Authorizer
+	// Staff is the catalog's staff accounts and sessions, and what the
+	// JSON API reads; nil: login, incidents, audit and users answer 503.
+	Staff StaffStore
+	// Holds places and releases legal holds; nil: those answer 503.
+	Holds Holds
+	// SessionIdle and SessionAbsolute end a login session after that long
+	// unused or after that long in all (defaults 12 h and 24 h).
+	SessionIdle, SessionAbsolute time.Duration
+	// LoginEvery and LoginBurst rate-limit logins per user name and per
+	// remote address (defaults one per 10 s after a burst of 5).
+	LoginEvery time.Duration
+	LoginBurst int
 	// Webhooks are the URLs every alert is POSTed to; WebhookSecret (at
 	// least 16 bytes) signs them and is required when there are any.
 	Webhooks      []string
@@ -58,6 +71,12 @@ type Service struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	hooks  []*webhook
+
+	auth                     Authorizer
+	staff                    StaffStore
+	holds                    Holds
+	loginByName, loginByAddr *limiter
+	routes                   []Route
 }
 
 type metrics struct {
@@ -101,8 +120,24 @@ func New(cfg Config, store Store, reg prometheus.Registerer, log *slog.Logger) (
 	if cfg.Transport == nil {
 		cfg.Transport = http.DefaultTransport
 	}
-	if cfg.Auth == nil {
-		cfg.Auth = refuseAll{}
+	if cfg.SessionIdle <= 0 {
+		cfg.SessionIdle = 12 * time.Hour
+	}
+	if cfg.SessionAbsolute <= 0 {
+		cfg.SessionAbsolute = 24 * time.Hour
+	}
+	if cfg.LoginEvery <= 0 {
+		cfg.LoginEvery = 10 * time.Second
+	}
+	if cfg.LoginBurst <= 0 {
+		cfg.LoginBurst = 5
+	}
+	var auth chain
+	if cfg.Staff != nil {
+		auth = append(auth, &staffAuth{store: cfg.Staff, now: cfg.Now, idle: cfg.SessionIdle, absolute: cfg.SessionAbsolute})
+	}
+	if cfg.Auth != nil {
+		auth = append(auth, cfg.Auth)
 	}
 	seen := map[string]bool{}
 	for _, u := range cfg.Webhooks {
@@ -118,6 +153,9 @@ func New(cfg Config, store Store, reg prometheus.Registerer, log *slog.Logger) (
 		return nil, errors.New("webhooks need a signing secret of at least 16 bytes (--webhook-secret-file)")
 	}
 	s := &Service{cfg: cfg, store: store, log: log, hub: newHub(store, cfg.Poll, log),
+		auth: auth, staff: cfg.Staff, holds: cfg.Holds,
+		loginByName: &limiter{every: cfg.LoginEvery, burst: cfg.LoginBurst},
+		loginByAddr: &limiter{every: cfg.LoginEvery, burst: cfg.LoginBurst},
 		// A redirect is not an acknowledgement: the alert stays queued.
 		client: &http.Client{Transport: cfg.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		metrics: metrics{
@@ -176,9 +214,11 @@ func (s *Service) Start(ctx context.Context) error {
 	return nil
 }
 
-// Register mounts the backoffice API on mux.
+// Register mounts the backoffice API on mux, every route through handle
+// with its action in the authorisation matrix.
 func (s *Service) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/v1/events", s.serveEvents)
+	s.handle(mux, "GET /api/v1/events", ActionAlertsRead, s.serveEvents)
+	s.staffRoutes(mux)
 }
 
 // Close stops the poller (ending every SSE stream) and the webhooks; an
@@ -190,7 +230,3 @@ func (s *Service) Close() {
 	s.cancel()
 	s.wg.Wait()
 }
-
-type refuseAll struct{}
-
-func (refuseAll) Authenticate(*http.Request) (Principal, error) { return Principal{}, ErrUnauthorized }

@@ -181,7 +181,9 @@ func (s *Server) open() error {
 	if udpRTP == "" || udpRTCP == "" {
 		udpRTP, udpRTCP = "", ""
 	}
-	if s.Backoffice, err = backoffice.New(s.cfg.Alerts, s.Catalog, s.Registry, s.log); err != nil {
+	alerts := s.cfg.Alerts
+	alerts.Staff, alerts.Holds = s.Catalog, holdKeeper{s.Catalog, s.Store}
+	if s.Backoffice, err = backoffice.New(alerts, s.Catalog, s.Registry, s.log); err != nil {
 		return err
 	}
 	auth := &ingest.PepperAuth{Cameras: s.Catalog, Pepper: pepper}
@@ -294,4 +296,19 @@ type cameraEvents struct{ cat *catalog.Catalog }
 func (e cameraEvents) CameraEvent(ctx context.Context, cam ingest.Camera, typ string, at time.Time, data map[string]any) error {
 	data["officer"] = cam.Officer
 	return e.cat.AddAlert(ctx, typ, cam.ID, "", at, data)
+}
+
+// holdKeeper places and releases holds from the backoffice the way `camvault
+// hold` does: in the catalog and on the chunk store's object locks.
+type holdKeeper struct {
+	cat   *catalog.Catalog
+	store storage.ChunkStore
+}
+
+func (h holdKeeper) PlaceHold(ctx context.Context, hold catalog.Hold) error {
+	return retention.PlaceHold(ctx, h.cat, h.store, hold)
+}
+
+func (h holdKeeper) ReleaseHold(ctx context.Context, incident, by, reason string, now time.Time) error {
+	return retention.ReleaseHold(ctx, h.cat, h.store, incident, by, reason, now)
 }

@@ -42,6 +42,10 @@ commands:
   hold place INCIDENT --reason TEXT --reference POLICE-REPORT-NO [--by NAME]
   hold release INCIDENT --reason TEXT [--by NAME]
                                      suspend or restore deletion of an incident
+  user add NAME --role ROLE [--password-env VAR] [--by NAME]
+                                     add a staff account (password: stdin's first line or VAR); prints its API token
+  user disable NAME | passwd NAME | token NAME | revoke-token NAME | list [--json]
+                                     disable, reset the password, issue another token, revoke every token, list
   retention sweep [--dry-run]        delete what is past its deadline and not held
   retention extend INCIDENT --category complaint --reason TEXT
                                      lengthen an incident's retention (never shortens)
@@ -83,6 +87,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdVerify(rest, stdout, stderr)
 	case "hold":
 		err = cmdHold(rest, stdout, stderr)
+	case "user":
+		err = cmdUser(rest, stdout, stderr)
 	case "retention":
 		err = cmdRetention(rest, stdout, stderr)
 	case "bench":

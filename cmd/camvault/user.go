@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"camvault/backoffice"
+	"camvault/catalog"
+)
+
+// stdin is where `user add` and `user passwd` read a password; a
+// variable so tests can feed it.
+var stdin io.Reader = os.Stdin
+
+func cmdUser(args []string, stdout, stderr io.Writer) error {
+	fl, data := newFlags("user", stderr)
+	role := fl.String("role", "", "add: operator, reviewer, admin or auditor")
+	pwEnv := fl.String("password-env", "", "add, passwd: read the password from this environment variable instead of stdin's first line")
+	by := fl.String("by", "", "who makes the change, for the audit trail (default: the OS user)")
+	asJSON := fl.Bool("json", false, "list: JSON")
+	pos, err := parseInterspersed(fl, args)
+	if err != nil {
+		return err
+	}
+	const use = "usage: camvault user add NAME --role ROLE | disable NAME | passwd NAME | token NAME | revoke-token NAME | list [--json]"
+	if len(pos) == 0 || (pos[0] == "list") != (len(pos) == 1) || len(pos) > 2 {
+		return usagef(use)
+	}
+	cmd, name := pos[0], ""
+	if len(pos) == 2 {
+		name = pos[1]
+		if !validName(name) {
+			return usagef("user name %q: use 1-64 letters, digits, '.', '_', '-' or '@'", name)
+		}
+	}
+	var r backoffice.Role
+	switch cmd {
+	case "add":
+		if r, err = backoffice.ParseRole(*role); err != nil {
+			return usagef("user add: --role: %v", err)
+		}
+	case "disable", "passwd", "token", "revoke-token", "list":
+	default:
+		return usagef(use)
+	}
+	var hash string
+	if cmd == "add" || cmd == "passwd" {
+		pw, err := readPassword(*pwEnv)
+		if err != nil {
+			return err
+		}
+		if hash, err = backoffice.HashPassword(pw); err != nil {
+			return usagef("%v", err)
+		}
+	}
+	cat, err := openCatalog(*data)
+	if err != nil {
+		return err
+	}
+	defer cat.Close()
+	ctx, now, who := context.Background(), time.Now(), actor(*by)
+	switch cmd {
+	case "add":
+		tok, digest := backoffice.NewSecret()
+		if err := cat.AddStaff(ctx, catalog.StaffUser{Name: name, Role: string(r), PasswordHash: hash}, digest, who, now); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, tok)
+		fmt.Fprintf(stderr, "user %s (%s) added; the API token above is shown only once\n", name, r)
+	case "passwd":
+		if err := cat.SetStaffPassword(ctx, name, hash, who, now); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "password of %s changed; its sessions ended\n", name)
+	case "disable":
+		if err := cat.DisableStaff(ctx, name, who, now); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "user %s disabled: its sessions and tokens no longer work\n", name)
+	case "token":
+		tok, digest := backoffice.NewSecret()
+		if err := cat.AddStaffToken(ctx, name, digest, who, now); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, tok)
+		fmt.Fprintf(stderr, "another API token for %s; shown only once\n", name)
+	case "revoke-token":
+		if err := cat.RevokeStaffTokens(ctx, name, who, now); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "every API token of %s revoked\n", name)
+	case "list":
+		users, err := cat.StaffList(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			if users == nil {
+				users = []catalog.StaffUser{}
+			}
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(users)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tROLE\tSTATE\tCHANGED")
+		for _, u := range users {
+			state := "enabled"
+			if u.Disabled {
+				state = "disabled"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Name, u.Role, state, u.ChangedAt.Format(time.RFC3339))
+		}
+		return tw.Flush()
+	}
+	return nil
+}
+
+// readPassword takes the password from the environment variable named,
+// or stdin's first line; it never prompts.
+func readPassword(env string) (string, error) {
+	if env != "" {
+		pw, ok := os.LookupEnv(env)
+		if !ok {
+			return "", usagef("--password-env %s: the variable is not set", env)
+		}
+		return pw, nil
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password from stdin: %w", err)
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._-@", c)) {
+			return false
+		}
+	}
+	return true
+}
