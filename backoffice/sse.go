@@ -110,6 +110,11 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request, who Princi
 				return
 			}
 		case <-beat.C:
+			// A user disabled (or a token revoked) meanwhile loses the
+			// stream within a heartbeat.
+			if now, err := s.auth.Authenticate(r); err != nil || now.Role != who.Role {
+				return
+			}
 			if err := st.write(": ping\n\n"); err != nil {
 				s.writeFailed(err, who, after)
 				return

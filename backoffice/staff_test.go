@@ -365,3 +365,23 @@ func TestPasswordHash(t *testing.T) {
 		}
 	}
 }
+
+// TestDisabledUserLosesStream: an open alert stream of a user who is then
+// disabled ends within a heartbeat.
+func TestDisabledUserLosesStream(t *testing.T) {
+	n := startNode(t, dataDir(t), "", backoffice.Config{Heartbeat: 50 * time.Millisecond})
+	tok := addStaff(t, n, "op3", backoffice.RoleOperator)
+	c, code := dialSSE(t, n.eventsURL(), tok, "")
+	if code != http.StatusOK {
+		t.Fatalf("events: %d", code)
+	}
+	waitFor(t, 5*time.Second, "a heartbeat", func() bool { return c.pingCount() > 0 })
+	if err := n.srv.Catalog.DisableStaff(context.Background(), "op3", "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream of a disabled user is still open")
+	}
+}
