@@ -28,6 +28,7 @@ type StaffStore interface {
 	AddStaffSession(ctx context.Context, digest []byte, name, csrf string, now time.Time) error
 	StaffBySession(ctx context.Context, digest []byte, now time.Time, idle, absolute time.Duration) (catalog.StaffUser, string, error)
 	EndStaffSession(ctx context.Context, digest []byte) error
+	PruneStaffSessions(ctx context.Context, now time.Time, idle, absolute time.Duration) (int64, error)
 	AddAudit(ctx context.Context, at time.Time, actor, action, incident string, details map[string]any) error
 	Incidents(ctx context.Context) ([]catalog.Incident, error)
 	AuditLines(ctx context.Context) ([][]byte, error)
@@ -222,6 +223,10 @@ func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request, _ Principal
 	if err != nil {
 		fail("no valid role")
 		return
+	}
+	// Sessions that expired unused are swept here, where new ones appear.
+	if _, err := s.staff.PruneStaffSessions(ctx, now, s.cfg.SessionIdle, s.cfg.SessionAbsolute); err != nil {
+		s.log.Error("prune sessions", "err", err)
 	}
 	id, digest := NewSecret()
 	csrf, _ := NewSecret()

@@ -209,6 +209,16 @@ func (c *Catalog) StaffBySession(ctx context.Context, digest []byte, now time.Ti
 	return u, csrf, err
 }
 
+// PruneStaffSessions deletes every session expired as of now, so
+// abandoned sessions do not pile up; it returns how many.
+func (c *Catalog) PruneStaffSessions(ctx context.Context, now time.Time, idle, absolute time.Duration) (int64, error) {
+	res, err := c.db.ExecContext(ctx, `DELETE FROM staff_sessions WHERE seen_at < ? OR created_at < ?`, ts(now.Add(-idle)), ts(now.Add(-absolute)))
+	if err != nil {
+		return 0, fmt.Errorf("prune sessions: %w", err)
+	}
+	return res.RowsAffected()
+}
+
 // EndStaffSession deletes one session (logout).
 func (c *Catalog) EndStaffSession(ctx context.Context, digest []byte) error {
 	_, err := c.db.ExecContext(ctx, `DELETE FROM staff_sessions WHERE digest = ?`, digest)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +44,17 @@ func TestStaffSessions(t *testing.T) {
 	}
 	if _, _, err := c.StaffBySession(ctx, dig("s2"), t0.Add(idle+time.Second), idle, abs); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("idle too long: %v", err)
+	}
+	for i, at := range []time.Time{t0, t0.Add(-2 * idle)} {
+		if err := c.AddStaffSession(ctx, dig(fmt.Sprint("p", i)), "ann", "c", at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := c.PruneStaffSessions(ctx, t0, idle, abs); err != nil || n != 1 {
+		t.Fatalf("prune: %d %v, want the one idle session", n, err)
+	}
+	if _, _, err := c.StaffBySession(ctx, dig("p0"), t0, idle, abs); err != nil {
+		t.Fatalf("a live session was pruned: %v", err)
 	}
 	for i, end := range []func() error{
 		func() error { return c.EndStaffSession(ctx, dig("s3")) },
