@@ -149,12 +149,7 @@ func cmdIncidents(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *asJSON {
-		if list == nil {
-			list = []catalog.Incident{}
-		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(list)
+		return writeJSON(stdout, orEmpty(list))
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "INCIDENT\tCAMERA\tOFFICER\tSTARTED\tSTATUS\tCHUNKS\tBYTES\tDELETE AFTER")
@@ -191,12 +186,7 @@ func cmdAlerts(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *asJSON {
-		if list == nil {
-			list = []catalog.Alert{}
-		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(list)
+		return writeJSON(stdout, orEmpty(list))
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tAT\tTYPE\tCAMERA\tINCIDENT\tDATA")

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -103,12 +102,7 @@ func cmdUser(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if *asJSON {
-			if users == nil {
-				users = []catalog.StaffUser{}
-			}
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(users)
+			return writeJSON(stdout, orEmpty(users))
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tROLE\tSTATE\tCHANGED")
