@@ -17,6 +17,12 @@ type memoryReader struct {
 	r *bytes.Reader
 }
 
+// FFmpeg's seek flags (libavformat/avio.h), which go-astiav passes through.
+const (
+	avseekSize  = 0x10000
+	avseekForce = 0x20000
+)
+
 func (m *memoryReader) read(b []byte) (int, error) {
 	if m.r == nil {
 		return 0, astiav.ErrEof

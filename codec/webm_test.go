@@ -2,7 +2,6 @@ package codec
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -498,57 +497,6 @@ func checkClusters(t *testing.T, seg *segment.Segment) {
 	}
 	if block[1] != 0 || block[2] != 0 {
 		t.Fatalf("segment %d: first block is %d ms into its cluster", seg.Seq, int16(uint16(block[1])<<8|uint16(block[2])))
-	}
-}
-
-func TestWebMRemuxExport(t *testing.T) {
-	c := loadVP8Clip(t)
-	aus := c.accessUnits()
-	init, segs, _ := recordClip(t, c, aus)
-	stored := append([]byte(nil), init...)
-	for _, seg := range segs {
-		stored = append(stored, seg.Data...)
-	}
-	out := filepath.Join(t.TempDir(), "incident.webm")
-	if err := (Remuxer{}).Remux(context.Background(), stored, out); err != nil {
-		t.Fatal(err)
-	}
-	// A file rather than a live stream: its header states the duration.
-	clipDur, _ := strconv.ParseFloat(strings.TrimSpace(probe(t, c.path, "format=duration")), 64)
-	dur, err := strconv.ParseFloat(strings.TrimSpace(probe(t, out, "format=duration")), 64)
-	if err != nil || dur < clipDur-0.1 || dur > clipDur+0.1 {
-		t.Fatalf("export lasts %q s (%v), the clip %.3f s", probe(t, out, "format=duration"), err, clipDur)
-	}
-	if got := probe(t, out, "stream=codec_name"); got != "vp8\nopus\n" {
-		t.Fatalf("export streams %q", got)
-	}
-	got, err := ReadPackets(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	samePackets(t, "export", got, c.kept(aus))
-	if a, b := frameHashes(t, out), frameHashes(t, c.path); !slicesEqual(a, b) {
-		t.Fatal("exported video differs from the clip")
-	}
-}
-
-func TestRemuxRefusesMismatchedContainer(t *testing.T) {
-	dir := t.TempDir()
-	webm := []byte{0x1a, 0x45, 0xdf, 0xa3, 0x80}
-	if err := (Remuxer{}).Remux(context.Background(), webm, filepath.Join(dir, "x.mp4")); err == nil || !strings.Contains(err.Error(), "needs a MP4 input") {
-		t.Fatalf("WebM remuxed into .mp4: %v", err)
-	}
-	if err := (Remuxer{}).Remux(context.Background(), []byte("\x00\x00\x00\x08ftyp"), filepath.Join(dir, "x.webm")); err == nil || !strings.Contains(err.Error(), "needs a WEBM input") {
-		t.Fatalf("MP4 remuxed into .webm: %v", err)
-	}
-	if err := (Remuxer{}).Remux(context.Background(), append(webm, "garbage"...), filepath.Join(dir, "y.webm")); err == nil {
-		t.Fatal("garbage after an EBML magic remuxed")
-	}
-	if _, err := ReadWebMPackets([]byte("not webm")); err == nil {
-		t.Fatal("ReadWebMPackets read garbage")
-	}
-	if _, err := ReadWebMPackets(append(webm, 1, 2, 3)); err == nil {
-		t.Fatal("ReadWebMPackets read a broken header")
 	}
 }
 
