@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,6 +21,10 @@ type SimCamera struct {
 type SimResult struct {
 	Camera string `json:"camera"`
 	Frames int64  `json:"frames"`
+	// Bytes is the video payload sent; SHA256 hashes the NAL units of
+	// every picture sent, in order, to compare with what was recorded.
+	Bytes  int64  `json:"bytes"`
+	SHA256 string `json:"sha256"`
 	Error  string `json:"error,omitempty"`
 }
 
@@ -88,7 +94,7 @@ func Simulate(ctx context.Context, clip *Clip, to SimTarget, cams []SimCamera, d
 				}
 				n += sent
 			}
-			out[i] = SimResult{Camera: c.ID, Frames: n}
+			out[i] = SimResult{Camera: c.ID, Frames: n, Bytes: clip.payloadBytes(n), SHA256: clip.sentHash(n)}
 			if err != nil {
 				out[i].Error = err.Error()
 			}
@@ -135,4 +141,16 @@ func refusedAsLive(err error) bool {
 		return st.Code == http.StatusConflict
 	}
 	return strings.Contains(err.Error(), ": 503 ")
+}
+
+// sentHash is the SHA-256 of the NAL units of the clip's first n pictures,
+// looped, in the order they were sent.
+func (c *Clip) sentHash(n int64) string {
+	h := sha256.New()
+	for i := int64(0); i < n; i++ {
+		for _, nalu := range c.NALUs[i%int64(len(c.NALUs))] {
+			h.Write(nalu)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

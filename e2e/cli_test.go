@@ -144,9 +144,16 @@ func TestSimulate(t *testing.T) {
 			var res []struct {
 				Camera string `json:"camera"`
 				Frames int64  `json:"frames"`
+				Bytes  int64  `json:"bytes"`
+				SHA256 string `json:"sha256"`
 			}
 			if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != 3 {
 				t.Fatalf("simulate output: %v\n%s", err, out)
+			}
+			for _, r := range res {
+				if r.Bytes < r.Frames*1000 || len(r.SHA256) != 64 {
+					t.Fatalf("%s reports %d bytes, hash %q for %d pictures", r.Camera, r.Bytes, r.SHA256, r.Frames)
+				}
 			}
 			sent := map[string]int64{}
 			for _, r := range res {
