@@ -197,32 +197,6 @@ func cmdAlerts(args []string, stdout, stderr io.Writer) error {
 	return tw.Flush()
 }
 
-// cmdAudit prints the audit trail, one JSON record per line, as stored
-// (each names the hash of the one before it).
-func cmdAudit(args []string, stdout, stderr io.Writer) error {
-	fl, data := newFlags("audit", stderr)
-	if pos, err := parseInterspersed(fl, args); err != nil {
-		return err
-	} else if len(pos) != 0 {
-		return usagef("audit takes no arguments")
-	}
-	cat, err := openCatalog(*data)
-	if err != nil {
-		return err
-	}
-	defer cat.Close()
-	lines, err := cat.AuditLines(context.Background())
-	if err != nil {
-		return err
-	}
-	for _, l := range lines {
-		if _, err := fmt.Fprintf(stdout, "%s\n", l); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func cmdExport(args []string, stdout, stderr io.Writer) error {
 	fl, data := newFlags("export", stderr)
 	identity := fl.String("identity", "", "backoffice identity file (required)")

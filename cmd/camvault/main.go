@@ -34,6 +34,9 @@ commands:
   incidents [--json]                 list incidents
   alerts [--json] [--after ID]       the alert outbox: warnings, incidents started and ended, holds, deletions
   audit                              the audit trail (JSON lines, hash-chained)
+  audit anchor                       sign the trail's head and anchor it in the chunk store (serve does it every minute)
+  audit verify [--pubkey FILE] [--json]
+                                     check the chain, every signed head and every anchored head; exit 1 if tampered
   review INCIDENT --seq N --identity FILE --reason TEXT [--by NAME]
                                      one segment's review proxy to stdout (| ffplay -); made on demand if none was stored
   export INCIDENT --identity FILE --out DIR
