@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"camvault/audit"
 	"camvault/backoffice"
 	"camvault/catalog"
 	"camvault/incident"
@@ -52,6 +53,10 @@ type Config struct {
 	// SweepEvery runs the retention sweeper this often; default 10 min,
 	// negative disables it.
 	SweepEvery time.Duration
+	// AuditAnchorEvery signs the audit trail's head and anchors it in the
+	// store this often when the trail grew (and always at Close); default
+	// 1 min, negative disables the periodic run.
+	AuditAnchorEvery time.Duration
 	// Store is the chunk store; nil means the fs store in DataDir/chunks.
 	// A store with a SelfTest method (s3) must pass it before ingest opens.
 	Store storage.ChunkStore
@@ -78,6 +83,7 @@ type Server struct {
 	http     *http.Server
 	httpAddr string
 	sweepers sync.WaitGroup
+	auditor  *audit.Anchorer
 	stop     context.CancelFunc
 
 	// Backoffice delivers alerts (SSE at /api/v1/events, webhooks).
@@ -165,6 +171,7 @@ func (s *Server) open() error {
 	if err != nil {
 		return err
 	}
+	s.auditor = &audit.Anchorer{Catalog: s.Catalog, Store: s.Store, Signer: signer, Now: time.Now}
 	c := &commit.Committer{Catalog: s.Catalog, Signer: signer, Now: time.Now, Anchors: s.Store}
 	for _, inc := range interrupted {
 		if err := c.Checkpoint(ctx, inc); err != nil {
@@ -228,6 +235,16 @@ func (s *Server) Start() error {
 			sw.Run(ctx, every)
 		}()
 	}
+	if every := s.cfg.AuditAnchorEvery; every >= 0 {
+		if every == 0 {
+			every = time.Minute
+		}
+		s.sweepers.Add(1)
+		go func() {
+			defer s.sweepers.Done()
+			s.auditor.Run(ctx, every, s.log)
+		}()
+	}
 	if s.cfg.HTTPAddress == "-" {
 		return nil
 	}
@@ -277,6 +294,12 @@ func (s *Server) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		s.http.Shutdown(ctx)
 		cancel()
+	}
+	if s.auditor != nil {
+		// The last logins and views before the stop get a signed head too.
+		if _, _, aerr := s.auditor.Anchor(context.Background()); aerr != nil {
+			s.log.Warn("audit head not anchored at shutdown", "err", aerr)
+		}
 	}
 	if c, ok := s.Store.(io.Closer); ok {
 		c.Close()
