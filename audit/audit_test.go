@@ -280,3 +280,40 @@ func hashOf(line []byte) string {
 	sum := sha256.Sum256(line)
 	return hex.EncodeToString(sum[:])
 }
+
+// TestRunAnchorsWhenTheTrailGrows: the periodic signer anchors a new head
+// once records were added, and nothing while the trail stays the same.
+func TestRunAnchorsWhenTheTrailGrows(t *testing.T) {
+	tr := newTrail(t, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tr.a.Run(ctx, 5*time.Millisecond, nil)
+	}()
+	defer func() { cancel(); <-done }()
+	time.Sleep(30 * time.Millisecond)
+	if heads, _ := tr.cat.AuditHeadLines(ctx); len(heads) != 1 {
+		t.Fatalf("%d heads without growth, want 1", len(heads))
+	}
+	if err := tr.cat.AddAudit(ctx, t0, "rita", "login", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		keys, err := tr.store.List(ctx, AnchorDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) == 2 && keys[1] == AnchorKey(3) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("anchors %v, want heads 2 and 3", keys)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if rep := tr.verify(t); !rep.OK() || rep.Covered != 3 || rep.Anchored != 2 || rep.CatalogHeads != 2 {
+		t.Fatalf("report %+v", rep)
+	}
+}
