@@ -489,9 +489,6 @@ func dropFirstSample(t *testing.T, seg []byte) []byte {
 // everything freed it grows by about 3 MiB (Go-side: the I/O context
 // callbacks go-astiav never forgets).
 func TestProxyFreesEverything(t *testing.T) {
-	if testing.Short() {
-		t.Skip("leak test takes a while")
-	}
 	// What remains with everything freed: about 2 MiB over the 1200,
 	// 8 MiB under the race detector.
 	const bound = 16 << 20

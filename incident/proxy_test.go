@@ -217,9 +217,6 @@ func TestCorruptFrameDerivedGap(t *testing.T) {
 // into gap records, with exactly one transcode.shed alert per incident
 // that had any shed.
 func TestLagTolerance(t *testing.T) {
-	if testing.Short() {
-		t.Skip("streams for ~12 s")
-	}
 	const cams, seconds = 10, 8
 	clip := makeH264Clip(t, "1280x720", seconds)
 	names := make([]string, cams)
