@@ -22,13 +22,13 @@ func cmdReview(args []string, stdout, stderr io.Writer) error {
 	seq := fl.Uint64("seq", 0, "the segment: its original chunk's sequence number, from 1 (required)")
 	session := fl.String("session", "", "the session (default: the first with that segment)")
 	reason := fl.String("reason", "", "why you watch this footage (required, recorded in the audit trail)")
-	by := fl.String("by", os.Getenv("USER"), "who watches (recorded in the audit trail)")
+	by := fl.String("by", "", "who watches (recorded in the audit trail; default: the OS user)")
 	sf := addStoreFlags(fl)
 	pos, err := parseInterspersed(fl, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 || *identity == "" || *seq == 0 || *reason == "" || *by == "" {
+	if len(pos) != 1 || *identity == "" || *seq == 0 || *reason == "" {
 		return usagef("usage: camvault review INCIDENT --seq N --identity FILE --reason TEXT [--by NAME] | ffplay -")
 	}
 	if f, ok := stdout.(*os.File); ok {
@@ -53,7 +53,7 @@ func cmdReview(args []string, stdout, stderr io.Writer) error {
 	defer closeStore()
 	v := &review.Reviewer{Identities: ids, Renderer: codec.NewProxyRenderer(codec.ProxyConfig{}), Audit: cat}
 	r, err := v.Proxy(ctx, &evidence.CatalogSource{Catalog: cat, Store: st, ID: pos[0]},
-		review.Request{Incident: pos[0], Session: *session, Seq: *seq, Viewer: *by, Reason: *reason})
+		review.Request{Incident: pos[0], Session: *session, Seq: *seq, Viewer: actor(*by), Reason: *reason})
 	if err != nil {
 		return err
 	}
