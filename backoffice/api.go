@@ -74,6 +74,7 @@ func (s *Service) staffRoutes(mux *http.ServeMux) {
 	s.handle(mux, "GET /api/v1/users", ActionUsersManage, s.needStaff(s.serveUsers))
 	s.handle(mux, "POST /api/v1/incidents/{id}/hold", ActionHoldPlace, s.serveHold)
 	s.handle(mux, "POST /api/v1/incidents/{id}/release", ActionHoldRelease, s.serveHold)
+	s.exportRoutes(mux)
 }
 
 func (s *Service) needStaff(h handlerFunc) handlerFunc {

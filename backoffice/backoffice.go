@@ -23,6 +23,16 @@ type Config struct {
 	Staff StaffStore
 	// Holds places and releases legal holds; nil: those answer 503.
 	Holds Holds
+	// Exports keeps export requests and their approvals, and Bundler
+	// writes an approved export's bundle in a new directory under
+	// ExportDir (outside the data directory); without all three the
+	// export endpoints answer 503.
+	Exports   ExportStore
+	Bundler   ExportBundler
+	ExportDir string
+	// Footage serves decrypted footage to reviewers; nil: the footage
+	// endpoints answer 503.
+	Footage Footage
 	// SessionIdle and SessionAbsolute end a login session after that long
 	// unused or after that long in all (defaults 12 h and 24 h).
 	SessionIdle, SessionAbsolute time.Duration

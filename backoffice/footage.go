@@ -1,0 +1,4 @@
+package backoffice
+
+// Footage serves decrypted footage to reviewers.
+type Footage interface{}
