@@ -1,4 +1,13 @@
 package backoffice
 
-// Footage serves decrypted footage to reviewers.
-type Footage interface{}
+import (
+	"context"
+
+	"camvault/review"
+)
+
+// Footage serves decrypted footage to reviewers (review.Reviewer over the
+// catalog and the chunk store, holding the backoffice identity).
+type Footage interface {
+	View(ctx context.Context, req review.Request) (*review.Rendition, error)
+}

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -24,8 +26,11 @@ import (
 	"camvault/audit"
 	"camvault/backoffice"
 	"camvault/catalog"
+	"camvault/codec"
+	"camvault/evidence"
 	"camvault/incident"
 	"camvault/keys"
+	"camvault/review"
 	"camvault/stages/commit"
 	"camvault/stages/ingest"
 	"camvault/storage"
@@ -63,6 +68,15 @@ type Config struct {
 	// Alerts configures alert delivery from the outbox: server-sent events
 	// on the backoffice listener and webhooks.
 	Alerts backoffice.Config
+	// IdentityFile is the backoffice identity, loaded for the backoffice
+	// side only (review and export, never the ingest side); default
+	// <data>/keys/backoffice.identity. "-" runs a node without it: no
+	// footage can be watched or exported through the backoffice.
+	IdentityFile string
+	// ExportDir receives approved exports' bundles (plaintext, for a
+	// police report), so it must be outside DataDir; default "exports"
+	// beside the data directory.
+	ExportDir string
 }
 
 // selfTester is a store that can prove it enforces retention.
@@ -190,6 +204,9 @@ func (s *Server) open() error {
 	}
 	alerts := s.cfg.Alerts
 	alerts.Staff, alerts.Holds = s.Catalog, holdKeeper{s.Catalog, s.Store}
+	if err := s.openBackofficeKeys(&alerts, keyDir); err != nil {
+		return err
+	}
 	if s.Backoffice, err = backoffice.New(alerts, s.Catalog, s.Registry, s.log); err != nil {
 		return err
 	}
@@ -309,6 +326,75 @@ func (s *Server) Close() error {
 	}
 	if errors.Is(err, context.Canceled) {
 		err = nil
+	}
+	return err
+}
+
+// openBackofficeKeys loads the backoffice identity and gives it to the
+// backoffice's footage and export services, and to nothing else.
+func (s *Server) openBackofficeKeys(cfg *backoffice.Config, keyDir string) error {
+	if s.cfg.IdentityFile == "-" {
+		s.log.Warn("no backoffice identity: footage cannot be watched or exported here")
+		return nil
+	}
+	path := s.cfg.IdentityFile
+	if path == "" {
+		path = filepath.Join(keyDir, keys.IdentityFile)
+	}
+	ids, err := keys.LoadIdentity(path)
+	if err != nil {
+		return err
+	}
+	pub, err := keys.LoadNodePublic(filepath.Join(keyDir, keys.NodePubFile))
+	if err != nil {
+		return err
+	}
+	exportDir := s.cfg.ExportDir
+	if exportDir == "" {
+		abs, err := filepath.Abs(s.cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		exportDir = filepath.Join(filepath.Dir(abs), "exports")
+	}
+	reviewer := &review.Reviewer{Identities: ids, Renderer: codec.NewProxyRenderer(codec.ProxyConfig{}), Audit: s.Catalog}
+	cfg.Footage = footage{cat: s.Catalog, store: s.Store, reviewer: reviewer}
+	cfg.Exports, cfg.ExportDir = s.Catalog, exportDir
+	cfg.Bundler = bundler{cat: s.Catalog, store: s.Store, dataDir: s.cfg.DataDir, nodeKey: pub, ids: ids}
+	return nil
+}
+
+// footage decrypts review proxies for the backoffice (review.Reviewer on
+// the catalog and the chunk store).
+type footage struct {
+	cat      *catalog.Catalog
+	store    storage.ChunkStore
+	reviewer *review.Reviewer
+}
+
+func (f footage) View(ctx context.Context, req review.Request) (*review.Rendition, error) {
+	return f.reviewer.Proxy(ctx, &evidence.CatalogSource{Catalog: f.cat, Store: f.store, ID: req.Incident}, req)
+}
+
+// bundler writes approved exports as `camvault export` does.
+type bundler struct {
+	cat     *catalog.Catalog
+	store   storage.ChunkStore
+	dataDir string
+	nodeKey ed25519.PublicKey
+	ids     []age.Identity
+}
+
+func (b bundler) Bundle(ctx context.Context, incident, dir string) error {
+	info, err := b.cat.Incident(ctx, incident)
+	if err != nil {
+		return err
+	}
+	src := &evidence.CatalogSource{Catalog: b.cat, Store: b.store, ID: incident}
+	rep, _, err := evidence.Export(ctx, src, evidence.ExportOptions{DataDir: b.dataDir, OutDir: dir, NodeKey: b.nodeKey,
+		Identities: b.ids, Info: info, Exporter: codec.Exporter{}})
+	if err == nil && rep != nil && !rep.OK() {
+		err = fmt.Errorf("incident %s fails verification", incident)
 	}
 	return err
 }
