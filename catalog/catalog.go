@@ -183,17 +183,11 @@ type Camera struct {
 	SecretMAC []byte
 	CreatedAt time.Time
 	Revoked   bool
+	// AddedBy is who registered it, for the audit trail (default
+	// "camvault").
+	AddedBy string
 }
 
-// AddCamera registers a camera; it fails if the id exists.
-func (c *Catalog) AddCamera(ctx context.Context, cam Camera) error {
-	_, err := c.db.ExecContext(ctx, `INSERT INTO cameras(id, officer, secret_mac, created_at) VALUES(?,?,?,?)`,
-		cam.ID, cam.Officer, cam.SecretMAC, ts(cam.CreatedAt))
-	if err != nil {
-		return fmt.Errorf("add camera %q: %w", cam.ID, err)
-	}
-	return nil
-}
 
 // Camera looks up a camera by id.
 func (c *Catalog) Camera(ctx context.Context, id string) (Camera, error) {
@@ -661,27 +655,3 @@ func (c *Catalog) LookupCamera(ctx context.Context, id string) (officer string, 
 	return cam.Officer, cam.SecretMAC, cam.Revoked, nil
 }
 
-// RevokeCamera refuses the camera from its next connection on.
-func (c *Catalog) RevokeCamera(ctx context.Context, id string, now time.Time) error {
-	res, err := c.db.ExecContext(ctx, `UPDATE cameras SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, ts(now), id)
-	if err != nil {
-		return fmt.Errorf("revoke camera %q: %w", id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("revoke camera %q: %w (or already revoked)", id, ErrNotFound)
-	}
-	return nil
-}
-
-// RotateCameraSecret replaces the camera's secret MAC (and lifts a
-// revocation: the camera gets a fresh credential).
-func (c *Catalog) RotateCameraSecret(ctx context.Context, id string, mac []byte) error {
-	res, err := c.db.ExecContext(ctx, `UPDATE cameras SET secret_mac = ?, revoked_at = NULL WHERE id = ?`, mac, id)
-	if err != nil {
-		return fmt.Errorf("rotate camera %q: %w", id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("rotate camera %q: %w", id, ErrNotFound)
-	}
-	return nil
-}

@@ -50,6 +50,7 @@ func openCatalog(data string) (*catalog.Catalog, error) {
 func cmdCamera(args []string, stdout, stderr io.Writer) error {
 	fl, data := newFlags("camera", stderr)
 	officer := fl.String("officer", "", "officer wearing the camera")
+	by := fl.String("by", "", "who does this, for the audit trail (default the OS user)")
 	pos, err := parseInterspersed(fl, args)
 	if err != nil {
 		return err
@@ -65,14 +66,14 @@ func cmdCamera(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer cat.Close()
-		if err := cat.RevokeCamera(context.Background(), id, time.Now()); err != nil {
+		if err := cat.RevokeCamera(context.Background(), id, actor(*by), time.Now()); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, id)
 		fmt.Fprintf(stderr, "camera %s revoked: refused from its next connection on\n", id)
 		return nil
 	case "rotate":
-		secret, err := rotateCamera(context.Background(), *data, id)
+		secret, err := rotateCamera(context.Background(), *data, id, actor(*by))
 		if err != nil {
 			return err
 		}
@@ -86,7 +87,7 @@ func cmdCamera(args []string, stdout, stderr io.Writer) error {
 	if *officer == "" {
 		return usagef("--officer is required")
 	}
-	secret, err := addCamera(context.Background(), *data, id, *officer)
+	secret, err := addCamera(context.Background(), *data, id, *officer, actor(*by))
 	if err != nil {
 		return err
 	}
@@ -96,16 +97,16 @@ func cmdCamera(args []string, stdout, stderr io.Writer) error {
 }
 
 // addCamera registers a camera and returns its new secret.
-func addCamera(ctx context.Context, data, id, officer string) (string, error) {
+func addCamera(ctx context.Context, data, id, officer, by string) (string, error) {
 	return withNewSecret(data, func(cat *catalog.Catalog, mac []byte) error {
-		return cat.AddCamera(ctx, catalog.Camera{ID: id, Officer: officer, SecretMAC: mac, CreatedAt: time.Now()})
+		return cat.AddCamera(ctx, catalog.Camera{ID: id, Officer: officer, SecretMAC: mac, CreatedAt: time.Now(), AddedBy: by})
 	})
 }
 
 // rotateCamera gives a camera a new secret and returns it.
-func rotateCamera(ctx context.Context, data, id string) (string, error) {
+func rotateCamera(ctx context.Context, data, id, by string) (string, error) {
 	return withNewSecret(data, func(cat *catalog.Catalog, mac []byte) error {
-		return cat.RotateCameraSecret(ctx, id, mac)
+		return cat.RotateCameraSecret(ctx, id, mac, by, time.Now())
 	})
 }
 

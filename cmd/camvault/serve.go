@@ -103,7 +103,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx := context.Background()
 	if n, err := srv.Catalog.CameraCount(ctx); err == nil && n == 0 && !*noDemo {
-		secret, err := addCamera(ctx, *data, demoCamera, "demo officer")
+		secret, err := addCamera(ctx, *data, demoCamera, "demo officer", "camvault serve (demo camera)")
 		if err != nil {
 			srv.Close()
 			return err
