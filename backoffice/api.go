@@ -74,6 +74,13 @@ func (s *Service) staffRoutes(mux *http.ServeMux) {
 	s.handle(mux, "GET /api/v1/users", ActionUsersManage, s.needStaff(s.serveUsers))
 	s.handle(mux, "POST /api/v1/incidents/{id}/hold", ActionHoldPlace, s.serveHold)
 	s.handle(mux, "POST /api/v1/incidents/{id}/release", ActionHoldRelease, s.serveHold)
+	s.handle(mux, "GET /api/v1/incidents/{id}", ActionIncidentsRead, s.needStaff(s.serveIncident))
+	s.handle(mux, "POST /api/v1/incidents/{id}/views", ActionFootageView, s.needStaff(s.serveOpenView))
+	s.handle(mux, "GET /api/v1/views/{view}/segments/{seq}", ActionFootageView, s.serveSegment)
+	s.handle(mux, "GET /api/v1/cameras", ActionCamerasManage, s.needCameras(s.serveCameras))
+	s.handle(mux, "POST /api/v1/cameras/{id}/revoke", ActionCamerasManage, s.needCameras(s.serveCameraChange))
+	s.handle(mux, "POST /api/v1/cameras/{id}/rotate", ActionCamerasManage, s.needCameras(s.serveCameraChange))
+	s.handle(mux, "POST /api/v1/users/{name}/disable", ActionUsersManage, s.needStaff(s.serveUserDisable))
 	s.exportRoutes(mux)
 }
 
@@ -100,8 +107,18 @@ func (s *Service) serveIncidents(w http.ResponseWriter, r *http.Request, _ Princ
 }
 
 // serveAudit is GET /api/v1/audit: the records exactly as stored (and
-// hashed), so a client can check the chain itself.
+// hashed), so a client can check the chain itself; ?format=csv gives a
+// spreadsheet of them.
 func (s *Service) serveAudit(w http.ResponseWriter, r *http.Request, _ Principal) {
+	switch r.URL.Query().Get("format") {
+	case "csv":
+		s.auditCSV(w, r)
+		return
+	case "", "json":
+	default:
+		http.Error(w, "format is json or csv", http.StatusBadRequest)
+		return
+	}
 	lines, err := s.staff.AuditLines(r.Context())
 	if err != nil {
 		s.internal(w, "audit", err)

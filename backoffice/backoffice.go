@@ -33,6 +33,8 @@ type Config struct {
 	// Footage serves decrypted footage to reviewers; nil: the footage
 	// endpoints answer 503.
 	Footage Footage
+	// Cameras is the camera registry for admins; nil: 503.
+	Cameras CameraAdmin
 	// SessionIdle and SessionAbsolute end a login session after that long
 	// unused or after that long in all (defaults 12 h and 24 h).
 	SessionIdle, SessionAbsolute time.Duration
@@ -87,6 +89,7 @@ type Service struct {
 	holds                    Holds
 	loginByName, loginByAddr *limiter
 	routes                   []Route
+	views                    views
 }
 
 type metrics struct {

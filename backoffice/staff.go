@@ -31,7 +31,12 @@ type StaffStore interface {
 	PruneStaffSessions(ctx context.Context, now time.Time, idle, absolute time.Duration) (int64, error)
 	AddAudit(ctx context.Context, at time.Time, actor, action, incident string, details map[string]any) error
 	Incidents(ctx context.Context) ([]catalog.Incident, error)
+	Incident(ctx context.Context, id string) (catalog.Incident, error)
+	ActiveHold(ctx context.Context, incident string) (*catalog.Hold, error)
+	ManifestLines(ctx context.Context, incident string) ([][]byte, error)
 	AuditLines(ctx context.Context) ([][]byte, error)
+	AuditRows(ctx context.Context) ([]catalog.AuditRow, error)
+	DisableStaff(ctx context.Context, name, by string, now time.Time) error
 }
 
 // Holds places and releases legal holds (the catalog and the chunk

@@ -204,6 +204,7 @@ func (s *Server) open() error {
 	}
 	alerts := s.cfg.Alerts
 	alerts.Staff, alerts.Holds = s.Catalog, holdKeeper{s.Catalog, s.Store}
+	alerts.Cameras = cameraAdmin{s.Catalog, pepper}
 	if err := s.openBackofficeKeys(&alerts, keyDir); err != nil {
 		return err
 	}
@@ -405,6 +406,23 @@ type cameraEvents struct{ cat *catalog.Catalog }
 func (e cameraEvents) CameraEvent(ctx context.Context, cam ingest.Camera, typ string, at time.Time, data map[string]any) error {
 	data["officer"] = cam.Officer
 	return e.cat.AddAlert(ctx, typ, cam.ID, "", at, data)
+}
+
+// cameraAdmin is the camera registry as the backoffice's admins see it.
+type cameraAdmin struct {
+	*catalog.Catalog
+	pepper []byte
+}
+
+func (c cameraAdmin) RotateCamera(ctx context.Context, id, by string, now time.Time) (string, error) {
+	secret, err := ingest.NewSecret()
+	if err != nil {
+		return "", err
+	}
+	if err := c.RotateCameraSecret(ctx, id, ingest.SecretMAC(c.pepper, secret), by, now); err != nil {
+		return "", err
+	}
+	return secret, nil
 }
 
 // holdKeeper places and releases holds from the backoffice the way `camvault
