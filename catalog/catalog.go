@@ -146,7 +146,7 @@ func Open(path string) (*Catalog, error) {
 	// One connection: SQLite has one writer anyway, and serialising here
 	// avoids SQLITE_BUSY under load.
 	db.SetMaxOpenConns(1)
-	if _, err := db.Exec(schema + staffSchema); err != nil {
+	if _, err := db.Exec(schema + staffSchema + exportSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("create catalog schema: %w", err)
 	}

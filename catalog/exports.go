@@ -1,0 +1,243 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// exportSchema holds export requests. An export writes plaintext footage
+// for the police, so it takes two admins: one requests (with a reason and
+// the police report number), a different one approves. The CHECK keeps
+// that rule even against a caller that forgets it.
+const exportSchema = `
+CREATE TABLE IF NOT EXISTS exports (
+	id TEXT PRIMARY KEY,
+	incident TEXT NOT NULL REFERENCES incidents(id),
+	reason TEXT NOT NULL,
+	reference TEXT NOT NULL,
+	requested_by TEXT NOT NULL,
+	requested_at TEXT NOT NULL,
+	approved_by TEXT,
+	approved_at TEXT,
+	state TEXT NOT NULL,
+	error TEXT NOT NULL DEFAULT '',
+	finished_at TEXT,
+	CHECK (approved_by IS NULL OR approved_by <> requested_by)
+);
+CREATE INDEX IF NOT EXISTS exports_requested ON exports(requested_at);
+`
+
+// Export request states: requested → approved → ready or failed.
+const (
+	ExportRequested = "requested"
+	ExportApproved  = "approved"
+	ExportReady     = "ready"
+	ExportFailed    = "failed"
+)
+
+// Errors export callers branch on.
+var (
+	// ErrSamePerson: whoever requested an export cannot also approve it.
+	ErrSamePerson = errors.New("an export must be approved by someone other than its requester")
+	// ErrExportState: the request is not in the state the step needs
+	// (approving one already approved, downloading one not ready).
+	ErrExportState = errors.New("export request is in the wrong state")
+)
+
+// ExportRequest is one request to export an incident for the police.
+type ExportRequest struct {
+	ID          string     `json:"id"`
+	Incident    string     `json:"incident"`
+	Reason      string     `json:"reason"`
+	Reference   string     `json:"reference"` // police report number
+	RequestedBy string     `json:"requested_by"`
+	RequestedAt time.Time  `json:"requested_at"`
+	ApprovedBy  string     `json:"approved_by,omitempty"`
+	ApprovedAt  *time.Time `json:"approved_at,omitempty"`
+	State       string     `json:"state"`
+	Error       string     `json:"error,omitempty"` // why a failed export failed
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+}
+
+// RequestExport records a request to export r.Incident (Reason, Reference,
+// RequestedBy and RequestedAt set; the id and state are assigned), audited
+// as export.requested in the same transaction. The incident must exist
+// (ErrNotFound) and not have been deleted by retention (ErrDeleted).
+func (c *Catalog) RequestExport(ctx context.Context, r ExportRequest) (ExportRequest, error) {
+	if r.Reason == "" || r.Reference == "" || r.RequestedBy == "" {
+		return ExportRequest{}, errors.New("an export request needs a reason, a police report reference and who requests it")
+	}
+	r.ID, r.State = NewID("x-", r.RequestedAt), ExportRequested
+	r.RequestedAt = r.RequestedAt.UTC()
+	r.ApprovedBy, r.ApprovedAt, r.Error, r.FinishedAt = "", nil, "", nil
+	err := c.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := liveIncident(ctx, tx, r.Incident); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO exports(id, incident, reason, reference, requested_by, requested_at, state) VALUES(?,?,?,?,?,?,?)`,
+			r.ID, r.Incident, r.Reason, r.Reference, r.RequestedBy, ts(r.RequestedAt), r.State); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, r.RequestedAt, r.RequestedBy, "export.requested", r.Incident,
+			map[string]any{"export": r.ID, "reason": r.Reason, "reference": r.Reference})
+	})
+	if err != nil {
+		return ExportRequest{}, fmt.Errorf("request export of %s: %w", r.Incident, err)
+	}
+	return r, nil
+}
+
+// ApproveExport approves a pending request as by, audited as
+// export.approved in the same transaction. It refuses the requester
+// (ErrSamePerson) and a request that is not pending (ErrExportState), so
+// of two concurrent approvals exactly one wins.
+func (c *Catalog) ApproveExport(ctx context.Context, id, by string, now time.Time) (ExportRequest, error) {
+	if by == "" {
+		return ExportRequest{}, fmt.Errorf("approve export %s: who approves is required", id)
+	}
+	var r ExportRequest
+	err := c.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if r, err = scanExport(tx.QueryRowContext(ctx, `SELECT `+exportCols+` FROM exports WHERE id = ?`, id)); err != nil {
+			return err
+		}
+		if r.State != ExportRequested {
+			return fmt.Errorf("%w: it is %s", ErrExportState, r.State)
+		}
+		if r.RequestedBy == by {
+			return ErrSamePerson
+		}
+		// The state in the WHERE makes the transition a compare-and-set,
+		// whatever isolation the database gives.
+		res, err := tx.ExecContext(ctx, `UPDATE exports SET state = ?, approved_by = ?, approved_at = ? WHERE id = ? AND state = ?`,
+			ExportApproved, by, ts(now), id, ExportRequested)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("%w: approved meanwhile", ErrExportState)
+		}
+		at := now.UTC()
+		r.State, r.ApprovedBy, r.ApprovedAt = ExportApproved, by, &at
+		return appendAudit(ctx, tx, now, by, "export.approved", r.Incident,
+			map[string]any{"export": id, "requested_by": r.RequestedBy, "reference": r.Reference})
+	})
+	if err != nil {
+		return ExportRequest{}, fmt.Errorf("approve export %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// FinishExport records the outcome of writing an approved export's
+// bundle, audited as export.ready or export.failed (with errText) by
+// camvault itself, which wrote it.
+func (c *Catalog) FinishExport(ctx context.Context, id string, ok bool, errText string, now time.Time) error {
+	state, action := ExportReady, "export.ready"
+	if !ok {
+		state, action = ExportFailed, "export.failed"
+		if errText == "" {
+			errText = "failed"
+		}
+	} else {
+		errText = ""
+	}
+	err := c.tx(ctx, func(tx *sql.Tx) error {
+		r, err := scanExport(tx.QueryRowContext(ctx, `SELECT `+exportCols+` FROM exports WHERE id = ?`, id))
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE exports SET state = ?, error = ?, finished_at = ? WHERE id = ? AND state = ?`,
+			state, errText, ts(now), id, ExportApproved)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("%w: it is %s, not approved", ErrExportState, r.State)
+		}
+		details := map[string]any{"export": id, "approved_by": r.ApprovedBy}
+		if !ok {
+			details["error"] = errText
+		}
+		return appendAudit(ctx, tx, now, "camvault", action, r.Incident, details)
+	})
+	if err != nil {
+		return fmt.Errorf("finish export %s: %w", id, err)
+	}
+	return nil
+}
+
+// ExportDownloaded records, in the audit trail as export.downloaded by
+// by, that a ready export's bundle is being handed out; it refuses one
+// that is not ready (ErrExportState).
+func (c *Catalog) ExportDownloaded(ctx context.Context, id, by string, now time.Time) (ExportRequest, error) {
+	var r ExportRequest
+	err := c.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if r, err = scanExport(tx.QueryRowContext(ctx, `SELECT `+exportCols+` FROM exports WHERE id = ?`, id)); err != nil {
+			return err
+		}
+		if r.State != ExportReady {
+			return fmt.Errorf("%w: it is %s", ErrExportState, r.State)
+		}
+		return appendAudit(ctx, tx, now, by, "export.downloaded", r.Incident, map[string]any{"export": id, "reference": r.Reference})
+	})
+	if err != nil {
+		return ExportRequest{}, fmt.Errorf("download export %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// ExportRequest looks up one export request.
+func (c *Catalog) ExportRequest(ctx context.Context, id string) (ExportRequest, error) {
+	r, err := scanExport(c.db.QueryRowContext(ctx, `SELECT `+exportCols+` FROM exports WHERE id = ?`, id))
+	if err != nil {
+		return r, fmt.Errorf("export %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// ExportRequests lists every export request, newest first.
+func (c *Catalog) ExportRequests(ctx context.Context) ([]ExportRequest, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT `+exportCols+` FROM exports ORDER BY requested_at DESC, rowid DESC`)
+	if err != nil {
+		return nil, fmt.Errorf("list exports: %w", err)
+	}
+	defer rows.Close()
+	var out []ExportRequest
+	for rows.Next() {
+		r, err := scanExport(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list exports: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+const exportCols = `id, incident, reason, reference, requested_by, requested_at, approved_by, approved_at, state, error, finished_at`
+
+func scanExport(s rowScanner) (ExportRequest, error) {
+	var r ExportRequest
+	var requested string
+	var approvedBy, approved, finished sql.NullString
+	if err := s.Scan(&r.ID, &r.Incident, &r.Reason, &r.Reference, &r.RequestedBy, &requested,
+		&approvedBy, &approved, &r.State, &r.Error, &finished); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return r, ErrNotFound
+		}
+		return r, err
+	}
+	r.RequestedAt, r.ApprovedBy = parseTS(requested), approvedBy.String
+	if approved.Valid {
+		t := parseTS(approved.String)
+		r.ApprovedAt = &t
+	}
+	if finished.Valid {
+		t := parseTS(finished.String)
+		r.FinishedAt = &t
+	}
+	return r, nil
+}
