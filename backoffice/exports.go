@@ -1,12 +1,33 @@
 package backoffice
 
 import (
+	"archive/tar"
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
 	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"camvault/catalog"
 )
 
-// ExportStore keeps export requests (the catalog).
-type ExportStore interface{}
+// ExportStore keeps export requests and their two-person approval (the
+// catalog); every step is audited in the same transaction as the change.
+type ExportStore interface {
+	RequestExport(ctx context.Context, r catalog.ExportRequest) (catalog.ExportRequest, error)
+	ApproveExport(ctx context.Context, id, by string, now time.Time) (catalog.ExportRequest, error)
+	FinishExport(ctx context.Context, id string, ok bool, errText string, now time.Time) error
+	ExportDownloaded(ctx context.Context, id, by string, now time.Time) (catalog.ExportRequest, error)
+	ExportRequest(ctx context.Context, id string) (catalog.ExportRequest, error)
+	ExportRequests(ctx context.Context) ([]catalog.ExportRequest, error)
+}
 
 // ExportBundler writes an incident's export bundle (evidence.Export, with
 // the backoffice identity) into dir, which must not exist yet.
@@ -14,4 +35,297 @@ type ExportBundler interface {
 	Bundle(ctx context.Context, incident, dir string) error
 }
 
-func (s *Service) exportRoutes(mux *http.ServeMux) {}
+// maxReference bounds a police report reference.
+const maxReference = 200
+
+// maxExportError bounds the error text kept for a failed export.
+const maxExportError = 1000
+
+func (s *Service) exportRoutes(mux *http.ServeMux) {
+	s.handle(mux, "GET /api/v1/exports", ActionExportRequest, s.needExports(s.serveExports))
+	s.handle(mux, "GET /api/v1/exports/{id}", ActionExportRequest, s.needExports(s.serveExport))
+	s.handle(mux, "POST /api/v1/incidents/{id}/exports", ActionExportRequest, s.needExports(s.serveExportRequest))
+	s.handle(mux, "POST /api/v1/exports/{id}/approve", ActionExportApprove, s.needExports(s.serveExportApprove))
+	s.handle(mux, "GET /api/v1/exports/{id}/bundle", ActionExportRequest, s.needExports(s.serveExportBundle))
+}
+
+// needExports answers 503 unless the store, the bundler (which holds the
+// identity) and the directory for bundles are all configured.
+func (s *Service) needExports(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, p Principal) {
+		if s.cfg.Exports == nil || s.cfg.Bundler == nil || s.cfg.ExportDir == "" {
+			http.Error(w, "this node has no backoffice identity or export directory: exports cannot be made here", http.StatusServiceUnavailable)
+			return
+		}
+		h(w, r, p)
+	}
+}
+
+func writeJSONStatus(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// serveExports is GET /api/v1/exports: every request, newest first.
+func (s *Service) serveExports(w http.ResponseWriter, r *http.Request, _ Principal) {
+	list, err := s.cfg.Exports.ExportRequests(r.Context())
+	if err != nil {
+		s.internal(w, "exports", err)
+		return
+	}
+	if list == nil {
+		list = []catalog.ExportRequest{}
+	}
+	writeJSON(w, list)
+}
+
+// serveExport is GET /api/v1/exports/{id}: one request, to follow its
+// state after approval.
+func (s *Service) serveExport(w http.ResponseWriter, r *http.Request, _ Principal) {
+	x, err := s.cfg.Exports.ExportRequest(r.Context(), r.PathValue("id"))
+	if errors.Is(err, catalog.ErrNotFound) {
+		http.Error(w, "no such export", http.StatusNotFound)
+		return
+	} else if err != nil {
+		s.internal(w, "export", err)
+		return
+	}
+	writeJSON(w, x)
+}
+
+type exportBody struct {
+	Reason    string `json:"reason"`
+	Reference string `json:"reference"`
+}
+
+// serveExportRequest is POST /api/v1/incidents/{id}/exports (JSON: reason
+// and reference, the police report number): it records the request,
+// which a different admin must approve before anything is decrypted.
+func (s *Service) serveExportRequest(w http.ResponseWriter, r *http.Request, p Principal) {
+	var body exportBody
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil || dec.Decode(&struct{}{}) != io.EOF {
+		http.Error(w, "want a JSON object with reason and reference (the police report number)", http.StatusBadRequest)
+		return
+	}
+	body.Reason, body.Reference = strings.TrimSpace(body.Reason), strings.TrimSpace(body.Reference)
+	if body.Reason == "" || body.Reference == "" {
+		http.Error(w, "an export needs a reason and a reference (the police report number)", http.StatusBadRequest)
+		return
+	}
+	if len(body.Reason) > maxReason || len(body.Reference) > maxReference {
+		http.Error(w, fmt.Sprintf("a reason is at most %d bytes, a reference at most %d", maxReason, maxReference), http.StatusBadRequest)
+		return
+	}
+	x, err := s.cfg.Exports.RequestExport(r.Context(), catalog.ExportRequest{Incident: r.PathValue("id"),
+		Reason: body.Reason, Reference: body.Reference, RequestedBy: p.Name, RequestedAt: s.cfg.Now()})
+	switch {
+	case errors.Is(err, catalog.ErrNotFound):
+		http.Error(w, "no such incident", http.StatusNotFound)
+	case errors.Is(err, catalog.ErrDeleted):
+		http.Error(w, err.Error(), http.StatusGone)
+	case err != nil:
+		s.internal(w, "request export", err)
+	default:
+		w.Header().Set("Location", "/api/v1/exports/"+x.ID)
+		writeJSONStatus(w, http.StatusCreated, x)
+	}
+}
+
+// serveExportApprove is POST /api/v1/exports/{id}/approve: a second admin
+// approves, and the bundle is written in the background; the request's
+// state tells when it is ready or why it failed.
+func (s *Service) serveExportApprove(w http.ResponseWriter, r *http.Request, p Principal) {
+	if s.ctx != nil && s.ctx.Err() != nil {
+		// Closing: an approval now could not be bundled before the end.
+		http.Error(w, "the backoffice is shutting down; approve again after it restarts", http.StatusServiceUnavailable)
+		return
+	}
+	x, err := s.cfg.Exports.ApproveExport(r.Context(), r.PathValue("id"), p.Name, s.cfg.Now())
+	switch {
+	case errors.Is(err, catalog.ErrNotFound):
+		http.Error(w, "no such export", http.StatusNotFound)
+	case errors.Is(err, catalog.ErrExportState):
+		http.Error(w, "this export is not waiting for approval", http.StatusConflict)
+	case errors.Is(err, catalog.ErrSamePerson):
+		http.Error(w, "a second admin must approve: whoever requested an export cannot approve it", http.StatusForbidden)
+	case err != nil:
+		s.internal(w, "approve export", err)
+	default:
+		s.bundleInBackground(x)
+		writeJSONStatus(w, http.StatusAccepted, x)
+	}
+}
+
+// bundleInBackground writes an approved export's bundle in a goroutine
+// the Service owns: Close cancels it and waits, so its outcome is
+// recorded (an interrupted export is marked failed).
+func (s *Service) bundleInBackground(x catalog.ExportRequest) {
+	ctx := s.ctx
+	if ctx == nil { // not started: nothing cancels it, but it is still waited for
+		ctx = context.Background()
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.writeBundle(ctx, x)
+	}()
+}
+
+func (s *Service) writeBundle(ctx context.Context, x catalog.ExportRequest) {
+	dir, err := s.bundleDir(x.ID)
+	if err == nil {
+		err = os.MkdirAll(s.cfg.ExportDir, 0o700)
+	}
+	if err == nil {
+		err = s.cfg.Bundler.Bundle(ctx, x.Incident, dir)
+		if err != nil {
+			// Half a bundle is plaintext no one can use: remove it.
+			if rerr := os.RemoveAll(dir); rerr != nil {
+				s.log.Error("backoffice: remove a failed export's partial bundle", "export", x.ID, "dir", dir, "err", rerr)
+			}
+		}
+	}
+	errText := ""
+	if err != nil {
+		errText = err.Error()
+		if len(errText) > maxExportError {
+			errText = errText[:maxExportError] + "…"
+		}
+		s.log.Warn("backoffice: export failed", "export", x.ID, "incident", x.Incident, "err", err)
+	}
+	// The outcome is recorded even when shutdown cancelled the bundle.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if ferr := s.cfg.Exports.FinishExport(fctx, x.ID, err == nil, errText, s.cfg.Now()); ferr != nil {
+		s.log.Error("backoffice: record an export's outcome", "export", x.ID, "err", ferr)
+	}
+}
+
+// bundleDir is where an export's bundle lives: a directory named after
+// its id under ExportDir (an id is never a path).
+func (s *Service) bundleDir(id string) (string, error) {
+	if id == "" || id == "." || id == ".." || strings.ContainsAny(id, `/\`) {
+		return "", fmt.Errorf("export id %q cannot name a directory", id)
+	}
+	return filepath.Join(s.cfg.ExportDir, id), nil
+}
+
+// resumeExports restarts the bundles of exports approved but not
+// finished when the node last stopped (their partial bundles are
+// removed first). Start calls it once the Service's context exists.
+func (s *Service) resumeExports(ctx context.Context) error {
+	if s.cfg.Exports == nil || s.cfg.Bundler == nil || s.cfg.ExportDir == "" {
+		return nil
+	}
+	list, err := s.cfg.Exports.ExportRequests(ctx)
+	if err != nil {
+		return fmt.Errorf("resume exports: %w", err)
+	}
+	for _, x := range list {
+		if x.State != catalog.ExportApproved {
+			continue
+		}
+		if dir, err := s.bundleDir(x.ID); err == nil {
+			os.RemoveAll(dir)
+		}
+		s.bundleInBackground(x)
+	}
+	return nil
+}
+
+// serveExportBundle is GET /api/v1/exports/{id}/bundle: a ready export's
+// bundle as a tar stream, audited as downloaded before the first byte.
+func (s *Service) serveExportBundle(w http.ResponseWriter, r *http.Request, p Principal) {
+	ctx, id := r.Context(), r.PathValue("id")
+	x, err := s.cfg.Exports.ExportRequest(ctx, id)
+	if errors.Is(err, catalog.ErrNotFound) {
+		http.Error(w, "no such export", http.StatusNotFound)
+		return
+	} else if err != nil {
+		s.internal(w, "export bundle", err)
+		return
+	}
+	if x.State != catalog.ExportReady {
+		http.Error(w, fmt.Sprintf("this export is %s, not ready", x.State), http.StatusConflict)
+		return
+	}
+	dir, err := s.bundleDir(x.ID)
+	if err != nil {
+		s.internal(w, "export bundle", err)
+		return
+	}
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		http.Error(w, "this export's bundle is no longer on disk", http.StatusGone)
+		return
+	}
+	if _, err := s.cfg.Exports.ExportDownloaded(ctx, x.ID, p.Name, s.cfg.Now()); errors.Is(err, catalog.ErrExportState) {
+		http.Error(w, "this export is not ready", http.StatusConflict)
+		return
+	} else if err != nil {
+		s.internal(w, "export bundle", err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-tar")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.tar"`, x.ID))
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if err := writeTar(w, dir, x.ID); err != nil {
+		s.log.Error("backoffice: stream export bundle", "export", x.ID, "err", err)
+		// The status is sent: abort the connection, so the client sees a
+		// broken download rather than a short tar that looks whole.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// writeTar writes the regular files under dir as a tar, named prefix/ and
+// their path relative to dir. Symlinks and other special files are
+// skipped, never followed.
+func writeTar(w io.Writer, dir, prefix string) error {
+	tw := tar.NewWriter(w)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		return addTarFile(tw, p, path.Join(prefix, filepath.ToSlash(rel)), info)
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+func addTarFile(tw *tar.Writer, p, name string, info fs.FileInfo) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	// What was opened must be the regular file that was walked, not a
+	// symlink put in its place since.
+	if fi, err := f.Stat(); err != nil || !os.SameFile(fi, info) {
+		return fmt.Errorf("%s changed while being archived", name)
+	}
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: info.Size(), Mode: int64(info.Mode().Perm()), ModTime: info.ModTime(), Format: tar.FormatPAX}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	if _, err := io.CopyN(tw, f, info.Size()); err != nil {
+		return fmt.Errorf("archive %s: %w", name, err)
+	}
+	return nil
+}
