@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"camvault/catalog"
@@ -14,6 +15,9 @@ import (
 type Route struct {
 	Pattern string // "METHOD /path", as net/http.ServeMux takes it
 	Action  Action
+	// Page is a web page: without a session it redirects to the login
+	// page instead of answering 401.
+	Page bool
 }
 
 type handlerFunc func(http.ResponseWriter, *http.Request, Principal)
@@ -26,6 +30,11 @@ func (s *Service) Routes() []Route { return append([]Route(nil), s.routes...) }
 // cannot exist without a rule), authenticates, checks CSRF on a
 // cookie-authenticated state change, and checks the matrix.
 func (s *Service) handle(mux *http.ServeMux, pattern string, action Action, h handlerFunc) {
+	s.mount(mux, Route{Pattern: pattern, Action: action}, h)
+}
+
+func (s *Service) mount(mux *http.ServeMux, rt Route, h handlerFunc) {
+	pattern, action := rt.Pattern, rt.Action
 	if _, ok := matrix[action]; !ok {
 		panic(fmt.Sprintf("backoffice: route %q has no rule in the authorisation matrix (action %q)", pattern, action))
 	}
@@ -33,7 +42,7 @@ func (s *Service) handle(mux *http.ServeMux, pattern string, action Action, h ha
 	if !ok {
 		panic(fmt.Sprintf("backoffice: route %q names no method", pattern))
 	}
-	s.routes = append(s.routes, Route{Pattern: pattern, Action: action})
+	s.routes = append(s.routes, rt)
 	if action == ActionPublic {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) { h(w, r, Principal{}) })
 		return
@@ -41,6 +50,10 @@ func (s *Service) handle(mux *http.ServeMux, pattern string, action Action, h ha
 	changes := method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch || method == http.MethodDelete
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		who, err := s.auth.Authenticate(r)
+		if errors.Is(err, ErrUnauthorized) && rt.Page {
+			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			return
+		}
 		if errors.Is(err, ErrUnauthorized) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="camvault"`)
 			http.Error(w, "authentication required", http.StatusUnauthorized)
@@ -53,6 +66,10 @@ func (s *Service) handle(mux *http.ServeMux, pattern string, action Action, h ha
 		// token is not, so only cookie sessions need the CSRF token.
 		if changes && who.session != "" && !csrfOK(r, who) {
 			http.Error(w, "missing or wrong CSRF token", http.StatusForbidden)
+			return
+		}
+		if !Allowed(who.Role, action) && rt.Page {
+			s.forbiddenPage(w, who, action)
 			return
 		}
 		if !Allowed(who.Role, action) {

@@ -232,6 +232,7 @@ func (s *Service) Start(ctx context.Context) error {
 func (s *Service) Register(mux *http.ServeMux) {
 	s.handle(mux, "GET /api/v1/events", ActionAlertsRead, s.serveEvents)
 	s.staffRoutes(mux)
+	s.uiRoutes(mux)
 }
 
 // Close stops the poller (ending every SSE stream) and the webhooks; an

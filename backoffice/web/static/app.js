@@ -1,0 +1,306 @@
+// camvault backoffice: the little script the server-rendered pages need.
+// Everything that changes state goes through the JSON API with the
+// session's CSRF token; nothing here is trusted by the server.
+'use strict';
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+const csrf = () => ($('meta[name="csrf"]') || {}).content || '';
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const once = (target, type) => new Promise((r) => target.addEventListener(type, r, { once: true }));
+
+// api calls the JSON API; a refusal becomes an Error with the server's words.
+async function api(method, path, body) {
+  const opt = { method, headers: { 'X-CSRF-Token': csrf() }, credentials: 'same-origin' };
+  if (body !== undefined) {
+    opt.headers['Content-Type'] = 'application/json';
+    opt.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, opt);
+  const text = await r.text();
+  if (!r.ok) throw new Error(text.trim() || r.statusText);
+  return text ? JSON.parse(text) : null;
+}
+
+function showError(el, err) {
+  if (!el) return;
+  el.textContent = err ? String(err.message || err) : '';
+  el.hidden = !err;
+}
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === 'class') e.className = v; else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(c == null ? '' : String(c)));
+  return e;
+}
+
+function formJSON(form) {
+  const out = {};
+  for (const [k, v] of new FormData(form)) out[k] = String(v);
+  return out;
+}
+
+function humanDuration(ms) {
+  if (ms <= 0) return 'due';
+  const s = Math.floor(ms / 1000), d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
+  if (d > 0) return `${d}d ${h}h`;
+  if (h > 0) return `${h}h ${m}m`;
+  return `${m}m ${s % 60}s`;
+}
+
+// --- sign in and out ---
+function setupLogin() {
+  const form = $('#login');
+  if (!form) return;
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      await api('POST', '/api/v1/login', formJSON(form));
+      const next = new URLSearchParams(location.search).get('next') || '/';
+      location.assign(next.startsWith('/') && !next.startsWith('//') ? next : '/');
+    } catch (err) {
+      showError($('#login-error'), err);
+    }
+  });
+}
+
+function setupLogout() {
+  const b = $('#logout');
+  if (!b) return;
+  b.addEventListener('click', async () => {
+    try { await api('POST', '/api/v1/logout'); } finally { location.assign('/login'); }
+  });
+}
+
+// --- live alerts (server-sent events) ---
+const alertTypes = ['camera.warning', 'camera.location', 'incident.started', 'incident.ended', 'incident.interrupted',
+  'transcode.shed', 'storage.degraded', 'retention.deleted', 'hold.placed', 'hold.released'];
+
+function describe(a) {
+  const d = a.data || {};
+  switch (a.type) {
+    case 'camera.warning': return `warning ${d.n} spoken by ${d.officer || 'officer'} (${a.camera})`;
+    case 'camera.location': return `${a.camera} at ${d.lat}, ${d.lon}`;
+    case 'incident.started': return `${a.camera} is recording (${d.officer || ''})`;
+    case 'incident.ended': return `${a.camera} stopped recording`;
+    case 'incident.interrupted': return `${a.camera} stream lost`;
+    case 'hold.placed': return `legal hold ${d.reference || ''} by ${d.by || d.placed_by || ''}`;
+    case 'hold.released': return `hold released`;
+    default: return a.camera || '';
+  }
+}
+
+function setupFeed(onIncidentChange) {
+  const feed = $('#feed');
+  if (!feed) return;
+  const state = $('#feed-state');
+  const src = new EventSource('/api/v1/events');
+  src.onopen = () => { state.textContent = 'live'; };
+  src.onerror = () => { state.textContent = 'reconnecting…'; };
+  const add = (ev) => {
+    let a;
+    try { a = JSON.parse(ev.data); } catch { return; }
+    const li = el('li', { class: 'new t-' + a.type.replace('.', '-'), 'data-type': a.type, 'data-id': ev.lastEventId },
+      el('time', {}, new Date(a.at).toLocaleTimeString()), el('span', { class: 'type' }, a.type), ' ', describe(a));
+    if (a.incident) li.append(' ', el('a', { href: '/incidents/' + encodeURIComponent(a.incident) }, a.incident));
+    feed.prepend(li);
+    while (feed.children.length > 500) feed.lastChild.remove();
+    if (/^(incident|hold|retention)\./.test(a.type)) onIncidentChange();
+  };
+  for (const t of alertTypes) src.addEventListener(t, add);
+}
+
+// --- incident list ---
+function setupIncidents() {
+  const table = $('#incidents');
+  if (!table) return () => {};
+  const body = $('tbody', table);
+  let pending = false;
+  const load = async () => {
+    if (pending) return;
+    pending = true;
+    await sleep(200); // several alerts at once: one reload
+    pending = false;
+    let list;
+    try { list = await api('GET', '/api/v1/incidents'); } catch { return; }
+    body.replaceChildren(...list.map((i) => {
+      const start = new Date(i.started_at), end = i.ended_at ? new Date(i.ended_at) : null;
+      const tr = el('tr', { 'data-incident': i.id, 'data-status': i.status },
+        el('td', {}, el('a', { href: '/incidents/' + encodeURIComponent(i.id) }, i.id)),
+        el('td', {}, i.camera), el('td', {}, i.officer), el('td', {}, start.toLocaleString()),
+        el('td', { class: 'duration', 'data-start': i.started_at, 'data-end': i.ended_at || '' }, ''),
+        el('td', {}, i.status, i.held ? el('span', { class: 'badge hold' }, 'hold') : ''),
+        el('td', { class: 'deadline', 'data-deadline': i.retain_until || '', 'data-held': String(i.held) }, ''));
+      return tr;
+    }));
+    tick();
+  };
+  load();
+  return load;
+}
+
+// tick refreshes every countdown and running duration once a second.
+function tick() {
+  const now = Date.now();
+  for (const td of $$('.duration')) {
+    const end = td.dataset.end ? Date.parse(td.dataset.end) : now;
+    td.textContent = humanDuration(end - Date.parse(td.dataset.start));
+  }
+  for (const e of $$('.deadline')) {
+    if (e.dataset.held === 'true') { e.textContent = 'on hold'; continue; }
+    if (!e.dataset.deadline) { e.textContent = '—'; continue; }
+    e.textContent = humanDuration(Date.parse(e.dataset.deadline) - now);
+  }
+}
+
+// --- the player: Media Source Extensions fed one segment at a time ---
+let playToken = 0;
+
+async function play(view, segments, from) {
+  const token = ++playToken;
+  const video = $('#player');
+  const errEl = $('#watch-error');
+  showError(errEl, null);
+  video.hidden = false;
+  const ms = new MediaSource();
+  video.src = URL.createObjectURL(ms);
+  await once(ms, 'sourceopen');
+  let sb = null, type = '';
+  for (let i = from; i < segments.length && token === playToken; i++) {
+    const seg = segments[i];
+    for (const tr of $$('#timeline tr.playing')) tr.classList.remove('playing');
+    const row = $(`#timeline tr[data-seq="${seg.seq}"][data-session="${CSS.escape(seg.session)}"]`);
+    if (row) row.classList.add('playing');
+    let r;
+    try {
+      r = await fetch(`/api/v1/views/${encodeURIComponent(view)}/segments/${seg.seq}?session=${encodeURIComponent(seg.session)}`,
+        { credentials: 'same-origin' });
+    } catch (err) { showError(errEl, err); break; }
+    if (!r.ok) { showError(errEl, new Error(`segment ${seg.seq}: ${(await r.text()).trim()}`)); break; }
+    const t = r.headers.get('Content-Type');
+    const buf = await r.arrayBuffer();
+    if (token !== playToken) return;
+    try {
+      if (!sb) {
+        sb = ms.addSourceBuffer(t);
+        sb.mode = 'sequence'; // segments play back to back, whatever their timestamps
+      } else if (t !== type && sb.changeType) {
+        sb.changeType(t);
+      }
+      type = t;
+      sb.appendBuffer(buf);
+      await once(sb, 'updateend');
+    } catch (err) { showError(errEl, err); break; }
+    if (i === from) video.play().catch(() => {});
+    // Fetch ahead only a little: every fetch is a decryption and an audit record.
+    while (token === playToken && sb.buffered.length && sb.buffered.end(sb.buffered.length - 1) - video.currentTime > 6) {
+      await sleep(250);
+    }
+  }
+  if (token === playToken && ms.readyState === 'open' && sb && !sb.updating) ms.endOfStream();
+}
+
+function setupViewer() {
+  const form = $('#watch');
+  if (!form) return;
+  const id = $('#incident-id').textContent;
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    let opened;
+    try {
+      opened = await api('POST', `/api/v1/incidents/${encodeURIComponent(id)}/views`, formJSON(form));
+    } catch (err) { showError($('#watch-error'), err); return; }
+    if (!opened.segments.length) { showError($('#watch-error'), new Error('no segments recorded yet')); return; }
+    for (const b of $$('#timeline button.seek')) {
+      b.disabled = false;
+      b.onclick = () => {
+        const tr = b.closest('tr');
+        const i = opened.segments.findIndex((s) => String(s.seq) === tr.dataset.seq && s.session === tr.dataset.session);
+        if (i >= 0) play(opened.view, opened.segments, i);
+      };
+    }
+    play(opened.view, opened.segments, 0);
+  });
+}
+
+// --- forms that POST to the API (holds, export requests) ---
+function setupAPIForms() {
+  for (const form of $$('form.api')) {
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const err = form.parentElement.querySelector('.error');
+      try {
+        await api('POST', form.dataset.path, formJSON(form));
+        location.reload();
+      } catch (e) { showError(err, e); }
+    });
+  }
+}
+
+// --- exports: list, approve, download ---
+async function setupExports() {
+  const table = $('#exports');
+  if (!table) return;
+  const body = $('tbody', table);
+  let list;
+  try { list = await api('GET', '/api/v1/exports'); } catch (e) { return; }
+  const mine = list.filter((x) => x.incident === table.dataset.incident);
+  body.replaceChildren(...mine.map((x) => {
+    const action = el('td');
+    if (x.state === 'requested' && x.requested_by !== table.dataset.me) {
+      const b = el('button', { type: 'button', class: 'approve' }, 'Approve');
+      b.onclick = async () => {
+        try { await api('POST', `/api/v1/exports/${encodeURIComponent(x.id)}/approve`); location.reload(); } catch (e) { alert(e.message); }
+      };
+      action.append(b);
+    } else if (x.state === 'ready') {
+      action.append(el('a', { href: `/api/v1/exports/${encodeURIComponent(x.id)}/bundle` }, 'Download bundle'));
+    } else if (x.state === 'requested') {
+      action.append('waiting for a second admin');
+    }
+    return el('tr', { 'data-export': x.id, 'data-state': x.state },
+      el('td', {}, new Date(x.requested_at).toLocaleString()), el('td', {}, x.requested_by), el('td', {}, x.reference),
+      el('td', {}, x.state + (x.error ? ': ' + x.error : '')), action);
+  }));
+}
+
+// --- admin pages ---
+function setupAdmin() {
+  for (const b of $$('button.camera-action')) {
+    b.addEventListener('click', async () => {
+      const cam = b.closest('tr').dataset.camera, what = b.dataset.action;
+      if (!confirm(`${what === 'revoke' ? 'Revoke' : 'Give a new secret to'} camera ${cam}?`)) return;
+      try {
+        const out = await api('POST', `/api/v1/cameras/${encodeURIComponent(cam)}/${what}`);
+        if (out.secret) {
+          const p = $('#new-secret');
+          p.textContent = `New secret of ${cam} (shown only now): ${out.secret}`;
+          p.hidden = false;
+        } else location.reload();
+      } catch (e) { showError($('.error'), e); }
+    });
+  }
+  for (const b of $$('button.user-disable')) {
+    b.addEventListener('click', async () => {
+      const user = b.closest('tr').dataset.user;
+      if (!confirm(`Disable ${user}? Their sessions end at once.`)) return;
+      try { await api('POST', `/api/v1/users/${encodeURIComponent(user)}/disable`); location.reload(); } catch (e) { showError($('.error'), e); }
+    });
+  }
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  setupLogin();
+  setupLogout();
+  const reload = setupIncidents();
+  setupFeed(reload);
+  setupViewer();
+  setupAPIForms();
+  setupExports();
+  setupAdmin();
+  tick();
+  setInterval(tick, 1000);
+});
