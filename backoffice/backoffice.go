@@ -224,6 +224,10 @@ func (s *Service) Start(ctx context.Context) error {
 			w.run(s.ctx)
 		}()
 	}
+	// Exports approved before a stop are bundled now.
+	if err := s.resumeExports(s.ctx); err != nil {
+		s.log.Error("exports approved before the last stop were not resumed", "err", err)
+	}
 	return nil
 }
 

@@ -61,13 +61,6 @@ func (s *Service) needExports(h handlerFunc) handlerFunc {
 	}
 }
 
-func writeJSONStatus(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
-}
-
 // serveExports is GET /api/v1/exports: every request, newest first.
 func (s *Service) serveExports(w http.ResponseWriter, r *http.Request, _ Principal) {
 	list, err := s.cfg.Exports.ExportRequests(r.Context())

@@ -452,3 +452,40 @@ func TestExportCloseRecordsOutcome(t *testing.T) {
 		t.Fatalf("after Close: %+v, want failed (cancelled)", got)
 	}
 }
+
+// TestExportResumedAfterRestart: an export approved when the node stopped
+// (its bundle never written) is bundled at the next start, and its partial
+// directory is removed first.
+func TestExportResumedAfterRestart(t *testing.T) {
+	data := dataDir(t)
+	n := startNode(t, data, "", backoffice.Config{})
+	inc := newIncident(t, n) // a fake wrapped key: the bundle fails verification
+	ctx, now := context.Background(), time.Now()
+	x, err := n.srv.Catalog.RequestExport(ctx, catalog.ExportRequest{Incident: inc, Reason: "court", Reference: "PR-9", RequestedBy: "ann", RequestedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.srv.Catalog.ApproveExport(ctx, x.ID, "ben", now); err != nil {
+		t.Fatal(err)
+	}
+	secret := n.secret
+	n.close(t)
+	partial := filepath.Join(filepath.Dir(data), "exports", x.ID)
+	if err := os.MkdirAll(partial, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(partial, "half.mp4"), []byte("partial"), 0o600)
+
+	n2 := startNode(t, data, secret, backoffice.Config{})
+	var got catalog.ExportRequest
+	waitFor(t, 20*time.Second, "the approved export to be resumed", func() bool {
+		got, err = n2.srv.Catalog.ExportRequest(ctx, x.ID)
+		return err == nil && got.State != catalog.ExportApproved
+	})
+	if got.State != catalog.ExportFailed || got.Error == "" {
+		t.Fatalf("resumed export: %+v, want failed with the reason", got)
+	}
+	if _, err := os.Stat(filepath.Join(partial, "half.mp4")); err == nil {
+		t.Fatal("the partial bundle of the stopped export is still there")
+	}
+}

@@ -219,8 +219,7 @@ func (s *Service) serveOpenView(w http.ResponseWriter, r *http.Request, p Princi
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	w.WriteHeader(http.StatusCreated)
-	writeJSON(w, viewOpened{View: vid, Incident: id, Expires: now.Add(viewTTL), Segments: d.Segments})
+	writeJSONStatus(w, http.StatusCreated, viewOpened{View: vid, Incident: id, Expires: now.Add(viewTTL), Segments: d.Segments})
 }
 
 // serveSegment is GET /api/v1/views/{view}/segments/{seq}[?session=S]:

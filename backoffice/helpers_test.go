@@ -120,7 +120,8 @@ func (n *node) close(t testing.TB) {
 	}
 }
 
-func (n *node) eventsURL() string { return "http://" + n.srv.HTTPAddr() + "/api/v1/events" }
+func (n *node) base() string      { return "http://" + n.srv.HTTPAddr() }
+func (n *node) eventsURL() string { return n.base() + "/api/v1/events" }
 
 // postEvent posts a camera event to the ingest listener, as a camera does.
 func (n *node) postEvent(t testing.TB, body string) {

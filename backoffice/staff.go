@@ -283,9 +283,13 @@ func csrfOK(r *http.Request, p Principal) bool {
 	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(p.csrf)) == 1
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
+func writeJSON(w http.ResponseWriter, v any) { writeJSONStatus(w, http.StatusOK, v) }
+
+// writeJSONStatus answers v as JSON with a status other than 200.
+func writeJSONStatus(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
 }
 

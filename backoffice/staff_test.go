@@ -45,7 +45,9 @@ type client struct {
 
 func newClient(t testing.TB, n *node) *client {
 	jar, _ := cookiejar.New(nil)
-	return &client{t: t, base: "http://" + n.srv.HTTPAddr(), hc: &http.Client{Jar: jar, Timeout: 10 * time.Second}}
+	return &client{t: t, base: "http://" + n.srv.HTTPAddr(), hc: &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		// A page's redirect to the login form is an answer to check, not to follow.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
 // do sends a request; bearer and csrf are added when not empty.
@@ -134,7 +136,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 	for _, rt := range routes {
 		method, path, _ := strings.Cut(rt.Pattern, " ")
-		path = strings.ReplaceAll(path, "{id}", "no-such-incident")
+		path = strings.ReplaceAll(strings.ReplaceAll(path, "{id}", "no-such-incident"), "{$}", "")
 		body := ""
 		if method == http.MethodPost {
 			body = `{"reason":"matrix test","reference":"PR-1"}`
@@ -152,6 +154,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 			case rt.Action == backoffice.ActionPublic:
 				if code == http.StatusUnauthorized || code == http.StatusForbidden {
 					t.Errorf("%s as %s: %d %s, want it open to anyone", rt.Pattern, w.label, code, msg)
+				}
+			case w.role == "" && rt.Page:
+				if code != http.StatusSeeOther {
+					t.Errorf("%s as %s: %d %s, want 303 to the login page", rt.Pattern, w.label, code, msg)
 				}
 			case w.role == "":
 				if code != http.StatusUnauthorized {

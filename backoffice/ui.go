@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"strings"
 	"time"
 
 	"camvault/catalog"
@@ -66,6 +67,10 @@ func (s *Service) uiRoutes(mux *http.ServeMux) {
 	static, _ := fs.Sub(staticFS, "web/static")
 	files := http.FileServerFS(static)
 	s.handle(mux, "GET /static/", ActionPublic, func(w http.ResponseWriter, r *http.Request, _ Principal) {
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r) // files only, no listings
+			return
+		}
 		w.Header().Set("Cache-Control", "no-cache")
 		http.StripPrefix("/static/", files).ServeHTTP(w, r)
 	})

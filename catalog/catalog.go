@@ -188,7 +188,6 @@ type Camera struct {
 	AddedBy string
 }
 
-
 // Camera looks up a camera by id.
 func (c *Catalog) Camera(ctx context.Context, id string) (Camera, error) {
 	var cam Camera
@@ -654,4 +653,3 @@ func (c *Catalog) LookupCamera(ctx context.Context, id string) (officer string, 
 	}
 	return cam.Officer, cam.SecretMAC, cam.Revoked, nil
 }
-
