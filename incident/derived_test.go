@@ -31,6 +31,7 @@ import (
 	"camvault/media"
 	"camvault/stages/ingest"
 	"camvault/stages/seal"
+	"camvault/storage"
 	"camvault/storage/fs"
 )
 
@@ -115,6 +116,13 @@ type rig struct {
 
 func newRig(t testing.TB, cfg Config, cameras ...string) *rig {
 	t.Helper()
+	return newRigWithStore(t, cfg, nil, cameras...)
+}
+
+// newRigWithStore is newRig with the recorder's chunk store wrapped (to
+// make it fail, say); the rig's st stays the fs store underneath.
+func newRigWithStore(t testing.TB, cfg Config, wrap func(*fs.Store) storage.ChunkStore, cameras ...string) *rig {
+	t.Helper()
 	r := &rig{ctx: context.Background(), data: t.TempDir(), reg: prometheus.NewRegistry()}
 	keyDir := keys.Dir(r.data)
 	if err := keys.Generate(keyDir); err != nil {
@@ -147,7 +155,11 @@ func newRig(t testing.TB, cfg Config, cameras ...string) *rig {
 			t.Fatal(err)
 		}
 	}
-	if r.rec, err = New(cfg, r.cat, r.st, recipients, signer, r.reg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+	var chunks storage.ChunkStore = r.st
+	if wrap != nil {
+		chunks = wrap(r.st)
+	}
+	if r.rec, err = New(cfg, r.cat, chunks, recipients, signer, r.reg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatal(err)
 	}
 	return r

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -156,6 +157,7 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 			Buckets: latencyBuckets,
 		}),
 	}
+	r.writer.Failed = r.storageFailed
 	if reg != nil {
 		for _, c := range []prometheus.Collector{r.latency, r.cutDelay, r.startAlert} {
 			if err := reg.Register(c); err != nil {
@@ -221,6 +223,19 @@ func (r *Recorder) seal(_ context.Context, u *unit) (*unit, error) {
 	u.chunk = c
 	u.cipherSize = len(c.Bytes)
 	return u, nil
+}
+
+// AlertStorageDegraded is raised, once per incident, the first time one
+// of its chunks could not be written at the first attempt.
+const AlertStorageDegraded = "storage.degraded"
+
+// storageFailed alerts the backoffice that the chunk store refused a
+// write of key's incident (retried, or given up and recorded as a gap).
+func (r *Recorder) storageFailed(key string, err error) {
+	incident, _, _ := strings.Cut(key, "/")
+	if _, aerr := r.cat.AlertOnce(r.ctx, AlertStorageDegraded, incident, r.cfg.Now(), map[string]any{"object": key, "error": err.Error()}); aerr != nil {
+		r.log.Error("storage.degraded alert", "incident", incident, "err", aerr)
+	}
 }
 
 func (r *Recorder) store(ctx context.Context, u *unit) (*unit, error) {

@@ -24,6 +24,10 @@ type Writer struct {
 	Store    ChunkWriter
 	Attempts int           // default 5
 	Backoff  time.Duration // first retry delay, doubled each time; default 50 ms
+	// Failed, if set, hears of every failed attempt before its retry (or
+	// before Put gives up), so the backoffice learns that storage is
+	// degraded while chunks are still being saved.
+	Failed func(key string, err error)
 }
 
 // Put stores one chunk. A chunk already stored with the very same bytes
@@ -47,6 +51,9 @@ func (w *Writer) Put(ctx context.Context, key string, chunk []byte, retainUntil 
 			return w.sameBytes(ctx, key, chunk)
 		case errors.Is(err, storage.ErrInvalidKey), ctx.Err() != nil:
 			return fmt.Errorf("store chunk %s: %w", key, err)
+		}
+		if w.Failed != nil {
+			w.Failed(key, err)
 		}
 		select {
 		case <-time.After(backoff):
