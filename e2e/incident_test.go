@@ -4,10 +4,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,8 +102,10 @@ func TestSecondPublisher(t *testing.T) {
 	}
 }
 
-// TestRTSPS: the camera secret travels inside TLS.
-func TestRTSPS(t *testing.T) {
+// TestTLSEveryListener: with --tls-cert, the camera secret travels inside
+// TLS over RTSPS, the WHIP and camera-event listener and the backoffice
+// answer HTTPS only, and the staff session cookie is marked Secure.
+func TestTLSEveryListener(t *testing.T) {
 	c := testClip(t, 5)
 	data, secrets := setupData(t, "cam1")
 	cert, key := selfSigned(t)
@@ -115,6 +120,36 @@ func TestRTSPS(t *testing.T) {
 	inc := waitIncidentEnded(t, s, "cam1")
 	if inc.Chunks < 2 {
 		t.Fatalf("%d chunks over RTSPS", inc.Chunks)
+	}
+
+	addUser(t, data, "olga", "operator")
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := hc.Post(fmt.Sprintf("https://127.0.0.1:%d/api/v1/login", s.httpPort), "application/json",
+		strings.NewReader(`{"name":"olga","password":"`+staffPassword+`"}`))
+	if err != nil {
+		t.Fatalf("backoffice over HTTPS: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(resp.Cookies()) != 1 || !resp.Cookies()[0].Secure || !resp.Cookies()[0].HttpOnly {
+		t.Fatalf("login over HTTPS: %s, cookies %v: want one Secure, HttpOnly session cookie", resp.Status, resp.Cookies())
+	}
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("https://127.0.0.1:%d/cameras/cam1/events", s.whipPort), strings.NewReader(`{"type":"warning","n":1}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+secrets["cam1"])
+	if resp, err = hc.Do(req); err != nil {
+		t.Fatalf("camera event over HTTPS: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("camera event over HTTPS: %s", resp.Status)
+	}
+	for _, port := range []int{s.httpPort, s.whipPort} {
+		if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", port)); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 400 {
+				t.Errorf("port %d answers plain HTTP: %s", port, resp.Status)
+			}
+		}
 	}
 }
 

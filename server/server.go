@@ -281,6 +281,10 @@ func (s *Server) Start() error {
 		return fmt.Errorf("backoffice listen: %w", err)
 	}
 	s.httpAddr = l.Addr().String()
+	if s.cfg.TLS != nil {
+		// The session cookie is then marked Secure (the handler sees r.TLS).
+		l = tls.NewListener(l, s.cfg.TLS.Clone())
+	}
 	s.http = &http.Server{Handler: compress(mux), ReadHeaderTimeout: 10 * time.Second}
 	go s.http.Serve(l)
 	return nil
