@@ -32,7 +32,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	iceUDP := fl.String("ice-udp", ":8189", "the one UDP port for all WebRTC media (ICE UDP mux)")
 	iceTCP := fl.String("ice-tcp", "", "also accept WebRTC media over ICE-TCP on this address (off by default)")
 	publicIPs := fl.String("public-ip", "", "comma-separated public addresses to announce for WebRTC (1:1 NAT)")
-	httpAddr := fl.String("http", ":8080", "backoffice listen address (/metrics, /healthz, /api/v1/events)")
+	httpAddr := fl.String("http", ":8080", "backoffice listen address: the web UI, /api/v1, /metrics, /healthz")
+	identity := fl.String("identity", "", `backoffice identity, for watching and exporting footage in the backoffice (default <data>/keys/backoffice.identity; "-": none, no footage here)`)
+	exportDir := fl.String("export-dir", "", "where approved exports' bundles are written, outside the data directory (default: exports beside it)")
 	tlsCert := fl.String("tls-cert", "", "certificate for every listener: RTSPS, WHIP and camera events over HTTPS, the backoffice over HTTPS (with --tls-key)")
 	tlsKey := fl.String("tls-key", "", "private key of --tls-cert")
 	retention := fl.Duration("retention", 28*24*time.Hour, "retention period")
@@ -55,9 +57,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usagef("--log-level: %v", err)
 	}
-	if *transcodeWorkers != 0 {
-		astiav.SetLogLevel(astiav.LogLevelError) // x264's per-proxy statistics would flood the log
-	}
+	// x264's statistics for every proxy (at ingest, or made for a
+	// reviewer) would flood the log.
+	astiav.SetLogLevel(astiav.LogLevelError)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	alerts, err := af.config()
 	if err != nil {
@@ -81,7 +83,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		defer closeStore()
 		store = st
 	}
-	srv, err := server.Open(server.Config{Store: store, Alerts: alerts,
+	srv, err := server.Open(server.Config{Store: store, Alerts: alerts, IdentityFile: *identity, ExportDir: *exportDir,
 		DataDir: *data, RTSPAddress: *rtspAddr, UDPRTPAddress: *rtpAddr, UDPRTCPAddress: *rtcpAddr,
 		HTTPAddress: *httpAddr, TLS: tlsConf, WHIPAddress: *whipAddr, ICEUDPAddress: *iceUDP, ICETCPAddress: *iceTCP,
 		PublicIPs: splitList(*publicIPs), ReadTimeout: *readTimeout, SweepEvery: *sweepEvery,
@@ -125,7 +127,13 @@ Or publish over WebRTC (WHIP) from any WHIP client:
   POST %s://127.0.0.1:%s/whip/%s   Authorization: Bearer %s   Content-Type: application/sdp
 
 Then: camvault incidents --data %s
-`, scheme, demoCamera, secret, portOf(*rtspAddr), demoCamera, httpScheme(tlsConf), portOf(*whipAddr), demoCamera, secret, *data)
+
+The backoffice is at %s://127.0.0.1:%s/ . Create its first accounts (the
+password comes from stdin; the user's API token is printed):
+
+  printf '%%s\n' "$PASSWORD" | camvault user add NAME --role admin|operator|reviewer|auditor --data %s
+`, scheme, demoCamera, secret, portOf(*rtspAddr), demoCamera, httpScheme(tlsConf), portOf(*whipAddr), demoCamera, secret, *data,
+			httpScheme(tlsConf), portOf(*httpAddr), *data)
 	}
 	log.Info("camvault serving", "rtsp", *rtspAddr, "rtsp_udp", *rtpAddr, "whip", *whipAddr, "ice_udp", *iceUDP, "http", srv.HTTPAddr(), "data", *data)
 	fmt.Fprintln(stdout, "ready")
