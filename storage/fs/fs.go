@@ -2,8 +2,13 @@
 //
 // Layout under the root directory:
 //
-//	<key>                  the object, mode 0400, never overwritten
-//	.meta/<key>.json       its retention metadata (deadline, legal hold)
+//	<key>                  the object, mode 0400, never overwritten; its
+//	                       retention metadata as written by Put in the
+//	                       extended attribute user.camvault.meta
+//	.meta/<key>.json       its retention metadata once changed (an
+//	                       extension, a hold), which then takes precedence;
+//	                       from Put too where the file system has no user
+//	                       extended attributes
 //	.lock/NN               lock stripes (flock) serialising writers of a key
 //	<dir>/.tmp-*           files being written; removed by RemoveStaleTemp
 //
@@ -13,8 +18,11 @@
 // Crash safety: every file is written to a temporary name, fsynced, then
 // moved into place and its directory fsynced. An object's metadata is made
 // durable before the object becomes visible, so an object never exists
-// without its deadline; Delete removes the object before its metadata, so a
-// crash can leave only metadata without an object, which RemoveOrphanMeta
+// without its deadline: the attribute is set on the temporary file before
+// the one fsync that makes data and attribute durable together (two
+// fsyncs a Put, as for any durable file write), or the sidecar is written
+// and synced first. Delete removes the object before its sidecar, so a
+// crash can leave only a sidecar without an object, which RemoveOrphanMeta
 // (or a later Delete) cleans. Metadata is read-modify-written under a
 // per-key flock, so several processes (the server and a CLI sweeper) may
 // share one root without losing a hold or an extension.
@@ -60,6 +68,9 @@ const (
 
 	dirPerm    = 0o700
 	objectPerm = 0o400
+
+	// metaXattr holds an object's retention metadata as Put wrote it.
+	metaXattr = "user.camvault.meta"
 )
 
 var _ storage.ChunkStore = (*Store)(nil)
@@ -78,6 +89,9 @@ type Store struct {
 	// again (through os.Root each component is its own openat). The store
 	// never removes directories, so an entry stays true.
 	dirs sync.Map // string -> struct{}
+	// xattr: the file system keeps user extended attributes, so Put
+	// writes the deadline onto the object itself rather than a sidecar.
+	xattr bool
 }
 
 // Option configures a Store.
@@ -119,7 +133,32 @@ func Open(dir string, opts ...Option) (*Store, error) {
 			return nil, fmt.Errorf("fs store: %w", err)
 		}
 	}
+	if s.xattr, err = s.probeXattr(); err != nil {
+		root.Close()
+		return nil, fmt.Errorf("fs store: %w", err)
+	}
 	return s, nil
+}
+
+// probeXattr reports whether files under the root keep user extended
+// attributes (ext4, xfs, btrfs do; tmpfs before Linux 6.6 does not).
+func (s *Store) probeXattr() (bool, error) {
+	name := lockDir + "/" + tempPrefix + "xattr-probe"
+	f, err := s.root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return false, err
+	}
+	defer s.root.Remove(name)
+	defer f.Close()
+	err = unix.Fsetxattr(int(f.Fd()), metaXattr, []byte("{}"), 0)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, unix.ENOTSUP), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EPERM):
+		return false, nil
+	default:
+		return false, fmt.Errorf("probe extended attributes: %w", err)
+	}
 }
 
 // Close releases the root directory. Readers returned by Get stay usable.
@@ -140,8 +179,10 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, retainUntil ti
 	if err := s.mkdirs(dir); err != nil {
 		return fmt.Errorf("put %q: %w", key, err)
 	}
-	if err := s.mkdirs(path.Dir(metaPath(key))); err != nil {
-		return fmt.Errorf("put %q: %w", key, err)
+	if !s.xattr {
+		if err := s.mkdirs(path.Dir(metaPath(key))); err != nil {
+			return fmt.Errorf("put %q: %w", key, err)
+		}
 	}
 	// Cheap early answer; the authoritative check is under the lock.
 	if err := s.checkFree(key); err != nil {
@@ -154,7 +195,11 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, retainUntil ti
 
 	// The slow part (writing and syncing the data) happens outside the lock
 	// so that Puts of different keys sharing a stripe still overlap.
-	tmp, err := s.writeTemp(dir, data, objectPerm)
+	var attr []byte
+	if s.xattr {
+		attr = mb
+	}
+	tmp, err := s.writeTemp(dir, data, objectPerm, attr)
 	if err != nil {
 		return fmt.Errorf("put %q: %w", key, err)
 	}
@@ -172,14 +217,21 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, retainUntil ti
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// Any metadata already here belongs to no object (a Put that crashed
-	// before linking, or a Delete that crashed after unlinking): replace it.
-	if err := s.writeMeta(key, mb); err != nil {
+	// Any sidecar already here belongs to no object (a Put that crashed
+	// before linking, or a Delete that crashed after unlinking): replace it,
+	// or, when the deadline travels on the object, remove it.
+	if attr == nil {
+		if err := s.writeMeta(key, mb); err != nil {
+			return fmt.Errorf("put %q: %w", key, err)
+		}
+	} else if err := s.removeMeta(key); err != nil && !errors.Is(err, iofs.ErrNotExist) {
 		return fmt.Errorf("put %q: %w", key, err)
 	}
 	// Link, unlike rename, fails rather than replace an existing name.
 	if err := s.root.Link(tmp, key); err != nil {
-		s.root.Remove(metaPath(key))
+		if attr == nil {
+			s.root.Remove(metaPath(key))
+		}
 		if errors.Is(err, iofs.ErrExist) {
 			return fmt.Errorf("put %q: %w", key, storage.ErrExists)
 		}
@@ -284,7 +336,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := s.syncDir(path.Dir(key)); err != nil {
 		return fmt.Errorf("delete %q: %w", key, err)
 	}
-	if err := s.removeMeta(key); err != nil {
+	if err := s.removeMeta(key); err != nil && !errors.Is(err, iofs.ErrNotExist) {
 		return fmt.Errorf("delete %q: object removed, metadata left: %w", key, err)
 	}
 	return nil
@@ -581,9 +633,10 @@ func (s *Store) mkdirsWalk(dir string) error {
 	return nil
 }
 
-// writeTemp writes data to a new temporary file in dir, fsyncs it and gives
-// it mode perm. It returns the file's name; on error nothing is left behind.
-func (s *Store) writeTemp(dir string, data []byte, perm os.FileMode) (name string, err error) {
+// writeTemp writes data to a new temporary file in dir, sets attr (if not
+// nil) as its metadata attribute, fsyncs it and gives it mode perm. It
+// returns the file's name; on error nothing is left behind.
+func (s *Store) writeTemp(dir string, data []byte, perm os.FileMode, attr []byte) (name string, err error) {
 	var rnd [12]byte
 	rand.Read(rnd[:])
 	name = path.Join(dir, tempPrefix+hex.EncodeToString(rnd[:]))
@@ -599,6 +652,11 @@ func (s *Store) writeTemp(dir string, data []byte, perm os.FileMode) (name strin
 	}()
 	if _, err = f.Write(data); err != nil {
 		return "", err
+	}
+	if attr != nil {
+		if err = unix.Fsetxattr(int(f.Fd()), metaXattr, attr, 0); err != nil {
+			return "", fmt.Errorf("set metadata attribute: %w", err)
+		}
 	}
 	if err = f.Chmod(perm); err != nil {
 		return "", err
@@ -616,7 +674,10 @@ func (s *Store) writeTemp(dir string, data []byte, perm os.FileMode) (name strin
 func (s *Store) writeMeta(key string, b []byte) error {
 	mp := metaPath(key)
 	dir := path.Dir(mp)
-	tmp, err := s.writeTemp(dir, b, objectPerm)
+	if err := s.mkdirs(dir); err != nil {
+		return fmt.Errorf("write metadata: %w", err)
+	}
+	tmp, err := s.writeTemp(dir, b, objectPerm, nil)
 	if err != nil {
 		return fmt.Errorf("write metadata: %w", err)
 	}
@@ -630,10 +691,12 @@ func (s *Store) writeMeta(key string, b []byte) error {
 	return nil
 }
 
+// readMeta returns key's metadata: the sidecar once there is one, else
+// the attribute Put set on the object.
 func (s *Store) readMeta(key string) (meta, error) {
 	b, err := s.root.ReadFile(metaPath(key))
 	if errors.Is(err, iofs.ErrNotExist) {
-		return meta{}, errNoMeta
+		b, err = s.readMetaXattr(key)
 	}
 	if err != nil {
 		return meta{}, fmt.Errorf("read metadata: %w", err)
@@ -643,6 +706,33 @@ func (s *Store) readMeta(key string) (meta, error) {
 		return meta{}, fmt.Errorf("read metadata: %w", err)
 	}
 	return m, nil
+}
+
+// readMetaXattr reads the object's metadata attribute; errNoMeta if it
+// has none.
+func (s *Store) readMetaXattr(key string) ([]byte, error) {
+	f, err := s.root.Open(key)
+	if errors.Is(err, iofs.ErrNotExist) {
+		return nil, errNoMeta
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Fgetxattr(int(f.Fd()), metaXattr, buf)
+		switch {
+		case err == nil:
+			return buf[:n], nil
+		case errors.Is(err, unix.ERANGE) && len(buf) < 64<<10:
+			buf = make([]byte, 4*len(buf))
+		case errors.Is(err, unix.ENODATA), errors.Is(err, unix.ENOTSUP), errors.Is(err, unix.EOPNOTSUPP):
+			return nil, errNoMeta
+		default:
+			return nil, err
+		}
+	}
 }
 
 func (s *Store) removeMeta(key string) error {

@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"camvault/internal/testenv"
 	"camvault/storage"
 	"camvault/storage/storagetest"
 )
@@ -48,6 +51,15 @@ func open(t *testing.T, dir string, c *clock) *Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// openSidecar opens a store that keeps every deadline in a sidecar, as on
+// a file system without user extended attributes.
+func openSidecar(t *testing.T, dir string, c *clock) *Store {
+	t.Helper()
+	s := open(t, dir, c)
+	s.xattr = false
 	return s
 }
 
@@ -252,7 +264,7 @@ func TestHostileKeys(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("outside"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := open(t, dir, c)
+	s := openSidecar(t, dir, c)
 	// Symlinks planted under the root, in the object tree and the metadata tree.
 	if err := os.Symlink(outside, filepath.Join(dir, "evil")); err != nil {
 		t.Fatal(err)
@@ -497,7 +509,7 @@ func TestMetadataSurvivesReopen(t *testing.T) {
 func TestCrashLeftovers(t *testing.T) {
 	c := newClock()
 	dir := t.TempDir()
-	s := open(t, dir, c)
+	s := openSidecar(t, dir, c)
 	ctx := context.Background()
 	for _, k := range []string{"x/1", "x/2", "x/3"} {
 		if err := s.Put(ctx, k, []byte(k), c.now()); err != nil {
@@ -556,7 +568,7 @@ func TestCrashLeftovers(t *testing.T) {
 func TestRemoveStaleTemp(t *testing.T) {
 	c := newClock()
 	dir := t.TempDir()
-	s := open(t, dir, c)
+	s := openSidecar(t, dir, c)
 	ctx := context.Background()
 	if err := s.Put(ctx, "cam/a", []byte("a"), c.now()); err != nil {
 		t.Fatal(err)
@@ -655,6 +667,110 @@ func BenchmarkPut1MB(b *testing.B) {
 	}
 	b.Run("serial", func(b *testing.B) { run(b, false) })
 	b.Run("parallel", func(b *testing.B) { run(b, true) })
+}
+
+// TestDeadlineOnObject: on a file system with user extended attributes,
+// Put writes the deadline onto the object (no sidecar, so one fsync fewer
+// for the file and one for its directory); a change (extension, hold)
+// goes to a sidecar that then rules; a stale sidecar from a crashed Put
+// never outranks a new object's own deadline; an object that lost its
+// attribute is kept.
+func TestDeadlineOnObject(t *testing.T) {
+	c := newClock()
+	dir := t.TempDir()
+	s := open(t, dir, c)
+	if !s.xattr {
+		testenv.Missing(t, "user extended attributes on "+dir)
+	}
+	ctx := context.Background()
+	until := c.now().Add(time.Hour).Truncate(time.Second)
+	sidecar := func(k string) string { return filepath.Join(dir, metaDir, filepath.FromSlash(k)+metaSuffix) }
+	if err := s.Put(ctx, "inc/a", []byte("a"), until); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(sidecar("inc/a")); !os.IsNotExist(err) {
+		t.Fatalf("Put wrote a sidecar: %v", err)
+	}
+	if got, held, err := s.RetainUntil("inc/a"); err != nil || !got.Equal(until) || held {
+		t.Fatalf("RetainUntil = %v %v %v, want %v", got, held, err, until)
+	}
+	if err := s.Delete(ctx, "inc/a"); !errors.Is(err, storage.ErrRetained) {
+		t.Fatalf("Delete before the deadline: %v", err)
+	}
+	later := until.Add(time.Hour)
+	if err := s.Extend(ctx, "inc/a", later); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLegalHold(ctx, "inc/a", true); err != nil {
+		t.Fatal(err)
+	}
+	if got, held, err := s.RetainUntil("inc/a"); err != nil || !got.Equal(later) || !held {
+		t.Fatalf("after extend and hold: %v %v %v", got, held, err)
+	}
+	if _, err := os.Lstat(sidecar("inc/a")); err != nil {
+		t.Fatalf("the change left no sidecar: %v", err)
+	}
+	// Reopened, the sidecar still rules over the attribute.
+	s = open(t, dir, c)
+	if _, held, err := s.RetainUntil("inc/a"); err != nil || !held {
+		t.Fatalf("after reopening: held %v, %v", held, err)
+	}
+
+	// A crashed sidecar-mode Put left a sidecar with a far deadline and no
+	// object; the new object's own deadline wins.
+	if err := os.MkdirAll(filepath.Dir(sidecar("inc/b")), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sidecar("inc/b"), []byte(`{"retain_until":"2099-01-01T00:00:00Z","legal_hold":true}`), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "inc/b", []byte("b"), until); err != nil {
+		t.Fatal(err)
+	}
+	if got, held, err := s.RetainUntil("inc/b"); err != nil || !got.Equal(until) || held {
+		t.Fatalf("stale sidecar outranked the object: %v %v %v", got, held, err)
+	}
+	c.advance(2 * time.Hour)
+	if err := s.Delete(ctx, "inc/b"); err != nil {
+		t.Fatalf("Delete after the deadline: %v", err)
+	}
+
+	// An object stripped of its attribute is kept, never deleted.
+	if err := s.Put(ctx, "inc/c", []byte("c"), c.now()); err != nil {
+		t.Fatal(err)
+	}
+	c.advance(time.Minute)
+	if err := unix.Removexattr(filepath.Join(dir, "inc", "c"), metaXattr); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "inc/c"); !errors.Is(err, storage.ErrRetained) {
+		t.Fatalf("Delete without metadata: %v, want ErrRetained", err)
+	}
+}
+
+// TestConformanceSidecar runs the suite with every deadline in a sidecar,
+// as on a file system without user extended attributes.
+func TestConformanceSidecar(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
+	now := func() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+	storagetest.Run(t, storagetest.Harness{
+		New: func(t *testing.T) storage.ChunkStore {
+			s, err := Open(t.TempDir(), WithClock(now))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.xattr = false
+			t.Cleanup(func() { s.Close() })
+			return s
+		},
+		Now:   now,
+		Short: 28 * 24 * time.Hour,
+		Pass: func(_ *testing.T, until time.Time) {
+			c.mu.Lock()
+			c.t = until.Add(time.Second)
+			c.mu.Unlock()
+		},
+	})
 }
 
 // TestConformance runs the suite every chunk store passes, on a moved clock.
