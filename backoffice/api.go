@@ -173,7 +173,7 @@ func (s *Service) serveHold(w http.ResponseWriter, r *http.Request, p Principal)
 		return
 	}
 	var req holdRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&req); err != nil {
+	if err := readJSON(w, r, &req); err != nil {
 		http.Error(w, "want a JSON body with reason and reference", http.StatusBadRequest)
 		return
 	}

@@ -3,7 +3,6 @@ package backoffice
 import (
 	"archive/tar"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -98,9 +97,7 @@ type exportBody struct {
 // which a different admin must approve before anything is decrypted.
 func (s *Service) serveExportRequest(w http.ResponseWriter, r *http.Request, p Principal) {
 	var body exportBody
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil || dec.Decode(&struct{}{}) != io.EOF {
+	if err := readJSON(w, r, &body); err != nil {
 		http.Error(w, "want a JSON object with reason and reference (the police report number)", http.StatusBadRequest)
 		return
 	}

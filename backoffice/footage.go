@@ -185,9 +185,7 @@ func (s *Service) serveOpenView(w http.ResponseWriter, r *http.Request, p Princi
 		return
 	}
 	var req viewRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := readJSON(w, r, &req); err != nil {
 		http.Error(w, "want a JSON body with a reason", http.StatusBadRequest)
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -281,6 +282,20 @@ func csrfOK(r *http.Request, p Principal) bool {
 		got = r.PostFormValue("csrf")
 	}
 	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(p.csrf)) == 1
+}
+
+// readJSON decodes one JSON object from a request body of at most
+// maxBody bytes, refusing unknown fields and anything after the object.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.Decode(&struct{}{}) != io.EOF {
+		return errors.New("data after the JSON object")
+	}
+	return nil
 }
 
 func writeJSON(w http.ResponseWriter, v any) { writeJSONStatus(w, http.StatusOK, v) }
