@@ -23,13 +23,7 @@ type CameraAdmin interface {
 }
 
 func (s *Service) needCameras(h handlerFunc) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request, p Principal) {
-		if s.cfg.Cameras == nil {
-			http.Error(w, "no camera registry configured", http.StatusServiceUnavailable)
-			return
-		}
-		h(w, r, p)
-	}
+	return needs(s.cfg.Cameras != nil, "no camera registry configured", h)
 }
 
 func (s *Service) serveCameras(w http.ResponseWriter, r *http.Request, _ Principal) {

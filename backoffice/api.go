@@ -92,8 +92,8 @@ func (s *Service) staffRoutes(mux *http.ServeMux) {
 	s.handle(mux, "POST /api/v1/incidents/{id}/hold", ActionHoldPlace, s.serveHold)
 	s.handle(mux, "POST /api/v1/incidents/{id}/release", ActionHoldRelease, s.serveHold)
 	s.handle(mux, "GET /api/v1/incidents/{id}", ActionIncidentsRead, s.needStaff(s.serveIncident))
-	s.handle(mux, "POST /api/v1/incidents/{id}/views", ActionFootageView, s.needStaff(s.serveOpenView))
-	s.handle(mux, "GET /api/v1/views/{view}/segments/{seq}", ActionFootageView, s.serveSegment)
+	s.handle(mux, "POST /api/v1/incidents/{id}/views", ActionFootageView, s.needStaff(s.needFootage(s.serveOpenView)))
+	s.handle(mux, "GET /api/v1/views/{view}/segments/{seq}", ActionFootageView, s.needFootage(s.serveSegment))
 	s.handle(mux, "GET /api/v1/cameras", ActionCamerasManage, s.needCameras(s.serveCameras))
 	s.handle(mux, "POST /api/v1/cameras/{id}/revoke", ActionCamerasManage, s.needCameras(s.serveCameraChange))
 	s.handle(mux, "POST /api/v1/cameras/{id}/rotate", ActionCamerasManage, s.needCameras(s.serveCameraChange))
@@ -102,12 +102,17 @@ func (s *Service) staffRoutes(mux *http.ServeMux) {
 }
 
 func (s *Service) needStaff(h handlerFunc) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request, p Principal) {
-		if s.staff == nil {
-			http.Error(w, "no staff store configured", http.StatusServiceUnavailable)
-			return
-		}
-		h(w, r, p)
+	return needs(s.staff != nil, "no staff store configured", h)
+}
+
+// needs is h when the service has what h needs (its configuration is
+// fixed by New, before routes are mounted), else a 503 saying why.
+func needs(have bool, why string, h handlerFunc) handlerFunc {
+	if have {
+		return h
+	}
+	return func(w http.ResponseWriter, _ *http.Request, _ Principal) {
+		http.Error(w, why, http.StatusServiceUnavailable)
 	}
 }
 

@@ -51,13 +51,8 @@ func (s *Service) exportRoutes(mux *http.ServeMux) {
 // needExports answers 503 unless the store, the bundler (which holds the
 // identity) and the directory for bundles are all configured.
 func (s *Service) needExports(h handlerFunc) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request, p Principal) {
-		if s.cfg.Exports == nil || s.cfg.Bundler == nil || s.cfg.ExportDir == "" {
-			http.Error(w, "this node has no backoffice identity or export directory: exports cannot be made here", http.StatusServiceUnavailable)
-			return
-		}
-		h(w, r, p)
-	}
+	return needs(s.cfg.Exports != nil && s.cfg.Bundler != nil && s.cfg.ExportDir != "",
+		"this node has no backoffice identity or export directory: exports cannot be made here", h)
 }
 
 // serveExports is GET /api/v1/exports: every request, newest first.

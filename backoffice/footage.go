@@ -149,6 +149,10 @@ func (s *Service) incidentDetail(ctx context.Context, id string) (*IncidentDetai
 	return d, nil
 }
 
+func (s *Service) needFootage(h handlerFunc) handlerFunc {
+	return needs(s.cfg.Footage != nil, "this node has no backoffice identity: footage cannot be watched here", h)
+}
+
 // serveIncident is GET /api/v1/incidents/{id}: metadata and timeline.
 func (s *Service) serveIncident(w http.ResponseWriter, r *http.Request, _ Principal) {
 	d, err := s.incidentDetail(r.Context(), r.PathValue("id"))
@@ -180,10 +184,6 @@ const maxReason = 2000
 // records the reason in the audit trail and answers a view id under which
 // the incident's segments can be fetched for a while.
 func (s *Service) serveOpenView(w http.ResponseWriter, r *http.Request, p Principal) {
-	if s.cfg.Footage == nil {
-		http.Error(w, "this node has no backoffice identity: footage cannot be watched here", http.StatusServiceUnavailable)
-		return
-	}
 	var req viewRequest
 	if err := readJSON(w, r, &req); err != nil {
 		http.Error(w, "want a JSON body with a reason", http.StatusBadRequest)
@@ -226,10 +226,6 @@ func (s *Service) serveOpenView(w http.ResponseWriter, r *http.Request, p Princi
 // the caller's own; each fetch is audited by the Footage service with the
 // view's reason.
 func (s *Service) serveSegment(w http.ResponseWriter, r *http.Request, p Principal) {
-	if s.cfg.Footage == nil {
-		http.Error(w, "this node has no backoffice identity: footage cannot be watched here", http.StatusServiceUnavailable)
-		return
-	}
 	vw, ok := s.views.get(r.PathValue("view"), p.Name, s.cfg.Now())
 	if !ok {
 		http.Error(w, "no such view (it may have expired: state the reason again)", http.StatusNotFound)

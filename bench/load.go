@@ -209,6 +209,10 @@ type LoadResult struct {
 	RSSBaseMiB     float64 // server RSS before the cameras connected
 	RSSPeakMiB     float64
 	MiBPerStream   float64 // (peak − base) / cameras
+	// RSSFirstHalfMiB and RSSSecondHalfMiB are the server's peak RSS in
+	// each half of the run: equal when memory is flat (a soak), growing
+	// when something leaks.
+	RSSFirstHalfMiB, RSSSecondHalfMiB float64
 	HeapInuseMiB   float64 // Go heap in use at the end of streaming
 	P50, P95, P99  time.Duration
 	AlertP99       time.Duration // first keyframe → incident.started in the outbox
@@ -287,16 +291,27 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	res.RSSBaseMiB = rssMiB(pid)
 	cpu0, t0 := cpuSeconds(pid), time.Now()
 
-	var peak atomic.Int64
+	var peak, firstHalf, secondHalf atomic.Int64
 	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	half := t0.Add(cfg.Duration / 2)
 	go func() {
+		defer close(sampled)
 		for {
 			select {
 			case <-stopSampling:
 				return
 			case <-time.After(500 * time.Millisecond):
-				if r := int64(rssMiB(pid) * 1024); r > peak.Load() {
+				r := int64(rssMiB(pid) * 1024)
+				if r > peak.Load() {
 					peak.Store(r)
+				}
+				h := &firstHalf
+				if time.Now().After(half) {
+					h = &secondHalf
+				}
+				if r > h.Load() {
+					h.Store(r)
 				}
 			}
 		}
@@ -329,6 +344,8 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	wg.Wait()
 	cpu1, t1 := cpuSeconds(pid), time.Now()
 	close(stopSampling)
+	<-sampled
+	res.RSSFirstHalfMiB, res.RSSSecondHalfMiB = float64(firstHalf.Load())/1024, float64(secondHalf.Load())/1024
 	res.ServerCores = (cpu1 - cpu0) / t1.Sub(t0).Seconds()
 	res.CoresPerStream = res.ServerCores / float64(cfg.Cameras)
 	res.RSSPeakMiB = float64(peak.Load()) / 1024

@@ -38,6 +38,7 @@ func BenchmarkRTSPLoad(b *testing.B) {
 			b.ReportMetric(res.CoresPerStream*1000, "server-millicores/stream")
 			b.ReportMetric(res.MiBPerStream, "server-MiB/stream")
 			b.ReportMetric(res.HeapInuseMiB/float64(n), "heap-MiB/stream")
+			b.ReportMetric((res.RSSSecondHalfMiB-res.RSSFirstHalfMiB)/float64(n), "rss-growth-MiB/stream")
 			b.ReportMetric(float64(res.P50.Milliseconds()), "p50-ms")
 			b.ReportMetric(float64(res.P95.Milliseconds()), "p95-ms")
 			b.ReportMetric(float64(res.P99.Milliseconds()), "p99-ms")

@@ -123,7 +123,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	chromium := requireTool(t, "chromium")
 	c := testClip(t, 7)
 	data, secrets := setupData(t, "cam1")
-	for name, role := range map[string]string{"olga": "operator", "rita": "reviewer", "adam": "admin", "aude": "auditor"} {
+	for name, role := range map[string]string{"olga": "operator", "rita": "reviewer", "adam": "admin", "bea": "admin", "aude": "auditor"} {
 		addUser(t, data, name, role)
 	}
 	s := newServer(t, data)
@@ -249,12 +249,36 @@ func TestDashboardInBrowser(t *testing.T) {
 	op.do("back to the dashboard", chromedp.Navigate(base+"/"))
 	op.waitJS("the list shows the hold", `document.querySelector('#incidents tr[data-incident="`+inc.ID+`"] .badge.hold') !== null`, 10*time.Second)
 
+	// The admin requests an export; they cannot approve it themselves; a
+	// second admin approves, and the bundle is ready to download.
+	adm.do("request an export",
+		chromedp.SendKeys(chromedp.CSS(`#export input[name="reference"]`), "PR-2026-4471"),
+		chromedp.SendKeys(chromedp.CSS(`#export input[name="reason"]`), "evidence for the prosecutor"),
+		chromedp.Click(chromedp.CSS(`#export button[type="submit"]`)))
+	adm.waitJS("the request is listed", `document.querySelector('#exports tr[data-state="requested"]') !== null`, 15*time.Second)
+	if eval[bool](adm, `document.querySelector("#exports button.approve") !== null`) {
+		t.Fatal("the requester is offered to approve their own export")
+	}
+	bea := open("bea")
+	bea.login(staffPassword)
+	bea.do("open the incident", chromedp.Navigate(base+"/incidents/"+inc.ID), chromedp.WaitVisible(chromedp.CSS("#exports")))
+	bea.waitJS("the approve button", `document.querySelector("#exports button.approve") !== null`, 10*time.Second)
+	bea.do("approve", chromedp.Click(chromedp.CSS(`#exports button.approve`)))
+	bea.waitJS("the bundle is ready", `document.querySelector("#exports a.download") !== null`, 60*time.Second)
+	bea.screenshot("4-admin-export-ready")
+	bundle := eval[[]string](bea, `fetch(document.querySelector("#exports a.download").href).then(async r => [String(r.status),
+		r.headers.get("Content-Type"), String((await r.arrayBuffer()).byteLength)])`)
+	if len(bundle) != 3 || bundle[0] != "200" || bundle[1] != "application/x-tar" || len(bundle[2]) < 6 {
+		t.Fatalf("bundle download: %v, want 200, a tar of at least 100 kB", bundle)
+	}
+
 	// The auditor sees the view with its reason and the hold, and nothing else.
 	aud := open("aude")
 	aud.login(staffPassword)
 	aud.do("open the audit trail", chromedp.Navigate(base+"/audit"), chromedp.WaitVisible(chromedp.CSS("#audit")))
 	rows := eval[string](aud, `document.querySelector("#audit tbody").textContent`)
-	for _, want := range []string{"footage.viewed", "complaint 2026-118", "hold.placed", "PR-2026-4471", "login.success"} {
+	for _, want := range []string{"footage.viewed", "complaint 2026-118", "hold.placed", "PR-2026-4471", "login.success",
+		"export.requested", "export.approved", "export.ready", "export.downloaded"} {
 		if !strings.Contains(rows, want) {
 			t.Errorf("the audit page lacks %q", want)
 		}
@@ -263,7 +287,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if !strings.HasPrefix(csv, "id,at,actor,action,incident,details,prev,hash\n") || !strings.Contains(csv, "footage.viewed") {
 		t.Errorf("audit CSV:\n%s", tail(csv, 500))
 	}
-	aud.screenshot("4-auditor-trail")
+	aud.screenshot("5-auditor-trail")
 	aud.do("try the incident page", chromedp.Navigate(base+"/incidents/"+inc.ID))
 	if txt := eval[string](aud, `document.body.textContent`); !strings.Contains(txt, "Not allowed") {
 		t.Errorf("an auditor opened an incident page: %s", tail(txt, 300))

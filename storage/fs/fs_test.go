@@ -748,50 +748,34 @@ func TestDeadlineOnObject(t *testing.T) {
 	}
 }
 
-// TestConformanceSidecar runs the suite with every deadline in a sidecar,
-// as on a file system without user extended attributes.
-func TestConformanceSidecar(t *testing.T) {
-	c := &clock{t: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
-	now := func() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-	storagetest.Run(t, storagetest.Harness{
-		New: func(t *testing.T) storage.ChunkStore {
-			s, err := Open(t.TempDir(), WithClock(now))
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.xattr = false
-			t.Cleanup(func() { s.Close() })
-			return s
-		},
-		Now:   now,
-		Short: 28 * 24 * time.Hour,
-		Pass: func(_ *testing.T, until time.Time) {
-			c.mu.Lock()
-			c.t = until.Add(time.Second)
-			c.mu.Unlock()
-		},
-	})
-}
-
-// TestConformance runs the suite every chunk store passes, on a moved clock.
+// TestConformance runs the suite every chunk store passes, on a moved
+// clock: with deadlines on the objects (extended attributes) and with
+// every deadline in a sidecar, as on a file system without them.
 func TestConformance(t *testing.T) {
-	c := &clock{t: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
-	now := func() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-	storagetest.Run(t, storagetest.Harness{
-		New: func(t *testing.T) storage.ChunkStore {
-			s, err := Open(t.TempDir(), WithClock(now))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		},
-		Now:   now,
-		Short: 28 * 24 * time.Hour,
-		Pass: func(_ *testing.T, until time.Time) {
-			c.mu.Lock()
-			c.t = until.Add(time.Second)
-			c.mu.Unlock()
-		},
-	})
+	for _, sidecar := range []bool{false, true} {
+		t.Run(map[bool]string{false: "xattr", true: "sidecar"}[sidecar], func(t *testing.T) {
+			c := &clock{t: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
+			now := func() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+			storagetest.Run(t, storagetest.Harness{
+				New: func(t *testing.T) storage.ChunkStore {
+					s, err := Open(t.TempDir(), WithClock(now))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if sidecar {
+						s.xattr = false
+					}
+					t.Cleanup(func() { s.Close() })
+					return s
+				},
+				Now:   now,
+				Short: 28 * 24 * time.Hour,
+				Pass: func(_ *testing.T, until time.Time) {
+					c.mu.Lock()
+					c.t = until.Add(time.Second)
+					c.mu.Unlock()
+				},
+			})
+		})
+	}
 }

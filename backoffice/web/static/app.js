@@ -245,26 +245,35 @@ async function setupExports() {
   const table = $('#exports');
   if (!table) return;
   const body = $('tbody', table);
-  let list;
-  try { list = await api('GET', '/api/v1/exports'); } catch (e) { return; }
-  const mine = list.filter((x) => x.incident === table.dataset.incident);
-  body.replaceChildren(...mine.map((x) => {
-    const action = el('td');
-    if (x.state === 'requested' && x.requested_by !== table.dataset.me) {
-      const b = el('button', { type: 'button', class: 'approve' }, 'Approve');
-      b.onclick = async () => {
-        try { await api('POST', `/api/v1/exports/${encodeURIComponent(x.id)}/approve`); location.reload(); } catch (e) { alert(e.message); }
-      };
-      action.append(b);
-    } else if (x.state === 'ready') {
-      action.append(el('a', { href: `/api/v1/exports/${encodeURIComponent(x.id)}/bundle` }, 'Download bundle'));
-    } else if (x.state === 'requested') {
-      action.append('waiting for a second admin');
-    }
-    return el('tr', { 'data-export': x.id, 'data-state': x.state },
-      el('td', {}, new Date(x.requested_at).toLocaleString()), el('td', {}, x.requested_by), el('td', {}, x.reference),
-      el('td', {}, x.state + (x.error ? ': ' + x.error : '')), action);
-  }));
+  const load = async () => {
+    let list;
+    try { list = await api('GET', '/api/v1/exports'); } catch (e) { return; }
+    const mine = list.filter((x) => x.incident === table.dataset.incident);
+    body.replaceChildren(...mine.map((x) => {
+      const action = el('td');
+      if (x.state === 'requested' && x.requested_by !== table.dataset.me) {
+        const b = el('button', { type: 'button', class: 'approve' }, 'Approve');
+        b.onclick = async () => {
+          b.disabled = true;
+          try { await api('POST', `/api/v1/exports/${encodeURIComponent(x.id)}/approve`); } catch (e) { alert(e.message); }
+          load();
+        };
+        action.append(b);
+      } else if (x.state === 'ready') {
+        action.append(el('a', { class: 'download', href: `/api/v1/exports/${encodeURIComponent(x.id)}/bundle` }, 'Download bundle'));
+      } else if (x.state === 'requested') {
+        action.append('waiting for a second admin');
+      } else if (x.state === 'approved') {
+        action.append('writing the bundle…');
+      }
+      return el('tr', { 'data-export': x.id, 'data-state': x.state },
+        el('td', {}, new Date(x.requested_at).toLocaleString()), el('td', {}, x.requested_by), el('td', {}, x.reference),
+        el('td', {}, x.state + (x.error ? ': ' + x.error : '')), action);
+    }));
+    // A bundle being written: look again shortly.
+    if (mine.some((x) => x.state === 'approved')) setTimeout(load, 1000);
+  };
+  load();
 }
 
 // --- admin pages ---
