@@ -213,9 +213,9 @@ type LoadResult struct {
 	// each half of the run: equal when memory is flat (a soak), growing
 	// when something leaks.
 	RSSFirstHalfMiB, RSSSecondHalfMiB float64
-	HeapInuseMiB   float64 // Go heap in use at the end of streaming
-	P50, P95, P99  time.Duration
-	AlertP99       time.Duration // first keyframe → incident.started in the outbox
+	HeapInuseMiB                      float64 // Go heap in use at the end of streaming
+	P50, P95, P99                     time.Duration
+	AlertP99                          time.Duration // first keyframe → incident.started in the outbox
 	// SentBytes is the video payload the cameras sent; StoredBytes what
 	// the chunk store holds for it (container, encryption, headers and
 	// the deadline sidecars): their ratio is the storage overhead.
