@@ -214,11 +214,21 @@ type LoadResult struct {
 	// when something leaks.
 	RSSFirstHalfMiB, RSSSecondHalfMiB float64
 	HeapInuseMiB                      float64 // Go heap in use at the end of streaming
-	P50, P95, P99                     time.Duration
-	AlertP99                          time.Duration // first keyframe → incident.started in the outbox
+	// P50, P95 and P99 are ingest-to-durable latency in steady state:
+	// from when every camera has started and cut its first segment to
+	// when the first one stops (the whole run when that is too short).
+	// P99Run is over the whole run, the start and the simultaneous stop of
+	// every camera included.
+	P50, P95, P99 time.Duration
+	P99Run        time.Duration
+	// CutP99 is the server's own share of P99: from a segment's last frame
+	// reaching the server to its chunk being durable (seal, store,
+	// commit), without the segment's length or the cameras' send jitter.
+	CutP99   time.Duration
+	AlertP99 time.Duration // first keyframe → incident.started in the outbox
 	// SentBytes is the video payload the cameras sent; StoredBytes what
 	// the chunk store holds for it (container, encryption, headers and
-	// the deadline sidecars): their ratio is the storage overhead.
+	// any deadline sidecars): their ratio is the storage overhead.
 	SentBytes, StoredBytes int64
 	Errors                 []string
 }
@@ -316,6 +326,25 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 			}
 		}
 	}()
+	// Scrape the latency histogram when every camera is streaming and
+	// again when the first stops: their difference is the steady state.
+	type scrape struct {
+		h   histogram
+		err error
+	}
+	steady := make(chan [2]scrape, 1)
+	steadyFrom := 2*time.Second + 3*time.Second // every start (spread over 2 s), then a segment
+	go func() {
+		var out [2]scrape
+		defer func() { steady <- out }()
+		if cfg.Duration <= steadyFrom+5*time.Second {
+			return
+		}
+		time.Sleep(time.Until(t0.Add(steadyFrom)))
+		out[0].h, out[0].err = scrapeHistogram(httpPort, "camvault_ingest_to_durable_seconds")
+		time.Sleep(time.Until(t0.Add(cfg.Duration)))
+		out[1].h, out[1].err = scrapeHistogram(httpPort, "camvault_ingest_to_durable_seconds")
+	}()
 	sent := make([]int64, cfg.Cameras)
 	errs := make([]error, cfg.Cameras)
 	var wg sync.WaitGroup
@@ -361,8 +390,23 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	}
 	if qs, err := latencyQuantiles(httpPort, "camvault_ingest_to_durable_seconds", 0.5, 0.95, 0.99); err == nil {
 		res.P50, res.P95, res.P99 = qs[0], qs[1], qs[2]
+		res.P99Run = qs[2]
 	} else {
 		res.Errors = append(res.Errors, "latency: "+err.Error())
+	}
+	if w := <-steady; w[0].h != nil && w[1].h != nil {
+		if qs, err := w[1].h.since(w[0].h).quantiles(0.5, 0.95, 0.99); err == nil {
+			res.P50, res.P95, res.P99 = qs[0], qs[1], qs[2]
+		} else {
+			res.Errors = append(res.Errors, "steady-state latency: "+err.Error())
+		}
+	} else if w[0].err != nil || w[1].err != nil {
+		res.Errors = append(res.Errors, fmt.Sprintf("steady-state latency: %v %v", w[0].err, w[1].err))
+	}
+	if qs, err := latencyQuantiles(httpPort, "camvault_cut_to_durable_seconds", 0.99); err == nil {
+		res.CutP99 = qs[0]
+	} else {
+		res.Errors = append(res.Errors, "cut latency: "+err.Error())
 	}
 	// Graceful stop: every segment cut is committed; then count what is durable.
 	srv.Process.Signal(os.Interrupt)

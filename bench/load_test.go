@@ -42,6 +42,8 @@ func BenchmarkRTSPLoad(b *testing.B) {
 			b.ReportMetric(float64(res.P50.Milliseconds()), "p50-ms")
 			b.ReportMetric(float64(res.P95.Milliseconds()), "p95-ms")
 			b.ReportMetric(float64(res.P99.Milliseconds()), "p99-ms")
+			b.ReportMetric(float64(res.P99Run.Milliseconds()), "p99-whole-run-ms")
+			b.ReportMetric(float64(res.CutP99.Milliseconds()), "cut-to-durable-p99-ms")
 			b.ReportMetric(res.StorageOverhead(), "disk-bytes/received-byte")
 			b.ReportMetric(float64(res.AlertP99.Microseconds())/1000, "alert-p99-ms")
 			b.ReportMetric(float64(res.Durable)/float64(max(res.Sent, 1)), "durable/sent")

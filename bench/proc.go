@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -57,17 +58,20 @@ func rssMiB(pid int) float64 {
 	return math.NaN()
 }
 
-// latencyQuantiles scrapes a histogram from the server and interpolates
-// quantiles within its buckets.
-func latencyQuantiles(httpPort int, name string, qs ...float64) ([]time.Duration, error) {
+// histogram is a Prometheus histogram as scraped: cumulative counts per
+// upper bound, in order.
+type histogram []struct{ le, n float64 }
+
+// scrapeHistogram reads the unlabelled histogram name from the server's
+// /metrics.
+func scrapeHistogram(httpPort int, name string) (histogram, error) {
 	c := http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", httpPort))
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	type bucket struct{ le, n float64 }
-	var buckets []bucket
+	var h histogram
 	sc := bufio.NewScanner(resp.Body)
 	prefix := name + `_bucket{le="`
 	for sc.Scan() {
@@ -78,17 +82,38 @@ func latencyQuantiles(httpPort int, name string, qs ...float64) ([]time.Duration
 		i := strings.Index(line, `"}`)
 		le, _ := strconv.ParseFloat(line[:i], 64)
 		n, _ := strconv.ParseFloat(strings.TrimSpace(line[i+2:]), 64)
-		buckets = append(buckets, bucket{le, n})
+		h = append(h, struct{ le, n float64 }{le, n})
 	}
-	if len(buckets) == 0 || buckets[len(buckets)-1].n == 0 {
-		return nil, fmt.Errorf("no %s observations", name)
+	if len(h) == 0 {
+		return nil, fmt.Errorf("no histogram %s", name)
 	}
-	total := buckets[len(buckets)-1].n
+	return h, sc.Err()
+}
+
+// since is what was observed after earlier (a scrape of the same
+// histogram).
+func (h histogram) since(earlier histogram) histogram {
+	out := append(histogram(nil), h...)
+	for i := range out {
+		if i < len(earlier) {
+			out[i].n -= earlier[i].n
+		}
+	}
+	return out
+}
+
+// quantiles estimates each quantile by linear interpolation within its
+// bucket, as Prometheus' histogram_quantile does.
+func (h histogram) quantiles(qs ...float64) ([]time.Duration, error) {
+	if len(h) == 0 || h[len(h)-1].n == 0 {
+		return nil, errors.New("no observations")
+	}
+	total := h[len(h)-1].n
 	out := make([]time.Duration, len(qs))
 	for k, q := range qs {
 		rank := q * total
 		lo, prevN := 0.0, 0.0
-		for _, b := range buckets {
+		for _, b := range h {
 			if b.n >= rank {
 				hi := b.le
 				if math.IsInf(hi, 1) {
@@ -103,6 +128,19 @@ func latencyQuantiles(httpPort int, name string, qs ...float64) ([]time.Duration
 			}
 			lo, prevN = b.le, b.n
 		}
+	}
+	return out, nil
+}
+
+// latencyQuantiles scrapes a histogram and estimates its quantiles.
+func latencyQuantiles(httpPort int, name string, qs ...float64) ([]time.Duration, error) {
+	h, err := scrapeHistogram(httpPort, name)
+	if err != nil {
+		return nil, err
+	}
+	out, err := h.quantiles(qs...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return out, nil
 }
