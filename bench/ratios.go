@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"golang.org/x/sys/unix"
 
 	"camvault/codec"
 	"camvault/stages/seal"
@@ -31,12 +32,17 @@ type Ratio struct {
 	Name string `json:"name"`
 	What string `json:"what"`
 	// OursMBs and RawMBs are throughputs in Unit (MB/s when empty).
-	OursMBs  float64 `json:"ours_mb_s"`
-	RawMBs   float64 `json:"raw_mb_s"`
-	Unit     string  `json:"unit,omitempty"`
-	Ratio    float64 `json:"ratio"`
-	Floor    float64 `json:"floor"`
-	AboveMin bool    `json:"ok"`
+	OursMBs float64 `json:"ours_mb_s"`
+	RawMBs  float64 `json:"raw_mb_s"`
+	// OursPerCPU and RawPerCPU are the same work per CPU-second (user and
+	// system time): beside wall time, they show whether a side waited
+	// (fsync) or computed.
+	OursPerCPU float64 `json:"ours_per_cpu_s"`
+	RawPerCPU  float64 `json:"raw_per_cpu_s"`
+	Unit       string  `json:"unit,omitempty"`
+	Ratio      float64 `json:"ratio"`
+	Floor      float64 `json:"floor"`
+	AboveMin   bool    `json:"ok"`
 }
 
 //go:embed floors.json
@@ -51,17 +57,28 @@ func Floors() (map[string]float64, error) {
 	return f, nil
 }
 
-// throughput runs op (processing size bytes) for at least d and returns MB/s.
-func throughput(size int, d time.Duration, op func() error) (float64, error) {
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// throughput runs op (processing size bytes) for at least d and returns
+// MB/s of wall time and MB per CPU-second.
+func throughput(size int, d time.Duration, op func() error) (wall, perCPU float64, err error) {
 	n := 0
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for time.Since(start) < d || n < 5 {
 		if err := op(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		n++
 	}
-	return float64(size*n) / time.Since(start).Seconds() / 1e6, nil
+	mb := float64(size*n) / 1e6
+	return mb / time.Since(start).Seconds(), mb / max(cpuTime()-cpu0, time.Microsecond).Seconds(), nil
 }
 
 // compare alternates ours and raw for rounds and keeps each side's best:
@@ -69,15 +86,16 @@ func throughput(size int, d time.Duration, op func() error) (float64, error) {
 func compare(name, what string, size, rounds int, ours, raw func() error) (Ratio, error) {
 	r := Ratio{Name: name, What: what}
 	for i := 0; i < rounds; i++ {
-		o, err := throughput(size, 300*time.Millisecond, ours)
+		o, oc, err := throughput(size, 300*time.Millisecond, ours)
 		if err != nil {
 			return r, fmt.Errorf("%s: %w", name, err)
 		}
-		w, err := throughput(size, 300*time.Millisecond, raw)
+		w, wc, err := throughput(size, 300*time.Millisecond, raw)
 		if err != nil {
 			return r, fmt.Errorf("%s raw: %w", name, err)
 		}
 		r.OursMBs, r.RawMBs = max(r.OursMBs, o), max(r.RawMBs, w)
+		r.OursPerCPU, r.RawPerCPU = max(r.OursPerCPU, oc), max(r.RawPerCPU, wc)
 	}
 	r.Ratio = r.OursMBs / r.RawMBs
 	return r, nil
@@ -207,39 +225,46 @@ func MeasureProxy(dir string, rounds int) (Ratio, error) {
 	// Twice the rounds of the other ratios: a transcode is one long
 	// burst, which the rest of the machine disturbs more often.
 	for range max(2*rounds, 1) {
-		start := time.Now()
+		start, cpu0 := time.Now(), cpuTime()
 		if _, _, err := r.Proxy(ctx, init, seg); err != nil {
 			return res, fmt.Errorf("proxy: %w", err)
 		}
 		res.OursMBs = max(res.OursMBs, float64(frames)/time.Since(start).Seconds())
-		d, err := cliProxyTime(file)
+		res.OursPerCPU = max(res.OursPerCPU, float64(frames)/max(cpuTime()-cpu0, time.Microsecond).Seconds())
+		wall, cpu, err := cliProxyTime(file)
 		if err != nil {
 			return res, err
 		}
-		res.RawMBs = max(res.RawMBs, float64(frames)/d.Seconds())
+		res.RawMBs = max(res.RawMBs, float64(frames)/wall.Seconds())
+		res.RawPerCPU = max(res.RawPerCPU, float64(frames)/max(cpu, time.Microsecond).Seconds())
 	}
 	res.Ratio = res.OursMBs / res.RawMBs
 	return res, nil
 }
 
-var cliRtime = regexp.MustCompile(`rtime=([0-9.]+)s`)
+var cliTimes = regexp.MustCompile(`utime=([0-9.]+)s stime=([0-9.]+)s rtime=([0-9.]+)s`)
 
 // cliProxyTime runs the ffmpeg CLI's proxy transcode and returns the wall
-// time it reports for it.
-func cliProxyTime(file string) (time.Duration, error) {
+// and CPU (user and system) time it reports for it.
+func cliProxyTime(file string) (wall, cpu time.Duration, err error) {
 	out, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-benchmark", "-threads", "1", "-i", file, "-an",
 		"-filter_threads", "1", "-vf", "scale=640:360:flags=bicubic", "-c:v", "libx264", "-preset", "veryfast", "-b:v", "600k",
 		"-bf", "0", "-threads", "1", "-f", "mp4", "-movflags", "frag_keyframe+empty_moov+default_base_moof", "-y", os.DevNull).CombinedOutput()
 	if err != nil {
-		return 0, fmt.Errorf("proxy: ffmpeg: %v: %s", err, out)
+		return 0, 0, fmt.Errorf("proxy: ffmpeg: %v: %s", err, out)
 	}
-	m := cliRtime.FindSubmatch(out)
+	m := cliTimes.FindSubmatch(out)
 	if m == nil {
-		return 0, fmt.Errorf("proxy: ffmpeg -benchmark printed no rtime: %s", out)
+		return 0, 0, fmt.Errorf("proxy: ffmpeg -benchmark printed no times: %s", out)
 	}
-	sec, err := strconv.ParseFloat(string(m[1]), 64)
-	if err != nil || sec <= 0 {
-		return 0, fmt.Errorf("proxy: ffmpeg rtime %q", m[1])
+	var sec [3]float64
+	for i := range sec {
+		if sec[i], err = strconv.ParseFloat(string(m[i+1]), 64); err != nil {
+			return 0, 0, fmt.Errorf("proxy: ffmpeg time %q", m[i+1])
+		}
 	}
-	return time.Duration(sec * float64(time.Second)), nil
+	if sec[2] <= 0 {
+		return 0, 0, fmt.Errorf("proxy: ffmpeg rtime %v", sec[2])
+	}
+	return time.Duration(sec[2] * float64(time.Second)), time.Duration((sec[0] + sec[1]) * float64(time.Second)), nil
 }

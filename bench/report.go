@@ -69,8 +69,8 @@ func RunRatios(workDir string, rounds int) (*Report, error) {
 // WriteMarkdown prints the report as a table.
 func (r *Report) WriteMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "camvault bench — %s, %d cores, %s, commit %s\n\n", r.CPU, r.Cores, r.Go, r.Commit)
-	fmt.Fprintln(w, "| stage | what | camvault | raw | unit | ratio | floor |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(w, "| stage | what | camvault | raw | unit | ratio | floor | camvault per CPU-s | raw per CPU-s |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, x := range r.Ratios {
 		floor := "—"
 		if x.Floor > 0 {
@@ -80,7 +80,8 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		if unit == "" {
 			unit = "MB/s"
 		}
-		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %s | %.2f | %s |\n", x.Name, x.What, x.OursMBs, x.RawMBs, unit, x.Ratio, floor)
+		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %s | %.2f | %s | %.0f | %.0f |\n", x.Name, x.What, x.OursMBs, x.RawMBs, unit, x.Ratio, floor,
+			x.OursPerCPU, x.RawPerCPU)
 	}
 	for _, s := range r.Skipped {
 		fmt.Fprintf(w, "\nskipped: %s\n", s)
