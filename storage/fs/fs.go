@@ -10,7 +10,10 @@
 //	                       from Put too where the file system has no user
 //	                       extended attributes
 //	.lock/NN               lock stripes (flock) serialising writers of a key
-//	<dir>/.tmp-*           files being written; removed by RemoveStaleTemp
+//	<dir>/.tmp-*           files being written (sidecars; objects too where
+//	                       the file system has no O_TMPFILE, else objects
+//	                       are written unnamed and linked into place);
+//	                       removed by RemoveStaleTemp
 //
 // Keys may not have a segment that starts with ".", so no key can reach the
 // metadata, the locks or a temporary file.
@@ -40,6 +43,7 @@ import (
 	iofs "io/fs"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -92,6 +96,10 @@ type Store struct {
 	// xattr: the file system keeps user extended attributes, so Put
 	// writes the deadline onto the object itself rather than a sidecar.
 	xattr bool
+	// unnamed: Put writes the object as an unnamed file (O_TMPFILE) and
+	// links it into place, with no temporary name to create and remove,
+	// and nothing to clean up after a crash.
+	unnamed bool
 }
 
 // Option configures a Store.
@@ -137,7 +145,50 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		root.Close()
 		return nil, fmt.Errorf("fs store: %w", err)
 	}
+	s.unnamed = s.probeUnnamed()
 	return s, nil
+}
+
+// probeUnnamed reports whether an unnamed file can be made under the root
+// and linked into place through /proc/self/fd (ext4, xfs, btrfs and tmpfs
+// can; a file system without O_TMPFILE, or no /proc, cannot).
+func (s *Store) probeUnnamed() bool {
+	d, err := s.root.Open(lockDir)
+	if err != nil {
+		return false
+	}
+	defer d.Close()
+	f, err := openUnnamed(d)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	name := tempPrefix + "unnamed-probe"
+	s.root.Remove(lockDir + "/" + name)
+	if err := linkUnnamed(f, d, name); err != nil {
+		return false
+	}
+	s.root.Remove(lockDir + "/" + name)
+	return true
+}
+
+// openUnnamed creates an unnamed file in the directory dir.
+func openUnnamed(dir *os.File) (*os.File, error) {
+	fd, err := unix.Openat(int(dir.Fd()), ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create unnamed file: %w", err)
+	}
+	return os.NewFile(uintptr(fd), dir.Name()+"/(unnamed)"), nil
+}
+
+// linkUnnamed gives the unnamed file f the name name in dir; like link(2)
+// it fails with EEXIST rather than replace a name.
+func linkUnnamed(f, dir *os.File, name string) error {
+	err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), int(dir.Fd()), name, unix.AT_SYMLINK_FOLLOW)
+	if err != nil {
+		return &os.LinkError{Op: "link", Old: f.Name(), New: name, Err: err}
+	}
+	return nil
 }
 
 // probeXattr reports whether files under the root keep user extended
@@ -199,12 +250,31 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, retainUntil ti
 	if s.xattr {
 		attr = mb
 	}
-	tmp, err := s.writeTemp(dir, data, objectPerm, attr)
+	d, err := s.root.Open(dir)
 	if err != nil {
 		return fmt.Errorf("put %q: %w", key, err)
 	}
-	// Once linked, the temporary name is only a second link to the object.
-	defer s.root.Remove(tmp)
+	defer d.Close()
+	var link func() error
+	if s.unnamed {
+		f, err := openUnnamed(d)
+		if err != nil {
+			return fmt.Errorf("put %q: %w", key, err)
+		}
+		defer f.Close()
+		if err := writeSynced(f, data, objectPerm, attr); err != nil {
+			return fmt.Errorf("put %q: %w", key, err)
+		}
+		link = func() error { return linkUnnamed(f, d, path.Base(key)) }
+	} else {
+		tmp, err := s.writeTemp(dir, data, objectPerm, attr)
+		if err != nil {
+			return fmt.Errorf("put %q: %w", key, err)
+		}
+		// Once linked, the temporary name is only a second link to the object.
+		defer s.root.Remove(tmp)
+		link = func() error { return s.root.Link(tmp, key) }
+	}
 
 	unlock, err := s.lock(key)
 	if err != nil {
@@ -228,7 +298,7 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, retainUntil ti
 		return fmt.Errorf("put %q: %w", key, err)
 	}
 	// Link, unlike rename, fails rather than replace an existing name.
-	if err := s.root.Link(tmp, key); err != nil {
+	if err := link(); err != nil {
 		if attr == nil {
 			s.root.Remove(metaPath(key))
 		}
@@ -237,8 +307,8 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, retainUntil ti
 		}
 		return fmt.Errorf("put %q: %w", key, err)
 	}
-	if err := s.syncDir(dir); err != nil {
-		return fmt.Errorf("put %q: %w", key, err)
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("put %q: sync dir: %w", key, err)
 	}
 	return nil
 }
@@ -644,30 +714,33 @@ func (s *Store) writeTemp(dir string, data []byte, perm os.FileMode, attr []byte
 	if err != nil {
 		return "", err
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			s.root.Remove(name)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return "", err
+	err = writeSynced(f, data, perm, attr)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if attr != nil {
-		if err = unix.Fsetxattr(int(f.Fd()), metaXattr, attr, 0); err != nil {
-			return "", fmt.Errorf("set metadata attribute: %w", err)
-		}
-	}
-	if err = f.Chmod(perm); err != nil {
-		return "", err
-	}
-	if err = f.Sync(); err != nil {
-		return "", err
-	}
-	if err = f.Close(); err != nil {
+	if err != nil {
+		s.root.Remove(name)
 		return "", err
 	}
 	return name, nil
+}
+
+// writeSynced writes data to the new file f, sets attr (if not nil) as its
+// metadata attribute, gives it mode perm and fsyncs it: data, attribute
+// and mode are durable together.
+func writeSynced(f *os.File, data []byte, perm os.FileMode, attr []byte) error {
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if attr != nil {
+		if err := unix.Fsetxattr(int(f.Fd()), metaXattr, attr, 0); err != nil {
+			return fmt.Errorf("set metadata attribute: %w", err)
+		}
+	}
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	return f.Sync()
 }
 
 // writeMeta atomically replaces key's metadata with b.

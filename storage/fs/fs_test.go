@@ -54,12 +54,13 @@ func open(t *testing.T, dir string, c *clock) *Store {
 	return s
 }
 
-// openSidecar opens a store that keeps every deadline in a sidecar, as on
-// a file system without user extended attributes.
+// openSidecar opens a store that keeps every deadline in a sidecar and
+// writes objects under temporary names, as on a file system without user
+// extended attributes or O_TMPFILE.
 func openSidecar(t *testing.T, dir string, c *clock) *Store {
 	t.Helper()
 	s := open(t, dir, c)
-	s.xattr = false
+	s.xattr, s.unnamed = false, false
 	return s
 }
 
@@ -669,9 +670,10 @@ func BenchmarkPut1MB(b *testing.B) {
 	b.Run("parallel", func(b *testing.B) { run(b, true) })
 }
 
-// TestDeadlineOnObject: on a file system with user extended attributes,
-// Put writes the deadline onto the object (no sidecar, so one fsync fewer
-// for the file and one for its directory); a change (extension, hold)
+// TestDeadlineOnObject: on a file system with user extended attributes
+// and O_TMPFILE, Put writes the object unnamed with its deadline on it and
+// links it into place (no sidecar, no temporary name: two fsyncs, as for
+// any durable file write); a change (extension, hold)
 // goes to a sidecar that then rules; a stale sidecar from a crashed Put
 // never outranks a new object's own deadline; an object that lost its
 // attribute is kept.
@@ -690,6 +692,13 @@ func TestDeadlineOnObject(t *testing.T) {
 	}
 	if _, err := os.Lstat(sidecar("inc/a")); !os.IsNotExist(err) {
 		t.Fatalf("Put wrote a sidecar: %v", err)
+	}
+	// Written unnamed and linked into place: no temporary name ever.
+	if !s.unnamed {
+		testenv.Missing(t, "O_TMPFILE on "+dir)
+	}
+	if ents, err := os.ReadDir(filepath.Join(dir, "inc")); err != nil || len(ents) != 1 || ents[0].Name() != "a" {
+		t.Fatalf("directory after Put: %v %v, want the object alone", ents, err)
 	}
 	if got, held, err := s.RetainUntil("inc/a"); err != nil || !got.Equal(until) || held {
 		t.Fatalf("RetainUntil = %v %v %v, want %v", got, held, err, until)
@@ -763,7 +772,7 @@ func TestConformance(t *testing.T) {
 						t.Fatal(err)
 					}
 					if sidecar {
-						s.xattr = false
+						s.xattr, s.unnamed = false, false
 					}
 					t.Cleanup(func() { s.Close() })
 					return s
