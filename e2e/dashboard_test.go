@@ -115,13 +115,15 @@ func (b *browser) login(password string) {
 // operator signed in sees a camera's two warnings and then
 // incident.started appear in the live feed without a reload, while the
 // camera publishes over RTSP with the ffmpeg CLI; a reviewer opens the
-// incident, states a reason, and the video plays (its currentTime
-// advances and a frame is drawn); an admin places a legal hold and the
-// page shows it; an auditor sees all of it in the audit trail. Screenshots
+// incident while it is recorded, states a reason, and the video plays
+// (its currentTime advances, a frame is drawn) and follows the recording
+// past what existed when the view opened; an admin places a legal hold
+// and the page shows it; one admin requests an export and another
+// approves it; an auditor sees all of it in the audit trail. Screenshots
 // go to artifacts/e2e.
 func TestDashboardInBrowser(t *testing.T) {
 	chromium := requireTool(t, "chromium")
-	c := testClip(t, 7)
+	c := testClip(t, 12)
 	data, secrets := setupData(t, "cam1")
 	for name, role := range map[string]string{"olga": "operator", "rita": "reviewer", "adam": "admin", "bea": "admin", "aude": "auditor"} {
 		addUser(t, data, name, role)
@@ -183,30 +185,15 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	op.screenshot("1-operator-feed")
 
-	if err := <-published; err != nil {
-		t.Fatalf("publish: %v\n%s", err, s.logs())
-	}
-	inc := waitIncidentEnded(t, s, "cam1")
+	incID := eval[string](op, `document.querySelector('#incidents tbody tr[data-incident]').dataset.incident`)
 
-	// An operator sees the incident's metadata but no player, and the
-	// footage API refuses them.
-	op.do("open the incident as operator", chromedp.Navigate(base+"/incidents/"+inc.ID), chromedp.WaitVisible(chromedp.CSS("#timeline")))
-	if eval[bool](op, `document.querySelector("#watch") !== null`) {
-		t.Fatal("the operator is offered footage")
-	}
-	if code := eval[int](op, `fetch("/api/v1/incidents/`+inc.ID+`/views", {method: "POST", headers: {"Content-Type": "application/json",
-		"X-CSRF-Token": document.querySelector('meta[name="csrf"]').content}, body: JSON.stringify({reason: "curious"})}).then(r => r.status)`); code != http.StatusForbidden {
-		t.Fatalf("operator opening footage: %d, want 403", code)
-	}
-
-	// The reviewer: a reason is required, then the video plays.
+	// The reviewer opens the incident while it is still being recorded: a
+	// reason is required, then the video plays, and goes on into the
+	// segments recorded after the view was opened.
 	rev := open("rita")
 	rev.login(staffPassword)
-	rev.do("open the incident", chromedp.Navigate(base+"/incidents/"+inc.ID), chromedp.WaitVisible(chromedp.CSS("#watch")))
-	if n := eval[int](rev, `document.querySelectorAll("#timeline tbody tr[data-seq]").length`); n < 3 {
-		t.Fatalf("timeline shows %d segments, want at least 3", n)
-	}
-	if code := eval[int](rev, `fetch("/api/v1/incidents/`+inc.ID+`/views", {method: "POST", headers: {"Content-Type": "application/json",
+	rev.do("open the incident", chromedp.Navigate(base+"/incidents/"+incID), chromedp.WaitVisible(chromedp.CSS("#watch")))
+	if code := eval[int](rev, `fetch("/api/v1/incidents/`+incID+`/views", {method: "POST", headers: {"Content-Type": "application/json",
 		"X-CSRF-Token": document.querySelector('meta[name="csrf"]').content}, body: JSON.stringify({reason: "  "})}).then(r => r.status)`); code != http.StatusBadRequest {
 		t.Fatalf("footage without a reason: %d, want 400", code)
 	}
@@ -232,6 +219,30 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("video width %d, want the 640 px review proxy", w)
 	}
 	rev.screenshot("2-reviewer-player")
+	rev.waitJS("the player follows the recording", `(() => { const v = document.querySelector("#player");
+		return Number(v.dataset.played) > Number(v.dataset.listed) && v.currentTime > 8; })()`, 45*time.Second)
+
+	if err := <-published; err != nil {
+		t.Fatalf("publish: %v\n%s", err, s.logs())
+	}
+	inc := waitIncidentEnded(t, s, "cam1")
+	if inc.ID != incID {
+		t.Fatalf("incident %s ended, the list showed %s", inc.ID, incID)
+	}
+	if n := eval[int](rev, `(async () => { const r = await fetch("/api/v1/incidents/`+inc.ID+`"); return (await r.json()).segments.length; })()`); n < 5 {
+		t.Fatalf("the incident has %d segments, want at least 5 of 12 s", n)
+	}
+
+	// An operator sees the incident's metadata but no player, and the
+	// footage API refuses them.
+	op.do("open the incident as operator", chromedp.Navigate(base+"/incidents/"+inc.ID), chromedp.WaitVisible(chromedp.CSS("#timeline")))
+	if eval[bool](op, `document.querySelector("#watch") !== null`) {
+		t.Fatal("the operator is offered footage")
+	}
+	if code := eval[int](op, `fetch("/api/v1/incidents/`+inc.ID+`/views", {method: "POST", headers: {"Content-Type": "application/json",
+		"X-CSRF-Token": document.querySelector('meta[name="csrf"]').content}, body: JSON.stringify({reason: "curious"})}).then(r => r.status)`); code != http.StatusForbidden {
+		t.Fatalf("operator opening footage: %d, want 403", code)
+	}
 
 	// The admin places a hold; the page shows it.
 	adm := open("adam")

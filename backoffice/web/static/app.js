@@ -159,17 +159,22 @@ function tick() {
 // --- the player: Media Source Extensions fed one segment at a time ---
 let playToken = 0;
 
-async function play(view, segments, from) {
+async function play(view, segments, from, incident) {
   const token = ++playToken;
   const video = $('#player');
   const errEl = $('#watch-error');
   showError(errEl, null);
   video.hidden = false;
+  video.dataset.listed = String(segments.length);
+  video.dataset.played = '0';
   const ms = new MediaSource();
   video.src = URL.createObjectURL(ms);
   await once(ms, 'sourceopen');
   let sb = null, type = '';
-  for (let i = from; i < segments.length && token === playToken; i++) {
+  for (let i = from; token === playToken; i++) {
+    // At the end of what was recorded when the view opened: an incident
+    // still recording gets more segments, which the view covers too.
+    if (i >= segments.length && !(await follow(incident, segments, token))) break;
     const seg = segments[i];
     for (const tr of $$('#timeline tr.playing')) tr.classList.remove('playing');
     const row = $(`#timeline tr[data-seq="${seg.seq}"][data-session="${CSS.escape(seg.session)}"]`);
@@ -194,13 +199,34 @@ async function play(view, segments, from) {
       sb.appendBuffer(buf);
       await once(sb, 'updateend');
     } catch (err) { showError(errEl, err); break; }
+    video.dataset.played = String(i - from + 1);
     if (i === from) video.play().catch(() => {});
     // Fetch ahead only a little: every fetch is a decryption and an audit record.
     while (token === playToken && sb.buffered.length && sb.buffered.end(sb.buffered.length - 1) - video.currentTime > 6) {
       await sleep(250);
     }
   }
-  if (token === playToken && ms.readyState === 'open' && sb && !sb.updating) ms.endOfStream();
+  if (token !== playToken) return;
+  if (!sb) showError(errEl, new Error('no footage was recorded'));
+  else if (ms.readyState === 'open' && !sb.updating) ms.endOfStream();
+}
+
+// follow waits, while the incident is still open, for segments beyond
+// those in the list, and appends them; false when there will be none.
+async function follow(incident, segments, token) {
+  while (token === playToken) {
+    let d;
+    try { d = await api('GET', `/api/v1/incidents/${encodeURIComponent(incident)}`); } catch { return false; }
+    const known = new Set(segments.map((s) => `${s.session}/${s.seq}`));
+    const fresh = d.segments.filter((s) => !known.has(`${s.session}/${s.seq}`));
+    if (fresh.length) {
+      segments.push(...fresh);
+      return true;
+    }
+    if (d.status !== 'open') return false;
+    await sleep(1000);
+  }
+  return false;
 }
 
 function setupViewer() {
@@ -213,16 +239,15 @@ function setupViewer() {
     try {
       opened = await api('POST', `/api/v1/incidents/${encodeURIComponent(id)}/views`, formJSON(form));
     } catch (err) { showError($('#watch-error'), err); return; }
-    if (!opened.segments.length) { showError($('#watch-error'), new Error('no segments recorded yet')); return; }
     for (const b of $$('#timeline button.seek')) {
       b.disabled = false;
       b.onclick = () => {
         const tr = b.closest('tr');
         const i = opened.segments.findIndex((s) => String(s.seq) === tr.dataset.seq && s.session === tr.dataset.session);
-        if (i >= 0) play(opened.view, opened.segments, i);
+        if (i >= 0) play(opened.view, opened.segments, i, id);
       };
     }
-    play(opened.view, opened.segments, 0);
+    play(opened.view, opened.segments, 0, id);
   });
 }
 
