@@ -78,6 +78,13 @@ type Config struct {
 	// police report), so it must be outside DataDir; default "exports"
 	// beside the data directory.
 	ExportDir string
+	// BackofficeOnly runs the backoffice listener alone, beside a `serve`
+	// node sharing the data directory (or its catalog and S3 store): no
+	// ingest, no recorder, no retention sweeper, no audit anchoring, and
+	// none of the crash reconciliation that belongs to the ingest node. It
+	// is how the identity stays out of the process that parses camera
+	// input.
+	BackofficeOnly bool
 }
 
 // selfTester is a store that can prove it enforces retention.
@@ -127,6 +134,9 @@ func Open(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	keyDir := keys.Dir(cfg.DataDir)
+	if !keys.Exists(keyDir) && cfg.BackofficeOnly {
+		return nil, fmt.Errorf("no keys in %s: start the ingest node (camvault serve) or camvault keygen first", keyDir)
+	}
 	if !keys.Exists(keyDir) {
 		if err := keys.Generate(keyDir); err != nil {
 			return nil, err
@@ -168,7 +178,9 @@ func (s *Server) open() error {
 		if err != nil {
 			return err
 		}
-		if n, err := fst.RemoveStaleTemp(); err != nil {
+		if s.cfg.BackofficeOnly {
+			// What a crash left is the ingest node's to clean.
+		} else if n, err := fst.RemoveStaleTemp(); err != nil {
 			return err
 		} else if n > 0 {
 			s.log.Warn("removed partial chunk writes left by a crash", "count", n)
@@ -181,6 +193,21 @@ func (s *Server) open() error {
 		}
 		s.log.Info("chunk store enforces Object Lock (self-test passed)")
 	}
+	s.Registry = prometheus.NewRegistry()
+	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	alerts := s.cfg.Alerts
+	alerts.Staff, alerts.Holds = s.Catalog, holdKeeper{s.Catalog, s.Store}
+	alerts.Cameras = cameraAdmin{s.Catalog, pepper}
+	if err := s.openBackofficeKeys(&alerts, keyDir); err != nil {
+		return err
+	}
+	if s.Backoffice, err = backoffice.New(alerts, s.Catalog, s.Registry, s.log); err != nil {
+		return err
+	}
+	if s.cfg.BackofficeOnly {
+		return nil
+	}
+
 	// Sessions a crash left running: record the gap, end them, sign.
 	interrupted, err := s.Catalog.InterruptRunning(ctx, time.Now())
 	if err != nil {
@@ -194,23 +221,12 @@ func (s *Server) open() error {
 		}
 		s.log.Warn("incident interrupted by a server stop", "incident", inc)
 	}
-	s.Registry = prometheus.NewRegistry()
-	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if s.Recorder, err = incident.New(s.cfg.Recorder, s.Catalog, s.Store, recipients, signer, s.Registry, s.log); err != nil {
 		return err
 	}
 	udpRTP, udpRTCP := s.cfg.UDPRTPAddress, s.cfg.UDPRTCPAddress
 	if udpRTP == "" || udpRTCP == "" {
 		udpRTP, udpRTCP = "", ""
-	}
-	alerts := s.cfg.Alerts
-	alerts.Staff, alerts.Holds = s.Catalog, holdKeeper{s.Catalog, s.Store}
-	alerts.Cameras = cameraAdmin{s.Catalog, pepper}
-	if err := s.openBackofficeKeys(&alerts, keyDir); err != nil {
-		return err
-	}
-	if s.Backoffice, err = backoffice.New(alerts, s.Catalog, s.Registry, s.log); err != nil {
-		return err
 	}
 	auth := &ingest.PepperAuth{Cameras: s.Catalog, Pepper: pepper}
 	live := ingest.NewLive() // one live stream per camera, whatever the protocol
@@ -230,9 +246,11 @@ func (s *Server) Start() error {
 	if err := s.Backoffice.Start(context.Background()); err != nil {
 		return err
 	}
-	if err := s.RTSP.Start(); err != nil {
-		s.Backoffice.Close()
-		return err
+	if s.RTSP != nil {
+		if err := s.RTSP.Start(); err != nil {
+			s.Backoffice.Close()
+			return err
+		}
 	}
 	if s.WHIP != nil {
 		if err := s.WHIP.Start(); err != nil {
@@ -243,6 +261,9 @@ func (s *Server) Start() error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
+	if s.cfg.BackofficeOnly {
+		return s.serveHTTP()
+	}
 	if every := s.cfg.SweepEvery; every >= 0 {
 		if every == 0 {
 			every = 10 * time.Minute
@@ -264,6 +285,11 @@ func (s *Server) Start() error {
 			s.auditor.Run(ctx, every, s.log)
 		}()
 	}
+	return s.serveHTTP()
+}
+
+// serveHTTP opens the backoffice listener (unless it is "-").
+func (s *Server) serveHTTP() error {
 	if s.cfg.HTTPAddress == "-" {
 		return nil
 	}
@@ -273,7 +299,9 @@ func (s *Server) Start() error {
 	s.Backoffice.Register(mux)
 	l, err := net.Listen("tcp", s.cfg.HTTPAddress)
 	if err != nil {
-		s.RTSP.Close()
+		if s.RTSP != nil {
+			s.RTSP.Close()
+		}
 		if s.WHIP != nil {
 			s.WHIP.Close()
 		}

@@ -27,6 +27,8 @@ const usage = `usage: camvault COMMAND [flags] [args]
 
 commands:
   serve                              run the ingest and backoffice listeners
+  backoffice                         run the backoffice listener alone, beside "serve --identity -"
+                                     (the identity then stays out of the process that parses camera input)
   keygen                             create the key files in <data>/keys
   camera add ID --officer NAME       register a camera; prints its secret once
   camera revoke ID | camera rotate ID
@@ -71,6 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var err error
 	switch cmd, rest := args[0], args[1:]; cmd {
+	case "backoffice":
+		err = cmdBackoffice(rest, stdout, stderr)
 	case "serve":
 		err = cmdServe(rest, stdout, stderr)
 	case "keygen":

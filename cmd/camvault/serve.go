@@ -75,13 +75,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	var tlsConf *tls.Config
-	if *tlsCert != "" || *tlsKey != "" {
-		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
-		if err != nil {
-			return fmt.Errorf("load TLS certificate: %w", err)
-		}
-		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	tlsConf, err := loadTLS(*tlsCert, *tlsKey)
+	if err != nil {
+		return err
 	}
 	var store storage.ChunkStore // nil: the server opens fs itself and reconciles crash leftovers
 	if sf.kind != "fs" {
@@ -145,17 +141,34 @@ password comes from stdin; the user's API token is printed):
 			httpScheme(tlsConf), portOf(*httpAddr), *data)
 	}
 	log.Info("camvault serving", "rtsp", *rtspAddr, "rtsp_udp", *rtpAddr, "whip", *whipAddr, "ice_udp", *iceUDP, "http", srv.HTTPAddr(), "data", *data)
-	fmt.Fprintln(stdout, "ready")
+	return runUntilSignal(srv, log, stdout, "ending streams and committing every segment already cut")
+}
 
+// runUntilSignal says "ready" on stdout, waits for SIGINT or SIGTERM and
+// closes the server.
+func runUntilSignal(srv *server.Server, log *slog.Logger, stdout io.Writer, closing string) error {
+	fmt.Fprintln(stdout, "ready")
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	<-sig
-	log.Info("shutting down: ending streams and committing every segment already cut")
+	log.Info("shutting down: " + closing)
 	if err := srv.Close(); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	log.Info("stopped cleanly")
 	return nil
+}
+
+// loadTLS reads a certificate and key (both or neither).
+func loadTLS(certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS certificate: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 func portOf(addr string) string {
