@@ -1,18 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"runtime/debug"
-	"time"
-
-	"github.com/asticode/go-astiav"
 
 	"camvault/server"
-	"camvault/storage"
 )
 
 // cmdBackoffice runs the backoffice listener alone, beside an ingest node
@@ -36,15 +28,10 @@ func cmdBackoffice(args []string, stdout, stderr io.Writer) error {
 	if *identity == "-" {
 		return usagef("the backoffice process is where the identity belongs: give it one (or leave --identity out)")
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usagef("--log-level: %v", err)
+	log, err := processSetup(*logLevel, stderr)
+	if err != nil {
+		return err
 	}
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(50) // as serve: on-demand proxies are segment-sized buffers too
-	}
-	astiav.SetLogLevel(astiav.LogLevelError)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	alerts, err := af.config()
 	if err != nil {
 		return err
@@ -53,15 +40,11 @@ func cmdBackoffice(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var store storage.ChunkStore
-	if sf.kind != "fs" {
-		st, closeStore, err := sf.open(context.Background(), *data, time.Now)
-		if err != nil {
-			return err
-		}
-		defer closeStore()
-		store = st
+	store, closeStore, err := serverStore(sf, *data)
+	if err != nil {
+		return err
 	}
+	defer closeStore()
 	srv, err := server.Open(server.Config{BackofficeOnly: true, DataDir: *data, HTTPAddress: *httpAddr, TLS: tlsConf,
 		Store: store, Alerts: alerts, IdentityFile: *identity, ExportDir: *exportDir}, log)
 	if err != nil {

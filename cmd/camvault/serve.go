@@ -54,22 +54,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	} else if len(pos) != 0 {
 		return usagef("serve takes no arguments")
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usagef("--log-level: %v", err)
+	log, err := processSetup(*logLevel, stderr)
+	if err != nil {
+		return err
 	}
-	// The heap of a recording node is mostly segment buffers, which hold
-	// no pointers and cost the collector little to mark: collecting at
-	// 50 % growth rather than Go's 100 % costs no measurable CPU and keeps
-	// a third less memory per camera (1.7 rather than 2.2 MiB for a
-	// 4 Mbit/s stream, bench/). GOGC, when set, still decides.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(50)
-	}
-	// x264's statistics for every proxy (at ingest, or made for a
-	// reviewer) would flood the log.
-	astiav.SetLogLevel(astiav.LogLevelError)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	alerts, err := af.config()
 	if err != nil {
 		return err
@@ -79,15 +67,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var store storage.ChunkStore // nil: the server opens fs itself and reconciles crash leftovers
-	if sf.kind != "fs" {
-		st, closeStore, err := sf.open(context.Background(), *data, time.Now)
-		if err != nil {
-			return err
-		}
-		defer closeStore()
-		store = st
+	store, closeStore, err := serverStore(sf, *data)
+	if err != nil {
+		return err
 	}
+	defer closeStore()
 	srv, err := server.Open(server.Config{Store: store, Alerts: alerts, IdentityFile: *identity, ExportDir: *exportDir,
 		DataDir: *data, RTSPAddress: *rtspAddr, UDPRTPAddress: *rtpAddr, UDPRTCPAddress: *rtcpAddr,
 		HTTPAddress: *httpAddr, TLS: tlsConf, WHIPAddress: *whipAddr, ICEUDPAddress: *iceUDP, ICETCPAddress: *iceTCP,
@@ -142,6 +126,41 @@ password comes from stdin; the user's API token is printed):
 	}
 	log.Info("camvault serving", "rtsp", *rtspAddr, "rtsp_udp", *rtpAddr, "whip", *whipAddr, "ice_udp", *iceUDP, "http", srv.HTTPAddr(), "data", *data)
 	return runUntilSignal(srv, log, stdout, "ending streams and committing every segment already cut")
+}
+
+// processSetup is what serve and backoffice set up before anything else:
+// the log, the collector's pace and FFmpeg's verbosity.
+func processSetup(logLevel string, stderr io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return nil, usagef("--log-level: %v", err)
+	}
+	// The heap of a recording node is mostly segment buffers, which hold
+	// no pointers and cost the collector little to mark: collecting at
+	// 50 % growth rather than Go's 100 % costs no measurable CPU and keeps
+	// a quarter less memory per camera (1.7 rather than 2.2 MiB for a
+	// 4 Mbit/s stream, bench/). GOGC, when set, still decides.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
+	// x264's statistics for every proxy (at ingest, or made for a
+	// reviewer) would flood the log.
+	astiav.SetLogLevel(astiav.LogLevelError)
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})), nil
+}
+
+// serverStore opens the chunk store the flags name for a server; nil for
+// fs, which the server opens itself (and, on the ingest node, cleans of
+// what a crash left).
+func serverStore(sf *storeFlags, data string) (storage.ChunkStore, func(), error) {
+	if sf.kind == "fs" {
+		return nil, func() {}, nil
+	}
+	st, closeStore, err := sf.open(context.Background(), data, time.Now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, closeStore, nil
 }
 
 // runUntilSignal says "ready" on stdout, waits for SIGINT or SIGTERM and
