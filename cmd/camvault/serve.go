@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,52 +34,32 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	iceUDP := fl.String("ice-udp", ":8189", "the one UDP port for all WebRTC media (ICE UDP mux)")
 	iceTCP := fl.String("ice-tcp", "", "also accept WebRTC media over ICE-TCP on this address (off by default)")
 	publicIPs := fl.String("public-ip", "", "comma-separated public addresses to announce for WebRTC (1:1 NAT)")
-	httpAddr := fl.String("http", ":8080", "backoffice listen address: the web UI, /api/v1, /metrics, /healthz")
-	identity := fl.String("identity", "", `backoffice identity, for watching and exporting footage in the backoffice (default <data>/keys/backoffice.identity; "-": none, no footage here)`)
-	exportDir := fl.String("export-dir", "", "where approved exports' bundles are written, outside the data directory (default: exports beside it)")
-	tlsCert := fl.String("tls-cert", "", "certificate for every listener: RTSPS, WHIP and camera events over HTTPS, the backoffice over HTTPS (with --tls-key)")
-	tlsKey := fl.String("tls-key", "", "private key of --tls-cert")
+	bf := addBackofficeFlags(fl, `backoffice identity, for watching and exporting footage in the backoffice (default <data>/keys/backoffice.identity; "-": none, no footage here)`,
+		"certificate for every listener: RTSPS, WHIP and camera events over HTTPS, the backoffice over HTTPS (with --tls-key)")
 	retention := fl.Duration("retention", 28*24*time.Hour, "retention period")
 	segmentDur := fl.Duration("segment", 2*time.Second, "target segment duration")
 	grace := fl.Duration("grace", 60*time.Second, "a reconnect within this continues the incident")
 	readTimeout := fl.Duration("read-timeout", 10*time.Second, "end a stream silent this long")
 	sweepEvery := fl.Duration("sweep-every", 10*time.Minute, "how often the retention sweeper runs")
 	transcodeWorkers := fl.Int("transcode-workers", -1, "review proxies and thumbnails at ingest with N low-priority threads (-1: cores-1, at least 1; 0: off)")
-	sf := addStoreFlags(fl)
-	af := addAlertFlags(fl)
 	noDemo := fl.Bool("no-demo", false, "do not create the demo camera on first start")
-	logLevel := fl.String("log-level", "info", "debug, info, warn, error")
 	pprofAddr := fl.String("pprof", "", "serve Go profiling on this address (loopback only; off by default)")
 	if pos, err := parseInterspersed(fl, args); err != nil {
 		return err
 	} else if len(pos) != 0 {
 		return usagef("serve takes no arguments")
 	}
-	log, err := processSetup(*logLevel, stderr)
-	if err != nil {
-		return err
-	}
-	alerts, err := af.config()
-	if err != nil {
-		return err
-	}
-
-	tlsConf, err := loadTLS(*tlsCert, *tlsKey)
-	if err != nil {
-		return err
-	}
-	store, closeStore, err := serverStore(sf, *data)
+	cfg, log, closeStore, err := bf.config(*data, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	srv, err := server.Open(server.Config{Store: store, Alerts: alerts, IdentityFile: *identity, ExportDir: *exportDir,
-		DataDir: *data, RTSPAddress: *rtspAddr, UDPRTPAddress: *rtpAddr, UDPRTCPAddress: *rtcpAddr,
-		HTTPAddress: *httpAddr, TLS: tlsConf, WHIPAddress: *whipAddr, ICEUDPAddress: *iceUDP, ICETCPAddress: *iceTCP,
-		PublicIPs: splitList(*publicIPs), ReadTimeout: *readTimeout, SweepEvery: *sweepEvery,
-		Recorder: incident.Config{Retention: *retention, SegmentTarget: *segmentDur, Grace: *grace,
-			Transcode: incident.TranscodeConfig{Enabled: *transcodeWorkers != 0, Workers: *transcodeWorkers}},
-	}, log)
+	cfg.RTSPAddress, cfg.UDPRTPAddress, cfg.UDPRTCPAddress = *rtspAddr, *rtpAddr, *rtcpAddr
+	cfg.WHIPAddress, cfg.ICEUDPAddress, cfg.ICETCPAddress, cfg.PublicIPs = *whipAddr, *iceUDP, *iceTCP, splitList(*publicIPs)
+	cfg.ReadTimeout, cfg.SweepEvery = *readTimeout, *sweepEvery
+	cfg.Recorder = incident.Config{Retention: *retention, SegmentTarget: *segmentDur, Grace: *grace,
+		Transcode: incident.TranscodeConfig{Enabled: *transcodeWorkers != 0, Workers: *transcodeWorkers}}
+	srv, err := server.Open(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -100,7 +81,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		scheme := "rtsp"
-		if tlsConf != nil {
+		if cfg.TLS != nil {
 			scheme = "rtsps"
 		}
 		fmt.Fprintf(stdout, `
@@ -121,11 +102,55 @@ The backoffice is at %s://127.0.0.1:%s/ . Create its first accounts (the
 password comes from stdin; the user's API token is printed):
 
   printf '%%s\n' "$PASSWORD" | camvault user add NAME --role admin|operator|reviewer|auditor --data %s
-`, scheme, demoCamera, secret, portOf(*rtspAddr), demoCamera, httpScheme(tlsConf), portOf(*whipAddr), demoCamera, secret, *data,
-			httpScheme(tlsConf), portOf(*httpAddr), *data)
+`, scheme, demoCamera, secret, portOf(*rtspAddr), demoCamera, httpScheme(cfg.TLS), portOf(*whipAddr), demoCamera, secret, *data,
+			httpScheme(cfg.TLS), portOf(*bf.http), *data)
 	}
 	log.Info("camvault serving", "rtsp", *rtspAddr, "rtsp_udp", *rtpAddr, "whip", *whipAddr, "ice_udp", *iceUDP, "http", srv.HTTPAddr(), "data", *data)
 	return runUntilSignal(srv, log, stdout, "ending streams and committing every segment already cut")
+}
+
+// backofficeFlags are the flags serve and backoffice share: the
+// backoffice listener, its keys and exports, TLS, the store, alerts and
+// the log.
+type backofficeFlags struct {
+	http, identity, exportDir, tlsCert, tlsKey, logLevel *string
+	store                                                *storeFlags
+	alerts                                               *alertFlags
+}
+
+func addBackofficeFlags(fl *flag.FlagSet, identityHelp, tlsHelp string) *backofficeFlags {
+	return &backofficeFlags{
+		http:      fl.String("http", ":8080", "backoffice listen address: the web UI, /api/v1, /metrics, /healthz"),
+		identity:  fl.String("identity", "", identityHelp),
+		exportDir: fl.String("export-dir", "", "where approved exports' bundles are written, outside the data directory (default: exports beside it)"),
+		tlsCert:   fl.String("tls-cert", "", tlsHelp),
+		tlsKey:    fl.String("tls-key", "", "private key of --tls-cert"),
+		logLevel:  fl.String("log-level", "info", "debug, info, warn, error"),
+		store:     addStoreFlags(fl),
+		alerts:    addAlertFlags(fl),
+	}
+}
+
+// config sets the process up (processSetup) and returns the server
+// configuration the flags give, its log, and what closes the store.
+func (f *backofficeFlags) config(data string, stderr io.Writer) (server.Config, *slog.Logger, func(), error) {
+	cfg := server.Config{DataDir: data, HTTPAddress: *f.http, IdentityFile: *f.identity, ExportDir: *f.exportDir}
+	log, err := processSetup(*f.logLevel, stderr)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	if cfg.Alerts, err = f.alerts.config(); err != nil {
+		return cfg, nil, nil, err
+	}
+	if cfg.TLS, err = loadTLS(*f.tlsCert, *f.tlsKey); err != nil {
+		return cfg, nil, nil, err
+	}
+	store, closeStore, err := serverStore(f.store, data)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	cfg.Store = store
+	return cfg, log, closeStore, nil
 }
 
 // processSetup is what serve and backoffice set up before anything else:
