@@ -12,7 +12,7 @@ import (
 	"sort"
 
 	"camvault/catalog"
-	"camvault/manifest"
+	"camvault/format/manifest"
 	"camvault/storage"
 )
 

@@ -20,7 +20,7 @@ import (
 
 	"camvault/backoffice"
 	"camvault/catalog"
-	"camvault/storage/retention"
+	"camvault/retention"
 )
 
 // latencyBound is what the tests assert for alert delivery; the target is

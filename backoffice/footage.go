@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"camvault/catalog"
-	"camvault/manifest"
+	"camvault/format/chunk"
+	"camvault/format/manifest"
 	"camvault/review"
-	"camvault/stages/seal"
 )
 
 // Footage serves decrypted footage to reviewers (review.Reviewer over the
@@ -115,10 +115,10 @@ func timeline(lines [][]byte) ([]Segment, []Gap, error) {
 			return nil, nil, fmt.Errorf("manifest record: %w", err)
 		}
 		switch {
-		case r.Kind == manifest.KindChunk && r.Track == seal.TrackOriginal && r.Seq > 0:
+		case r.Kind == manifest.KindChunk && r.Track == chunk.TrackOriginal && r.Seq > 0:
 			segs = append(segs, Segment{Session: r.Session, Seq: r.Seq, Wall: r.Wall, StartNS: r.StartNS, EndNS: r.EndNS,
 				Samples: r.Samples, Bytes: r.PlainSize})
-		case r.Kind == manifest.KindChunk && r.Track == seal.TrackProxy && r.Seq > 0:
+		case r.Kind == manifest.KindChunk && r.Track == chunk.TrackProxy && r.Seq > 0:
 			proxies[r.Session+"/"+strconv.FormatUint(r.Seq, 10)] = true
 		case r.Kind == manifest.KindGap:
 			gaps = append(gaps, Gap{Session: r.Session, Wall: r.Wall, StartNS: r.StartNS, EndNS: r.EndNS, Note: r.Note})

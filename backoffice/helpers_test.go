@@ -24,10 +24,10 @@ import (
 
 	"camvault/backoffice"
 	"camvault/catalog"
+	"camvault/ingest"
 	"camvault/internal/testenv"
 	"camvault/keys"
 	"camvault/server"
-	"camvault/stages/ingest"
 )
 
 const (

@@ -22,7 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"camvault/codec"
-	"camvault/stages/seal"
+	"camvault/format/chunk"
 	"camvault/storage/fs"
 )
 
@@ -108,14 +108,14 @@ func MeasureSeal(rounds int) (Ratio, error) {
 	if err != nil {
 		return Ratio{}, err
 	}
-	key, err := seal.NewSessionKey([]age.Recipient{id.Recipient()})
+	key, err := chunk.NewSessionKey([]age.Recipient{id.Recipient()})
 	if err != nil {
 		return Ratio{}, err
 	}
 	pt := make([]byte, 1<<20)
 	rand.Read(pt)
 	var seq uint64
-	h := seal.Header{Incident: "inc", Session: "ses", Track: seal.TrackOriginal, Wall: time.Now(), RetainUntil: time.Now(), Codec: "fmp4:h264"}
+	h := chunk.Header{Incident: "inc", Session: "ses", Track: chunk.TrackOriginal, Wall: time.Now(), RetainUntil: time.Now(), Codec: "fmp4:h264"}
 	block, _ := aes.NewCipher(make([]byte, 32))
 	gcm, _ := cipher.NewGCM(block)
 	nonce := make([]byte, 12)

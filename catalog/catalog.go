@@ -17,7 +17,7 @@ import (
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
-	"camvault/manifest"
+	"camvault/format/manifest"
 )
 
 // ErrNotFound is returned when a looked-up row does not exist.

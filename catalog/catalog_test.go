@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"camvault/manifest"
+	"camvault/format/manifest"
 )
 
 func openTest(t *testing.T) *Catalog {

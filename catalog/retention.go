@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"time"
 
-	"camvault/manifest"
+	"camvault/format/manifest"
 )
 
 // StatusDeleted marks an incident removed by retention: chunks deleted,

@@ -15,9 +15,9 @@ import (
 	"filippo.io/age"
 
 	"camvault/catalog"
-	"camvault/manifest"
+	"camvault/format/chunk"
+	"camvault/format/manifest"
 	"camvault/stages/commit"
-	"camvault/stages/seal"
 	"camvault/storage/fs"
 )
 
@@ -48,13 +48,13 @@ func TestCatalogRewriteCaughtByAnchors(t *testing.T) {
 	}
 	c := &commit.Committer{Catalog: cat, Signer: priv, Now: time.Now, Anchors: st, CheckpointEvery: 2}
 	id, _ := age.GenerateX25519Identity()
-	key, err := seal.NewSessionKey([]age.Recipient{id.Recipient()})
+	key, err := chunk.NewSessionKey([]age.Recipient{id.Recipient()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 4; i++ {
 		obj := fmt.Sprintf("%s/ses1/original/%08d.chunk", s.Incident, i)
-		ch, err := key.Seal(seal.Header{Incident: s.Incident, Session: "ses1", Track: seal.TrackOriginal, Seq: uint64(i), Wall: now, RetainUntil: now.Add(time.Hour)}, []byte(fmt.Sprintf("segment %d", i)))
+		ch, err := key.Seal(chunk.Header{Incident: s.Incident, Session: "ses1", Track: chunk.TrackOriginal, Seq: uint64(i), Wall: now, RetainUntil: now.Add(time.Hour)}, []byte(fmt.Sprintf("segment %d", i)))
 		if err != nil {
 			t.Fatal(err)
 		}

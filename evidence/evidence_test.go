@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"camvault/manifest"
+	"camvault/format/manifest"
 )
 
 // hostileBundle writes a bundle whose manifest chain and checkpoint are

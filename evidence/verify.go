@@ -19,8 +19,8 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4"
 
-	"camvault/manifest"
-	"camvault/stages/seal"
+	"camvault/format/chunk"
+	"camvault/format/manifest"
 )
 
 // Source is where an incident's evidence is read from.
@@ -70,7 +70,7 @@ type Report struct {
 	CipherBytes   int64     `json:"cipher_bytes"`
 	Problems      []Problem `json:"problems,omitempty"`
 	records       []manifest.Record
-	openers       map[string]*seal.Opener
+	openers       map[string]*chunk.Opener
 	maxProblemsOK bool
 }
 
@@ -120,9 +120,9 @@ func Verify(ctx context.Context, src Source, nodeKey ed25519.PublicKey, identiti
 		if err != nil {
 			return nil, fmt.Errorf("read wrapped keys: %w", err)
 		}
-		rep.openers = map[string]*seal.Opener{}
+		rep.openers = map[string]*chunk.Opener{}
 		for id, w := range wrapped {
-			o, err := seal.UnwrapSessionKey(w, identities...)
+			o, err := chunk.UnwrapSessionKey(w, identities...)
 			if err != nil {
 				rep.fail(nil, "", "session %s: %v", id, err)
 				continue
@@ -135,14 +135,14 @@ func Verify(ctx context.Context, src Source, nodeKey ed25519.PublicKey, identiti
 		rec := &recs[i]
 		switch rec.Kind {
 		case manifest.KindGap:
-			if rec.Track != "" && rec.Track != seal.TrackOriginal {
+			if rec.Track != "" && rec.Track != chunk.TrackOriginal {
 				rep.Gaps = append(rep.Gaps, fmt.Sprintf("record %d: derived %s/%d: %s", rec.Index, rec.Track, rec.Seq, rec.Note))
 			} else {
 				rep.Gaps = append(rep.Gaps, fmt.Sprintf("record %d: %s", rec.Index, rec.Note))
 			}
 		case manifest.KindChunk:
 			rep.Chunks++
-			if rec.Track != seal.TrackOriginal {
+			if rec.Track != chunk.TrackOriginal {
 				rep.Derived++
 			}
 			verifyChunk(ctx, src, rep, rec)
@@ -243,7 +243,7 @@ func verifyChunk(ctx context.Context, src Source, rep *Report, rec *manifest.Rec
 		rep.fail(rec, name, "ciphertext hash does not match the manifest (altered, swapped or replaced)")
 		return
 	}
-	h, _, _, err := seal.Parse(b)
+	h, _, _, err := chunk.Parse(b)
 	if err != nil {
 		rep.fail(rec, name, "%v", err)
 		return
@@ -287,7 +287,7 @@ func (r *Report) Plaintext(ctx context.Context, src Source) ([]SessionMedia, err
 	index := map[string]int{}
 	for i := range r.records {
 		rec := &r.records[i]
-		if rec.Kind != manifest.KindChunk || rec.Track != seal.TrackOriginal {
+		if rec.Kind != manifest.KindChunk || rec.Track != chunk.TrackOriginal {
 			continue
 		}
 		b, err := src.Chunk(ctx, rec.Object)

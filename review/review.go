@@ -17,8 +17,8 @@ import (
 
 	"filippo.io/age"
 
-	"camvault/manifest"
-	"camvault/stages/seal"
+	"camvault/format/chunk"
+	"camvault/format/manifest"
 )
 
 // Source is what review reads: an incident's manifest, wrapped keys and
@@ -98,7 +98,7 @@ func (v *Reviewer) Proxy(ctx context.Context, src Source, req Request) (*Renditi
 	session := req.Session
 	if session == "" {
 		for _, r := range recs {
-			if r.Kind == manifest.KindChunk && r.Track == seal.TrackOriginal && r.Seq == req.Seq {
+			if r.Kind == manifest.KindChunk && r.Track == chunk.TrackOriginal && r.Seq == req.Seq {
 				session = r.Session
 				break
 			}
@@ -113,11 +113,11 @@ func (v *Reviewer) Proxy(ctx context.Context, src Source, req Request) (*Renditi
 		}
 		return nil
 	}
-	orig := find(seal.TrackOriginal, req.Seq)
+	orig := find(chunk.TrackOriginal, req.Seq)
 	if req.Seq == 0 || orig == nil {
 		return nil, fmt.Errorf("incident %s session %q segment %d: %w", req.Incident, session, req.Seq, ErrNotFound)
 	}
-	proxyInit, proxySeg := find(seal.TrackProxy, 0), find(seal.TrackProxy, req.Seq)
+	proxyInit, proxySeg := find(chunk.TrackProxy, 0), find(chunk.TrackProxy, req.Seq)
 	onDemand := proxyInit == nil || proxySeg == nil
 
 	// The view is recorded before any footage is decrypted: a view that
@@ -171,7 +171,7 @@ func (v *Reviewer) Proxy(ctx context.Context, src Source, req Request) (*Renditi
 		}
 		return out, nil
 	}
-	init := find(seal.TrackOriginal, 0)
+	init := find(chunk.TrackOriginal, 0)
 	if init == nil {
 		return nil, fmt.Errorf("session %s has no init segment: %w", session, ErrNotFound)
 	}
@@ -206,7 +206,7 @@ func records(ctx context.Context, src Source) ([]manifest.Record, error) {
 	return recs, nil
 }
 
-func (v *Reviewer) opener(ctx context.Context, src Source, session string) (*seal.Opener, error) {
+func (v *Reviewer) opener(ctx context.Context, src Source, session string) (*chunk.Opener, error) {
 	keys, err := src.WrappedKeys(ctx)
 	if err != nil {
 		return nil, err
@@ -215,7 +215,7 @@ func (v *Reviewer) opener(ctx context.Context, src Source, session string) (*sea
 	if !ok {
 		return nil, fmt.Errorf("no key for session %s (shredded?): %w", session, ErrNotFound)
 	}
-	return seal.UnwrapSessionKey(wrapped, v.Identities...)
+	return chunk.UnwrapSessionKey(wrapped, v.Identities...)
 }
 
 func (v *Reviewer) cached(key string) (*Rendition, bool) {

@@ -12,14 +12,14 @@ import (
 
 	"filippo.io/age"
 
-	"camvault/manifest"
-	"camvault/stages/seal"
+	"camvault/format/chunk"
+	"camvault/format/manifest"
 )
 
 // memSource is an incident held in memory: sealed chunks and their
 // manifest records, sealed with a real session key.
 type memSource struct {
-	key     *seal.SessionKey
+	key     *chunk.SessionKey
 	lines   [][]byte
 	chunks  map[string][]byte
 	session string
@@ -27,7 +27,7 @@ type memSource struct {
 
 func newSource(t *testing.T, id *age.X25519Identity) *memSource {
 	t.Helper()
-	key, err := seal.NewSessionKey([]age.Recipient{id.Recipient()})
+	key, err := chunk.NewSessionKey([]age.Recipient{id.Recipient()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func newSource(t *testing.T, id *age.X25519Identity) *memSource {
 
 func (s *memSource) add(t *testing.T, track string, seq uint64, plain []byte) {
 	t.Helper()
-	h := seal.Header{Incident: "inc-1", Session: s.session, Track: track, Seq: seq, Wall: time.Unix(0, 0).UTC(),
+	h := chunk.Header{Incident: "inc-1", Session: s.session, Track: track, Seq: seq, Wall: time.Unix(0, 0).UTC(),
 		RetainUntil: time.Unix(1e9, 0).UTC(), Codec: "fmp4:h264"}
 	c, err := s.key.Seal(h, plain)
 	if err != nil {
@@ -86,11 +86,11 @@ func TestProxyStoredOrMadeOnDemand(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := newSource(t, id)
-	src.add(t, seal.TrackOriginal, 0, []byte("original init"))
-	src.add(t, seal.TrackOriginal, 1, []byte("original segment 1"))
-	src.add(t, seal.TrackOriginal, 2, []byte("original segment 2"))
-	src.add(t, seal.TrackProxy, 0, []byte("stored proxy init"))
-	src.add(t, seal.TrackProxy, 1, []byte("stored proxy 1")) // the proxy of segment 2 was shed
+	src.add(t, chunk.TrackOriginal, 0, []byte("original init"))
+	src.add(t, chunk.TrackOriginal, 1, []byte("original segment 1"))
+	src.add(t, chunk.TrackOriginal, 2, []byte("original segment 2"))
+	src.add(t, chunk.TrackProxy, 0, []byte("stored proxy init"))
+	src.add(t, chunk.TrackProxy, 1, []byte("stored proxy 1")) // the proxy of segment 2 was shed
 	rend, audit := &fakeRenderer{}, &memAudit{}
 	v := &Reviewer{Identities: []age.Identity{id}, Renderer: rend, Audit: audit}
 	ctx := context.Background()

@@ -29,14 +29,14 @@ import (
 	"camvault/catalog"
 	"camvault/codec"
 	"camvault/evidence"
-	"camvault/incident"
+	"camvault/ingest"
 	"camvault/keys"
+	"camvault/recorder"
+	"camvault/retention"
 	"camvault/review"
 	"camvault/stages/commit"
-	"camvault/stages/ingest"
 	"camvault/storage"
 	"camvault/storage/fs"
-	"camvault/storage/retention"
 )
 
 // Config of a node. Zero values take the defaults noted.
@@ -55,7 +55,7 @@ type Config struct {
 	PublicIPs     []string // the host's public addresses behind a 1:1 NAT
 	TLS           *tls.Config
 	ReadTimeout   time.Duration
-	Recorder      incident.Config
+	Recorder      recorder.Config
 	// SweepEvery runs the retention sweeper this often; default 10 min,
 	// negative disables it.
 	SweepEvery time.Duration
@@ -99,7 +99,7 @@ type Server struct {
 	Catalog  *catalog.Catalog
 	Store    storage.ChunkStore
 	Registry *prometheus.Registry
-	Recorder *incident.Recorder
+	Recorder *recorder.Recorder
 	RTSP     *ingest.RTSPServer
 	WHIP     *ingest.WHIPServer // nil when disabled
 	http     *http.Server
@@ -221,7 +221,7 @@ func (s *Server) open() error {
 		}
 		s.log.Warn("incident interrupted by a server stop", "incident", inc)
 	}
-	if s.Recorder, err = incident.New(s.cfg.Recorder, s.Catalog, s.Store, recipients, signer, s.Registry, s.log); err != nil {
+	if s.Recorder, err = recorder.New(s.cfg.Recorder, s.Catalog, s.Store, recipients, signer, s.Registry, s.log); err != nil {
 		return err
 	}
 	udpRTP, udpRTCP := s.cfg.UDPRTPAddress, s.cfg.UDPRTCPAddress

@@ -15,8 +15,8 @@ import (
 
 	"camvault/catalog"
 	"camvault/evidence"
+	"camvault/ingest"
 	"camvault/keys"
-	"camvault/stages/ingest"
 )
 
 func cmdKeygen(args []string, stdout, stderr io.Writer) error {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"camvault/catalog"
-	"camvault/storage/retention"
+	"camvault/retention"
 )
 
 // actor names who runs an administrative command: --by, else the OS user.

@@ -17,7 +17,7 @@ import (
 
 	"github.com/asticode/go-astiav"
 
-	"camvault/incident"
+	"camvault/recorder"
 	"camvault/server"
 	"camvault/storage"
 )
@@ -57,8 +57,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	cfg.RTSPAddress, cfg.UDPRTPAddress, cfg.UDPRTCPAddress = *rtspAddr, *rtpAddr, *rtcpAddr
 	cfg.WHIPAddress, cfg.ICEUDPAddress, cfg.ICETCPAddress, cfg.PublicIPs = *whipAddr, *iceUDP, *iceTCP, splitList(*publicIPs)
 	cfg.ReadTimeout, cfg.SweepEvery = *readTimeout, *sweepEvery
-	cfg.Recorder = incident.Config{Retention: *retention, SegmentTarget: *segmentDur, Grace: *grace,
-		Transcode: incident.TranscodeConfig{Enabled: *transcodeWorkers != 0, Workers: *transcodeWorkers}}
+	cfg.Recorder = recorder.Config{Retention: *retention, SegmentTarget: *segmentDur, Grace: *grace,
+		Transcode: recorder.TranscodeConfig{Enabled: *transcodeWorkers != 0, Workers: *transcodeWorkers}}
 	srv, err := server.Open(cfg, log)
 	if err != nil {
 		return err

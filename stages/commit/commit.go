@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"camvault/catalog"
-	"camvault/manifest"
+	"camvault/format/manifest"
 	"camvault/storage"
 )
 

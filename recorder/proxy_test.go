@@ -1,4 +1,4 @@
-package incident
+package recorder
 
 import (
 	"bytes"
@@ -18,10 +18,10 @@ import (
 	"github.com/asticode/go-astiav"
 
 	"camvault/codec"
-	"camvault/manifest"
+	"camvault/format/chunk"
+	"camvault/format/manifest"
+	"camvault/ingest"
 	"camvault/media"
-	"camvault/stages/ingest"
-	"camvault/stages/seal"
 )
 
 // x264's statistics and the decoder's warnings would bury the test output.
@@ -99,8 +99,8 @@ func TestProxyAndThumbnailsReal(t *testing.T) {
 	}
 	o.checkDerivedAlignment(t)
 
-	orig := writeTemp(t, "original.mp4", o.concat(seal.TrackOriginal, n))
-	proxy := writeTemp(t, "proxy.mp4", o.concat(seal.TrackProxy, n))
+	orig := writeTemp(t, "original.mp4", o.concat(chunk.TrackOriginal, n))
+	proxy := writeTemp(t, "proxy.mp4", o.concat(chunk.TrackProxy, n))
 	if got := ffprobe(t, proxy, "-show_entries", "stream=codec_name,width,height"); got != "h264,640,360" {
 		t.Fatalf("proxy streams %q", got)
 	}
@@ -194,7 +194,7 @@ func TestCorruptFrameDerivedGap(t *testing.T) {
 	// The originals carry every picture, the damaged ones as received.
 	samples := int64(0)
 	for _, rec := range o.records {
-		if rec.Kind == manifest.KindChunk && rec.Track == seal.TrackOriginal {
+		if rec.Kind == manifest.KindChunk && rec.Track == chunk.TrackOriginal {
 			samples += rec.Samples
 		}
 	}
@@ -264,7 +264,7 @@ func TestLagTolerance(t *testing.T) {
 		incidents[o.id] = 0
 		samples := int64(0)
 		for _, rec := range o.records {
-			if rec.Kind == manifest.KindChunk && rec.Track == seal.TrackOriginal {
+			if rec.Kind == manifest.KindChunk && rec.Track == chunk.TrackOriginal {
 				samples += rec.Samples
 			}
 		}
@@ -341,7 +341,7 @@ func TestProxyOfVP8Session(t *testing.T) {
 		t.Fatalf("%d original chunks, derived gaps %v", n, o.gaps)
 	}
 	o.checkDerivedAlignment(t)
-	proxy := writeTemp(t, "proxy.mp4", o.concat(seal.TrackProxy, n))
+	proxy := writeTemp(t, "proxy.mp4", o.concat(chunk.TrackProxy, n))
 	if got := ffprobe(t, proxy, "-show_entries", "stream=codec_name,width,height"); got != "h264,320,240" {
 		t.Fatalf("proxy streams %q", got)
 	}

@@ -1,4 +1,4 @@
-package incident
+package recorder
 
 import (
 	"bytes"
@@ -16,9 +16,9 @@ import (
 
 	"camvault/codec"
 	"camvault/evidence"
+	"camvault/ingest"
 	"camvault/internal/testenv"
 	"camvault/media"
-	"camvault/stages/ingest"
 )
 
 // TestH264AACExportIsTheCamerasBytes: a camera that sends H.264 and AAC

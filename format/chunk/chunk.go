@@ -11,7 +11,7 @@
 // tag failing. The nonce is derived from (track, sequence), which are unique
 // within a session, and a session has its own key: a nonce is never reused
 // under one key.
-package seal
+package chunk
 
 import (
 	"bytes"

@@ -17,8 +17,8 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"camvault/bench"
+	"camvault/ingest"
 	"camvault/media"
-	"camvault/stages/ingest"
 )
 
 // memRecorder is an in-memory Recorder double: it keeps what a session

@@ -1,4 +1,4 @@
-package incident
+package recorder
 
 import (
 	"bytes"
@@ -17,10 +17,10 @@ import (
 
 	"camvault/codec"
 	"camvault/evidence"
+	"camvault/format/chunk"
+	"camvault/ingest"
 	"camvault/internal/testenv"
 	"camvault/media"
-	"camvault/stages/ingest"
-	"camvault/stages/seal"
 )
 
 // vp8Clip is a camera's VP8 pictures and Opus frames, made by the ffmpeg
@@ -201,7 +201,7 @@ func TestVP8SessionExportedAsH264AAC(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, _, _, err := seal.Parse(b)
+		h, _, _, err := chunk.Parse(b)
 		if err != nil || h.Codec != "webm:vp8+opus" {
 			t.Fatalf("chunk %s: codec %q, %v", obj.Object, h.Codec, err)
 		}

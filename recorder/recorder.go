@@ -1,7 +1,7 @@
 // Package incident records camera sessions as incidents: it opens or
 // continues the camera's incident, cuts the session into segments, and runs
 // them through the seal → store → commit pipeline.
-package incident
+package recorder
 
 import (
 	"context"
@@ -20,12 +20,12 @@ import (
 
 	"camvault/catalog"
 	"camvault/codec"
+	"camvault/format/chunk"
+	"camvault/ingest"
 	"camvault/internal/bufpool"
 	"camvault/media"
 	"camvault/pipeline"
 	"camvault/stages/commit"
-	"camvault/stages/ingest"
-	"camvault/stages/seal"
 	"camvault/stages/segment"
 	"camvault/stages/store"
 	"camvault/stages/transcode"
@@ -108,12 +108,12 @@ type unit struct {
 	shed       bool // a gap for derived work that was shed: commit raises transcode.shed once per incident
 	how        string
 	note       string
-	header     seal.Header
+	header     chunk.Header
 	plain      []byte
 	first      time.Time // when the segment's first access unit arrived
 	received   time.Time // when its last one arrived
 	samples    int
-	chunk      *seal.Chunk
+	chunk      *chunk.Chunk
 	cipherSize int
 	object     string
 	err        error // set by a failed stage; commit records a gap
@@ -303,7 +303,7 @@ func (r *Recorder) commit(ctx context.Context, u *unit) (struct{}, error) {
 // StartSession implements ingest.Recorder: called at the first keyframe.
 func (r *Recorder) StartSession(ctx context.Context, cam ingest.Camera, tracks []media.Track, remote string) (ingest.Session, error) {
 	keyframe := time.Now() // StartSession runs at the first keyframe, on its packet's goroutine
-	key, err := seal.NewSessionKey(r.recipients)
+	key, err := chunk.NewSessionKey(r.recipients)
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +342,7 @@ type session struct {
 	id        string
 	incident  string
 	cam       ingest.Camera
-	key       *seal.SessionKey
+	key       *chunk.SessionKey
 	tracks    []media.Track
 	wallStart time.Time
 
@@ -497,10 +497,10 @@ func (s *session) submit(u *unit, seq uint64, startNS, endNS int64) error {
 }
 
 // header is the original track's chunk header for seq.
-func (s *session) header(seq uint64, startNS, endNS int64) seal.Header {
+func (s *session) header(seq uint64, startNS, endNS int64) chunk.Header {
 	wall := s.wallStart.Add(time.Duration(startNS))
-	return seal.Header{
-		Incident: s.incident, Session: s.id, Track: seal.TrackOriginal, Seq: seq,
+	return chunk.Header{
+		Incident: s.incident, Session: s.id, Track: chunk.TrackOriginal, Seq: seq,
 		StartNS: startNS, EndNS: endNS, Wall: wall.UTC(), RetainUntil: wall.Add(s.r.cfg.Retention).UTC(),
 		Codec: s.codecs(),
 	}

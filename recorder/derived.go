@@ -1,10 +1,10 @@
-package incident
+package recorder
 
 import (
 	"runtime"
 	"sync"
 
-	"camvault/stages/seal"
+	"camvault/format/chunk"
 	"camvault/stages/transcode"
 )
 
@@ -67,7 +67,7 @@ func (r *Recorder) newDerived(s *session, init []byte) *sessionDerived {
 // job and a proxy job sharing plain, the caller's copy of the plaintext.
 // It never waits: a job the stage refuses becomes a gap record on its
 // track at once.
-func (d *sessionDerived) segment(h seal.Header, cp []byte) {
+func (d *sessionDerived) segment(h chunk.Header, cp []byte) {
 	for _, kind := range []transcode.Kind{transcode.Thumb, transcode.Proxy} {
 		d.jobs.Add(1)
 		err := d.s.r.derived.TrySubmit(&transcode.Job{Kind: kind, Group: d.s.id, Init: d.init, Segment: cp,
@@ -82,12 +82,12 @@ func (d *sessionDerived) segment(h seal.Header, cp []byte) {
 // done turns a job's outcome into units of the session: the rendition as
 // a chunk of its track (the proxy init first, once), or a gap record
 // where it should have been.
-func (d *sessionDerived) done(orig seal.Header, res transcode.Result) {
+func (d *sessionDerived) done(orig chunk.Header, res transcode.Result) {
 	s := d.s
 	h := orig
-	h.Track, h.Codec = seal.TrackThumb, ThumbCodec
+	h.Track, h.Codec = chunk.TrackThumb, ThumbCodec
 	if res.Kind == transcode.Proxy {
-		h.Track, h.Codec = seal.TrackProxy, ProxyCodec
+		h.Track, h.Codec = chunk.TrackProxy, ProxyCodec
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -104,7 +104,7 @@ func (d *sessionDerived) done(orig seal.Header, res transcode.Result) {
 		}
 	case res.Kind == transcode.Proxy && d.proxyInit == nil:
 		ih := s.header(0, 0, 0)
-		ih.Track, ih.Codec = seal.TrackProxy, ProxyCodec
+		ih.Track, ih.Codec = chunk.TrackProxy, ProxyCodec
 		d.proxyInit = append([]byte(nil), res.Init...) // the unit's copy goes back to the pool once sealed
 		units = append(units, &unit{plain: res.Init, header: ih}, &unit{plain: res.Data, header: h})
 	default:

@@ -1,4 +1,4 @@
-package incident
+package recorder
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"camvault/catalog"
-	"camvault/manifest"
-	"camvault/stages/ingest"
+	"camvault/format/manifest"
+	"camvault/ingest"
 	"camvault/storage"
 	"camvault/storage/fs"
 )

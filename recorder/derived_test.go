@@ -1,4 +1,4 @@
-package incident
+package recorder
 
 import (
 	"bytes"
@@ -25,12 +25,12 @@ import (
 
 	"camvault/catalog"
 	"camvault/evidence"
+	"camvault/format/chunk"
+	"camvault/format/manifest"
+	"camvault/ingest"
 	"camvault/internal/testenv"
 	"camvault/keys"
-	"camvault/manifest"
 	"camvault/media"
-	"camvault/stages/ingest"
-	"camvault/stages/seal"
 	"camvault/storage"
 	"camvault/storage/fs"
 )
@@ -170,9 +170,9 @@ func newRigWithStore(t testing.TB, cfg Config, wrap func(*fs.Store) storage.Chun
 type opened struct {
 	id      string
 	records []manifest.Record
-	plain   map[string][]byte      // "track/seq" -> plaintext
-	headers map[string]seal.Header // "track/seq" -> chunk header
-	gaps    map[string]string      // "track/seq" -> note, derived gaps only
+	plain   map[string][]byte       // "track/seq" -> plaintext
+	headers map[string]chunk.Header // "track/seq" -> chunk header
+	gaps    map[string]string       // "track/seq" -> note, derived gaps only
 	report  *evidence.Report
 }
 
@@ -182,7 +182,7 @@ func (r *rig) open(t testing.TB, camera string) *opened {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &opened{plain: map[string][]byte{}, headers: map[string]seal.Header{}, gaps: map[string]string{}}
+	o := &opened{plain: map[string][]byte{}, headers: map[string]chunk.Header{}, gaps: map[string]string{}}
 	for _, in := range incs {
 		if in.Camera == camera {
 			o.id = in.ID
@@ -212,9 +212,9 @@ func (r *rig) open(t testing.TB, camera string) *opened {
 	if err != nil {
 		t.Fatal(err)
 	}
-	openers := map[string]*seal.Opener{}
+	openers := map[string]*chunk.Opener{}
 	for sid, w := range wrapped {
-		if openers[sid], err = seal.UnwrapSessionKey(w, r.ids...); err != nil {
+		if openers[sid], err = chunk.UnwrapSessionKey(w, r.ids...); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -222,7 +222,7 @@ func (r *rig) open(t testing.TB, camera string) *opened {
 		k := fmt.Sprintf("%s/%d", rec.Track, rec.Seq)
 		switch rec.Kind {
 		case manifest.KindGap:
-			if rec.Track != "" && rec.Track != seal.TrackOriginal {
+			if rec.Track != "" && rec.Track != chunk.TrackOriginal {
 				if _, dup := o.gaps[k]; dup {
 					t.Fatalf("two gap records for %s", k)
 				}
@@ -253,7 +253,7 @@ func (r *rig) open(t testing.TB, camera string) *opened {
 func (o *opened) originals() int {
 	n := 0
 	for k := range o.plain {
-		if strings.HasPrefix(k, seal.TrackOriginal+"/") && k != seal.TrackOriginal+"/0" {
+		if strings.HasPrefix(k, chunk.TrackOriginal+"/") && k != chunk.TrackOriginal+"/0" {
 			n++
 		}
 	}
@@ -275,25 +275,25 @@ func (o *opened) checkDerivedAlignment(t testing.TB) {
 		if !ok {
 			t.Fatalf("original chunk %d missing", seq)
 		}
-		for _, track := range []string{seal.TrackProxy, seal.TrackThumb} {
+		for _, track := range []string{chunk.TrackProxy, chunk.TrackThumb} {
 			k := fmt.Sprintf("%s/%d", track, seq)
-			h, chunk := o.headers[k]
+			h, stored := o.headers[k]
 			_, gap := o.gaps[k]
-			if chunk == gap {
-				t.Fatalf("%s: chunk %v, gap %v (want exactly one)", k, chunk, gap)
+			if stored == gap {
+				t.Fatalf("%s: chunk %v, gap %v (want exactly one)", k, stored, gap)
 			}
-			if !chunk {
+			if !stored {
 				continue
 			}
 			if h.StartNS != orig.StartNS || h.EndNS != orig.EndNS || !h.RetainUntil.Equal(orig.RetainUntil) || !h.Wall.Equal(orig.Wall) ||
 				h.Session != orig.Session || h.Incident != orig.Incident {
 				t.Fatalf("%s header %+v does not line up with original %+v", k, h, orig)
 			}
-			want := map[string]string{seal.TrackProxy: ProxyCodec, seal.TrackThumb: ThumbCodec}[track]
+			want := map[string]string{chunk.TrackProxy: ProxyCodec, chunk.TrackThumb: ThumbCodec}[track]
 			if h.Codec != want {
 				t.Fatalf("%s codec %q", k, h.Codec)
 			}
-			if track == seal.TrackProxy {
+			if track == chunk.TrackProxy {
 				if _, ok := o.plain["proxy/0"]; !ok {
 					t.Fatalf("%s without the proxy init", k)
 				}
@@ -413,11 +413,11 @@ func TestDerivedTracksWithDouble(t *testing.T) {
 	made := 0
 	for k, pt := range o.plain {
 		track, seq, _ := strings.Cut(k, "/")
-		if track == seal.TrackOriginal || k == "proxy/0" {
+		if track == chunk.TrackOriginal || k == "proxy/0" {
 			continue
 		}
 		made++
-		kind := map[string]string{seal.TrackProxy: "proxy", seal.TrackThumb: "jpeg"}[track]
+		kind := map[string]string{chunk.TrackProxy: "proxy", chunk.TrackThumb: "jpeg"}[track]
 		if want := fakeDigest(kind, o.plain["original/"+seq]); !bytes.Equal(pt, want) {
 			t.Fatalf("%s is %q, not made from original chunk %s", k, pt, seq)
 		}

@@ -1,4 +1,4 @@
-package seal
+package chunk
 
 import (
 	"crypto/aes"
