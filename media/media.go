@@ -1,6 +1,8 @@
-// Package media holds the plain data types that flow between camvault's
-// stages: tracks, access units and segments. It has no dependencies on
-// protocols or codecs libraries so every stage can share it.
+// Package media holds the plain data types that flow from ingest to the
+// commit: tracks, access units, and the Item that carries one segment (or
+// a gap, or a session's end) through the pipeline's stages. It depends on
+// no protocol or codec library, so every stage can share it; its only
+// camvault import is the chunk format an Item's header is written in.
 package media
 
 import "time"

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"camvault/format/chunk"
+	"camvault/media"
 	"camvault/stages/transcode"
 )
 
@@ -32,10 +33,6 @@ const (
 // DefaultTranscodeWorkers is the pool size when none is configured: every
 // core but one, which is left to ingest.
 func DefaultTranscodeWorkers() int { return max(runtime.NumCPU()-1, 1) }
-
-// AlertTranscodeShed is the alert raised, once per incident, the first
-// time its derived work is shed.
-const AlertTranscodeShed = "transcode.shed"
 
 // sessionDerived is one session's derived work in flight. Its methods are
 // called with the session's lock held (segment) or from transcode workers
@@ -79,7 +76,7 @@ func (d *sessionDerived) segment(h chunk.Header, cp []byte) {
 	}
 }
 
-// done turns a job's outcome into units of the session: the rendition as
+// done turns a job's outcome into items of the session: the rendition as
 // a chunk of its track (the proxy init first, once), or a gap record
 // where it should have been.
 func (d *sessionDerived) done(orig chunk.Header, res transcode.Result) {
@@ -91,22 +88,22 @@ func (d *sessionDerived) done(orig chunk.Header, res transcode.Result) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var units []*unit
+	var items []*media.Item
 	switch {
 	case res.Err != nil:
 		note := res.Err.Error()
 		if !transcode.IsShed(res.Err) {
 			note = "derived work failed: " + note
 		}
-		units = append(units, &unit{gap: true, shed: transcode.IsShed(res.Err), note: note, header: h})
+		items = append(items, &media.Item{Kind: media.ItemGap, Shed: transcode.IsShed(res.Err), Note: note, Header: h})
 		if !transcode.IsShed(res.Err) {
 			s.r.log.Warn("derived work failed", "incident", s.incident, "session", s.id, "track", h.Track, "seq", h.Seq, "err", res.Err)
 		}
 	case res.Kind == transcode.Proxy && d.proxyInit == nil:
 		ih := s.header(0, 0, 0)
 		ih.Track, ih.Codec = chunk.TrackProxy, ProxyCodec
-		d.proxyInit = append([]byte(nil), res.Init...) // the unit's copy goes back to the pool once sealed
-		units = append(units, &unit{plain: res.Init, header: ih}, &unit{plain: res.Data, header: h})
+		d.proxyInit = append([]byte(nil), res.Init...) // the item's copy goes back to the pool once sealed
+		items = append(items, &media.Item{Plain: res.Init, Header: ih}, &media.Item{Plain: res.Data, Header: h})
 	default:
 		if res.Kind == transcode.Proxy && string(res.Init) != string(d.proxyInit) {
 			// The encoder's settings are fixed, so its parameter sets
@@ -114,12 +111,11 @@ func (d *sessionDerived) done(orig chunk.Header, res transcode.Result) {
 			// still kept, and the difference is logged for review.
 			s.r.log.Warn("proxy init differs from the session's proxy/0", "incident", s.incident, "session", s.id, "seq", h.Seq)
 		}
-		units = append(units, &unit{plain: res.Data, header: h})
+		items = append(items, &media.Item{Plain: res.Data, Header: h})
 	}
-	for _, u := range units {
-		u.sess = s
-		if err := s.r.src.Submit(s.r.ctx, s.id, u); err != nil {
-			s.r.log.Error("queue derived chunk", "incident", s.incident, "track", u.header.Track, "seq", u.header.Seq, "err", err)
+	for _, it := range items {
+		if err := s.enqueue(it); err != nil {
+			s.r.log.Error("queue derived chunk", "incident", s.incident, "track", it.Header.Track, "seq", it.Header.Seq, "err", err)
 		}
 	}
 }
@@ -128,7 +124,7 @@ func (d *sessionDerived) done(orig chunk.Header, res transcode.Result) {
 // work is queued before it (session.End has shed the jobs still waiting),
 // in the background so that the ingest goroutine ending the session is not
 // held up by the jobs still running.
-func (r *Recorder) endAfterDerived(s *session, end *unit) {
+func (r *Recorder) endAfterDerived(s *session, end *media.Item) {
 	d := s.d
 	if d == nil {
 		r.submitEnd(s, end)
@@ -142,8 +138,8 @@ func (r *Recorder) endAfterDerived(s *session, end *unit) {
 	}()
 }
 
-func (r *Recorder) submitEnd(s *session, end *unit) {
-	if err := r.src.Submit(r.ctx, s.id, end); err != nil {
+func (r *Recorder) submitEnd(s *session, end *media.Item) {
+	if err := s.enqueue(end); err != nil {
 		r.log.Error("queue session end", "incident", s.incident, "err", err)
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"camvault/internal/testenv"
 	"camvault/keys"
 	"camvault/media"
+	"camvault/stages/commit"
 	"camvault/storage"
 	"camvault/storage/fs"
 )
@@ -453,7 +454,7 @@ func checkShedAlerts(t testing.TB, r *rig, want map[string]int) {
 	}
 	got := map[string]int{}
 	for _, a := range alerts {
-		if a.Type == AlertTranscodeShed {
+		if a.Type == commit.AlertTranscodeShed {
 			got[a.Incident]++
 		}
 	}

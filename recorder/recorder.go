@@ -1,12 +1,14 @@
-// Package incident records camera sessions as incidents: it opens or
-// continues the camera's incident, cuts the session into segments, and runs
-// them through the seal → store → commit pipeline.
+// Package recorder records camera sessions as incidents. It owns the
+// session lifecycle (open or continue the camera's incident, cut the
+// stream into segments, end the session) and assembles the pipeline the
+// segments go through: seal → store → commit, each a package under
+// stages/, with transcode as a side branch whose derived chunks join the
+// same pipeline. The stages do the work; the recorder only wires them.
 package recorder
 
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,10 +24,10 @@ import (
 	"camvault/codec"
 	"camvault/format/chunk"
 	"camvault/ingest"
-	"camvault/internal/bufpool"
 	"camvault/media"
 	"camvault/pipeline"
 	"camvault/stages/commit"
+	"camvault/stages/seal"
 	"camvault/stages/segment"
 	"camvault/stages/store"
 	"camvault/stages/transcode"
@@ -81,7 +83,7 @@ type Recorder struct {
 
 	writer     *store.Writer
 	committer  *commit.Committer
-	src        *pipeline.Source[*unit]
+	src        *pipeline.Source[*media.Item]
 	run        *pipeline.Run
 	ctx        context.Context
 	cancel     context.CancelFunc
@@ -90,7 +92,6 @@ type Recorder struct {
 	startAlert prometheus.Histogram // from the first keyframe to incident.started in the outbox
 	derived    *transcode.Stage     // nil: no proxies or thumbnails
 	ends       sync.WaitGroup       // session ends waiting for their derived work
-	alerted    map[string]bool      // incidents whose transcode.shed alert exists; commit goroutine only
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -98,34 +99,6 @@ type Recorder struct {
 }
 
 var latencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, .75, 1, 1.5, 2, 2.1, 2.2, 2.3, 2.4, 2.5, 2.75, 3, 3.5, 4, 5, 7.5, 10}
-
-// unit is one item in the pipeline: a segment to seal, store and commit, or
-// a session's end marker.
-type unit struct {
-	sess       *session
-	end        bool
-	gap        bool // media lost in transit: commit records a gap, nothing is stored
-	shed       bool // a gap for derived work that was shed: commit raises transcode.shed once per incident
-	how        string
-	note       string
-	header     chunk.Header
-	plain      []byte
-	first      time.Time // when the segment's first access unit arrived
-	received   time.Time // when its last one arrived
-	samples    int
-	chunk      *chunk.Chunk
-	cipherSize int
-	object     string
-	err        error // set by a failed stage; commit records a gap
-}
-
-// Size lets the pipeline count bytes.
-func (u *unit) Size() int {
-	if u.chunk != nil {
-		return u.cipherSize
-	}
-	return len(u.plain)
-}
 
 // New starts the recorder's pipeline. The ingest side is handed the
 // recipients only: it cannot unwrap any data key.
@@ -137,10 +110,8 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Recorder{cfg: cfg, cat: cat, recipients: recipients, log: log, ctx: ctx, cancel: cancel,
-		writer:    &store.Writer{Store: chunks},
-		committer: &commit.Committer{Catalog: cat, Signer: signer, Now: cfg.Now, CheckpointEvery: cfg.CheckpointEvery, Anchors: chunks},
-		sessions:  map[*session]struct{}{},
-		alerted:   map[string]bool{},
+		writer:   &store.Writer{Store: chunks},
+		sessions: map[*session]struct{}{},
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "camvault", Name: "ingest_to_durable_seconds",
 			Help:    "Time from a segment's first frame reaching the server to its chunk being durable (stored and committed).",
@@ -158,6 +129,8 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 		}),
 	}
 	r.writer.Failed = r.storageFailed
+	r.committer = &commit.Committer{Catalog: cat, Signer: signer, Now: cfg.Now, CheckpointEvery: cfg.CheckpointEvery,
+		Anchors: chunks, Alerts: cat, Log: log, Durable: r.durable, Ended: func(session string) { r.src.Forget(session) }}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{r.latency, r.cutDelay, r.startAlert} {
 			if err := reg.Register(c); err != nil {
@@ -179,10 +152,10 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 		r.derived = d
 	}
 	m := pipeline.NewMetrics(reg, "camvault")
-	r.src = pipeline.NewSource[*unit]("segments", cfg.Queue, m)
-	sealed := pipeline.Then(ctx, pipeline.From(r.src), pipeline.Stage[*unit, *unit]{Name: "seal", Workers: cfg.SealWorkers, Fn: r.seal}, cfg.Queue)
-	stored := pipeline.Then(ctx, sealed, pipeline.Stage[*unit, *unit]{Name: "store", Workers: cfg.StoreWorkers, Fn: r.store}, cfg.Queue)
-	r.run = pipeline.Sink(ctx, stored, pipeline.Stage[*unit, struct{}]{Name: "commit", Workers: 1, Ordered: true, Fn: r.commit})
+	r.src = pipeline.NewSource[*media.Item]("segments", cfg.Queue, m)
+	sealed := pipeline.Then(ctx, pipeline.From(r.src), seal.Stage(cfg.SealWorkers), cfg.Queue)
+	stored := pipeline.Then(ctx, sealed, r.writer.Stage(cfg.StoreWorkers), cfg.Queue)
+	r.run = pipeline.Sink(ctx, stored, r.committer.Stage())
 	return r, nil
 }
 
@@ -209,22 +182,6 @@ func (r *Recorder) Close() error {
 	return err
 }
 
-func (r *Recorder) seal(_ context.Context, u *unit) (*unit, error) {
-	if u.end || u.gap || u.err != nil {
-		return u, nil
-	}
-	c, err := u.sess.key.Seal(u.header, u.plain)
-	bufpool.Put(u.plain) // the plaintext is not kept past sealing
-	u.plain = nil
-	if err != nil {
-		u.err = fmt.Errorf("seal: %w", err)
-		return u, nil
-	}
-	u.chunk = c
-	u.cipherSize = len(c.Bytes)
-	return u, nil
-}
-
 // AlertStorageDegraded is raised, once per incident, the first time one
 // of its chunks could not be written at the first attempt.
 const AlertStorageDegraded = "storage.degraded"
@@ -238,66 +195,12 @@ func (r *Recorder) storageFailed(key string, err error) {
 	}
 }
 
-func (r *Recorder) store(ctx context.Context, u *unit) (*unit, error) {
-	if u.end || u.gap || u.err != nil {
-		return u, nil
+// durable observes the latency metrics of a chunk just committed.
+func (r *Recorder) durable(it *media.Item, at time.Time) {
+	if !it.First.IsZero() {
+		r.latency.Observe(at.Sub(it.First).Seconds())
+		r.cutDelay.Observe(at.Sub(it.Received).Seconds())
 	}
-	h := u.header
-	u.object = fmt.Sprintf("%s/%s/%s/%08d.chunk", h.Incident, h.Session, h.Track, h.Seq)
-	if err := r.writer.Put(ctx, u.object, u.chunk.Bytes, h.RetainUntil); err != nil {
-		u.err = err
-	}
-	u.chunk.Release()
-	return u, nil
-}
-
-func (r *Recorder) commit(ctx context.Context, u *unit) (struct{}, error) {
-	s := u.sess
-	if u.end {
-		defer r.src.Forget(s.id)
-		delete(r.alerted, s.incident) // AlertOnce remembers it in the catalog
-		if err := r.committer.End(ctx, s.incident, s.id, u.how, u.note); err != nil {
-			r.log.Error("commit session end", "incident", s.incident, "err", err)
-			return struct{}{}, err
-		}
-		return struct{}{}, nil
-	}
-	h := u.header
-	if u.gap {
-		if err := r.committer.Gap(ctx, h.Incident, h.Session, h.Track, h.Seq, h.StartNS, h.EndNS, u.note); err != nil {
-			return struct{}{}, err
-		}
-		if u.shed && !r.alerted[h.Incident] {
-			if _, err := r.cat.AlertOnce(ctx, AlertTranscodeShed, h.Incident, r.cfg.Now(), map[string]any{"note": u.note, "track": h.Track, "seq": h.Seq}); err != nil {
-				r.log.Error("transcode.shed alert", "incident", h.Incident, "err", err)
-			} else {
-				r.alerted[h.Incident] = true
-			}
-		}
-		return struct{}{}, nil
-	}
-	if u.err != nil {
-		r.log.Error("segment lost", "incident", h.Incident, "seq", h.Seq, "err", u.err)
-		err := r.committer.Gap(ctx, h.Incident, h.Session, h.Track, h.Seq, h.StartNS, h.EndNS, "segment lost: "+u.err.Error())
-		return struct{}{}, err
-	}
-	_, err := r.committer.Chunk(ctx, catalog.Chunk{
-		Incident: h.Incident, Session: h.Session, Track: h.Track, Seq: h.Seq, Object: u.object,
-		StartNS: h.StartNS, EndNS: h.EndNS, Wall: h.Wall, RetainUntil: h.RetainUntil,
-		PlainSize: int64(u.chunk.PlainSize), CipherSize: int64(u.cipherSize), Samples: int64(u.samples),
-		PlainSHA256: hex.EncodeToString(u.chunk.PlainSHA256[:]), CipherSHA256: hex.EncodeToString(u.chunk.CipherSHA256[:]),
-	})
-	if err != nil {
-		r.log.Error("commit chunk", "incident", h.Incident, "seq", h.Seq, "err", err)
-		return struct{}{}, err
-	}
-	now := r.cfg.Now()
-	if !u.first.IsZero() {
-		r.latency.Observe(now.Sub(u.first).Seconds())
-		r.cutDelay.Observe(now.Sub(u.received).Seconds())
-	}
-
-	return struct{}{}, nil
 }
 
 // StartSession implements ingest.Recorder: called at the first keyframe.
@@ -390,7 +293,7 @@ func (s *session) WriteAccessUnit(au *media.AccessUnit) error {
 		}
 		s.seg = seg
 		s.d = s.r.newDerived(s, init)
-		if err := s.submit(&unit{plain: init}, 0, 0, 0); err != nil {
+		if err := s.submit(&media.Item{Plain: init}, 0, 0, 0); err != nil {
 			return err
 		}
 	}
@@ -451,7 +354,7 @@ func (s *session) closeWebM() {
 }
 
 func (s *session) submitSegment(seg *segment.Segment) error {
-	u := &unit{plain: seg.Data, first: s.segFirst, received: seg.Received, samples: seg.Samples}
+	it := &media.Item{Plain: seg.Data, First: s.segFirst, Received: seg.Received, Samples: seg.Samples}
 	s.nextSeq = seg.Seq + 1
 	if s.d != nil && seg.Seq >= 1 {
 		// Copied before the original is queued (once queued, its buffer
@@ -460,7 +363,7 @@ func (s *session) submitSegment(seg *segment.Segment) error {
 		plain, h := append([]byte(nil), seg.Data...), s.header(seg.Seq, int64(seg.Start), int64(seg.End))
 		defer func() { s.d.segment(h, plain) }()
 	}
-	return s.submit(u, seg.Seq, int64(seg.Start), int64(seg.End))
+	return s.submit(it, seg.Seq, int64(seg.Start), int64(seg.End))
 }
 
 // Lost implements ingest.Session: media that never arrived whole becomes a
@@ -474,7 +377,7 @@ func (s *session) Lost(track int, fromPTS, toPTS int64, note string) {
 	from := max(s.ticksToDuration(track, fromPTS)-s.origin, 0)
 	to := max(s.ticksToDuration(track, toPTS)-s.origin, from)
 	seq := max(s.nextSeq, 1)
-	if err := s.submit(&unit{gap: true, note: note}, seq, int64(from), int64(to)); err != nil {
+	if err := s.submit(&media.Item{Kind: media.ItemGap, Note: note}, seq, int64(from), int64(to)); err != nil {
 		s.r.log.Error("queue gap record", "incident", s.incident, "err", err)
 	}
 }
@@ -487,13 +390,21 @@ func (s *session) ticksToDuration(track int, ticks int64) time.Duration {
 	return time.Duration(ticks/rate)*time.Second + time.Duration(ticks%rate)*time.Second/time.Duration(rate)
 }
 
-func (s *session) submit(u *unit, seq uint64, startNS, endNS int64) error {
-	u.sess = s
-	u.header = s.header(seq, startNS, endNS)
-	if err := s.r.src.Submit(s.r.ctx, s.id, u); err != nil {
+func (s *session) submit(it *media.Item, seq uint64, startNS, endNS int64) error {
+	it.Header = s.header(seq, startNS, endNS)
+	if err := s.enqueue(it); err != nil {
 		return fmt.Errorf("queue segment %d: %w", seq, err)
 	}
 	return nil
+}
+
+// enqueue hands it to the pipeline under the session's key, with the
+// session's data key for the seal stage when it is a segment.
+func (s *session) enqueue(it *media.Item) error {
+	if it.Kind == media.ItemSegment {
+		it.Key = s.key
+	}
+	return s.r.src.Submit(s.r.ctx, s.id, it)
 }
 
 // header is the original track's chunk header for seq.
@@ -557,5 +468,5 @@ func (s *session) End(how string, cause error) {
 	if cause != nil {
 		note = cause.Error()
 	}
-	s.r.endAfterDerived(s, &unit{sess: s, end: true, how: how, note: note})
+	s.r.endAfterDerived(s, &media.Item{Kind: media.ItemEnd, Header: s.header(0, 0, 0), EndStatus: how, Note: note})
 }

@@ -9,10 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"camvault/catalog"
 	"camvault/format/manifest"
+	"camvault/media"
 	"camvault/storage"
 )
 
@@ -47,13 +49,28 @@ type Committer struct {
 	Signer  ed25519.PrivateKey
 	Now     func() time.Time
 	// Anchors, when set, receives a copy of every signed checkpoint, kept
-	// as long as the incident's chunks (DESIGN.md "Anchoring").
+	// as long as the incident's chunks: a WORM copy of the signed head
+	// that whoever can rewrite the catalog cannot rewrite too.
 	Anchors AnchorStore
 	// CheckpointEvery signs the head after this many chunks of an
 	// incident (and always at a session's end). Default 30 (~1 minute).
 	CheckpointEvery int
+	// Alerts, when set, hears of the first shed derived work of each
+	// incident (transcode.shed).
+	Alerts Alerter
+	// Durable, when set, is called after each chunk is committed, with
+	// the time it became durable (for the latency metrics).
+	Durable func(it *media.Item, at time.Time)
+	// Ended, when set, is called once a session's end is committed: its
+	// last item has left the pipeline.
+	Ended func(session string)
+	// Log receives what the stage cannot return: a failed commit is an
+	// item's error, logged here; nil discards.
+	Log *slog.Logger
 
-	sinceCheckpoint map[string]int // incident -> chunks since the last checkpoint; only the serial commit goroutine touches it
+	// Only the serial commit goroutine touches these.
+	sinceCheckpoint map[string]int  // incident -> chunks since the last checkpoint
+	shedAlerted     map[string]bool // incidents whose transcode.shed alert is queued
 }
 
 // Chunk commits a stored chunk.

@@ -1,5 +1,7 @@
 // Package store is the pipeline stage that writes sealed chunks to the
-// chunk store, immutable and with their deadline.
+// chunk store: put once, immutable, with their deadline, retrying what a
+// store refuses for a moment, so that a slow disk or a blip of S3 costs
+// latency, not footage.
 package store
 
 import (
@@ -10,6 +12,9 @@ import (
 	"io"
 	"time"
 
+	"camvault/format/chunk"
+	"camvault/media"
+	"camvault/pipeline"
 	"camvault/storage"
 )
 
@@ -33,7 +38,7 @@ type Writer struct {
 // Put stores one chunk. A chunk already stored with the very same bytes
 // (a retry after a crash or a timeout that did land) counts as stored;
 // different bytes under the key are an error, never an overwrite.
-func (w *Writer) Put(ctx context.Context, key string, chunk []byte, retainUntil time.Time) error {
+func (w *Writer) Put(ctx context.Context, key string, data []byte, retainUntil time.Time) error {
 	attempts, backoff := w.Attempts, w.Backoff
 	if attempts <= 0 {
 		attempts = 5
@@ -43,12 +48,12 @@ func (w *Writer) Put(ctx context.Context, key string, chunk []byte, retainUntil 
 	}
 	var err error
 	for i := 0; i < attempts; i++ {
-		err = w.Store.Put(ctx, key, chunk, retainUntil)
+		err = w.Store.Put(ctx, key, data, retainUntil)
 		switch {
 		case err == nil:
 			return nil
 		case errors.Is(err, storage.ErrExists):
-			return w.sameBytes(ctx, key, chunk)
+			return w.sameBytes(ctx, key, data)
 		case errors.Is(err, storage.ErrInvalidKey), ctx.Err() != nil:
 			return fmt.Errorf("store chunk %s: %w", key, err)
 		}
@@ -65,18 +70,39 @@ func (w *Writer) Put(ctx context.Context, key string, chunk []byte, retainUntil 
 	return fmt.Errorf("store chunk %s after %d attempts: %w", key, attempts, err)
 }
 
-func (w *Writer) sameBytes(ctx context.Context, key string, chunk []byte) error {
+func (w *Writer) sameBytes(ctx context.Context, key string, want []byte) error {
 	rc, err := w.Store.Get(ctx, key)
 	if err != nil {
 		return fmt.Errorf("store chunk %s: exists but unreadable: %w", key, err)
 	}
 	defer rc.Close()
-	have, err := io.ReadAll(io.LimitReader(rc, int64(len(chunk))+1))
+	have, err := io.ReadAll(io.LimitReader(rc, int64(len(want))+1))
 	if err != nil {
 		return fmt.Errorf("store chunk %s: exists but unreadable: %w", key, err)
 	}
-	if !bytes.Equal(have, chunk) {
+	if !bytes.Equal(have, want) {
 		return fmt.Errorf("store chunk %s: %w with different content", key, storage.ErrExists)
 	}
 	return nil
+}
+
+// Stage returns the store stage with workers goroutines: each puts its
+// item's sealed chunk under the chunk's object key with the deadline from
+// its header. Puts are fsync-bound, so more writers than cores pays.
+func (w *Writer) Stage(workers int) pipeline.Stage[*media.Item, *media.Item] {
+	return pipeline.Stage[*media.Item, *media.Item]{Name: "store", Workers: workers, Fn: w.store}
+}
+
+// store puts one item. A failure is carried on the item, so that the
+// commit stage records a gap in its place.
+func (w *Writer) store(ctx context.Context, it *media.Item) (*media.Item, error) {
+	if !it.Pending() {
+		return it, nil
+	}
+	it.Object = chunk.ObjectKey(it.Header)
+	if err := w.Put(ctx, it.Object, it.Sealed.Bytes, it.Header.RetainUntil); err != nil {
+		it.Err = err
+	}
+	it.Sealed.Release()
+	return it, nil
 }
