@@ -32,6 +32,7 @@ import (
 	"camvault/keys"
 	"camvault/media"
 	"camvault/stages/commit"
+	"camvault/stages/transcode"
 	"camvault/storage"
 	"camvault/storage/fs"
 )
@@ -290,7 +291,7 @@ func (o *opened) checkDerivedAlignment(t testing.TB) {
 				h.Session != orig.Session || h.Incident != orig.Incident {
 				t.Fatalf("%s header %+v does not line up with original %+v", k, h, orig)
 			}
-			want := map[string]string{chunk.TrackProxy: ProxyCodec, chunk.TrackThumb: ThumbCodec}[track]
+			want := map[string]string{chunk.TrackProxy: transcode.ProxyCodec, chunk.TrackThumb: transcode.ThumbCodec}[track]
 			if h.Codec != want {
 				t.Fatalf("%s codec %q", k, h.Codec)
 			}

@@ -22,6 +22,7 @@ import (
 	"camvault/format/manifest"
 	"camvault/ingest"
 	"camvault/media"
+	"camvault/stages/transcode"
 )
 
 // x264's statistics and the decoder's warnings would bury the test output.
@@ -348,7 +349,7 @@ func TestProxyOfVP8Session(t *testing.T) {
 	if got := strings.Count(ffprobe(t, proxy, "-select_streams", "v:0", "-show_entries", "packet=pts_time"), "\n") + 1; got != len(c.video) {
 		t.Fatalf("proxy has %d pictures, the camera sent %d", got, len(c.video))
 	}
-	if h := o.headers["thumb/1"]; h.Codec != ThumbCodec || !bytes.HasPrefix(o.plain["thumb/1"], []byte{0xff, 0xd8}) {
+	if h := o.headers["thumb/1"]; h.Codec != transcode.ThumbCodec || !bytes.HasPrefix(o.plain["thumb/1"], []byte{0xff, 0xd8}) {
 		t.Fatalf("thumb/1: %+v", h)
 	}
 }

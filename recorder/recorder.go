@@ -259,8 +259,8 @@ type session struct {
 	// timestamps can be placed on the manifest's timeline.
 	origin     time.Duration
 	haveOrigin bool
-	nextSeq    uint64          // the seq of the chunk being cut
-	d          *sessionDerived // nil: no derived work for this session
+	nextSeq    uint64             // the seq of the chunk being cut
+	d          *transcode.Session // nil: no derived work for this session
 }
 
 // WriteAccessUnit implements ingest.Session.
@@ -361,7 +361,7 @@ func (s *session) submitSegment(seg *segment.Segment) error {
 		// may be sealed and pooled at any moment), handed to the
 		// transcode stage after, so a shed job's gap follows the chunk.
 		plain, h := append([]byte(nil), seg.Data...), s.header(seg.Seq, int64(seg.Start), int64(seg.End))
-		defer func() { s.d.segment(h, plain) }()
+		defer func() { s.d.Segment(h, plain) }()
 	}
 	return s.submit(it, seg.Seq, int64(seg.Start), int64(seg.End))
 }
@@ -447,7 +447,7 @@ func (s *session) End(how string, cause error) {
 		// records) rather than holding up the session's end; the final
 		// segment's, queued below, is kept: it is often the moment that
 		// matters, and the end waits only for it and the jobs running.
-		s.r.derived.Cancel(s.id)
+		s.d.Cancel()
 	}
 	if s.seg != nil {
 		seg, err := s.seg.Flush()

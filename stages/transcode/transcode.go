@@ -7,7 +7,15 @@
 // the originals are the evidence. So nothing here ever makes the caller
 // wait: TrySubmit either queues a job at once or refuses it, and the workers
 // run on OS threads niced below ingest, so that x264 gets the CPU only when
-// packet readers, segmenting and sealing leave it.
+// packet readers, segmenting and sealing leave it. A Session is one ingest
+// session's branch: its renditions come back as items of that session's
+// pipeline, so they are sealed, stored and committed like the originals.
+//
+// The pool is its own rather than a pipeline stage because derived work
+// needs what the evidence path must never have: two priority classes
+// (thumbnails before proxies), queued jobs shed per session at its end,
+// and niced OS threads. Its queue refuses at once when full, the same
+// non-blocking contract as pipeline.Source.TrySubmit.
 package transcode
 
 import (
