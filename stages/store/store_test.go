@@ -1,0 +1,151 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"camvault/format/chunk"
+	"camvault/media"
+	"camvault/storage"
+)
+
+// memStore is an in-memory put-once store that can be told to fail the
+// first puts, as a store under load does.
+type memStore struct {
+	mu      sync.Mutex
+	objects map[string][]byte
+	until   map[string]time.Time
+	failFor int // puts refused before one succeeds
+	puts    int
+}
+
+func newMemStore() *memStore {
+	return &memStore{objects: map[string][]byte{}, until: map[string]time.Time{}}
+}
+
+func (m *memStore) Put(_ context.Context, key string, data []byte, retainUntil time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.puts++
+	if m.failFor > 0 {
+		m.failFor--
+		return errors.New("store busy")
+	}
+	if _, ok := m.objects[key]; ok {
+		return storage.ErrExists
+	}
+	m.objects[key] = append([]byte(nil), data...)
+	m.until[key] = retainUntil
+	return nil
+}
+
+func (m *memStore) Get(_ context.Context, key string) (io.ReadCloser, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.objects[key]
+	if !ok {
+		return nil, storage.ErrNotFound
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+func sealedItem(seq uint64, body string) *media.Item {
+	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	h := chunk.Header{Incident: "inc-1", Session: "ses-1", Track: chunk.TrackOriginal, Seq: seq,
+		Wall: now, RetainUntil: now.Add(28 * 24 * time.Hour)}
+	return &media.Item{Header: h, Sealed: &chunk.Chunk{Header: h, Bytes: []byte(body)}, CipherSize: len(body)}
+}
+
+// TestStageStoresUnderTheObjectKeyWithTheDeadline: the stage puts the
+// sealed bytes under the chunk's object key, with the header's deadline,
+// and releases the chunk's buffer.
+func TestStageStoresUnderTheObjectKeyWithTheDeadline(t *testing.T) {
+	mem := newMemStore()
+	w := &Writer{Store: mem}
+	st := w.Stage(4)
+	if st.Name != "store" || st.Workers != 4 || st.Ordered {
+		t.Fatalf("stage %q, %d workers, ordered %v", st.Name, st.Workers, st.Ordered)
+	}
+	it := sealedItem(7, "ciphertext")
+	out, err := st.Fn(context.Background(), it)
+	if err != nil || out.Err != nil {
+		t.Fatalf("store: %v / %v", err, out.Err)
+	}
+	const want = "inc-1/ses-1/original/00000007.chunk"
+	if out.Object != want || chunk.ObjectKey(it.Header) != want {
+		t.Fatalf("object %q, want %q", out.Object, want)
+	}
+	if string(mem.objects[want]) != "ciphertext" || !mem.until[want].Equal(it.Header.RetainUntil) {
+		t.Fatalf("stored %q until %v", mem.objects[want], mem.until[want])
+	}
+	if out.Sealed.Bytes != nil {
+		t.Fatal("the sealed buffer was not released after the put")
+	}
+}
+
+// TestStageRetriesThenCarriesTheFailure: a store that refuses for a while
+// is retried (every refusal reported), and one that never accepts leaves
+// the failure on the item, not in the pipeline.
+func TestStageRetriesThenCarriesTheFailure(t *testing.T) {
+	mem := newMemStore()
+	mem.failFor = 2
+	var failures []string
+	w := &Writer{Store: mem, Backoff: time.Millisecond, Failed: func(key string, err error) { failures = append(failures, key) }}
+	out, err := w.Stage(1).Fn(context.Background(), sealedItem(1, "a"))
+	if err != nil || out.Err != nil || len(failures) != 2 || mem.puts != 3 {
+		t.Fatalf("err %v/%v, %d failures reported, %d puts", err, out.Err, len(failures), mem.puts)
+	}
+
+	mem.failFor = 100
+	w.Attempts = 3
+	out, err = w.Stage(1).Fn(context.Background(), sealedItem(2, "b"))
+	if err != nil || out.Err == nil {
+		t.Fatalf("a store that never accepts: stage err %v, item err %v", err, out.Err)
+	}
+	if _, ok := mem.objects[out.Object]; ok {
+		t.Fatal("a refused chunk is in the store")
+	}
+}
+
+// TestPutIsIdempotentNeverAnOverwrite: a retried put that had landed
+// counts as stored; different bytes under the key are refused.
+func TestPutIsIdempotentNeverAnOverwrite(t *testing.T) {
+	mem := newMemStore()
+	w := &Writer{Store: mem}
+	ctx := context.Background()
+	until := time.Now().Add(time.Hour)
+	if err := w.Put(ctx, "k", []byte("same"), until); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Put(ctx, "k", []byte("same"), until); err != nil {
+		t.Fatalf("same bytes again: %v", err)
+	}
+	if err := w.Put(ctx, "k", []byte("other"), until); !errors.Is(err, storage.ErrExists) {
+		t.Fatalf("other bytes: %v, want ErrExists", err)
+	}
+	if string(mem.objects["k"]) != "same" {
+		t.Fatalf("object overwritten: %q", mem.objects["k"])
+	}
+}
+
+// TestStagePassesOnWhatIsNotASegment: gaps, ends and failed items are not
+// stored.
+func TestStagePassesOnWhatIsNotASegment(t *testing.T) {
+	mem := newMemStore()
+	w := &Writer{Store: mem}
+	failed := sealedItem(3, "x")
+	failed.Err = errors.New("seal failed")
+	for _, it := range []*media.Item{{Kind: media.ItemGap}, {Kind: media.ItemEnd}, failed} {
+		if _, err := w.Stage(1).Fn(context.Background(), it); err != nil || it.Object != "" {
+			t.Fatalf("kind %d: err %v, object %q", it.Kind, err, it.Object)
+		}
+	}
+	if mem.puts != 0 {
+		t.Fatalf("%d puts for items that are not segments", mem.puts)
+	}
+}
