@@ -25,11 +25,11 @@ const (
 	ActionAuditRead     Action = "audit.read"
 )
 
-// matrix is THE authorisation table (DESIGN.md "Who uses it"): the roles
-// that may do each action. Every route names one of these actions
-// (Service.handle refuses anything else), so a route cannot exist without
-// a rule. What an auditor receives on the alert feed is narrowed further
-// by alertRules.
+// matrix is THE authorisation table, in one place so that who may see
+// footage can be reviewed at a glance: the roles that may do each action.
+// Every route names one of these actions (Service.handle refuses anything
+// else), so a route cannot exist without a rule. What an auditor receives
+// on the alert feed is narrowed further by alertRules.
 var matrix = map[Action][]Role{
 	ActionPublic:        Roles,
 	ActionSession:       Roles,

@@ -35,8 +35,9 @@ func TestRouteNeedsRule(t *testing.T) {
 	if len(s.routes) != 0 {
 		t.Fatalf("routes %v registered", s.routes)
 	}
-	// The matrix is as DESIGN.md says: no footage for operators, only the
-	// audit trail for auditors.
+	// The separation of duties the matrix exists for: operators never see
+	// footage, and auditors, who check everyone else, can only read the
+	// audit trail.
 	if Allowed(RoleOperator, ActionFootageView) || !Allowed(RoleReviewer, ActionFootageView) || Allowed(RoleAdmin, ActionFootageView) {
 		t.Error("footage.view must be the reviewer's alone")
 	}

@@ -9,7 +9,8 @@ import (
 	"strings"
 )
 
-// Role is a staff role (DESIGN.md "Who uses it").
+// Role is a staff role. What a person may do follows from their role
+// alone, through the matrix, so duties stay separated by construction.
 type Role string
 
 // The staff roles.

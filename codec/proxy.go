@@ -18,8 +18,10 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4"
 )
 
-// Proxy defaults (DESIGN.md, issue 4): a 640×360 H.264 review proxy at
-// about 600 kbit/s, x264's veryfast preset.
+// Proxy defaults: a 640×360 H.264 review proxy at about 600 kbit/s, x264's
+// veryfast preset. Enough to see what happened, small enough for a
+// reviewer's browser over a modest link, and cheap enough to encode for
+// every camera on the cores ingest leaves idle.
 const (
 	DefaultProxyWidth   = 640
 	DefaultProxyHeight  = 360

@@ -1,4 +1,5 @@
-// Package keys creates and loads camvault's key files (DESIGN.md "Keys"):
+// Package keys creates and loads camvault's key files, kept apart so that
+// the side that records never holds what decrypts:
 //
 //	<data>/keys/backoffice.identity  age hybrid (ML-KEM-768 + X25519) identity, decrypts footage
 //	<data>/keys/recipients.txt       its public recipients: all the ingest side gets
