@@ -47,7 +47,9 @@ func (m *memCatalog) AddCheckpoint(_ context.Context, cp manifest.Checkpoint) er
 	return nil
 }
 
-func (m *memCatalog) LatestDeadline(context.Context, string) (time.Time, error) { return time.Time{}, nil }
+func (m *memCatalog) LatestDeadline(context.Context, string) (time.Time, error) {
+	return time.Time{}, nil
+}
 
 type alerts struct{ calls []string }
 
