@@ -228,7 +228,7 @@ func New(tracks []media.Track, cfg Config) (*Segmenter, error) {
 		// cannot fail later.
 		w, err := fmp4.NewWriter(tracks)
 		if err != nil {
-			return nil, fmt.Errorf("%w: init segment: %v", ErrInvalidTrack, err)
+			return nil, fmt.Errorf("%w: %v", ErrInvalidTrack, err)
 		}
 		s.container = w
 	}
