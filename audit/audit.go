@@ -10,7 +10,6 @@ package audit
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"camvault/catalog"
+	"camvault/format/manifest"
 	"camvault/storage"
 )
 
@@ -32,13 +32,12 @@ type Head struct {
 // SignedBytes is the message a head's signature covers. Its own prefix
 // keeps a manifest checkpoint's signature from passing as an audit head's.
 func (h *Head) SignedBytes() []byte {
-	return fmt.Appendf(nil, "camvault-audit-head-v1\n%d\n%s\n%s\n",
-		h.Index, h.Head, h.Time.UTC().Format(time.RFC3339Nano))
+	return manifest.HeadMessage(manifest.AuditHeadDomain, h.Index, h.Head, h.Time)
 }
 
 // Sign sets the head's signature.
 func (h *Head) Sign(key ed25519.PrivateKey) {
-	h.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(key, h.SignedBytes()))
+	h.Signature = manifest.SignHead(key, h.SignedBytes())
 }
 
 // ErrBadSignature is returned when a head's signature does not verify.
@@ -46,8 +45,7 @@ var ErrBadSignature = errors.New("audit head signature does not verify")
 
 // Verify checks the head's signature.
 func (h *Head) Verify(pub ed25519.PublicKey) error {
-	sig, err := base64.StdEncoding.DecodeString(h.Signature)
-	if err != nil || len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, h.SignedBytes(), sig) {
+	if !manifest.VerifyHead(pub, h.SignedBytes(), h.Signature) {
 		return fmt.Errorf("audit head at record %d: %w", h.Index, ErrBadSignature)
 	}
 	return nil

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -156,22 +154,23 @@ func Check(rows []catalog.AuditRow, catalogHeads [][]byte, anchors map[string][]
 // of each present record's line by id.
 func checkChain(rep *Report, rows []catalog.AuditRow) map[uint64]string {
 	hashes := make(map[uint64]string, len(rows))
-	prevID, prevHash, prevStored := uint64(0), manifest.Genesis, manifest.Genesis
+	var chain manifest.Chain
+	prevID, prevStored := uint64(0), manifest.Genesis
 	prevEdited := false
 	for _, row := range rows {
 		id := row.ID
-		sum := sha256.Sum256(row.Line)
-		h := hex.EncodeToString(sum[:])
+		var rec catalog.AuditRecord
+		dec := json.NewDecoder(bytes.NewReader(row.Line))
+		dec.DisallowUnknownFields()
+		decodeErr := dec.Decode(&rec)
+		h, linked := chain.Follow(row.Line, rec.Prev)
 		hashes[id] = h
 		edited := h != row.Hash
 		if edited {
 			rep.fail(&id, "edited: its line does not hash to the hash stored with it")
 		}
-		var rec catalog.AuditRecord
-		dec := json.NewDecoder(bytes.NewReader(row.Line))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&rec); err != nil {
-			rep.fail(&id, "unparsable: %v", err)
+		if decodeErr != nil {
+			rep.fail(&id, "unparsable: %v", decodeErr)
 		}
 		switch {
 		case id != prevID+1:
@@ -180,7 +179,7 @@ func checkChain(rep *Report, rows []catalog.AuditRow) map[uint64]string {
 			} else {
 				rep.fail(&id, "records %d..%d missing (deleted): ids jump from %d to %d", prevID+1, id-1, prevID, id)
 			}
-		case rec.Prev != prevHash:
+		case !linked:
 			// A record whose line was edited but whose stored hash was
 			// left alone is already reported; its successor still names
 			// the stored hash, which says the same thing twice.
@@ -188,7 +187,7 @@ func checkChain(rep *Report, rows []catalog.AuditRow) map[uint64]string {
 				rep.fail(&id, "hash chain broken: prev does not match record %d (record %d edited, or this one forged)", prevID, prevID)
 			}
 		}
-		prevID, prevHash, prevStored, prevEdited = id, h, row.Hash, edited
+		prevID, prevStored, prevEdited = id, row.Hash, edited
 	}
 	return hashes
 }

@@ -163,7 +163,7 @@ func MeasureStore(dir string, rounds int) (Ratio, error) {
 	return compare("store_fs", "fs store put 1 MB vs create+write+fsync+rename+fsync dir", len(data), rounds,
 		func() error {
 			n++
-			return st.Put(ctx, fmt.Sprintf("inc/ses/original/%08d.chunk", n), data, deadline)
+			return st.Put(ctx, chunk.ObjectKey(chunk.Header{Incident: "inc", Session: "ses", Track: chunk.TrackOriginal, Seq: uint64(n)}), data, deadline)
 		},
 		func() error {
 			n++

@@ -345,9 +345,10 @@ func appendRecord(ctx context.Context, tx *sql.Tx, r manifest.Record) (manifest.
 		}
 		return r, err
 	}
-	r.Index, r.Prev = next, head
+	r.Index = next
 	r.Wall = r.Wall.UTC()
-	line, hash, err := r.Encode()
+	chain := manifest.ChainAt(head)
+	line, hash, err := chain.Append(&r)
 	if err != nil {
 		return r, err
 	}

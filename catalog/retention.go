@@ -2,9 +2,7 @@ package catalog
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -262,18 +260,20 @@ type AuditRecord struct {
 }
 
 func appendAudit(ctx context.Context, tx *sql.Tx, at time.Time, actor, action, incident string, details map[string]any) error {
-	prev := manifest.Genesis
-	err := tx.QueryRowContext(ctx, `SELECT hash FROM audit ORDER BY id DESC LIMIT 1`).Scan(&prev)
+	head := manifest.Genesis
+	err := tx.QueryRowContext(ctx, `SELECT hash FROM audit ORDER BY id DESC LIMIT 1`).Scan(&head)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
-	line, err := json.Marshal(AuditRecord{At: at.UTC(), Actor: actor, Action: action, Incident: incident, Details: details, Prev: prev})
+	chain := manifest.ChainAt(head)
+	line, hash, err := chain.Link(func(prev string) ([]byte, error) {
+		return json.Marshal(AuditRecord{At: at.UTC(), Actor: actor, Action: action, Incident: incident, Details: details, Prev: prev})
+	})
 	if err != nil {
 		return err
 	}
-	sum := sha256.Sum256(line)
 	_, err = tx.ExecContext(ctx, `INSERT INTO audit(at, actor, action, incident, line, hash) VALUES(?,?,?,?,?,?)`,
-		ts(at), actor, action, incident, line, hex.EncodeToString(sum[:]))
+		ts(at), actor, action, incident, line, hash)
 	return err
 }
 

@@ -9,9 +9,9 @@ import (
 
 	"github.com/asticode/go-astiav"
 
+	"camvault/format/container"
 	"camvault/internal/bufpool"
 	"camvault/media"
-	"camvault/stages/segment"
 )
 
 // WebM muxer settings. The writer's I/O context cannot seek, and "live"
@@ -44,7 +44,7 @@ var webmOptions = [][2]string{
 // Init followed by any one of them decodes on its own when that segment
 // starts with a keyframe.
 //
-// It implements segment.Container. It holds FFmpeg objects: Close frees
+// It implements container.Container. It holds FFmpeg objects: Close frees
 // them, and must be called whatever happened. It is not safe for
 // concurrent use.
 type WebMWriter struct {
@@ -246,7 +246,7 @@ func opusHead(channels int) []byte {
 	return h
 }
 
-// Init implements segment.Container: the EBML header, then the Segment
+// Init implements container.Container: the EBML header, then the Segment
 // (of unknown size) with its Info and Tracks.
 func (w *WebMWriter) Init() ([]byte, error) {
 	if w.fc == nil {
@@ -255,7 +255,7 @@ func (w *WebMWriter) Init() ([]byte, error) {
 	return append([]byte(nil), w.init...), nil
 }
 
-// Marshal implements segment.Container: it writes the samples in
+// Marshal implements container.Container: it writes the samples in
 // timestamp order (video first among equals, so a segment's cluster opens
 // on its keyframe) and ends the cluster, so the bytes returned hold these
 // samples and nothing else.
@@ -265,7 +265,7 @@ func (w *WebMWriter) Init() ([]byte, error) {
 //
 // After an error the writer is unusable: the muxer may hold part of a
 // cluster, and later output would not line up with the segments.
-func (w *WebMWriter) Marshal(seq uint64, tracks [][]segment.Sample) ([]byte, error) {
+func (w *WebMWriter) Marshal(seq uint64, tracks [][]container.Sample) ([]byte, error) {
 	if w.fc == nil {
 		return nil, errors.New("webm: writer closed")
 	}
@@ -287,7 +287,7 @@ func (w *WebMWriter) Marshal(seq uint64, tracks [][]segment.Sample) ([]byte, err
 // clusterSizeHint bounds what a segment's clusters take: the payloads,
 // and per block at most 13 bytes of element header, block header and
 // flags; the cluster headers fit in the slack.
-func clusterSizeHint(tracks [][]segment.Sample) int {
+func clusterSizeHint(tracks [][]container.Sample) int {
 	n := 1 << 10
 	for _, tr := range tracks {
 		for _, sm := range tr {
@@ -300,7 +300,7 @@ func clusterSizeHint(tracks [][]segment.Sample) int {
 	return n
 }
 
-func (w *WebMWriter) writeSegment(tracks [][]segment.Sample) error {
+func (w *WebMWriter) writeSegment(tracks [][]container.Sample) error {
 	clear(w.next)
 	last, lastTS := -1, int64(0)
 	for {
@@ -343,7 +343,7 @@ func (w *WebMWriter) writeSegment(tracks [][]segment.Sample) error {
 	return nil
 }
 
-func (w *WebMWriter) writePacket(i int, sm *segment.Sample, ts int64) error {
+func (w *WebMWriter) writePacket(i int, sm *container.Sample, ts int64) error {
 	t := &w.tracks[i]
 	if sm.DTS < 0 || sm.DTS > maxDTS {
 		return fmt.Errorf("track %d: DTS %d out of range", i, sm.DTS)

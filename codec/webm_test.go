@@ -17,6 +17,8 @@ import (
 
 	"github.com/asticode/go-astiav"
 
+	"camvault/format/container"
+	"camvault/format/webm"
 	"camvault/internal/bufpool"
 	"camvault/media"
 	"camvault/stages/segment"
@@ -140,7 +142,7 @@ func (c *vp8Clip) accessUnits() []*media.AccessUnit {
 
 func (c *vp8Clip) tracks(t testing.TB) []media.Track {
 	t.Helper()
-	w, h, ok := segment.VP8KeyframeSize(c.pkts[firstVideo(c.pkts)].data)
+	w, h, ok := webm.VP8KeyframeSize(c.pkts[firstVideo(c.pkts)].data)
 	if !ok || w != c.streams[0].width || h != c.streams[0].height {
 		t.Fatalf("keyframe header gives %dx%d (%v), the clip is %dx%d", w, h, ok, c.streams[0].width, c.streams[0].height)
 	}
@@ -517,17 +519,17 @@ func testTracks() []media.Track {
 
 // tinySegment is segment i of a stream cut at every picture: one VP8
 // picture (a keyframe every 30) and the Opus frames of its 33 ms.
-func tinySegment(i int) [][]segment.Sample {
+func tinySegment(i int) [][]container.Sample {
 	v := testVP8Inter
 	if i%30 == 0 {
 		v = testVP8Key
 	}
-	video := []segment.Sample{{DTS: int64(i) * 3000, Duration: 3000, Key: i%30 == 0, Data: [][]byte{v}}}
-	var audio []segment.Sample
+	video := []container.Sample{{DTS: int64(i) * 3000, Duration: 3000, Key: i%30 == 0, Data: [][]byte{v}}}
+	var audio []container.Sample
 	for k := (i*1600 + 959) / 960; k*960 < (i+1)*1600; k++ {
-		audio = append(audio, segment.Sample{DTS: int64(k) * 960, Duration: 960, Key: true, Data: [][]byte{testOpus}})
+		audio = append(audio, container.Sample{DTS: int64(k) * 960, Duration: 960, Key: true, Data: [][]byte{testOpus}})
 	}
-	return [][]segment.Sample{video, audio}
+	return [][]container.Sample{video, audio}
 }
 
 func TestNewWebMWriterRejects(t *testing.T) {
@@ -563,11 +565,11 @@ func TestWebMMarshalErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An empty segment is an empty result, not an error.
-	if b, err := w.Marshal(2, [][]segment.Sample{nil, nil}); err != nil || len(b) != 0 {
+	if b, err := w.Marshal(2, [][]container.Sample{nil, nil}); err != nil || len(b) != 0 {
 		t.Fatalf("empty segment: %d bytes, %v", len(b), err)
 	}
 	back := tinySegment(3)
-	back[0] = append(back[0], segment.Sample{DTS: 0, Key: true, Data: [][]byte{testVP8Key}})
+	back[0] = append(back[0], container.Sample{DTS: 0, Key: true, Data: [][]byte{testVP8Key}})
 	if _, err := w.Marshal(3, back); err == nil || !strings.Contains(err.Error(), "segment 3") {
 		t.Fatalf("a DTS going backwards: %v", err)
 	}
@@ -627,7 +629,7 @@ func TestWebMWriterFreesEverything(t *testing.T) {
 				// Fail half-way through a cluster: the muxer then holds
 				// a partial cluster and an audio packet at Close.
 				seg := tinySegment(1)
-				seg[0] = append(seg[0], segment.Sample{DTS: 1, Data: [][]byte{testVP8Inter}})
+				seg[0] = append(seg[0], container.Sample{DTS: 1, Data: [][]byte{testVP8Inter}})
 				if _, err := w.Marshal(2, seg); err == nil {
 					t.Fatal("a DTS going backwards was written")
 				}
@@ -678,7 +680,7 @@ func TestWebMLongSegment(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	var long [][]segment.Sample = [][]segment.Sample{nil, nil}
+	var long [][]container.Sample = [][]container.Sample{nil, nil}
 	for i := range 1200 { // 40 s, one keyframe
 		seg := tinySegment(i)
 		if i > 0 {

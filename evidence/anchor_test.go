@@ -53,7 +53,7 @@ func TestCatalogRewriteCaughtByAnchors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 4; i++ {
-		obj := fmt.Sprintf("%s/ses1/original/%08d.chunk", s.Incident, i)
+		obj := chunk.ObjectKey(chunk.Header{Incident: s.Incident, Session: "ses1", Track: chunk.TrackOriginal, Seq: uint64(i)})
 		ch, err := key.Seal(chunk.Header{Incident: s.Incident, Session: "ses1", Track: chunk.TrackOriginal, Seq: uint64(i), Wall: now, RetainUntil: now.Add(time.Hour)}, []byte(fmt.Sprintf("segment %d", i)))
 		if err != nil {
 			t.Fatal(err)

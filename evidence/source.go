@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"camvault/catalog"
-	"camvault/stages/commit"
+	"camvault/format/manifest"
 	"camvault/storage"
 )
 
@@ -44,7 +44,7 @@ func (s *CatalogSource) Anchors(ctx context.Context) ([][]byte, error) {
 	if !ok {
 		return nil, nil
 	}
-	keys, err := l.List(ctx, s.ID+"/"+commit.AnchorDir)
+	keys, err := l.List(ctx, manifest.AnchorPrefix(s.ID))
 	if err != nil {
 		return nil, err
 	}

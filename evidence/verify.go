@@ -13,14 +13,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"filippo.io/age"
-	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
-	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4"
 
 	"camvault/format/chunk"
+	"camvault/format/container"
+	"camvault/format/fmp4"
 	"camvault/format/manifest"
+	"camvault/format/webm"
+	"camvault/media"
 )
 
 // Source is where an incident's evidence is read from.
@@ -298,7 +299,7 @@ func (r *Report) Plaintext(ctx context.Context, src Source) ([]SessionMedia, err
 		if err != nil {
 			return nil, err
 		}
-		container, _, _ := strings.Cut(h.Codec, ":")
+		container := container.Of(h.Codec)
 		if container != ContainerFMP4 && container != ContainerWebM {
 			return nil, fmt.Errorf("session %s chunk %d: unknown container %q", rec.Session, rec.Seq, h.Codec)
 		}
@@ -329,8 +330,8 @@ func (r *Report) Plaintext(ctx context.Context, src Source) ([]SessionMedia, err
 // Containers of a session's stored media, as chunk headers name them
 // before the colon of their codec field.
 const (
-	ContainerFMP4 = "fmp4" // H.264 sessions: fragmented MP4
-	ContainerWebM = "webm" // VP8 sessions: a live WebM stream
+	ContainerFMP4 = container.FormatFMP4 // H.264 sessions: fragmented MP4
+	ContainerWebM = container.FormatWebM // VP8 sessions: a live WebM stream
 )
 
 // SessionMedia is one session's decrypted media.
@@ -347,10 +348,10 @@ type SessionMedia struct {
 
 // Codecs of sealed tracks and export streams, by FFmpeg's names.
 const (
-	CodecH264 = "h264"
-	CodecAAC  = "aac"
-	CodecVP8  = "vp8"
-	CodecOpus = "opus"
+	CodecH264 = string(media.CodecH264)
+	CodecAAC  = string(media.CodecAAC)
+	CodecVP8  = string(media.CodecVP8)
+	CodecOpus = string(media.CodecOpus)
 )
 
 // TrackCodecs returns the codec of each of the session's tracks, in the
@@ -358,69 +359,32 @@ const (
 // WebM Tracks' CodecIDs.
 func (m *SessionMedia) TrackCodecs() ([]string, error) {
 	if m.Container == ContainerWebM {
-		_, codecs, err := webmTracks(m.Data)
+		_, codecs, err := webm.Tracks(m.Data)
 		if err != nil {
 			return nil, fmt.Errorf("session %s: parse WebM: %w", m.Session, err)
 		}
 		return codecs, nil
 	}
-	var init fmp4.Init
-	if err := init.Unmarshal(bytes.NewReader(m.Data[:m.InitSize])); err != nil {
-		return nil, fmt.Errorf("session %s: parse init: %w", m.Session, err)
+	codecs, err := fmp4.TrackCodecs(m.Data[:m.InitSize])
+	if err != nil {
+		return nil, fmt.Errorf("session %s: %w", m.Session, err)
 	}
-	var out []string
-	for _, t := range init.Tracks {
-		switch t.Codec.(type) {
-		case *mp4.CodecH264:
-			out = append(out, CodecH264)
-		case *mp4.CodecMPEG4Audio:
-			out = append(out, CodecAAC)
-		case *mp4.CodecOpus:
-			out = append(out, CodecOpus)
-		case *mp4.CodecVP9:
-			out = append(out, "vp9")
-		case *mp4.CodecH265:
-			out = append(out, "hevc")
-		default:
-			out = append(out, fmt.Sprintf("%T", t.Codec))
-		}
-	}
-	return out, nil
+	return codecs, nil
 }
 
 // Samples returns the session's samples per track, in order, as stored in
 // the sealed chunks.
 func (m *SessionMedia) Samples() ([][][]byte, error) {
 	if m.Container == ContainerWebM {
-		out, err := webmSamples(m.Data)
+		out, err := webm.Samples(m.Data)
 		if err != nil {
 			return nil, fmt.Errorf("session %s: parse WebM: %w", m.Session, err)
 		}
 		return out, nil
 	}
-	var parts fmp4.Parts
-	if err := parts.Unmarshal(m.Data[m.InitSize:]); err != nil {
-		return nil, fmt.Errorf("session %s: parse segments: %w", m.Session, err)
-	}
-	var init fmp4.Init
-	if err := init.Unmarshal(bytes.NewReader(m.Data[:m.InitSize])); err != nil {
-		return nil, fmt.Errorf("session %s: parse init: %w", m.Session, err)
-	}
-	index := map[int]int{}
-	out := make([][][]byte, len(init.Tracks))
-	for i, t := range init.Tracks {
-		index[t.ID] = i
-	}
-	for _, p := range parts {
-		for _, t := range p.Tracks {
-			i, ok := index[t.ID]
-			if !ok {
-				return nil, fmt.Errorf("session %s: segment names unknown track %d", m.Session, t.ID)
-			}
-			for _, s := range t.Samples {
-				out[i] = append(out[i], s.Payload)
-			}
-		}
+	out, err := fmp4.Samples(m.Data[:m.InitSize], m.Data[m.InitSize:])
+	if err != nil {
+		return nil, fmt.Errorf("session %s: %w", m.Session, err)
 	}
 	return out, nil
 }

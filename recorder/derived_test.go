@@ -242,7 +242,7 @@ func (r *rig) open(t testing.TB, camera string) *opened {
 			if _, dup := o.plain[k]; dup {
 				t.Fatalf("two chunks for %s", k)
 			}
-			if want := fmt.Sprintf("%s/%s/%s/%08d.chunk", o.id, rec.Session, rec.Track, rec.Seq); rec.Object != want {
+			if want := chunk.ObjectKey(chunk.Header{Incident: o.id, Session: rec.Session, Track: rec.Track, Seq: rec.Seq}); rec.Object != want {
 				t.Fatalf("object %q, want %q", rec.Object, want)
 			}
 			o.plain[k], o.headers[k] = pt, h

@@ -23,6 +23,8 @@ import (
 	"camvault/catalog"
 	"camvault/codec"
 	"camvault/format/chunk"
+	"camvault/format/container"
+	"camvault/format/webm"
 	"camvault/ingest"
 	"camvault/media"
 	"camvault/pipeline"
@@ -275,7 +277,7 @@ func (s *session) WriteAccessUnit(au *media.AccessUnit) error {
 			return nil // an IDR without SPS/PPS in the SDP or in-band is undecodable
 		}
 		cfg := segment.Config{Target: s.r.cfg.SegmentTarget}
-		if segment.FormatFor(s.tracks) == segment.FormatWebM {
+		if container.FormatFor(s.tracks) == container.FormatWebM {
 			w, err := codec.NewWebMWriter(s.tracks)
 			if err != nil {
 				return fmt.Errorf("webm writer: %w", err)
@@ -318,7 +320,7 @@ func (s *session) WriteAccessUnit(au *media.AccessUnit) error {
 // nothing out of band), and reports whether every video track has them.
 func (s *session) paramsKnown(au *media.AccessUnit) bool {
 	if t := &s.tracks[au.Track]; t.Codec == media.CodecVP8 && (t.Width == 0 || t.Height == 0) && len(au.NALUs) == 1 {
-		if w, h, ok := segment.VP8KeyframeSize(au.NALUs[0]); ok {
+		if w, h, ok := webm.VP8KeyframeSize(au.NALUs[0]); ok {
 			t.Width, t.Height = w, h
 		}
 	}
@@ -420,7 +422,7 @@ func (s *session) header(seq uint64, startNS, endNS int64) chunk.Header {
 // codecs names the container and the codecs, e.g. fmp4:h264+aac or
 // webm:vp8+opus.
 func (s *session) codecs() string {
-	c := segment.FormatFor(s.tracks)
+	c := container.FormatFor(s.tracks)
 	for i, t := range s.tracks {
 		sep := "+"
 		if i == 0 {

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"camvault/catalog"
-	"camvault/stages/commit"
+	"camvault/format/manifest"
 	"camvault/storage"
 )
 
@@ -126,7 +126,7 @@ func (s *Sweeper) removeAnchors(ctx context.Context, incident string) {
 	if !ok {
 		return
 	}
-	keys, err := l.List(ctx, incident+"/"+commit.AnchorDir)
+	keys, err := l.List(ctx, manifest.AnchorPrefix(incident))
 	if err != nil {
 		s.log().Warn("list checkpoint anchors", "incident", incident, "err", err)
 		return

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"camvault/catalog"
+	"camvault/format/chunk"
 	"camvault/storage"
 	"camvault/storage/fs"
 )
@@ -71,7 +72,7 @@ func (w *world) record(t testing.TB, at time.Time, n int) string {
 		t.Fatal(err)
 	}
 	for i := 0; i < n; i++ {
-		obj := fmt.Sprintf("%s/%s/original/%08d.chunk", s.Incident, ses, i)
+		obj := chunk.ObjectKey(chunk.Header{Incident: s.Incident, Session: ses, Track: chunk.TrackOriginal, Seq: uint64(i)})
 		deadline := at.Add(28 * day)
 		if err := w.store.Put(ctx, obj, []byte("sealed bytes"), deadline); err != nil {
 			t.Fatal(err)

@@ -42,7 +42,7 @@ func (s *memSource) add(t *testing.T, track string, seq uint64, plain []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	obj := fmt.Sprintf("inc-1/%s/%s/%08d.chunk", s.session, track, seq)
+	obj := chunk.ObjectKey(h)
 	s.chunks[obj] = append([]byte(nil), c.Bytes...)
 	sum := sha256.Sum256(plain)
 	line, _, err := (&manifest.Record{Incident: "inc-1", Kind: manifest.KindChunk, Session: s.session, Track: track, Seq: seq,

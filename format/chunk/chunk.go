@@ -1,4 +1,5 @@
-// Package seal turns plaintext segments into sealed chunks and back.
+// Package chunk is the sealed chunk format: it turns plaintext segments
+// into sealed chunks and back, and names where each chunk is stored.
 //
 // A chunk is (docs/FORMAT.md has the full specification):
 //

@@ -23,8 +23,8 @@ func benchRaw(b *testing.B, pt []byte) {
 	}
 }
 
-// BenchmarkAEAD compares the two AEADs DESIGN.md allows on 1 MB segments:
-// the faster one on the target is the chunk format's algorithm.
+// BenchmarkAEAD compares the two AEADs considered for the chunk format on
+// 1 MB segments: the faster one on the target is the format's algorithm.
 func BenchmarkAEAD(b *testing.B) {
 	pt := make([]byte, 1<<20)
 	key := make([]byte, 32)

@@ -2,16 +2,15 @@
 // was stored for it: one record per chunk, session start and end, and gap
 // (docs/FORMAT.md). Each record is one JSON line; its hash is the SHA-256 of
 // that exact line, and each record names the previous record's hash, so an
-// auditor can recompute the chain with any JSON parser and sha256sum.
-// Checkpoints sign the chain's head with the node's Ed25519 key.
+// auditor can recompute the chain with any JSON parser and sha256sum. The
+// audit trail is chained the same way, through the same Chain.
+// Checkpoints sign the chain's head with the node's Ed25519 key, and are
+// anchored in the chunk store under AnchorKey.
 package manifest
 
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,9 +24,6 @@ const (
 	KindGap     = "gap"     // something expected is missing: reconnect, crash, lost segment
 	KindEnd     = "end"     // an ingest session ended
 )
-
-// Genesis is the prev of an incident's first record.
-var Genesis = hex.EncodeToString(make([]byte, 32))
 
 // Record is one manifest entry.
 type Record struct {
@@ -59,12 +55,6 @@ func (r *Record) Encode() ([]byte, string, error) {
 	return line, HashLine(line), nil
 }
 
-// HashLine returns the hex SHA-256 of a record line.
-func HashLine(line []byte) string {
-	sum := sha256.Sum256(line)
-	return hex.EncodeToString(sum[:])
-}
-
 // ChainError says where a manifest stops being trustworthy.
 type ChainError struct {
 	Index  uint64
@@ -78,27 +68,28 @@ func (e *ChainError) Error() string {
 // VerifyChain parses lines and checks the hash chain of one incident. It
 // returns the records and the head hash.
 func VerifyChain(incident string, lines [][]byte) ([]Record, string, error) {
-	prev := Genesis
+	var chain Chain
 	recs := make([]Record, 0, len(lines))
 	for i, line := range lines {
 		var r Record
 		dec := json.NewDecoder(bytes.NewReader(line))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&r); err != nil {
-			return recs, prev, &ChainError{uint64(i), "unparsable: " + err.Error()}
+			return recs, chain.Head(), &ChainError{uint64(i), "unparsable: " + err.Error()}
 		}
 		switch {
 		case r.Index != uint64(i):
-			return recs, prev, &ChainError{uint64(i), fmt.Sprintf("index %d out of place", r.Index)}
+			return recs, chain.Head(), &ChainError{uint64(i), fmt.Sprintf("index %d out of place", r.Index)}
 		case r.Incident != incident:
-			return recs, prev, &ChainError{uint64(i), fmt.Sprintf("belongs to incident %q", r.Incident)}
-		case r.Prev != prev:
+			return recs, chain.Head(), &ChainError{uint64(i), fmt.Sprintf("belongs to incident %q", r.Incident)}
+		}
+		prev := chain.Head()
+		if _, ok := chain.Follow(line, r.Prev); !ok {
 			return recs, prev, &ChainError{uint64(i), "hash chain broken (prev does not match the previous record)"}
 		}
-		prev = HashLine(line)
 		recs = append(recs, r)
 	}
-	return recs, prev, nil
+	return recs, chain.Head(), nil
 }
 
 // Checkpoint commits to the chain's head at Index.
@@ -112,13 +103,12 @@ type Checkpoint struct {
 
 // SignedBytes is the message a checkpoint signature covers.
 func (c *Checkpoint) SignedBytes() []byte {
-	return fmt.Appendf(nil, "camvault-checkpoint-v1\n%s\n%d\n%s\n%s\n",
-		c.Incident, c.Index, c.Head, c.Time.UTC().Format(time.RFC3339Nano))
+	return HeadMessage(CheckpointDomain, c.Index, c.Head, c.Time, c.Incident)
 }
 
 // Sign sets the checkpoint's signature.
 func (c *Checkpoint) Sign(key ed25519.PrivateKey) {
-	c.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(key, c.SignedBytes()))
+	c.Signature = SignHead(key, c.SignedBytes())
 }
 
 // ErrBadSignature is returned when a checkpoint's signature does not verify.
@@ -126,8 +116,7 @@ var ErrBadSignature = errors.New("checkpoint signature does not verify")
 
 // Verify checks the checkpoint's signature.
 func (c *Checkpoint) Verify(pub ed25519.PublicKey) error {
-	sig, err := base64.StdEncoding.DecodeString(c.Signature)
-	if err != nil || !ed25519.Verify(pub, c.SignedBytes(), sig) {
+	if !VerifyHead(pub, c.SignedBytes(), c.Signature) {
 		return fmt.Errorf("checkpoint at record %d: %w", c.Index, ErrBadSignature)
 	}
 	return nil

@@ -34,15 +34,6 @@ type AnchorStore interface {
 	Put(ctx context.Context, key string, data []byte, retainUntil time.Time) error
 }
 
-// AnchorDir is the directory, under an incident's key prefix, of its
-// checkpoint anchors.
-const AnchorDir = "checkpoints/"
-
-// AnchorKey is the store key of an incident's checkpoint at index.
-func AnchorKey(incident string, index uint64) string {
-	return fmt.Sprintf("%s/%s%012d.json", incident, AnchorDir, index)
-}
-
 // Committer commits in order; one per pipeline.
 type Committer struct {
 	Catalog Catalog
@@ -138,7 +129,7 @@ func (c *Committer) Checkpoint(ctx context.Context, incident string) error {
 	}
 	// A checkpoint of the same head re-signed later (after a restart) finds
 	// the first one anchored: that one stands.
-	if err := c.Anchors.Put(ctx, AnchorKey(incident, idx), line, until); err != nil && !errors.Is(err, storage.ErrExists) {
+	if err := c.Anchors.Put(ctx, manifest.AnchorKey(incident, idx), line, until); err != nil && !errors.Is(err, storage.ErrExists) {
 		return fmt.Errorf("anchor checkpoint %s/%d: %w", incident, idx, err)
 	}
 	return nil

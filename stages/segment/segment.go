@@ -1,8 +1,8 @@
 // Package segment cuts the access units of one ingest session into
 // keyframe-aligned segments: one init segment for the session and a media
-// segment per cut. The built-in container is fragmented MP4 (ftyp+moov,
-// then a moof+mdat pair per segment); other formats (WebM for VP8) plug
-// in through Container.
+// segment per cut. The default container is fragmented MP4 (ftyp+moov,
+// then a moof+mdat pair per segment, written by camvault/format/fmp4);
+// other formats (WebM for VP8) plug in through Config.Container.
 //
 // Each segment of a session with video starts with a keyframe (an H.264
 // IDR picture, a VP8 keyframe), so a segment can be decoded with the init
@@ -11,7 +11,6 @@
 package segment
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -19,11 +18,9 @@ import (
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
-	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
-	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
-	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4"
 
-	"camvault/internal/bufpool"
+	"camvault/format/container"
+	"camvault/format/fmp4"
 	"camvault/media"
 )
 
@@ -78,11 +75,11 @@ type Config struct {
 	MaxDuration time.Duration
 	// MaxBytes bounds the payload buffered per segment (default 32 MiB).
 	MaxBytes int
-	// Container writes the segments; nil means the built-in fragmented
-	// MP4, which cannot carry VP8. It must have been made for the same
-	// tracks as New is given. The caller keeps ownership (and closes it
-	// when it holds resources).
-	Container Container
+	// Container writes the segments; nil means fragmented MP4
+	// (format/fmp4), which cannot carry VP8. It must have been made for
+	// the same tracks as New is given. The caller keeps ownership (and
+	// closes it when it holds resources).
+	Container container.Container
 }
 
 // Segment is one media segment: a moof+mdat fragment, or what the
@@ -151,8 +148,8 @@ type Segmenter struct {
 	cutter *track
 	init   []byte
 
-	container Container
-	views     [][]Sample // reused per segment for the Container
+	container container.Container
+	views     [][]container.Sample // reused per segment for the container
 
 	started  bool
 	seq      uint64
@@ -184,12 +181,11 @@ func New(tracks []media.Track, cfg Config) (*Segmenter, error) {
 		return nil, fmt.Errorf("%w: no tracks", ErrInvalidTrack)
 	}
 
-	if cfg.Container == nil && FormatFor(tracks) != FormatFMP4 {
+	if cfg.Container == nil && container.FormatFor(tracks) != container.FormatFMP4 {
 		return nil, fmt.Errorf("%w: VP8 needs a Container (WebM): fragmented MP4 cannot carry it", ErrInvalidTrack)
 	}
 
 	s := &Segmenter{cfg: cfg, container: cfg.Container}
-	var initTracks []*fmp4.InitTrack
 	maxID := 0
 	for _, mt := range tracks {
 		if mt.ID < 0 || mt.ID >= maxTrackID {
@@ -207,7 +203,7 @@ func New(tracks []media.Track, cfg Config) (*Segmenter, error) {
 			return nil, fmt.Errorf("%w: duplicate track id %d", ErrInvalidTrack, mt.ID)
 		}
 		s.byID[mt.ID] = i
-		t, codec, err := newTrack(mt, cfg)
+		t, err := newTrack(mt, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("track %d: %w", mt.ID, err)
 		}
@@ -220,50 +216,47 @@ func New(tracks []media.Track, cfg Config) (*Segmenter, error) {
 			s.cutter = t
 		}
 		s.tracks = append(s.tracks, t)
-		initTracks = append(initTracks, &fmp4.InitTrack{ID: mt.ID + 1, TimeScale: uint32(mt.ClockRate), Codec: codec})
 	}
 
 	if s.container != nil {
 		for _, t := range s.tracks {
 			t.avcc = false // the container frames payloads itself
 		}
-		init, err := s.container.Init()
+	} else {
+		// The writer marshals the init segment now, which validates what
+		// it needs (the SPS is parsed for the picture size), so Init
+		// cannot fail later.
+		w, err := fmp4.NewWriter(tracks)
 		if err != nil {
-			return nil, fmt.Errorf("%w: init segment: %v", ErrInvalidTrack, err)
+			return nil, fmt.Errorf("%w: %v", ErrInvalidTrack, err)
 		}
-		s.init = init
-		s.views = make([][]Sample, len(s.tracks))
-		return s, nil
+		s.container = w
 	}
-
-	// Marshalling now validates what the init segment needs (the SPS is
-	// parsed for the picture size), so Init cannot fail later.
-	var buf seekablebuffer.Buffer
-	if err := (&fmp4.Init{Tracks: initTracks}).Marshal(&buf); err != nil {
+	init, err := s.container.Init()
+	if err != nil {
 		return nil, fmt.Errorf("%w: init segment: %v", ErrInvalidTrack, err)
 	}
-	s.init = buf.Bytes()
+	s.init = init
+	s.views = make([][]container.Sample, len(s.tracks))
 	return s, nil
 }
 
-func newTrack(mt media.Track, cfg Config) (*track, mp4.Codec, error) {
+func newTrack(mt media.Track, cfg Config) (*track, error) {
 	if mt.ClockRate < minClockRate || mt.ClockRate > maxClockRate {
-		return nil, nil, fmt.Errorf("%w: clock rate %d outside [%d, %d]", ErrInvalidTrack, mt.ClockRate, minClockRate, maxClockRate)
+		return nil, fmt.Errorf("%w: clock rate %d outside [%d, %d]", ErrInvalidTrack, mt.ClockRate, minClockRate, maxClockRate)
 	}
 	t := &track{id: mt.ID, rate: int64(mt.ClockRate), video: mt.IsVideo()}
 	t.maxTicks = durToTicks(cfg.MaxDuration, t.rate)
 
-	var codec mp4.Codec
 	switch mt.Codec {
 	case media.CodecH264:
 		if len(mt.SPS) == 0 || len(mt.PPS) == 0 {
-			return nil, nil, fmt.Errorf("%w: H.264 without SPS/PPS", ErrInvalidTrack)
+			return nil, fmt.Errorf("%w: H.264 without SPS/PPS", ErrInvalidTrack)
 		}
 		var sps h264.SPS
 		if err := sps.Unmarshal(mt.SPS); err != nil {
-			return nil, nil, fmt.Errorf("%w: H.264 SPS: %v", ErrInvalidTrack, err)
+			return nil, fmt.Errorf("%w: H.264 SPS: %v", ErrInvalidTrack, err)
 		}
-		codec = &mp4.CodecH264{SPS: mt.SPS, PPS: mt.PPS}
 		t.guessDur = uint32(max(t.rate/30, 1))
 		t.avcc = true
 	case media.CodecVP8:
@@ -274,30 +267,28 @@ func newTrack(mt media.Track, cfg Config) (*track, mp4.Codec, error) {
 	case media.CodecAAC:
 		var conf mpeg4audio.AudioSpecificConfig
 		if err := conf.Unmarshal(mt.AudioConfig); err != nil {
-			return nil, nil, fmt.Errorf("%w: AAC config: %v", ErrInvalidTrack, err)
+			return nil, fmt.Errorf("%w: AAC config: %v", ErrInvalidTrack, err)
 		}
 		if conf.SampleRate <= 0 || conf.ChannelCount <= 0 {
-			return nil, nil, fmt.Errorf("%w: AAC config: sample rate %d, %d channels", ErrInvalidTrack, conf.SampleRate, conf.ChannelCount)
+			return nil, fmt.Errorf("%w: AAC config: sample rate %d, %d channels", ErrInvalidTrack, conf.SampleRate, conf.ChannelCount)
 		}
-		codec = &mp4.CodecMPEG4Audio{Config: conf}
 		t.guessDur = uint32(max(1024*t.rate/int64(conf.SampleRate), 1))
 	case media.CodecOpus:
 		// dOps is written with channel mapping family 0, which allows
 		// mono and stereo only.
 		if mt.ChannelCount < 1 || mt.ChannelCount > 2 {
-			return nil, nil, fmt.Errorf("%w: Opus with %d channels", ErrInvalidTrack, mt.ChannelCount)
+			return nil, fmt.Errorf("%w: Opus with %d channels", ErrInvalidTrack, mt.ChannelCount)
 		}
-		codec = &mp4.CodecOpus{ChannelCount: mt.ChannelCount}
 		t.guessDur = uint32(max(t.rate/50, 1))
 	default:
-		return nil, nil, fmt.Errorf("%w: unsupported codec %q", ErrInvalidTrack, mt.Codec)
+		return nil, fmt.Errorf("%w: unsupported codec %q", ErrInvalidTrack, mt.Codec)
 	}
-	return t, codec, nil
+	return t, nil
 }
 
-// Init returns the init segment: for fMP4, ftyp+moov for all tracks, with
-// track IDs media.Track.ID+1 and each track's timescale its clock rate;
-// with a Container, what its Init returned.
+// Init returns the init segment: what the container's Init returned (for
+// fMP4, ftyp+moov for all tracks, with track IDs media.Track.ID+1 and each
+// track's timescale its clock rate).
 func (s *Segmenter) Init() ([]byte, error) {
 	return append([]byte(nil), s.init...), nil
 }
@@ -545,11 +536,7 @@ func (s *Segmenter) emit(final bool) (*Segment, error) {
 	s.seq++
 	seg.Seq = s.seq
 	var err error
-	if s.container == nil {
-		seg.Data = s.marshal(uint32(s.seq), counts)
-	} else {
-		seg.Data, err = s.marshalWith(s.seq, counts)
-	}
+	seg.Data, err = s.marshalWith(s.seq, counts)
 
 	for i, t := range s.tracks {
 		s.bytes -= t.consume(counts[i])
@@ -560,12 +547,12 @@ func (s *Segmenter) emit(final bool) (*Segment, error) {
 	return seg, nil
 }
 
-// marshalWith hands the segment's samples to the Container.
+// marshalWith hands the segment's samples to the container.
 func (s *Segmenter) marshalWith(seq uint64, counts []int) ([]byte, error) {
 	for i, t := range s.tracks {
 		v := s.views[i][:0]
 		for _, sm := range t.samples[:counts[i]] {
-			v = append(v, Sample{DTS: sm.dts, PTSOffset: sm.ptsOff, Duration: sm.dur, Key: sm.sync, Data: sm.nalus})
+			v = append(v, container.Sample{DTS: sm.dts, PTSOffset: sm.ptsOff, Duration: sm.dur, Key: sm.sync, Data: sm.nalus})
 		}
 		s.views[i] = v
 	}
@@ -589,125 +576,6 @@ func (t *track) consume(n int) int {
 	clear(t.samples[k:]) // let the emitted payloads go
 	t.samples = t.samples[:k]
 	return size
-}
-
-// Box sizes of the fragment written by marshal; the layout is the one
-// fmp4.Part.Marshal produces (moof{mfhd, traf{tfhd, tfdt v1, trun v1}...},
-// mdat), written straight into the result to avoid copying the payload
-// twice per segment.
-const (
-	boxHeader  = 8
-	mfhdSize   = boxHeader + 8
-	tfhdSize   = boxHeader + 8
-	tfdtSize   = boxHeader + 12
-	trunFixed  = boxHeader + 12
-	trafFixed  = boxHeader + tfhdSize + tfdtSize + trunFixed
-	tfhdFlags  = 0x020000 // default-base-is-moof
-	trunOffset = 0x000001
-	trunDur    = 0x000100
-	trunSize   = 0x000200
-	trunFlags  = 0x000400
-	trunCTO    = 0x000800
-	nonSync    = 1 << 16
-)
-
-func (s *Segmenter) marshal(seq uint32, counts []int) []byte {
-	moofSize := boxHeader + mfhdSize
-	payload := 0
-	flags := make([]uint32, len(s.tracks))
-	for i, t := range s.tracks {
-		n := counts[i]
-		if n == 0 {
-			continue
-		}
-		f := uint32(trunOffset | trunDur | trunSize)
-		for _, sm := range t.samples[:n] {
-			if !sm.sync {
-				f |= trunFlags
-			}
-			if sm.ptsOff != 0 {
-				f |= trunCTO
-			}
-			payload += sm.size
-		}
-		flags[i] = f
-		moofSize += trafFixed + n*entrySize(f)
-	}
-
-	// Pooled: the recorder returns it once the segment is sealed.
-	out := bufpool.Get(moofSize + boxHeader + payload)
-	w := out[:0]
-	w = boxStart(w, moofSize, "moof")
-	w = boxStart(w, mfhdSize, "mfhd")
-	w = binary.BigEndian.AppendUint32(w, 0)
-	w = binary.BigEndian.AppendUint32(w, seq)
-	dataOff := moofSize + boxHeader
-	for i, t := range s.tracks {
-		n := counts[i]
-		if n == 0 {
-			continue
-		}
-		es := entrySize(flags[i])
-		w = boxStart(w, trafFixed+n*es, "traf")
-		w = boxStart(w, tfhdSize, "tfhd")
-		w = binary.BigEndian.AppendUint32(w, tfhdFlags)
-		w = binary.BigEndian.AppendUint32(w, uint32(t.id+1))
-		w = boxStart(w, tfdtSize, "tfdt")
-		w = binary.BigEndian.AppendUint32(w, 1<<24) // version 1
-		w = binary.BigEndian.AppendUint64(w, uint64(t.samples[0].dts))
-		w = boxStart(w, trunFixed+n*es, "trun")
-		w = binary.BigEndian.AppendUint32(w, 1<<24|flags[i])
-		w = binary.BigEndian.AppendUint32(w, uint32(n))
-		w = binary.BigEndian.AppendUint32(w, uint32(dataOff))
-		for _, sm := range t.samples[:n] {
-			w = binary.BigEndian.AppendUint32(w, sm.dur)
-			w = binary.BigEndian.AppendUint32(w, uint32(sm.size))
-			if flags[i]&trunFlags != 0 {
-				var sf uint32
-				if !sm.sync {
-					sf = nonSync
-				}
-				w = binary.BigEndian.AppendUint32(w, sf)
-			}
-			if flags[i]&trunCTO != 0 {
-				w = binary.BigEndian.AppendUint32(w, uint32(sm.ptsOff))
-			}
-		}
-		for _, sm := range t.samples[:n] {
-			dataOff += sm.size
-		}
-	}
-	w = boxStart(w, boxHeader+payload, "mdat")
-	for i, t := range s.tracks {
-		for _, sm := range t.samples[:counts[i]] {
-			for _, n := range sm.nalus {
-				if len(n) == 0 {
-					continue
-				}
-				if t.avcc {
-					w = binary.BigEndian.AppendUint32(w, uint32(len(n)))
-				}
-				w = append(w, n...)
-			}
-		}
-	}
-	return w
-}
-
-func entrySize(flags uint32) int {
-	n := 8
-	if flags&trunFlags != 0 {
-		n += 4
-	}
-	if flags&trunCTO != 0 {
-		n += 4
-	}
-	return n
-}
-
-func boxStart(w []byte, size int, typ string) []byte {
-	w = binary.BigEndian.AppendUint32(w, uint32(size))
-	return append(w, typ...)
 }
 
 func validTimestamps(pts, dts int64) bool {

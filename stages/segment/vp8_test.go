@@ -8,26 +8,28 @@ import (
 	"testing"
 	"time"
 
+	"camvault/format/container"
+	"camvault/format/webm"
 	"camvault/media"
 )
 
 // fakeContainer keeps what the Segmenter hands it.
 type fakeContainer struct {
-	segs  [][][]Sample
+	segs  [][][]container.Sample
 	fail  error
 	calls int
 }
 
 func (f *fakeContainer) Init() ([]byte, error) { return []byte("webm init"), nil }
 
-func (f *fakeContainer) Marshal(seq uint64, tracks [][]Sample) ([]byte, error) {
+func (f *fakeContainer) Marshal(seq uint64, tracks [][]container.Sample) ([]byte, error) {
 	f.calls++
 	if f.fail != nil {
 		return nil, f.fail
 	}
-	cp := make([][]Sample, len(tracks))
+	cp := make([][]container.Sample, len(tracks))
 	for i, tr := range tracks {
-		cp[i] = append([]Sample(nil), tr...)
+		cp[i] = append([]container.Sample(nil), tr...)
 	}
 	f.segs = append(f.segs, cp)
 	return []byte(fmt.Sprintf("segment %d", seq)), nil
@@ -62,43 +64,6 @@ func synthOpus(track, k int) *media.AccessUnit {
 	return &media.AccessUnit{Track: track, PTS: dts, DTS: dts, Key: true, NALUs: [][]byte{frame}, Received: time.Unix(1000, 0).Add(time.Duration(dts) * time.Second / 48000)}
 }
 
-func TestVP8KeyframeSize(t *testing.T) {
-	key := synthVP8(0, true, 20).NALUs[0]
-	if w, h, ok := VP8KeyframeSize(key); !ok || w != 320 || h != 240 {
-		t.Fatalf("keyframe: %dx%d %v", w, h, ok)
-	}
-	scaled := bytes.Clone(key)
-	scaled[7] |= 0xc0 // scaling codes are not part of the size
-	scaled[9] |= 0x40
-	if w, h, ok := VP8KeyframeSize(scaled); !ok || w != 320 || h != 240 {
-		t.Fatalf("scaled keyframe: %dx%d %v", w, h, ok)
-	}
-	badCode := bytes.Clone(key)
-	badCode[4] = 0x02
-	zero := bytes.Clone(key)
-	zero[6], zero[7] = 0, 0
-	for name, f := range map[string][]byte{
-		"nil": nil, "interframe": synthVP8(1, false, 20).NALUs[0], "truncated": key[:9],
-		"bad start code": badCode, "zero width": zero, "tag only": key[:3],
-	} {
-		if w, h, ok := VP8KeyframeSize(f); ok {
-			t.Errorf("%s: read as a %dx%d keyframe", name, w, h)
-		}
-	}
-}
-
-func TestFormatFor(t *testing.T) {
-	if f := FormatFor([]media.Track{vp8Track(), opusTrack(1)}); f != FormatWebM {
-		t.Fatalf("VP8+Opus: %s", f)
-	}
-	if f := FormatFor([]media.Track{videoTrack(), opusTrack(1)}); f != FormatFMP4 {
-		t.Fatalf("H.264+Opus: %s", f)
-	}
-	if f := FormatFor([]media.Track{opusTrack(0)}); f != FormatFMP4 {
-		t.Fatalf("Opus alone: %s", f)
-	}
-}
-
 func TestVP8CutsAtKeyframes(t *testing.T) {
 	fc := &fakeContainer{}
 	s := mustNew(t, []media.Track{vp8Track(), opusTrack(1)}, Config{Container: fc})
@@ -120,7 +85,7 @@ func TestVP8CutsAtKeyframes(t *testing.T) {
 	if len(segs) != 5 || len(fc.segs) != 5 {
 		t.Fatalf("%d segments, %d container calls; want 5", len(segs), len(fc.segs))
 	}
-	var video, audio []Sample
+	var video, audio []container.Sample
 	for i, seg := range segs {
 		if string(seg.Data) != fmt.Sprintf("segment %d", seg.Seq) {
 			t.Fatalf("segment %d carries %q, not the container's bytes", seg.Seq, seg.Data)
@@ -133,7 +98,7 @@ func TestVP8CutsAtKeyframes(t *testing.T) {
 			t.Fatalf("segment %d: %d samples handed over, Samples = %d", seg.Seq, len(tr[0])+len(tr[1]), seg.Samples)
 		}
 		first := tr[0][0]
-		if _, _, ok := VP8KeyframeSize(first.Data[0]); !ok || !first.Key {
+		if _, _, ok := webm.VP8KeyframeSize(first.Data[0]); !ok || !first.Key {
 			t.Fatalf("segment %d does not start with a VP8 keyframe", seg.Seq)
 		}
 		if at := ticksToDur(first.DTS, 90000); at != seg.Start {
@@ -272,7 +237,7 @@ func FuzzVP8Push(f *testing.F) {
 			if len(seg[0]) == 0 {
 				continue
 			}
-			if _, _, ok := VP8KeyframeSize(seg[0][0].Data[0]); !ok {
+			if _, _, ok := webm.VP8KeyframeSize(seg[0][0].Data[0]); !ok {
 				t.Fatal("a segment starts on a non-keyframe")
 			}
 		}

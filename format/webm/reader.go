@@ -1,17 +1,24 @@
-package evidence
-
-import (
-	"errors"
-	"fmt"
-)
-
+// Package webm is the WebM session container (docs/FORMAT.md "WebM
+// sessions"): reading a session's stored stream back into its samples, and
+// the VP8 keyframe header the stream's picture size comes from. The writer
+// needs FFmpeg (cgo) and lives in camvault/codec as WebMWriter, so that
+// reading evidence needs no cgo.
+//
 // A session recorded as WebM (VP8 video, Opus audio) is read here with a
 // small Matroska parser of camvault's own rather than with FFmpeg: the
 // sealed samples are the reference the exported file is checked against,
 // and that check means more when the two sides are not read by the same
-// library. It reads what camvault's WebM writer produces (docs/FORMAT.md):
-// an EBML header, a Segment (of unknown size) with Tracks, then Clusters
-// of known size holding SimpleBlocks or BlockGroups without lacing.
+// library. It reads what camvault's WebM writer produces: an EBML header,
+// a Segment (of unknown size) with Tracks, then Clusters of known size
+// holding SimpleBlocks or BlockGroups without lacing.
+package webm
+
+import (
+	"errors"
+	"fmt"
+
+	"camvault/media"
+)
 
 // Matroska element IDs, with their length markers, as they appear on the
 // wire.
@@ -113,18 +120,22 @@ func mkvUint(b []byte) (uint64, error) {
 	return v, nil
 }
 
-// webmSamples returns each track's frames in order, tracks in the order of
+// Samples returns each track's frames in order, tracks in the order of
 // their entries in Tracks (the stream order a demuxer reports).
-func webmSamples(data []byte) ([][][]byte, error) {
-	out, _, err := webmTracks(data)
+func Samples(data []byte) ([][][]byte, error) {
+	out, _, err := Tracks(data)
 	return out, err
 }
 
-// webmCodecs names Matroska CodecIDs as FFmpeg names the codecs.
-var webmCodecs = map[string]string{"V_VP8": CodecVP8, "V_VP9": "vp9", "A_OPUS": CodecOpus, "V_MPEG4/ISO/AVC": CodecH264, "A_AAC": CodecAAC}
+// codecNames names Matroska CodecIDs as FFmpeg names the codecs.
+var codecNames = map[string]string{
+	"V_VP8": string(media.CodecVP8), "V_VP9": "vp9", "A_OPUS": string(media.CodecOpus),
+	"V_MPEG4/ISO/AVC": string(media.CodecH264), "A_AAC": string(media.CodecAAC),
+}
 
-// webmTracks is webmSamples, with each track's codec.
-func webmTracks(data []byte) ([][][]byte, []string, error) {
+// Tracks is Samples, with each track's codec as FFmpeg names it (h264,
+// aac, vp8, opus; the CodecID itself when it is none of those).
+func Tracks(data []byte) ([][][]byte, []string, error) {
 	id, size, n, err := mkvElement(data)
 	if err != nil || id != mkvEBML || size == unknownSize || size > int64(len(data)-n) {
 		return nil, nil, errors.New("not a WebM stream: no EBML header")
@@ -184,7 +195,7 @@ func webmTracks(data []byte) ([][][]byte, []string, error) {
 						return err
 					case mkvCodecID:
 						codec = string(v)
-						if name, ok := webmCodecs[codec]; ok {
+						if name, ok := codecNames[codec]; ok {
 							codec = name
 						}
 					}
