@@ -294,13 +294,6 @@ func (c *Catalog) AuditLines(ctx context.Context) ([][]byte, error) {
 	return c.lines(ctx, `SELECT line FROM audit ORDER BY id`)
 }
 
-// Categories are the retention periods an admin may move an incident to.
-// They only ever lengthen a deadline.
-var Categories = map[string]time.Duration{
-	"default":   28 * 24 * time.Hour,
-	"complaint": 90 * 24 * time.Hour,
-}
-
 // Extend lengthens the deadline of every live chunk of the incident to at
 // least its recording time plus period, records it in the audit trail, and
 // returns the chunks whose deadline moved, with their new deadline.

@@ -13,10 +13,8 @@ import (
 func cmdBackoffice(args []string, stdout, stderr io.Writer) error {
 	fl, data := newFlags("backoffice", stderr)
 	bf := addBackofficeFlags(fl, "backoffice identity (default <data>/keys/backoffice.identity)", "serve HTTPS with this certificate (with --tls-key)")
-	if pos, err := parseInterspersed(fl, args); err != nil {
+	if err := noArgs(fl, args); err != nil {
 		return err
-	} else if len(pos) != 0 {
-		return usagef("backoffice takes no arguments")
 	}
 	if *bf.identity == "-" {
 		return usagef("the backoffice process is where the identity belongs: give it one (or leave --identity out)")

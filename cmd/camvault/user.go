@@ -60,12 +60,12 @@ func cmdUser(args []string, stdout, stderr io.Writer) error {
 			return usagef("%v", err)
 		}
 	}
-	cat, err := openCatalog(*data)
+	n, err := openNode(*data, nil, nil)
 	if err != nil {
 		return err
 	}
-	defer cat.Close()
-	ctx, now, who := context.Background(), time.Now(), actor(*by)
+	defer n.Close()
+	cat, ctx, now, who := n.cat, context.Background(), time.Now(), actor(*by)
 	switch cmd {
 	case "add":
 		tok, digest := backoffice.NewSecret()
