@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"text/tabwriter"
 	"time"
 
 	"filippo.io/age"
@@ -137,12 +136,7 @@ func cmdIncidents(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return writeJSON(stdout, orEmpty(list))
-	}
-	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INCIDENT\tCAMERA\tOFFICER\tSTARTED\tSTATUS\tCHUNKS\tBYTES\tDELETE AFTER")
-	for _, in := range list {
+	return printList(stdout, *asJSON, list, 2, "INCIDENT\tCAMERA\tOFFICER\tSTARTED\tSTATUS\tCHUNKS\tBYTES\tDELETE AFTER", func(in catalog.Incident) string {
 		until := "-"
 		switch {
 		case in.Held:
@@ -150,9 +144,8 @@ func cmdIncidents(args []string, stdout, stderr io.Writer) error {
 		case in.RetainUntil != nil:
 			until = in.RetainUntil.Format("2006-01-02")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", in.ID, in.Camera, in.Officer, in.StartedAt.Format(time.RFC3339), in.Status, in.Chunks, in.Bytes, until)
-	}
-	return tw.Flush()
+		return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s", in.ID, in.Camera, in.Officer, in.StartedAt.Format(time.RFC3339), in.Status, in.Chunks, in.Bytes, until)
+	})
 }
 
 // cmdAlerts prints the alert outbox: what the backoffice is told.
@@ -172,16 +165,10 @@ func cmdAlerts(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return writeJSON(stdout, orEmpty(list))
-	}
-	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tAT\tTYPE\tCAMERA\tINCIDENT\tDATA")
-	for _, a := range list {
+	return printList(stdout, *asJSON, list, 2, "ID\tAT\tTYPE\tCAMERA\tINCIDENT\tDATA", func(a catalog.Alert) string {
 		d, _ := json.Marshal(a.Data)
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.At.Format(time.RFC3339Nano), a.Type, a.Camera, a.Incident, d)
-	}
-	return tw.Flush()
+		return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s", a.ID, a.At.Format(time.RFC3339Nano), a.Type, a.Camera, a.Incident, d)
+	})
 }
 
 func cmdExport(args []string, stdout, stderr io.Writer) error {

@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-
-	"camvault/server"
 )
 
 // cmdBackoffice runs the backoffice listener alone, beside an ingest node
@@ -25,12 +23,8 @@ func cmdBackoffice(args []string, stdout, stderr io.Writer) error {
 	}
 	defer closeStore()
 	cfg.BackofficeOnly = true
-	srv, err := server.Open(cfg, log)
+	srv, err := startServer(cfg, log)
 	if err != nil {
-		return err
-	}
-	if err := srv.Start(); err != nil {
-		srv.Close()
 		return err
 	}
 	log.Info("camvault backoffice serving", "http", srv.HTTPAddr(), "data", *data)

@@ -58,12 +58,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	cfg.ReadTimeout, cfg.SweepEvery = *readTimeout, *sweepEvery
 	cfg.Recorder = recorder.Config{Retention: *retention, SegmentTarget: *segmentDur, Grace: *grace,
 		Transcode: recorder.TranscodeConfig{Enabled: *transcodeWorkers != 0, Workers: *transcodeWorkers}}
-	srv, err := server.Open(cfg, log)
+	srv, err := startServer(cfg, log)
 	if err != nil {
-		return err
-	}
-	if err := srv.Start(); err != nil {
-		srv.Close()
 		return err
 	}
 	if *pprofAddr != "" {
@@ -185,6 +181,19 @@ func serverStore(sf *storeFlags, data string) (storage.ChunkStore, func(), error
 		return nil, nil, err
 	}
 	return st, closeStore, nil
+}
+
+// startServer opens the node and starts its listeners.
+func startServer(cfg server.Config, log *slog.Logger) (*server.Server, error) {
+	srv, err := server.Open(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Start(); err != nil {
+		srv.Close()
+		return nil, err
+	}
+	return srv, nil
 }
 
 // runUntilSignal says "ready" on stdout, waits for SIGINT or SIGTERM and
