@@ -61,7 +61,7 @@ func AnchorKey(index uint64) string {
 
 // AnchorRetention is how long an anchored head is kept. Audit records are
 // never deleted, so no retention period of footage bounds it; a year is
-// longer than any retention category (catalog.Categories), so a head
+// longer than any retention category (retention.Categories), so a head
 // cannot be removed while the records it covers may still be questioned,
 // and the newer heads (which cover every older record) outlive it anyway.
 // Holds are per incident and do not apply to the trail.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -28,14 +27,7 @@ func (s *Service) needCameras(h handlerFunc) handlerFunc {
 
 func (s *Service) serveCameras(w http.ResponseWriter, r *http.Request, _ Principal) {
 	cams, err := s.cfg.Cameras.Cameras(r.Context())
-	if err != nil {
-		s.internal(w, "cameras", err)
-		return
-	}
-	if cams == nil {
-		cams = []catalog.CameraInfo{}
-	}
-	writeJSON(w, cams)
+	writeList(s, w, "cameras", cams, err)
 }
 
 // serveCameraChange is POST /api/v1/cameras/{id}/revoke and .../rotate;
@@ -51,11 +43,7 @@ func (s *Service) serveCameraChange(w http.ResponseWriter, r *http.Request, p Pr
 	} else {
 		err = s.cfg.Cameras.RevokeCamera(r.Context(), id, p.Name, now)
 	}
-	if errors.Is(err, catalog.ErrNotFound) {
-		http.Error(w, "no such camera (or already revoked)", http.StatusNotFound)
-		return
-	} else if err != nil {
-		s.internal(w, "camera change", err)
+	if s.failed(w, err, "no such camera (or already revoked)", "camera change") {
 		return
 	}
 	writeJSON(w, out)
@@ -70,11 +58,7 @@ func (s *Service) serveUserDisable(w http.ResponseWriter, r *http.Request, p Pri
 		return
 	}
 	err := s.staff.DisableStaff(r.Context(), name, p.Name, s.cfg.Now())
-	if errors.Is(err, catalog.ErrNotFound) {
-		http.Error(w, "no such user", http.StatusNotFound)
-		return
-	} else if err != nil {
-		s.internal(w, "disable user", err)
+	if s.failed(w, err, "no such user", "disable user") {
 		return
 	}
 	writeJSON(w, map[string]string{"user": name})

@@ -105,6 +105,34 @@ func (s *Service) needStaff(h handlerFunc) handlerFunc {
 	return needs(s.staff != nil, "no staff store configured", h)
 }
 
+// writeList answers a list as JSON, [] rather than null when it is
+// empty (clients always get an array), or the error that reading it gave.
+func writeList[T any](s *Service, w http.ResponseWriter, what string, list []T, err error) {
+	if err != nil {
+		s.internal(w, what, err)
+		return
+	}
+	if list == nil {
+		list = []T{}
+	}
+	writeJSON(w, list)
+}
+
+// failed answers a lookup's error, if there is one: 404 with notFound
+// when the row does not exist, 500 for anything else. It reports whether
+// it answered.
+func (s *Service) failed(w http.ResponseWriter, err error, notFound, what string) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, catalog.ErrNotFound):
+		http.Error(w, notFound, http.StatusNotFound)
+	default:
+		s.internal(w, what, err)
+	}
+	return true
+}
+
 // needs is h when the service has what h needs (its configuration is
 // fixed by New, before routes are mounted), else a 503 saying why.
 func needs(have bool, why string, h handlerFunc) handlerFunc {
@@ -118,14 +146,7 @@ func needs(have bool, why string, h handlerFunc) handlerFunc {
 
 func (s *Service) serveIncidents(w http.ResponseWriter, r *http.Request, _ Principal) {
 	inc, err := s.staff.Incidents(r.Context())
-	if err != nil {
-		s.internal(w, "incidents", err)
-		return
-	}
-	if inc == nil {
-		inc = []catalog.Incident{}
-	}
-	writeJSON(w, inc)
+	writeList(s, w, "incidents", inc, err)
 }
 
 // serveAudit is GET /api/v1/audit: the records exactly as stored (and
@@ -155,14 +176,7 @@ func (s *Service) serveAudit(w http.ResponseWriter, r *http.Request, _ Principal
 
 func (s *Service) serveUsers(w http.ResponseWriter, r *http.Request, _ Principal) {
 	users, err := s.staff.StaffList(r.Context())
-	if err != nil {
-		s.internal(w, "users", err)
-		return
-	}
-	if users == nil {
-		users = []catalog.StaffUser{}
-	}
-	writeJSON(w, users)
+	writeList(s, w, "users", users, err)
 }
 
 type holdRequest struct {
@@ -178,8 +192,7 @@ func (s *Service) serveHold(w http.ResponseWriter, r *http.Request, p Principal)
 		return
 	}
 	var req holdRequest
-	if err := readJSON(w, r, &req); err != nil {
-		http.Error(w, "want a JSON body with reason and reference", http.StatusBadRequest)
+	if !s.decode(w, r, &req, "want a JSON body with reason and reference") {
 		return
 	}
 	id, place := r.PathValue("id"), strings.HasSuffix(r.URL.Path, "/hold")

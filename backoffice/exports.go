@@ -58,25 +58,14 @@ func (s *Service) needExports(h handlerFunc) handlerFunc {
 // serveExports is GET /api/v1/exports: every request, newest first.
 func (s *Service) serveExports(w http.ResponseWriter, r *http.Request, _ Principal) {
 	list, err := s.cfg.Exports.ExportRequests(r.Context())
-	if err != nil {
-		s.internal(w, "exports", err)
-		return
-	}
-	if list == nil {
-		list = []catalog.ExportRequest{}
-	}
-	writeJSON(w, list)
+	writeList(s, w, "exports", list, err)
 }
 
 // serveExport is GET /api/v1/exports/{id}: one request, to follow its
 // state after approval.
 func (s *Service) serveExport(w http.ResponseWriter, r *http.Request, _ Principal) {
 	x, err := s.cfg.Exports.ExportRequest(r.Context(), r.PathValue("id"))
-	if errors.Is(err, catalog.ErrNotFound) {
-		http.Error(w, "no such export", http.StatusNotFound)
-		return
-	} else if err != nil {
-		s.internal(w, "export", err)
+	if s.failed(w, err, "no such export", "export") {
 		return
 	}
 	writeJSON(w, x)
@@ -92,8 +81,7 @@ type exportBody struct {
 // which a different admin must approve before anything is decrypted.
 func (s *Service) serveExportRequest(w http.ResponseWriter, r *http.Request, p Principal) {
 	var body exportBody
-	if err := readJSON(w, r, &body); err != nil {
-		http.Error(w, "want a JSON object with reason and reference (the police report number)", http.StatusBadRequest)
+	if !s.decode(w, r, &body, "want a JSON object with reason and reference (the police report number)") {
 		return
 	}
 	body.Reason, body.Reference = strings.TrimSpace(body.Reason), strings.TrimSpace(body.Reference)
@@ -227,11 +215,7 @@ func (s *Service) resumeExports(ctx context.Context) error {
 func (s *Service) serveExportBundle(w http.ResponseWriter, r *http.Request, p Principal) {
 	ctx, id := r.Context(), r.PathValue("id")
 	x, err := s.cfg.Exports.ExportRequest(ctx, id)
-	if errors.Is(err, catalog.ErrNotFound) {
-		http.Error(w, "no such export", http.StatusNotFound)
-		return
-	} else if err != nil {
-		s.internal(w, "export bundle", err)
+	if s.failed(w, err, "no such export", "export bundle") {
 		return
 	}
 	if x.State != catalog.ExportReady {

@@ -156,11 +156,7 @@ func (s *Service) needFootage(h handlerFunc) handlerFunc {
 // serveIncident is GET /api/v1/incidents/{id}: metadata and timeline.
 func (s *Service) serveIncident(w http.ResponseWriter, r *http.Request, _ Principal) {
 	d, err := s.incidentDetail(r.Context(), r.PathValue("id"))
-	if errors.Is(err, catalog.ErrNotFound) {
-		http.Error(w, "no such incident", http.StatusNotFound)
-		return
-	} else if err != nil {
-		s.internal(w, "incident", err)
+	if s.failed(w, err, "no such incident", "incident") {
 		return
 	}
 	writeJSON(w, d)
@@ -185,8 +181,7 @@ const maxReason = 2000
 // the incident's segments can be fetched for a while.
 func (s *Service) serveOpenView(w http.ResponseWriter, r *http.Request, p Principal) {
 	var req viewRequest
-	if err := readJSON(w, r, &req); err != nil {
-		http.Error(w, "want a JSON body with a reason", http.StatusBadRequest)
+	if !s.decode(w, r, &req, "want a JSON body with a reason") {
 		return
 	}
 	req.Reason = strings.TrimSpace(req.Reason)
@@ -200,11 +195,7 @@ func (s *Service) serveOpenView(w http.ResponseWriter, r *http.Request, p Princi
 	}
 	ctx, id := r.Context(), r.PathValue("id")
 	d, err := s.incidentDetail(ctx, id)
-	if errors.Is(err, catalog.ErrNotFound) {
-		http.Error(w, "no such incident", http.StatusNotFound)
-		return
-	} else if err != nil {
-		s.internal(w, "open view", err)
+	if s.failed(w, err, "no such incident", "open view") {
 		return
 	}
 	now := s.cfg.Now()

@@ -298,6 +298,16 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	return nil
 }
 
+// decode reads a handler's JSON body into v, or answers 400 with want
+// (what the body should be); it reports whether v was read.
+func (s *Service) decode(w http.ResponseWriter, r *http.Request, v any, want string) bool {
+	if err := readJSON(w, r, v); err != nil {
+		http.Error(w, want, http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
 func writeJSON(w http.ResponseWriter, v any) { writeJSONStatus(w, http.StatusOK, v) }
 
 // writeJSONStatus answers v as JSON with a status other than 200.

@@ -3,7 +3,6 @@ package backoffice
 import (
 	"embed"
 	"encoding/json"
-	"errors"
 	"html/template"
 	"io/fs"
 	"net/http"
@@ -127,11 +126,7 @@ func (s *Service) pageHome(w http.ResponseWriter, r *http.Request, p Principal) 
 
 func (s *Service) pageIncident(w http.ResponseWriter, r *http.Request, p Principal) {
 	d, err := s.incidentDetail(r.Context(), r.PathValue("id"))
-	if errors.Is(err, catalog.ErrNotFound) {
-		http.Error(w, "no such incident", http.StatusNotFound)
-		return
-	} else if err != nil {
-		s.internal(w, "incident page", err)
+	if s.failed(w, err, "no such incident", "incident page") {
 		return
 	}
 	s.render(w, "incident.html", s.newPage("Incident "+d.ID, p, d))

@@ -27,6 +27,7 @@ import (
 	"github.com/pion/rtp"
 
 	"camvault/codec"
+	"camvault/datadir"
 )
 
 // Clip is a pre-packetized H.264 stream that every simulated camera loops.
@@ -421,7 +422,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if res.StoredBytes, err = dirBytes(filepath.Join(data, "chunks")); err != nil {
+	if res.StoredBytes, err = dirBytes(datadir.New(data).Chunks()); err != nil {
 		return nil, err
 	}
 	for i := 0; i < cfg.Cameras; i++ {

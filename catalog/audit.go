@@ -2,8 +2,38 @@ package catalog
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	"time"
 )
+
+// AuditRecord is one entry of the hash-chained audit trail.
+type AuditRecord struct {
+	At       time.Time      `json:"at"`
+	Actor    string         `json:"actor"`
+	Action   string         `json:"action"`
+	Incident string         `json:"incident,omitempty"`
+	Details  map[string]any `json:"details,omitempty"`
+	Prev     string         `json:"prev"`
+}
+
+// AddAudit appends one record to the audit trail on its own (a footage
+// view, say); changes that are audited together with what they change use
+// appendAudit inside their own transaction.
+func (c *Catalog) AddAudit(ctx context.Context, at time.Time, actor, action, incident string, details map[string]any) error {
+	if actor == "" || action == "" {
+		return errors.New("an audit record needs who and what")
+	}
+	return c.tx(ctx, func(tx *sql.Tx) error {
+		return appendAudit(ctx, tx, at, actor, action, incident, details)
+	})
+}
+
+// AuditLines returns the audit trail's records as stored, oldest first.
+func (c *Catalog) AuditLines(ctx context.Context) ([][]byte, error) {
+	return c.lines(ctx, `SELECT line FROM audit ORDER BY id`)
+}
 
 // AuditRow is one audit record as stored: its id (the record's position in
 // the trail, from 1), its line and the hash stored beside it. Verification
@@ -17,19 +47,13 @@ type AuditRow struct {
 // AuditRows returns the audit trail as stored, by id.
 func (c *Catalog) AuditRows(ctx context.Context) ([]AuditRow, error) {
 	rows, err := c.db.QueryContext(ctx, `SELECT id, line, hash FROM audit ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("read audit trail: %w", err)
-	}
-	defer rows.Close()
-	var out []AuditRow
-	for rows.Next() {
+	return scanAll(rows, err, "read audit trail", func(sc rowScanner) (AuditRow, error) {
 		var r AuditRow
-		if err := rows.Scan(&r.ID, &r.Line, &r.Hash); err != nil {
-			return nil, fmt.Errorf("read audit trail: %w", err)
+		if err := sc.Scan(&r.ID, &r.Line, &r.Hash); err != nil {
+			return r, err
 		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+		return r, nil
+	})
 }
 
 // AuditLastID returns the newest audit record's id (0 when the trail is

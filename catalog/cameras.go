@@ -3,9 +3,56 @@ package catalog
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
+
+// Camera is a registered camera.
+type Camera struct {
+	ID        string
+	Officer   string
+	SecretMAC []byte
+	CreatedAt time.Time
+	Revoked   bool
+	// AddedBy is who registered it, for the audit trail (default
+	// "camvault").
+	AddedBy string
+}
+
+// Camera looks up a camera by id.
+func (c *Catalog) Camera(ctx context.Context, id string) (Camera, error) {
+	var cam Camera
+	var created string
+	var revoked sql.NullString
+	err := c.db.QueryRowContext(ctx, `SELECT id, officer, secret_mac, created_at, revoked_at FROM cameras WHERE id = ?`, id).
+		Scan(&cam.ID, &cam.Officer, &cam.SecretMAC, &created, &revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return cam, fmt.Errorf("camera %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return cam, fmt.Errorf("camera %q: %w", id, err)
+	}
+	cam.CreatedAt = parseTS(created)
+	cam.Revoked = revoked.Valid
+	return cam, nil
+}
+
+// CameraCount returns the number of registered cameras.
+func (c *Catalog) CameraCount(ctx context.Context) (int, error) {
+	var n int
+	err := c.db.QueryRowContext(ctx, `SELECT count(*) FROM cameras`).Scan(&n)
+	return n, err
+}
+
+// LookupCamera returns what camera authentication needs.
+func (c *Catalog) LookupCamera(ctx context.Context, id string) (officer string, secretMAC []byte, revoked bool, err error) {
+	cam, err := c.Camera(ctx, id)
+	if err != nil {
+		return "", nil, false, err
+	}
+	return cam.Officer, cam.SecretMAC, cam.Revoked, nil
+}
 
 // CameraInfo is what the backoffice shows of a camera: never its secret.
 type CameraInfo struct {
@@ -34,26 +81,20 @@ func (c *Catalog) AddCamera(ctx context.Context, cam Camera) error {
 // Cameras lists the registered cameras by id.
 func (c *Catalog) Cameras(ctx context.Context) ([]CameraInfo, error) {
 	rows, err := c.db.QueryContext(ctx, `SELECT id, officer, created_at, revoked_at FROM cameras ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("list cameras: %w", err)
-	}
-	defer rows.Close()
-	var out []CameraInfo
-	for rows.Next() {
+	return scanAll(rows, err, "list cameras", func(sc rowScanner) (CameraInfo, error) {
 		var ci CameraInfo
 		var created string
 		var revoked sql.NullString
-		if err := rows.Scan(&ci.ID, &ci.Officer, &created, &revoked); err != nil {
-			return nil, fmt.Errorf("list cameras: %w", err)
+		if err := sc.Scan(&ci.ID, &ci.Officer, &created, &revoked); err != nil {
+			return ci, err
 		}
 		ci.CreatedAt = parseTS(created)
 		if revoked.Valid {
 			t := parseTS(revoked.String)
 			ci.RevokedAt = &t
 		}
-		out = append(out, ci)
-	}
-	return out, rows.Err()
+		return ci, nil
+	})
 }
 
 // RevokeCamera refuses the camera from its next connection on, audited as

@@ -202,19 +202,7 @@ func (c *Catalog) ExportRequest(ctx context.Context, id string) (ExportRequest, 
 // ExportRequests lists every export request, newest first.
 func (c *Catalog) ExportRequests(ctx context.Context) ([]ExportRequest, error) {
 	rows, err := c.db.QueryContext(ctx, `SELECT `+exportCols+` FROM exports ORDER BY requested_at DESC, rowid DESC`)
-	if err != nil {
-		return nil, fmt.Errorf("list exports: %w", err)
-	}
-	defer rows.Close()
-	var out []ExportRequest
-	for rows.Next() {
-		r, err := scanExport(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list exports: %w", err)
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return scanAll(rows, err, "list exports", scanExport)
 }
 
 const exportCols = `id, incident, reason, reference, requested_by, requested_at, approved_by, approved_at, state, error, finished_at`

@@ -11,141 +11,8 @@ import (
 	"camvault/format/manifest"
 )
 
-// StatusDeleted marks an incident removed by retention: chunks deleted,
-// wrapped keys destroyed.
-const StatusDeleted = "deleted"
-
-// Errors callers branch on.
-var (
-	ErrHeld    = errors.New("incident is under legal hold")
-	ErrNotHeld = errors.New("incident is not under legal hold")
-	ErrDeleted = errors.New("incident was deleted by retention")
-)
-
-// Hold is an active legal hold.
-type Hold struct {
-	Incident  string    `json:"incident"`
-	Reason    string    `json:"reason"`
-	Reference string    `json:"reference"`
-	PlacedBy  string    `json:"placed_by"`
-	PlacedAt  time.Time `json:"placed_at"`
-}
-
-// ActiveHold returns the incident's hold, if any.
-func (c *Catalog) ActiveHold(ctx context.Context, incident string) (*Hold, error) {
-	h := Hold{Incident: incident}
-	var at string
-	err := c.db.QueryRowContext(ctx, `SELECT reason, reference, placed_by, placed_at FROM holds WHERE incident = ? AND released_at IS NULL`, incident).
-		Scan(&h.Reason, &h.Reference, &h.PlacedBy, &at)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("hold of %s: %w", incident, err)
-	}
-	h.PlacedAt = parseTS(at)
-	return &h, nil
-}
-
-// PlaceHold suspends deletion of an incident, records who and why in the
-// audit trail, and queues the hold.placed alert.
-func (c *Catalog) PlaceHold(ctx context.Context, h Hold) error {
-	if h.Reason == "" || h.Reference == "" || h.PlacedBy == "" {
-		return errors.New("a legal hold needs a reason, a police report reference and who places it")
-	}
-	err := c.tx(ctx, func(tx *sql.Tx) error {
-		camera, err := liveIncident(ctx, tx, h.Incident)
-		if err != nil {
-			return err
-		}
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM holds WHERE incident = ? AND released_at IS NULL`, h.Incident).Scan(&n); err != nil {
-			return err
-		}
-		if n > 0 {
-			return ErrHeld
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO holds(incident, reason, reference, placed_by, placed_at) VALUES(?,?,?,?,?)`,
-			h.Incident, h.Reason, h.Reference, h.PlacedBy, ts(h.PlacedAt)); err != nil {
-			return err
-		}
-		details := map[string]any{"reason": h.Reason, "reference": h.Reference}
-		if err := appendAudit(ctx, tx, h.PlacedAt, h.PlacedBy, "hold.placed", h.Incident, details); err != nil {
-			return err
-		}
-		return insertAlert(ctx, tx, "hold.placed", camera, h.Incident, h.PlacedAt, details)
-	})
-	if err != nil {
-		return fmt.Errorf("place hold on %s: %w", h.Incident, err)
-	}
-	return nil
-}
-
-// ReleaseHold lifts an incident's hold; its normal deadlines apply again.
-func (c *Catalog) ReleaseHold(ctx context.Context, incident, by, reason string, now time.Time) error {
-	if by == "" || reason == "" {
-		return errors.New("releasing a legal hold needs a reason and who releases it")
-	}
-	err := c.tx(ctx, func(tx *sql.Tx) error {
-		camera, err := liveIncident(ctx, tx, incident)
-		if err != nil {
-			return err
-		}
-		res, err := tx.ExecContext(ctx, `UPDATE holds SET released_by = ?, released_at = ?, release_reason = ? WHERE incident = ? AND released_at IS NULL`,
-			by, ts(now), reason, incident)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotHeld
-		}
-		details := map[string]any{"reason": reason}
-		if err := appendAudit(ctx, tx, now, by, "hold.released", incident, details); err != nil {
-			return err
-		}
-		return insertAlert(ctx, tx, "hold.released", camera, incident, now, details)
-	})
-	if err != nil {
-		return fmt.Errorf("release hold on %s: %w", incident, err)
-	}
-	return nil
-}
-
-// liveIncident returns the incident's camera, or an error if it does not
-// exist or was deleted.
-func liveIncident(ctx context.Context, tx *sql.Tx, incident string) (string, error) {
-	var camera string
-	var deleted sql.NullString
-	err := tx.QueryRowContext(ctx, `SELECT camera, deleted_at FROM incidents WHERE id = ?`, incident).Scan(&camera, &deleted)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("incident %q: %w", incident, ErrNotFound)
-	}
-	if err != nil {
-		return "", err
-	}
-	if deleted.Valid {
-		return "", fmt.Errorf("%w on %s", ErrDeleted, parseTS(deleted.String).Format("2006-01-02"))
-	}
-	return camera, nil
-}
-
-// DeletedAt reports when retention deleted the incident (zero if not).
-func (c *Catalog) DeletedAt(ctx context.Context, incident string) (time.Time, error) {
-	var deleted sql.NullString
-	err := c.db.QueryRowContext(ctx, `SELECT deleted_at FROM incidents WHERE id = ?`, incident).Scan(&deleted)
-	if errors.Is(err, sql.ErrNoRows) {
-		return time.Time{}, fmt.Errorf("incident %q: %w", incident, ErrNotFound)
-	}
-	if err != nil || !deleted.Valid {
-		return time.Time{}, err
-	}
-	return parseTS(deleted.String), nil
-}
-
-// LiveObjects returns the store keys of an incident's chunks not yet deleted.
-func (c *Catalog) LiveObjects(ctx context.Context, incident string) ([]string, error) {
-	return c.texts(ctx, `SELECT object FROM chunks WHERE incident = ? AND deleted_at IS NULL ORDER BY object`, incident)
-}
+// ErrDeleted is returned for an incident that retention deleted.
+var ErrDeleted = errors.New("incident was deleted by retention")
 
 // DueChunk is a chunk past its deadline, of an incident not held.
 type DueChunk struct {
@@ -160,19 +27,13 @@ func (c *Catalog) DueChunks(ctx context.Context, now time.Time, limit int) ([]Du
 		WHERE deleted_at IS NULL AND retain_until <= ?
 		AND incident NOT IN (SELECT incident FROM holds WHERE released_at IS NULL)
 		ORDER BY retain_until LIMIT ?`, ts(now), limit)
-	if err != nil {
-		return nil, fmt.Errorf("due chunks: %w", err)
-	}
-	defer rows.Close()
-	var out []DueChunk
-	for rows.Next() {
+	return scanAll(rows, err, "due chunks", func(sc rowScanner) (DueChunk, error) {
 		var d DueChunk
-		if err := rows.Scan(&d.Incident, &d.Object, &d.Size); err != nil {
-			return nil, err
+		if err := sc.Scan(&d.Incident, &d.Object, &d.Size); err != nil {
+			return d, err
 		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+		return d, nil
+	})
 }
 
 // MarkChunkDeleted records that a chunk's object is gone from the store.
@@ -249,16 +110,6 @@ func (c *Catalog) Shred(ctx context.Context, incident string, now time.Time) (De
 	return d, nil
 }
 
-// AuditRecord is one entry of the hash-chained audit trail.
-type AuditRecord struct {
-	At       time.Time      `json:"at"`
-	Actor    string         `json:"actor"`
-	Action   string         `json:"action"`
-	Incident string         `json:"incident,omitempty"`
-	Details  map[string]any `json:"details,omitempty"`
-	Prev     string         `json:"prev"`
-}
-
 func appendAudit(ctx context.Context, tx *sql.Tx, at time.Time, actor, action, incident string, details map[string]any) error {
 	head := manifest.Genesis
 	err := tx.QueryRowContext(ctx, `SELECT hash FROM audit ORDER BY id DESC LIMIT 1`).Scan(&head)
@@ -277,30 +128,6 @@ func appendAudit(ctx context.Context, tx *sql.Tx, at time.Time, actor, action, i
 	return err
 }
 
-// AddAudit appends one record to the audit trail on its own (a footage
-// view, say); changes that are audited together with what they change use
-// appendAudit inside their own transaction.
-func (c *Catalog) AddAudit(ctx context.Context, at time.Time, actor, action, incident string, details map[string]any) error {
-	if actor == "" || action == "" {
-		return errors.New("an audit record needs who and what")
-	}
-	return c.tx(ctx, func(tx *sql.Tx) error {
-		return appendAudit(ctx, tx, at, actor, action, incident, details)
-	})
-}
-
-// AuditLines returns the audit trail's records as stored, oldest first.
-func (c *Catalog) AuditLines(ctx context.Context) ([][]byte, error) {
-	return c.lines(ctx, `SELECT line FROM audit ORDER BY id`)
-}
-
-// Categories are the retention periods an admin may move an incident to.
-// They only ever lengthen a deadline.
-var Categories = map[string]time.Duration{
-	"default":   28 * 24 * time.Hour,
-	"complaint": 90 * 24 * time.Hour,
-}
-
 // Extend lengthens the deadline of every live chunk of the incident to at
 // least its recording time plus period, records it in the audit trail, and
 // returns the chunks whose deadline moved, with their new deadline.
@@ -313,26 +140,21 @@ func (c *Catalog) Extend(ctx context.Context, incident, category string, period 
 		if _, err := liveIncident(ctx, tx, incident); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT object, wall, retain_until FROM chunks WHERE incident = ? AND deleted_at IS NULL`, incident)
-		if err != nil {
-			return err
-		}
 		type row struct {
 			object         string
 			wall, deadline time.Time
 		}
-		var all []row
-		for rows.Next() {
+		rows, err := tx.QueryContext(ctx, `SELECT object, wall, retain_until FROM chunks WHERE incident = ? AND deleted_at IS NULL`, incident)
+		all, err := scanAll(rows, err, "live chunks", func(sc rowScanner) (row, error) {
 			var r row
 			var wall, until string
-			if err := rows.Scan(&r.object, &wall, &until); err != nil {
-				rows.Close()
-				return err
-			}
+			err := sc.Scan(&r.object, &wall, &until)
 			r.wall, r.deadline = parseTS(wall), parseTS(until)
-			all = append(all, r)
+			return r, err
+		})
+		if err != nil {
+			return err
 		}
-		rows.Close()
 		for _, r := range all {
 			if nd := r.wall.Add(period); nd.After(r.deadline) {
 				if _, err := tx.ExecContext(ctx, `UPDATE chunks SET retain_until = ? WHERE object = ?`, ts(nd), r.object); err != nil {
@@ -348,15 +170,4 @@ func (c *Catalog) Extend(ctx context.Context, incident, category string, period 
 		return nil, fmt.Errorf("extend retention of %s: %w", incident, err)
 	}
 	return moved, nil
-}
-
-// LatestDeadline returns the latest deadline among the incident's live
-// chunks (zero if it has none).
-func (c *Catalog) LatestDeadline(ctx context.Context, incident string) (time.Time, error) {
-	var until sql.NullString
-	err := c.db.QueryRowContext(ctx, `SELECT max(retain_until) FROM chunks WHERE incident = ? AND deleted_at IS NULL`, incident).Scan(&until)
-	if err != nil || !until.Valid {
-		return time.Time{}, err
-	}
-	return parseTS(until.String), nil
 }

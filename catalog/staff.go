@@ -87,19 +87,7 @@ func (c *Catalog) Staff(ctx context.Context, name string) (StaffUser, error) {
 // StaffList returns every account by name.
 func (c *Catalog) StaffList(ctx context.Context) ([]StaffUser, error) {
 	rows, err := c.db.QueryContext(ctx, `SELECT `+staffCols+` FROM staff ORDER BY name`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []StaffUser
-	for rows.Next() {
-		u, err := scanStaff(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return scanAll(rows, err, "list staff", scanStaff)
 }
 
 // staffChange runs q (which must touch the row of name) and audits it.

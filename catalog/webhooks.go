@@ -54,22 +54,8 @@ func (c *Catalog) EnsureWebhook(ctx context.Context, url string, now time.Time) 
 func (c *Catalog) Webhooks(ctx context.Context) ([]WebhookState, error) {
 	rows, err := c.db.QueryContext(ctx, `SELECT url, delivered, attempts, last_attempt_at, last_error, created_at
 		FROM webhook_deliveries ORDER BY url`)
-	if err != nil {
-		return nil, fmt.Errorf("list webhooks: %w", err)
-	}
-	defer rows.Close()
-	var out []WebhookState
-	for rows.Next() {
-		st, err := scanWebhook(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, st)
-	}
-	return out, rows.Err()
+	return scanAll(rows, err, "list webhooks", scanWebhook)
 }
-
-type rowScanner interface{ Scan(...any) error }
 
 func scanWebhook(r rowScanner) (WebhookState, error) {
 	var st WebhookState

@@ -1,13 +1,16 @@
-// Package keys creates and loads camvault's key files, kept apart so that
-// the side that records never holds what decrypts:
+// Package keys creates and loads camvault's key files (their names and
+// places in the data directory are datadir's), kept apart so that the
+// side that records never holds what decrypts:
 //
-//	<data>/keys/backoffice.identity  age hybrid (ML-KEM-768 + X25519) identity, decrypts footage
-//	<data>/keys/recipients.txt       its public recipients: all the ingest side gets
-//	<data>/keys/node.key, node.pub   Ed25519 key that signs manifest checkpoints
-//	<data>/keys/pepper               HMAC key under which camera secrets are stored
+//	backoffice.identity  age hybrid (ML-KEM-768 + X25519) identity, decrypts footage
+//	recipients.txt       its public recipients: all the ingest side gets
+//	node.key, node.pub   Ed25519 key that signs manifest checkpoints
+//	pepper               HMAC key under which camera secrets are stored
 //
-// Ingest-side loaders return recipients only; the identity is loaded by the
-// commands that decrypt (review, export, verify --identity) and nothing else.
+// The identity is split from its recipients so that the process that
+// parses camera input never holds what decrypts footage: ingest-side
+// loaders return recipients only; the identity is loaded by the commands
+// that decrypt (review, export, verify --identity) and nothing else.
 package keys
 
 import (
@@ -23,22 +26,24 @@ import (
 	"strings"
 
 	"filippo.io/age"
+
+	"camvault/datadir"
 )
 
-// File names inside the key directory.
+// File names inside the key directory (datadir's layout).
 const (
-	IdentityFile   = "backoffice.identity"
-	RecipientsFile = "recipients.txt"
-	NodeKeyFile    = "node.key"
-	NodePubFile    = "node.pub"
-	PepperFile     = "pepper"
+	IdentityFile   = datadir.IdentityFile
+	RecipientsFile = datadir.RecipientsFile
+	NodeKeyFile    = datadir.NodeKeyFile
+	NodePubFile    = datadir.NodePubFile
+	PepperFile     = datadir.PepperFile
 )
 
 // ErrExists is returned by Generate when keys are already present.
 var ErrExists = errors.New("keys already exist")
 
 // Dir returns the key directory of a data directory.
-func Dir(dataDir string) string { return filepath.Join(dataDir, "keys") }
+func Dir(dataDir string) string { return datadir.KeyDir(dataDir) }
 
 // Exists reports whether the key directory holds an identity or recipients.
 func Exists(dir string) bool {
@@ -57,7 +62,7 @@ func Generate(dir string) error {
 	if Exists(dir) {
 		return fmt.Errorf("generate keys in %s: %w", dir, ErrExists)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, datadir.DirMode); err != nil {
 		return fmt.Errorf("create key directory: %w", err)
 	}
 	id, err := age.GenerateHybridIdentity()
@@ -77,11 +82,11 @@ func Generate(dir string) error {
 		data string
 		mode fs.FileMode
 	}{
-		{IdentityFile, "# camvault backoffice identity: decrypts all footage. Keep it secret.\n# public key: " + id.Recipient().String() + "\n" + id.String() + "\n", 0o600},
-		{RecipientsFile, id.Recipient().String() + "\n", 0o644},
-		{NodeKeyFile, base64.StdEncoding.EncodeToString(priv.Seed()) + "\n", 0o600},
-		{NodePubFile, base64.StdEncoding.EncodeToString(pub) + "\n", 0o644},
-		{PepperFile, base64.StdEncoding.EncodeToString(pepper) + "\n", 0o600},
+		{IdentityFile, "# camvault backoffice identity: decrypts all footage. Keep it secret.\n# public key: " + id.Recipient().String() + "\n" + id.String() + "\n", datadir.SecretMode},
+		{RecipientsFile, id.Recipient().String() + "\n", datadir.PublicMode},
+		{NodeKeyFile, base64.StdEncoding.EncodeToString(priv.Seed()) + "\n", datadir.SecretMode},
+		{NodePubFile, base64.StdEncoding.EncodeToString(pub) + "\n", datadir.PublicMode},
+		{PepperFile, base64.StdEncoding.EncodeToString(pepper) + "\n", datadir.SecretMode},
 	}
 	for _, f := range files {
 		if err := writeNew(filepath.Join(dir, f.name), []byte(f.data), f.mode); err != nil {

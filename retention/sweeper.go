@@ -1,7 +1,14 @@
-// Package retention enforces deadlines: the sweeper deletes every chunk
+// Package retention is the retention domain: how long footage is kept
+// (the retention categories), the legal holds that suspend deletion, and
+// the sweeper that enforces deadlines. The sweeper deletes every chunk
 // past its deadline whose incident is not under legal hold, then
 // crypto-shreds each incident left without chunks (its wrapped data keys
 // are destroyed) and writes a deletion record to the audit trail.
+//
+// It sees the catalog and the chunk store only through the small
+// interfaces below, each defined where it is used; the catalog is the
+// authority (every change audited there), the store mirrors its holds and
+// deadlines.
 //
 // The order makes it crash-safe and idempotent: chunks go first, each
 // marked deleted in the catalog once the store confirms; an incident's keys
@@ -28,9 +35,18 @@ type Deleter interface {
 	Delete(ctx context.Context, key string) error
 }
 
+// SweepCatalog is what the sweeper needs of the catalog: the chunks due,
+// and the incidents left with none to shred.
+type SweepCatalog interface {
+	DueChunks(ctx context.Context, now time.Time, limit int) ([]catalog.DueChunk, error)
+	MarkChunkDeleted(ctx context.Context, object string, now time.Time) error
+	Shreddable(ctx context.Context) ([]string, error)
+	Shred(ctx context.Context, incident string, now time.Time) (catalog.Deletion, error)
+}
+
 // Sweeper deletes what is due.
 type Sweeper struct {
-	Catalog *catalog.Catalog
+	Catalog SweepCatalog
 	Store   Deleter
 	Now     func() time.Time
 	Log     *slog.Logger
@@ -166,9 +182,35 @@ type ChunkHolder interface {
 	SetLegalHold(ctx context.Context, key string, on bool) error
 }
 
+// HoldCatalog is what holds need of the catalog: the hold itself (audited
+// there) and the chunks to mirror it on.
+type HoldCatalog interface {
+	PlaceHold(ctx context.Context, h catalog.Hold) error
+	ReleaseHold(ctx context.Context, incident, by, reason string, now time.Time) error
+	LiveObjects(ctx context.Context, incident string) ([]string, error)
+}
+
+// Holds places and releases legal holds on one catalog and chunk store,
+// for callers (the backoffice) that are handed a hold keeper rather than
+// both.
+type Holds struct {
+	Catalog HoldCatalog
+	Store   ChunkHolder
+}
+
+// PlaceHold is PlaceHold on h's catalog and store.
+func (h Holds) PlaceHold(ctx context.Context, hold catalog.Hold) error {
+	return PlaceHold(ctx, h.Catalog, h.Store, hold)
+}
+
+// ReleaseHold is ReleaseHold on h's catalog and store.
+func (h Holds) ReleaseHold(ctx context.Context, incident, by, reason string, now time.Time) error {
+	return ReleaseHold(ctx, h.Catalog, h.Store, incident, by, reason, now)
+}
+
 // PlaceHold records a legal hold in the catalog (authoritative, audited)
 // and mirrors it on every stored chunk of the incident.
-func PlaceHold(ctx context.Context, cat *catalog.Catalog, store ChunkHolder, h catalog.Hold) error {
+func PlaceHold(ctx context.Context, cat HoldCatalog, store ChunkHolder, h catalog.Hold) error {
 	if err := cat.PlaceHold(ctx, h); err != nil {
 		return err
 	}
@@ -177,14 +219,14 @@ func PlaceHold(ctx context.Context, cat *catalog.Catalog, store ChunkHolder, h c
 
 // ReleaseHold lifts the hold; the chunks' own deadlines apply again and the
 // next sweep deletes those already past.
-func ReleaseHold(ctx context.Context, cat *catalog.Catalog, store ChunkHolder, incident, by, reason string, now time.Time) error {
+func ReleaseHold(ctx context.Context, cat HoldCatalog, store ChunkHolder, incident, by, reason string, now time.Time) error {
 	if err := cat.ReleaseHold(ctx, incident, by, reason, now); err != nil {
 		return err
 	}
 	return mirrorHold(ctx, cat, store, incident, false)
 }
 
-func mirrorHold(ctx context.Context, cat *catalog.Catalog, store ChunkHolder, incident string, on bool) error {
+func mirrorHold(ctx context.Context, cat HoldCatalog, store ChunkHolder, incident string, on bool) error {
 	objects, err := cat.LiveObjects(ctx, incident)
 	if err != nil {
 		return err
@@ -202,10 +244,23 @@ type Extender interface {
 	Extend(ctx context.Context, key string, retainUntil time.Time) error
 }
 
+// Categories are the retention periods an admin may move an incident to.
+// They only ever lengthen a deadline.
+var Categories = map[string]time.Duration{
+	"default":   28 * 24 * time.Hour,
+	"complaint": 90 * 24 * time.Hour,
+}
+
+// ExtendCatalog is what Extend needs of the catalog: lengthening the
+// deadlines of an incident's live chunks, audited there.
+type ExtendCatalog interface {
+	Extend(ctx context.Context, incident, category string, period time.Duration, by, reason string, now time.Time) (map[string]time.Time, error)
+}
+
 // Extend moves an incident to a longer retention category: the catalog
 // (authoritative, audited) first, then every stored chunk's own deadline.
-func Extend(ctx context.Context, cat *catalog.Catalog, store Extender, incident, category, by, reason string, now time.Time) (int, error) {
-	period, ok := catalog.Categories[category]
+func Extend(ctx context.Context, cat ExtendCatalog, store Extender, incident, category, by, reason string, now time.Time) (int, error) {
+	period, ok := Categories[category]
 	if !ok {
 		return 0, fmt.Errorf("unknown retention category %q", category)
 	}

@@ -13,8 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -28,6 +26,7 @@ import (
 	"camvault/backoffice"
 	"camvault/catalog"
 	"camvault/codec"
+	"camvault/datadir"
 	"camvault/evidence"
 	"camvault/ingest"
 	"camvault/keys"
@@ -95,6 +94,7 @@ type selfTester interface {
 // Server is a running node.
 type Server struct {
 	cfg      Config
+	dir      datadir.Layout
 	log      *slog.Logger
 	Catalog  *catalog.Catalog
 	Store    storage.ChunkStore
@@ -130,10 +130,11 @@ func Open(cfg Config, log *slog.Logger) (*Server, error) {
 	if cfg.ICEUDPAddress == "" {
 		cfg.ICEUDPAddress = ":8189"
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
+	dir := datadir.New(cfg.DataDir)
+	if err := dir.Create(); err != nil {
+		return nil, err
 	}
-	keyDir := keys.Dir(cfg.DataDir)
+	keyDir := dir.Keys()
 	if !keys.Exists(keyDir) && cfg.BackofficeOnly {
 		return nil, fmt.Errorf("no keys in %s: start the ingest node (camvault serve) or camvault keygen first", keyDir)
 	}
@@ -143,11 +144,11 @@ func Open(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		log.Info("first start: keys created", "dir", keyDir)
 	}
-	cat, err := catalog.Open(filepath.Join(cfg.DataDir, "catalog.db"))
+	cat, err := catalog.Open(dir.Catalog())
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, Catalog: cat}
+	s := &Server{cfg: cfg, dir: dir, log: log, Catalog: cat}
 	if err := s.open(); err != nil {
 		cat.Close()
 		return nil, err
@@ -156,7 +157,7 @@ func Open(cfg Config, log *slog.Logger) (*Server, error) {
 }
 
 func (s *Server) open() error {
-	keyDir := keys.Dir(s.cfg.DataDir)
+	keyDir := s.dir.Keys()
 	// The ingest side gets recipients only; the identity is never loaded here.
 	recipients, err := keys.LoadRecipients(keyDir)
 	if err != nil {
@@ -174,7 +175,7 @@ func (s *Server) open() error {
 	if s.cfg.Store != nil {
 		s.Store = s.cfg.Store
 	} else {
-		fst, err := fs.Open(filepath.Join(s.cfg.DataDir, "chunks"))
+		fst, err := fs.Open(s.dir.Chunks())
 		if err != nil {
 			return err
 		}
@@ -196,9 +197,9 @@ func (s *Server) open() error {
 	s.Registry = prometheus.NewRegistry()
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	alerts := s.cfg.Alerts
-	alerts.Staff, alerts.Holds = s.Catalog, holdKeeper{s.Catalog, s.Store}
+	alerts.Staff, alerts.Holds = s.Catalog, retention.Holds{Catalog: s.Catalog, Store: s.Store}
 	alerts.Cameras = cameraAdmin{s.Catalog, pepper}
-	if err := s.openBackofficeKeys(&alerts, keyDir); err != nil {
+	if err := s.openBackofficeKeys(&alerts); err != nil {
 		return err
 	}
 	if s.Backoffice, err = backoffice.New(alerts, s.Catalog, s.Registry, s.log); err != nil {
@@ -381,30 +382,28 @@ func (s *Server) Close() error {
 
 // openBackofficeKeys loads the backoffice identity and gives it to the
 // backoffice's footage and export services, and to nothing else.
-func (s *Server) openBackofficeKeys(cfg *backoffice.Config, keyDir string) error {
+func (s *Server) openBackofficeKeys(cfg *backoffice.Config) error {
 	if s.cfg.IdentityFile == "-" {
 		s.log.Warn("no backoffice identity: footage cannot be watched or exported here")
 		return nil
 	}
 	path := s.cfg.IdentityFile
 	if path == "" {
-		path = filepath.Join(keyDir, keys.IdentityFile)
+		path = s.dir.Identity()
 	}
 	ids, err := keys.LoadIdentity(path)
 	if err != nil {
 		return err
 	}
-	pub, err := keys.LoadNodePublic(filepath.Join(keyDir, keys.NodePubFile))
+	pub, err := keys.LoadNodePublic(s.dir.NodePub())
 	if err != nil {
 		return err
 	}
 	exportDir := s.cfg.ExportDir
 	if exportDir == "" {
-		abs, err := filepath.Abs(s.cfg.DataDir)
-		if err != nil {
+		if exportDir, err = s.dir.DefaultExportDir(); err != nil {
 			return err
 		}
-		exportDir = filepath.Join(filepath.Dir(abs), "exports")
 	}
 	reviewer := &review.Reviewer{Identities: ids, Renderer: codec.NewProxyRenderer(codec.ProxyConfig{}), Audit: s.Catalog}
 	cfg.Footage = footage{cat: s.Catalog, store: s.Store, reviewer: reviewer}
@@ -471,19 +470,4 @@ func (c cameraAdmin) RotateCamera(ctx context.Context, id, by string, now time.T
 		return "", err
 	}
 	return secret, nil
-}
-
-// holdKeeper places and releases holds from the backoffice the way `camvault
-// hold` does: in the catalog and on the chunk store's object locks.
-type holdKeeper struct {
-	cat   *catalog.Catalog
-	store storage.ChunkStore
-}
-
-func (h holdKeeper) PlaceHold(ctx context.Context, hold catalog.Hold) error {
-	return retention.PlaceHold(ctx, h.cat, h.store, hold)
-}
-
-func (h holdKeeper) ReleaseHold(ctx context.Context, incident, by, reason string, now time.Time) error {
-	return retention.ReleaseHold(ctx, h.cat, h.store, incident, by, reason, now)
 }

@@ -7,13 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"text/tabwriter"
 	"time"
 
 	"filippo.io/age"
 
 	"camvault/catalog"
+	"camvault/datadir"
 	"camvault/evidence"
 	"camvault/ingest"
 	"camvault/keys"
@@ -21,30 +20,20 @@ import (
 
 func cmdKeygen(args []string, stdout, stderr io.Writer) error {
 	fl, data := newFlags("keygen", stderr)
-	if pos, err := parseInterspersed(fl, args); err != nil {
-		return err
-	} else if len(pos) != 0 {
-		return usagef("keygen takes no arguments")
-	}
-	dir := keys.Dir(*data)
-	if err := keys.Generate(dir); err != nil {
+	if err := noArgs(fl, args); err != nil {
 		return err
 	}
-	rs, err := os.ReadFile(filepath.Join(dir, keys.RecipientsFile))
+	dir := datadir.New(*data)
+	if err := keys.Generate(dir.Keys()); err != nil {
+		return err
+	}
+	rs, err := os.ReadFile(dir.Recipients())
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s", rs)
-	fmt.Fprintf(stderr, "keys created in %s; %s decrypts all footage: keep it secret, ideally elsewhere (--identity FILE)\n", dir, keys.IdentityFile)
+	fmt.Fprintf(stderr, "keys created in %s; %s decrypts all footage: keep it secret, ideally elsewhere (--identity FILE)\n", dir.Keys(), datadir.IdentityFile)
 	return nil
-}
-
-// openCatalog opens the data directory's catalog, creating the directory.
-func openCatalog(data string) (*catalog.Catalog, error) {
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
-	}
-	return catalog.Open(filepath.Join(data, "catalog.db"))
 }
 
 func cmdCamera(args []string, stdout, stderr io.Writer) error {
@@ -61,12 +50,12 @@ func cmdCamera(args []string, stdout, stderr io.Writer) error {
 	id := pos[1]
 	switch pos[0] {
 	case "revoke":
-		cat, err := openCatalog(*data)
+		n, err := openNode(*data, nil, nil)
 		if err != nil {
 			return err
 		}
-		defer cat.Close()
-		if err := cat.RevokeCamera(context.Background(), id, actor(*by), time.Now()); err != nil {
+		defer n.Close()
+		if err := n.cat.RevokeCamera(context.Background(), id, actor(*by), time.Now()); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, id)
@@ -113,20 +102,20 @@ func rotateCamera(ctx context.Context, data, id, by string) (string, error) {
 // withNewSecret draws a camera secret, lets store record its MAC, and
 // returns the secret (to be shown once) if that succeeded.
 func withNewSecret(data string, store func(*catalog.Catalog, []byte) error) (string, error) {
-	pepper, err := keys.LoadPepper(keys.Dir(data))
+	pepper, err := keys.LoadPepper(datadir.New(data).Keys())
 	if err != nil {
 		return "", fmt.Errorf("%w (run camvault keygen first)", err)
 	}
-	cat, err := openCatalog(data)
+	n, err := openNode(data, nil, nil)
 	if err != nil {
 		return "", err
 	}
-	defer cat.Close()
+	defer n.Close()
 	secret, err := ingest.NewSecret()
 	if err != nil {
 		return "", err
 	}
-	if err := store(cat, ingest.SecretMAC(pepper, secret)); err != nil {
+	if err := store(n.cat, ingest.SecretMAC(pepper, secret)); err != nil {
 		return "", err
 	}
 	return secret, nil
@@ -135,26 +124,19 @@ func withNewSecret(data string, store func(*catalog.Catalog, []byte) error) (str
 func cmdIncidents(args []string, stdout, stderr io.Writer) error {
 	fl, data := newFlags("incidents", stderr)
 	asJSON := fl.Bool("json", false, "JSON output")
-	if pos, err := parseInterspersed(fl, args); err != nil {
+	if err := noArgs(fl, args); err != nil {
 		return err
-	} else if len(pos) != 0 {
-		return usagef("incidents takes no arguments")
 	}
-	cat, err := openCatalog(*data)
+	n, err := openNode(*data, nil, nil)
 	if err != nil {
 		return err
 	}
-	defer cat.Close()
-	list, err := cat.Incidents(context.Background())
+	defer n.Close()
+	list, err := n.cat.Incidents(context.Background())
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return writeJSON(stdout, orEmpty(list))
-	}
-	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INCIDENT\tCAMERA\tOFFICER\tSTARTED\tSTATUS\tCHUNKS\tBYTES\tDELETE AFTER")
-	for _, in := range list {
+	return printList(stdout, *asJSON, list, 2, "INCIDENT\tCAMERA\tOFFICER\tSTARTED\tSTATUS\tCHUNKS\tBYTES\tDELETE AFTER", func(in catalog.Incident) string {
 		until := "-"
 		switch {
 		case in.Held:
@@ -162,9 +144,8 @@ func cmdIncidents(args []string, stdout, stderr io.Writer) error {
 		case in.RetainUntil != nil:
 			until = in.RetainUntil.Format("2006-01-02")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", in.ID, in.Camera, in.Officer, in.StartedAt.Format(time.RFC3339), in.Status, in.Chunks, in.Bytes, until)
-	}
-	return tw.Flush()
+		return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s", in.ID, in.Camera, in.Officer, in.StartedAt.Format(time.RFC3339), in.Status, in.Chunks, in.Bytes, until)
+	})
 }
 
 // cmdAlerts prints the alert outbox: what the backoffice is told.
@@ -172,30 +153,22 @@ func cmdAlerts(args []string, stdout, stderr io.Writer) error {
 	fl, data := newFlags("alerts", stderr)
 	asJSON := fl.Bool("json", false, "JSON output")
 	after := fl.Int64("after", 0, "only alerts with an id above this")
-	if pos, err := parseInterspersed(fl, args); err != nil {
+	if err := noArgs(fl, args); err != nil {
 		return err
-	} else if len(pos) != 0 {
-		return usagef("alerts takes no arguments")
 	}
-	cat, err := openCatalog(*data)
+	n, err := openNode(*data, nil, nil)
 	if err != nil {
 		return err
 	}
-	defer cat.Close()
-	list, err := cat.AlertsAfter(context.Background(), *after, 100000)
+	defer n.Close()
+	list, err := n.cat.AlertsAfter(context.Background(), *after, 100000)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return writeJSON(stdout, orEmpty(list))
-	}
-	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tAT\tTYPE\tCAMERA\tINCIDENT\tDATA")
-	for _, a := range list {
+	return printList(stdout, *asJSON, list, 2, "ID\tAT\tTYPE\tCAMERA\tINCIDENT\tDATA", func(a catalog.Alert) string {
 		d, _ := json.Marshal(a.Data)
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.At.Format(time.RFC3339Nano), a.Type, a.Camera, a.Incident, d)
-	}
-	return tw.Flush()
+		return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s", a.ID, a.At.Format(time.RFC3339Nano), a.Type, a.Camera, a.Incident, d)
+	})
 }
 
 func cmdExport(args []string, stdout, stderr io.Writer) error {
@@ -219,26 +192,25 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cat, err := openCatalog(*data)
+	n, err := openNode(*data, sf, time.Now)
 	if err != nil {
 		return err
 	}
-	defer cat.Close()
+	defer n.Close()
 	ctx := context.Background()
-	info, err := cat.Incident(ctx, pos[0])
+	info, err := n.cat.Incident(ctx, pos[0])
 	if err != nil {
 		return err
 	}
 	if info.Status == catalog.StatusDeleted {
-		at, _ := cat.DeletedAt(ctx, pos[0])
+		at, _ := n.cat.DeletedAt(ctx, pos[0])
 		return fmt.Errorf("incident %s was deleted by retention on %s: its chunks are gone and its keys destroyed", pos[0], at.Format("2006-01-02"))
 	}
-	st, closeStore, err := sf.open(ctx, *data, time.Now)
+	st, err := n.store(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
-	src := &evidence.CatalogSource{Catalog: cat, Store: st, ID: pos[0]}
+	src := &evidence.CatalogSource{Catalog: n.cat, Store: st, ID: pos[0]}
 	rep, files, err := evidence.Export(ctx, src, evidence.ExportOptions{
 		DataDir: *data, OutDir: *out, NodeKey: pub, Identities: ids, Info: info, Exporter: newExporter(),
 	})
@@ -258,7 +230,7 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 
 func loadPub(data, path string) ([]byte, error) {
 	if path == "" {
-		path = filepath.Join(keys.Dir(data), keys.NodePubFile)
+		path = datadir.New(data).NodePub()
 	}
 	return keys.LoadNodePublic(path)
 }
@@ -295,12 +267,12 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		}
 		src = bundle
 	} else {
-		cat, err := openCatalog(*data)
+		n, err := openNode(*data, sf, time.Now)
 		if err != nil {
 			return err
 		}
-		defer cat.Close()
-		info, err := cat.Incident(ctx, pos[0])
+		defer n.Close()
+		info, err := n.cat.Incident(ctx, pos[0])
 		if err != nil {
 			if errors.Is(err, catalog.ErrNotFound) {
 				return usagef("%s is neither an export directory nor an incident in %s", pos[0], *data)
@@ -308,16 +280,15 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if info.Status == catalog.StatusDeleted {
-			at, _ := cat.DeletedAt(ctx, pos[0])
+			at, _ := n.cat.DeletedAt(ctx, pos[0])
 			fmt.Fprintf(stdout, "incident %s was deleted by retention on %s: nothing left to verify\n", pos[0], at.Format("2006-01-02"))
 			return errCheckFailed
 		}
-		store, closeStore, err := sf.open(ctx, *data, time.Now)
+		store, err := n.store(ctx)
 		if err != nil {
 			return err
 		}
-		defer closeStore()
-		src = &evidence.CatalogSource{Catalog: cat, Store: store, ID: pos[0]}
+		src = &evidence.CatalogSource{Catalog: n.cat, Store: store, ID: pos[0]}
 	}
 	rep, err := evidence.Verify(ctx, src, pub, ids)
 	if err != nil {

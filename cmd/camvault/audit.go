@@ -36,14 +36,14 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	cat, err := openCatalog(*data)
+	n, err := openNode(*data, sf, time.Now)
 	if err != nil {
 		return err
 	}
-	defer cat.Close()
+	defer n.Close()
 	ctx := context.Background()
 	if sub == "" {
-		lines, err := cat.AuditLines(ctx)
+		lines, err := n.cat.AuditLines(ctx)
 		if err != nil {
 			return err
 		}
@@ -54,17 +54,16 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	}
-	store, closeStore, err := sf.open(ctx, *data, time.Now)
+	store, err := n.store(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
 	if sub == "anchor" {
-		signer, err := keys.LoadSigner(keys.Dir(*data))
+		signer, err := keys.LoadSigner(n.dir.Keys())
 		if err != nil {
 			return err
 		}
-		a := &audit.Anchorer{Catalog: cat, Store: store, Signer: signer, Now: time.Now}
+		a := &audit.Anchorer{Catalog: n.cat, Store: store, Signer: signer, Now: time.Now}
 		h, ok, err := a.Anchor(ctx)
 		if err != nil {
 			return err
@@ -76,7 +75,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "audit head signed at record %d (%s), anchored as %s\n", h.Index, h.Head, audit.AnchorKey(h.Index))
 		return nil
 	}
-	rep, err := audit.Verify(ctx, cat, store, pub)
+	rep, err := audit.Verify(ctx, n.cat, store, pub)
 	if err != nil {
 		return err
 	}

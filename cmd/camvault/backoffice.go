@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-
-	"camvault/server"
 )
 
 // cmdBackoffice runs the backoffice listener alone, beside an ingest node
@@ -13,10 +11,8 @@ import (
 func cmdBackoffice(args []string, stdout, stderr io.Writer) error {
 	fl, data := newFlags("backoffice", stderr)
 	bf := addBackofficeFlags(fl, "backoffice identity (default <data>/keys/backoffice.identity)", "serve HTTPS with this certificate (with --tls-key)")
-	if pos, err := parseInterspersed(fl, args); err != nil {
+	if err := noArgs(fl, args); err != nil {
 		return err
-	} else if len(pos) != 0 {
-		return usagef("backoffice takes no arguments")
 	}
 	if *bf.identity == "-" {
 		return usagef("the backoffice process is where the identity belongs: give it one (or leave --identity out)")
@@ -27,12 +23,8 @@ func cmdBackoffice(args []string, stdout, stderr io.Writer) error {
 	}
 	defer closeStore()
 	cfg.BackofficeOnly = true
-	srv, err := server.Open(cfg, log)
+	srv, err := startServer(cfg, log)
 	if err != nil {
-		return err
-	}
-	if err := srv.Start(); err != nil {
-		srv.Close()
 		return err
 	}
 	log.Info("camvault backoffice serving", "http", srv.HTTPAddr(), "data", *data)

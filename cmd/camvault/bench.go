@@ -17,10 +17,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	fl, _ := newFlags("bench", stderr)
 	out := fl.String("json-out", "", "also write the report as JSON here")
 	rounds := fl.Int("rounds", 5, "alternating measurement rounds per stage")
-	if pos, err := parseInterspersed(fl, args); err != nil {
+	if err := noArgs(fl, args); err != nil {
 		return err
-	} else if len(pos) != 0 {
-		return usagef("bench takes no arguments")
 	}
 	// x264's statistics would bury the table.
 	astiav.SetLogLevel(astiav.LogLevelError)

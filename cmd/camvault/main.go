@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"text/tabwriter"
 )
 
 // usageError makes main exit 2.
@@ -155,6 +156,21 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// printList prints a command's list: as JSON with --json, else as a
+// table aligned on tabs, head first and then one line (tab-separated
+// columns) for each entry; minWidth is the table's narrowest column.
+func printList[T any](w io.Writer, asJSON bool, list []T, minWidth int, head string, line func(T) string) error {
+	if asJSON {
+		return writeJSON(w, orEmpty(list))
+	}
+	tw := tabwriter.NewWriter(w, minWidth, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, head)
+	for _, v := range list {
+		fmt.Fprintln(tw, line(v))
+	}
+	return tw.Flush()
 }
 
 // orEmpty makes an empty list print as [] rather than null, so scripts

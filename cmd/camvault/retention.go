@@ -64,17 +64,12 @@ func cmdRetention(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cat, err := openCatalog(*data)
+	n, st, err := openNodeStore(*data, sf, now)
 	if err != nil {
 		return err
 	}
-	defer cat.Close()
-	st, closeStore, err := sf.open(context.Background(), *data, now)
-	if err != nil {
-		return err
-	}
-	defer closeStore()
-	sw := &retention.Sweeper{Catalog: cat, Store: st, Now: now}
+	defer n.Close()
+	sw := &retention.Sweeper{Catalog: n.cat, Store: st, Now: now}
 	res, err := sw.Sweep(context.Background(), *dry)
 	if err != nil {
 		return err
@@ -109,22 +104,16 @@ func cmdHold(args []string, stdout, stderr io.Writer) error {
 	if pos[0] == "place" && *reference == "" {
 		return usagef("hold place needs --reference (the police report number)")
 	}
-	cat, err := openCatalog(*data)
+	n, st, err := openNodeStore(*data, sf, time.Now)
 	if err != nil {
 		return err
 	}
-	defer cat.Close()
-	ctx := context.Background()
-	st, closeStore, err := sf.open(ctx, *data, time.Now)
-	if err != nil {
-		return err
-	}
-	defer closeStore()
-	who := actor(*by)
+	defer n.Close()
+	ctx, who := context.Background(), actor(*by)
 	if pos[0] == "place" {
-		err = retention.PlaceHold(ctx, cat, st, catalog.Hold{Incident: pos[1], Reason: *reason, Reference: *reference, PlacedBy: who, PlacedAt: time.Now()})
+		err = retention.PlaceHold(ctx, n.cat, st, catalog.Hold{Incident: pos[1], Reason: *reason, Reference: *reference, PlacedBy: who, PlacedAt: time.Now()})
 	} else {
-		err = retention.ReleaseHold(ctx, cat, st, pos[1], who, *reason, time.Now())
+		err = retention.ReleaseHold(ctx, n.cat, st, pos[1], who, *reason, time.Now())
 	}
 	if err != nil {
 		return err
@@ -135,22 +124,16 @@ func cmdHold(args []string, stdout, stderr io.Writer) error {
 }
 
 func retentionExtend(incident, category, reason, by, data string, sf *storeFlags, stdout, stderr io.Writer) error {
-	cat, err := openCatalog(data)
+	n, st, err := openNodeStore(data, sf, time.Now)
 	if err != nil {
 		return err
 	}
-	defer cat.Close()
-	ctx := context.Background()
-	st, closeStore, err := sf.open(ctx, data, time.Now)
-	if err != nil {
-		return err
-	}
-	defer closeStore()
-	n, err := retention.Extend(ctx, cat, st, incident, category, by, reason, time.Now())
+	defer n.Close()
+	moved, err := retention.Extend(context.Background(), n.cat, st, incident, category, by, reason, time.Now())
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, incident)
-	fmt.Fprintf(stderr, "%s: %d chunk deadlines lengthened to the %s category (%v), by %s\n", incident, n, category, catalog.Categories[category], by)
+	fmt.Fprintf(stderr, "%s: %d chunk deadlines lengthened to the %s category (%v), by %s\n", incident, moved, category, retention.Categories[category], by)
 	return nil
 }

@@ -40,19 +40,13 @@ func cmdReview(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cat, err := openCatalog(*data)
+	n, st, err := openNodeStore(*data, sf, time.Now)
 	if err != nil {
 		return err
 	}
-	defer cat.Close()
-	ctx := context.Background()
-	st, closeStore, err := sf.open(ctx, *data, time.Now)
-	if err != nil {
-		return err
-	}
-	defer closeStore()
-	v := &review.Reviewer{Identities: ids, Renderer: codec.NewProxyRenderer(codec.ProxyConfig{}), Audit: cat}
-	r, err := v.Proxy(ctx, &evidence.CatalogSource{Catalog: cat, Store: st, ID: pos[0]},
+	defer n.Close()
+	v := &review.Reviewer{Identities: ids, Renderer: codec.NewProxyRenderer(codec.ProxyConfig{}), Audit: n.cat}
+	r, err := v.Proxy(context.Background(), &evidence.CatalogSource{Catalog: n.cat, Store: st, ID: pos[0]},
 		review.Request{Incident: pos[0], Session: *session, Seq: *seq, Viewer: actor(*by), Reason: *reason})
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/asticode/go-astiav"
 
+	"camvault/datadir"
 	"camvault/recorder"
 	"camvault/server"
 	"camvault/storage"
@@ -44,10 +45,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	transcodeWorkers := fl.Int("transcode-workers", -1, "review proxies and thumbnails at ingest with N low-priority threads (-1: cores-1, at least 1; 0: off)")
 	noDemo := fl.Bool("no-demo", false, "do not create the demo camera on first start")
 	pprofAddr := fl.String("pprof", "", "serve Go profiling on this address (loopback only; off by default)")
-	if pos, err := parseInterspersed(fl, args); err != nil {
+	if err := noArgs(fl, args); err != nil {
 		return err
-	} else if len(pos) != 0 {
-		return usagef("serve takes no arguments")
 	}
 	cfg, log, closeStore, err := bf.config(*data, stderr)
 	if err != nil {
@@ -59,12 +58,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	cfg.ReadTimeout, cfg.SweepEvery = *readTimeout, *sweepEvery
 	cfg.Recorder = recorder.Config{Retention: *retention, SegmentTarget: *segmentDur, Grace: *grace,
 		Transcode: recorder.TranscodeConfig{Enabled: *transcodeWorkers != 0, Workers: *transcodeWorkers}}
-	srv, err := server.Open(cfg, log)
+	srv, err := startServer(cfg, log)
 	if err != nil {
-		return err
-	}
-	if err := srv.Start(); err != nil {
-		srv.Close()
 		return err
 	}
 	if *pprofAddr != "" {
@@ -181,11 +176,24 @@ func serverStore(sf *storeFlags, data string) (storage.ChunkStore, func(), error
 	if sf.kind == "fs" {
 		return nil, func() {}, nil
 	}
-	st, closeStore, err := sf.open(context.Background(), data, time.Now)
+	st, closeStore, err := sf.open(context.Background(), datadir.New(data), time.Now)
 	if err != nil {
 		return nil, nil, err
 	}
 	return st, closeStore, nil
+}
+
+// startServer opens the node and starts its listeners.
+func startServer(cfg server.Config, log *slog.Logger) (*server.Server, error) {
+	srv, err := server.Open(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Start(); err != nil {
+		srv.Close()
+		return nil, err
+	}
+	return srv, nil
 }
 
 // runUntilSignal says "ready" on stdout, waits for SIGINT or SIGTERM and

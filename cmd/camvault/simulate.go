@@ -25,10 +25,8 @@ func cmdSimulate(args []string, stdout, stderr io.Writer) error {
 	dur := fl.Duration("duration", 30*time.Second, "how long each camera streams")
 	bitrate := fl.String("bitrate", "4M", "video bitrate of the clip (720p30 H.264, keyframe every 2 s)")
 	creds := fl.String("credentials", "", `file of "ID SECRET" lines (default: register cameras sim0..simN-1 in --data)`)
-	if pos, err := parseInterspersed(fl, args); err != nil {
+	if err := noArgs(fl, args); err != nil {
 		return err
-	} else if len(pos) != 0 {
-		return usagef("simulate takes no arguments")
 	}
 	var cams []bench.SimCamera
 	if *creds != "" {

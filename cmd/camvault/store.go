@@ -4,9 +4,9 @@ import (
 	"context"
 	"flag"
 	"os"
-	"path/filepath"
 	"time"
 
+	"camvault/datadir"
 	"camvault/storage"
 	"camvault/storage/fs"
 	"camvault/storage/s3"
@@ -36,10 +36,11 @@ type chunkStore interface {
 	storage.ChunkStore
 }
 
-func (f *storeFlags) open(ctx context.Context, data string, now func() time.Time) (chunkStore, func(), error) {
+// open opens the store the flags name for the data directory dir.
+func (f *storeFlags) open(ctx context.Context, dir datadir.Layout, now func() time.Time) (chunkStore, func(), error) {
 	switch f.kind {
 	case "fs":
-		st, err := fs.Open(filepath.Join(data, "chunks"), fs.WithClock(now))
+		st, err := fs.Open(dir.Chunks(), fs.WithClock(now))
 		if err != nil {
 			return nil, nil, err
 		}

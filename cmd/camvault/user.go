@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"camvault/backoffice"
@@ -60,12 +59,12 @@ func cmdUser(args []string, stdout, stderr io.Writer) error {
 			return usagef("%v", err)
 		}
 	}
-	cat, err := openCatalog(*data)
+	n, err := openNode(*data, nil, nil)
 	if err != nil {
 		return err
 	}
-	defer cat.Close()
-	ctx, now, who := context.Background(), time.Now(), actor(*by)
+	defer n.Close()
+	cat, ctx, now, who := n.cat, context.Background(), time.Now(), actor(*by)
 	switch cmd {
 	case "add":
 		tok, digest := backoffice.NewSecret()
@@ -101,19 +100,13 @@ func cmdUser(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			return writeJSON(stdout, orEmpty(users))
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tROLE\tSTATE\tCHANGED")
-		for _, u := range users {
+		return printList(stdout, *asJSON, users, 0, "NAME\tROLE\tSTATE\tCHANGED", func(u catalog.StaffUser) string {
 			state := "enabled"
 			if u.Disabled {
 				state = "disabled"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Name, u.Role, state, u.ChangedAt.Format(time.RFC3339))
-		}
-		return tw.Flush()
+			return fmt.Sprintf("%s\t%s\t%s\t%s", u.Name, u.Role, state, u.ChangedAt.Format(time.RFC3339))
+		})
 	}
 	return nil
 }

@@ -1,0 +1,51 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"time"
+)
+
+// Alert is an outbox entry.
+type Alert struct {
+	ID       int64          `json:"id"`
+	Type     string         `json:"type"`
+	Camera   string         `json:"camera"`
+	Incident string         `json:"incident,omitempty"`
+	At       time.Time      `json:"at"`
+	Data     map[string]any `json:"data,omitempty"`
+}
+
+func insertAlert(ctx context.Context, tx *sql.Tx, typ, camera, incident string, at time.Time, data map[string]any) error {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO alerts(type, camera, incident, at, data) VALUES(?,?,?,?,?)`, typ, camera, incident, ts(at), string(b))
+	return err
+}
+
+// AddAlert writes one event to the outbox on its own: events that are not
+// part of a larger change (a camera's warning or location, shed derived
+// work, a degraded store).
+func (c *Catalog) AddAlert(ctx context.Context, typ, camera, incident string, at time.Time, data map[string]any) error {
+	return c.tx(ctx, func(tx *sql.Tx) error {
+		return insertAlert(ctx, tx, typ, camera, incident, at, data)
+	})
+}
+
+// AlertsAfter returns outbox entries with id > after, oldest first.
+func (c *Catalog) AlertsAfter(ctx context.Context, after int64, limit int) ([]Alert, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT id, type, camera, coalesce(incident,''), at, data FROM alerts WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	return scanAll(rows, err, "read alerts", func(sc rowScanner) (Alert, error) {
+		var a Alert
+		var at, data string
+		if err := sc.Scan(&a.ID, &a.Type, &a.Camera, &a.Incident, &at, &data); err != nil {
+			return a, err
+		}
+		a.At = parseTS(at)
+		_ = json.Unmarshal([]byte(data), &a.Data)
+		return a, nil
+	})
+}

@@ -1,0 +1,64 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"camvault/format/manifest"
+)
+
+// Chunk is a stored chunk's catalog row.
+type Chunk struct {
+	Incident, Session, Track string
+	Seq                      uint64
+	Object                   string
+	StartNS, EndNS           int64
+	Wall, RetainUntil        time.Time
+	PlainSize, CipherSize    int64
+	Samples                  int64
+	PlainSHA256              string
+	CipherSHA256             string
+}
+
+// CommitChunk makes a stored chunk durable in the catalog: its row and its
+// manifest record in one transaction. It returns the manifest record.
+func (c *Catalog) CommitChunk(ctx context.Context, ch Chunk) (manifest.Record, error) {
+	var rec manifest.Record
+	err := c.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO chunks(incident, session, track, seq, object, start_ns, end_ns, wall, retain_until, plain_size, cipher_size, samples, plain_sha256, cipher_sha256)
+			VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			ch.Incident, ch.Session, ch.Track, ch.Seq, ch.Object, ch.StartNS, ch.EndNS, ts(ch.Wall), ts(ch.RetainUntil),
+			ch.PlainSize, ch.CipherSize, ch.Samples, ch.PlainSHA256, ch.CipherSHA256); err != nil {
+			return err
+		}
+		var err error
+		rec, err = appendRecord(ctx, tx, manifest.Record{
+			Incident: ch.Incident, Kind: manifest.KindChunk, Session: ch.Session, Track: ch.Track, Seq: ch.Seq,
+			StartNS: ch.StartNS, EndNS: ch.EndNS, Wall: ch.Wall, PlainSize: ch.PlainSize, CipherSize: ch.CipherSize, Samples: ch.Samples,
+			PlainSHA256: ch.PlainSHA256, CipherSHA256: ch.CipherSHA256, Object: ch.Object,
+		})
+		return err
+	})
+	if err != nil {
+		return rec, fmt.Errorf("commit chunk %s/%s/%d: %w", ch.Session, ch.Track, ch.Seq, err)
+	}
+	return rec, nil
+}
+
+// LiveObjects returns the store keys of an incident's chunks not yet deleted.
+func (c *Catalog) LiveObjects(ctx context.Context, incident string) ([]string, error) {
+	return c.texts(ctx, `SELECT object FROM chunks WHERE incident = ? AND deleted_at IS NULL ORDER BY object`, incident)
+}
+
+// LatestDeadline returns the latest deadline among the incident's live
+// chunks (zero if it has none).
+func (c *Catalog) LatestDeadline(ctx context.Context, incident string) (time.Time, error) {
+	var until sql.NullString
+	err := c.db.QueryRowContext(ctx, `SELECT max(retain_until) FROM chunks WHERE incident = ? AND deleted_at IS NULL`, incident).Scan(&until)
+	if err != nil || !until.Valid {
+		return time.Time{}, err
+	}
+	return parseTS(until.String), nil
+}

@@ -1,0 +1,270 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"camvault/format/manifest"
+)
+
+// Incident statuses.
+const (
+	StatusOpen        = "open"
+	StatusClosed      = "closed"      // ended by the camera (TEARDOWN)
+	StatusInterrupted = "interrupted" // stream lost or server stopped
+)
+
+// SessionStart is what StartSession needs to know.
+type SessionStart struct {
+	Camera     string
+	Officer    string
+	Session    string
+	WrappedKey []byte
+	Now        time.Time
+	// Grace is how long after an incident ended a new session of the same
+	// camera continues it instead of opening a new one.
+	Grace time.Duration
+}
+
+// SessionStarted tells the caller which incident the session belongs to.
+type SessionStarted struct {
+	Incident string
+	Resumed  bool // true: an earlier incident continues
+}
+
+// StartSession attaches a new ingest session to the camera's incident:
+// the one still open or ended within the grace window, else a new one. It
+// records the session (and for a resumed incident the gap) in the manifest
+// and queues the incident.started alert for a new incident.
+func (c *Catalog) StartSession(ctx context.Context, s SessionStart) (SessionStarted, error) {
+	var out SessionStarted
+	err := c.tx(ctx, func(tx *sql.Tx) error {
+		var id, status string
+		var ended sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT id, status, ended_at FROM incidents WHERE camera = ? ORDER BY started_at DESC LIMIT 1`, s.Camera).
+			Scan(&id, &status, &ended)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return err
+		case status == StatusOpen || (ended.Valid && s.Now.Sub(parseTS(ended.String)) <= s.Grace):
+			out = SessionStarted{Incident: id, Resumed: true}
+		}
+		if out.Incident == "" {
+			out.Incident = NewID("inc-", s.Now)
+			if _, err := tx.ExecContext(ctx, `INSERT INTO incidents(id, camera, officer, started_at, status, head, next_index) VALUES(?,?,?,?,?,?,0)`,
+				out.Incident, s.Camera, s.Officer, ts(s.Now), StatusOpen, manifest.Genesis); err != nil {
+				return err
+			}
+			if err := insertAlert(ctx, tx, "incident.started", s.Camera, out.Incident, s.Now, map[string]any{"officer": s.Officer}); err != nil {
+				return err
+			}
+		} else {
+			note := "ingest session replaced while the incident was open"
+			if ended.Valid {
+				note = "reconnect after " + s.Now.Sub(parseTS(ended.String)).Round(time.Millisecond).String()
+			}
+			if _, err := appendRecord(ctx, tx, manifest.Record{Incident: out.Incident, Kind: manifest.KindGap, Wall: s.Now, Note: note}); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE incidents SET status = ?, ended_at = NULL WHERE id = ?`, StatusOpen, out.Incident); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO sessions(id, incident, wrapped_key, started_at) VALUES(?,?,?,?)`,
+			s.Session, out.Incident, s.WrappedKey, ts(s.Now)); err != nil {
+			return err
+		}
+		_, err = appendRecord(ctx, tx, manifest.Record{Incident: out.Incident, Kind: manifest.KindSession, Session: s.Session, Wall: s.Now})
+		return err
+	})
+	if err != nil {
+		return out, fmt.Errorf("start session for camera %q: %w", s.Camera, err)
+	}
+	return out, nil
+}
+
+// EndSession records the end of an ingest session, and ends the incident
+// with status unless another session of it is still running.
+func (c *Catalog) EndSession(ctx context.Context, incident, session string, now time.Time, status, note string) (manifest.Record, error) {
+	var rec manifest.Record
+	err := c.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL`, ts(now), session); err != nil {
+			return err
+		}
+		var err error
+		rec, err = appendRecord(ctx, tx, manifest.Record{Incident: incident, Kind: manifest.KindEnd, Session: session, Wall: now, Note: status + ": " + note})
+		if err != nil {
+			return err
+		}
+		var running int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sessions WHERE incident = ? AND ended_at IS NULL`, incident).Scan(&running); err != nil {
+			return err
+		}
+		if running > 0 {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE incidents SET status = ?, ended_at = ? WHERE id = ?`, status, ts(now), incident); err != nil {
+			return err
+		}
+		var camera string
+		if err := tx.QueryRowContext(ctx, `SELECT camera FROM incidents WHERE id = ?`, incident).Scan(&camera); err != nil {
+			return err
+		}
+		typ := "incident.ended"
+		if status == StatusInterrupted {
+			typ = "incident.interrupted"
+		}
+		return insertAlert(ctx, tx, typ, camera, incident, now, map[string]any{"note": note})
+	})
+	if err != nil {
+		return rec, fmt.Errorf("end session %s: %w", session, err)
+	}
+	return rec, nil
+}
+
+// InterruptRunning marks sessions left running by a crash as ended, with a
+// gap record each, and returns their incidents. It runs at start-up, before
+// ingest.
+func (c *Catalog) InterruptRunning(ctx context.Context, now time.Time) ([]string, error) {
+	type pair struct{ session, incident string }
+	rows, err := c.db.QueryContext(ctx, `SELECT id, incident FROM sessions WHERE ended_at IS NULL`)
+	open, err := scanAll(rows, err, "find running sessions", func(sc rowScanner) (pair, error) {
+		var p pair
+		return p, sc.Scan(&p.session, &p.incident)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var incidents []string
+	for _, p := range open {
+		if _, err := c.AppendRecord(ctx, manifest.Record{Incident: p.incident, Kind: manifest.KindGap, Session: p.session, Wall: now,
+			Note: "server stopped without ending the session: the segment being cut was lost"}); err != nil {
+			return nil, err
+		}
+		if _, err := c.EndSession(ctx, p.incident, p.session, now, StatusInterrupted, "server restart"); err != nil {
+			return nil, err
+		}
+		incidents = append(incidents, p.incident)
+	}
+	return incidents, nil
+}
+
+// WrappedKeys returns the incident's wrapped session keys by session id.
+func (c *Catalog) WrappedKeys(ctx context.Context, incident string) (map[string][]byte, error) {
+	type wrapped struct {
+		session string
+		key     []byte
+	}
+	rows, err := c.db.QueryContext(ctx, `SELECT id, wrapped_key FROM sessions WHERE incident = ?`, incident)
+	all, err := scanAll(rows, err, "wrapped keys of "+incident, func(sc rowScanner) (wrapped, error) {
+		var w wrapped
+		return w, sc.Scan(&w.session, &w.key)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(all))
+	for _, w := range all {
+		out[w.session] = w.key
+	}
+	return out, nil
+}
+
+// Incident is an incident's catalog row.
+type Incident struct {
+	ID        string     `json:"id"`
+	Camera    string     `json:"camera"`
+	Officer   string     `json:"officer"`
+	StartedAt time.Time  `json:"started_at"`
+	EndedAt   *time.Time `json:"ended_at,omitempty"`
+	Status    string     `json:"status"`
+	Chunks    int        `json:"chunks"`
+	Bytes     int64      `json:"bytes"`
+	Samples   int64      `json:"samples"` // access units durable, all tracks
+	// RetainUntil is the incident's deadline: the latest of its live
+	// chunks'. Held says a legal hold suspends it.
+	RetainUntil *time.Time `json:"retain_until,omitempty"`
+	Held        bool       `json:"held"`
+	Records     uint64     `json:"manifest_records"`
+}
+
+// Incidents lists incidents, newest first.
+func (c *Catalog) Incidents(ctx context.Context) ([]Incident, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT i.id, i.camera, i.officer, i.started_at, i.ended_at, i.status, i.next_index,
+		(SELECT count(*) FROM chunks WHERE incident = i.id), (SELECT coalesce(sum(cipher_size),0) FROM chunks WHERE incident = i.id),
+		(SELECT coalesce(sum(samples),0) FROM chunks WHERE incident = i.id),
+		(SELECT max(retain_until) FROM chunks WHERE incident = i.id AND deleted_at IS NULL),
+		EXISTS (SELECT 1 FROM holds WHERE incident = i.id AND released_at IS NULL)
+		FROM incidents i ORDER BY i.started_at DESC`)
+	return scanAll(rows, err, "list incidents", func(sc rowScanner) (Incident, error) {
+		var in Incident
+		var started string
+		var ended, until sql.NullString
+		if err := sc.Scan(&in.ID, &in.Camera, &in.Officer, &started, &ended, &in.Status, &in.Records, &in.Chunks, &in.Bytes, &in.Samples, &until, &in.Held); err != nil {
+			return in, err
+		}
+		if until.Valid {
+			t := parseTS(until.String)
+			in.RetainUntil = &t
+		}
+		in.StartedAt = parseTS(started)
+		if ended.Valid {
+			t := parseTS(ended.String)
+			in.EndedAt = &t
+		}
+		return in, nil
+	})
+}
+
+// Incident returns one incident.
+func (c *Catalog) Incident(ctx context.Context, id string) (Incident, error) {
+	all, err := c.Incidents(ctx)
+	if err != nil {
+		return Incident{}, err
+	}
+	for _, in := range all {
+		if in.ID == id {
+			return in, nil
+		}
+	}
+	return Incident{}, fmt.Errorf("incident %q: %w", id, ErrNotFound)
+}
+
+// StatusDeleted marks an incident removed by retention: chunks deleted,
+// wrapped keys destroyed.
+const StatusDeleted = "deleted"
+
+// liveIncident returns the incident's camera, or an error if it does not
+// exist or was deleted.
+func liveIncident(ctx context.Context, tx *sql.Tx, incident string) (string, error) {
+	var camera string
+	var deleted sql.NullString
+	err := tx.QueryRowContext(ctx, `SELECT camera, deleted_at FROM incidents WHERE id = ?`, incident).Scan(&camera, &deleted)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("incident %q: %w", incident, ErrNotFound)
+	}
+	if err != nil {
+		return "", err
+	}
+	if deleted.Valid {
+		return "", fmt.Errorf("%w on %s", ErrDeleted, parseTS(deleted.String).Format("2006-01-02"))
+	}
+	return camera, nil
+}
+
+// DeletedAt reports when retention deleted the incident (zero if not).
+func (c *Catalog) DeletedAt(ctx context.Context, incident string) (time.Time, error) {
+	var deleted sql.NullString
+	err := c.db.QueryRowContext(ctx, `SELECT deleted_at FROM incidents WHERE id = ?`, incident).Scan(&deleted)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, fmt.Errorf("incident %q: %w", incident, ErrNotFound)
+	}
+	if err != nil || !deleted.Valid {
+		return time.Time{}, err
+	}
+	return parseTS(deleted.String), nil
+}
