@@ -18,6 +18,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"camvault/camera"
 	"camvault/catalog"
 	"camvault/codec"
 	"camvault/format/chunk"
@@ -301,7 +302,7 @@ func (r *Recorder) commit(ctx context.Context, u *unit) (struct{}, error) {
 }
 
 // StartSession implements ingest.Recorder: called at the first keyframe.
-func (r *Recorder) StartSession(ctx context.Context, cam ingest.Camera, tracks []media.Track, remote string) (ingest.Session, error) {
+func (r *Recorder) StartSession(ctx context.Context, cam camera.Camera, tracks []media.Track, remote string) (ingest.Session, error) {
 	keyframe := time.Now() // StartSession runs at the first keyframe, on its packet's goroutine
 	key, err := chunk.NewSessionKey(r.recipients)
 	if err != nil {
@@ -341,7 +342,7 @@ type session struct {
 	r         *Recorder
 	id        string
 	incident  string
-	cam       ingest.Camera
+	cam       camera.Camera
 	key       *chunk.SessionKey
 	tracks    []media.Track
 	wallStart time.Time
