@@ -2,9 +2,10 @@
 // camera streams (ingest/rtsp, ingest/whip) and the recorder behind them:
 // the Recorder and Session a server hands access units to, how a session
 // ends, and the one live publisher a camera may have whatever the
-// protocol. It also holds the RTP handling both servers share, so that a
-// camera's media becomes the same access units over either: the
-// depacketizers, the reorder buffer and the buffered listener.
+// protocol. It also holds the RTP handling that is not tied to one
+// protocol's library: the depacketizers both servers use, so a camera's
+// media becomes the same access units over either, the reorder buffer
+// (WHIP's, ahead of NACK repair) and the buffered listener (RTSP's).
 package ingest
 
 import (
