@@ -23,8 +23,8 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 
 	"camvault/backoffice"
+	"camvault/camera"
 	"camvault/catalog"
-	"camvault/ingest"
 	"camvault/internal/testenv"
 	"camvault/keys"
 	"camvault/server"
@@ -100,12 +100,12 @@ func (n *node) addCamera(t testing.TB, id, officer string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secret, err := ingest.NewSecret()
+	secret, err := camera.NewSecret()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := n.srv.Catalog.AddCamera(context.Background(), catalog.Camera{ID: id, Officer: officer,
-		SecretMAC: ingest.SecretMAC(pepper, secret), CreatedAt: time.Now()}); err != nil {
+		SecretMAC: camera.SecretMAC(pepper, secret), CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	return secret

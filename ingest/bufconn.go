@@ -29,7 +29,9 @@ type bufferedConn struct {
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-func listenBuffered(network, address string) (net.Listener, error) {
+// ListenBuffered listens like net.Listen; every connection it accepts
+// reads through a buffer of readBufferSize.
+func ListenBuffered(network, address string) (net.Listener, error) {
 	l, err := net.Listen(network, address)
 	if err != nil {
 		return nil, err

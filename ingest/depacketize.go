@@ -22,19 +22,23 @@ var ErrUnsupportedCodec = errors.New("unsupported codec")
 // aacSamplesPerFrame is the frame length of AAC-LC.
 const aacSamplesPerFrame = 1024
 
-// depacketizer turns one track's RTP packets into access units. The RTP
+// Depacketizer turns one track's RTP packets into access units. The RTP
 // decoders keep no reference to packet buffers we rely on: every emitted
 // access unit owns its bytes, because the transport reuses its buffers.
-type depacketizer interface {
-	decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*media.AccessUnit, error)
-	// reset forgets a partly received unit after packets were lost, so
+type Depacketizer interface {
+	// Decode takes the track's next packet, stamped pts in the track's
+	// clock rate and received at now. An error returned with access units
+	// says what was dropped from them; the units themselves are whole.
+	Decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*media.AccessUnit, error)
+	// Reset forgets a partly received unit after packets were lost, so
 	// fragments either side of the hole are never joined into one; video
 	// waits for the next keyframe.
-	reset() error
+	Reset() error
 }
 
-// newTrack builds the media.Track and depacketizer for an RTP format.
-func newTrack(id int, f format.Format) (media.Track, depacketizer, error) {
+// NewTrack builds the media.Track and Depacketizer for an RTP format. A
+// codec camvault does not record is ErrUnsupportedCodec.
+func NewTrack(id int, f format.Format) (media.Track, Depacketizer, error) {
 	switch f := f.(type) {
 	case *format.H264:
 		if f.PacketizationMode > 1 {
@@ -102,7 +106,7 @@ type h264Depacketizer struct {
 	ready    bool   // a keyframe has been seen: DTS extraction can start
 }
 
-func (d *h264Depacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*media.AccessUnit, error) {
+func (d *h264Depacketizer) Decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*media.AccessUnit, error) {
 	nalus, err := d.dec.Decode(pkt)
 	if err != nil {
 		if errors.Is(err, rtph264.ErrMorePacketsNeeded) || errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) {
@@ -152,9 +156,9 @@ func (d *h264Depacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]
 	return []*media.AccessUnit{{Track: d.track, PTS: pts, DTS: dts, Key: key, NALUs: copyNALUs(nalus), Received: now}}, invalid
 }
 
-// reset starts over at the next IDR. The parameter sets seen so far are
+// Reset starts over at the next IDR. The parameter sets seen so far are
 // kept: they still describe the stream.
-func (d *h264Depacketizer) reset() (err error) {
+func (d *h264Depacketizer) Reset() (err error) {
 	d.dec, err = d.format.CreateDecoder()
 	d.ready = false
 	d.dts = h264.DTSExtractor{}
@@ -218,12 +222,12 @@ type aacDepacketizer struct {
 	dec    *rtpmpeg4audio.Decoder
 }
 
-func (d *aacDepacketizer) reset() (err error) {
+func (d *aacDepacketizer) Reset() (err error) {
 	d.dec, err = d.format.CreateDecoder()
 	return err
 }
 
-func (d *aacDepacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*media.AccessUnit, error) {
+func (d *aacDepacketizer) Decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*media.AccessUnit, error) {
 	aus, err := d.dec.Decode(pkt)
 	if err != nil {
 		if errors.Is(err, rtpmpeg4audio.ErrMorePacketsNeeded) {
@@ -245,10 +249,10 @@ type opusDepacketizer struct {
 	dec    *rtpsimpleaudio.Decoder
 }
 
-// reset has nothing to forget: every Opus packet is a whole frame.
-func (d *opusDepacketizer) reset() error { return nil }
+// Reset has nothing to forget: every Opus packet is a whole frame.
+func (d *opusDepacketizer) Reset() error { return nil }
 
-func (d *opusDepacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*media.AccessUnit, error) {
+func (d *opusDepacketizer) Decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*media.AccessUnit, error) {
 	frame, err := d.dec.Decode(pkt)
 	if err != nil {
 		return nil, fmt.Errorf("opus depacketize: %w", err)
@@ -266,7 +270,7 @@ type vp8Depacketizer struct {
 	ready  bool // a keyframe has been seen
 }
 
-func (d *vp8Depacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*media.AccessUnit, error) {
+func (d *vp8Depacketizer) Decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*media.AccessUnit, error) {
 	frame, err := d.dec.Decode(pkt)
 	if err != nil {
 		if errors.Is(err, rtpvp8.ErrMorePacketsNeeded) || errors.Is(err, rtpvp8.ErrNonStartingPacketAndNoPrevious) {
@@ -285,7 +289,7 @@ func (d *vp8Depacketizer) decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*
 	return []*media.AccessUnit{{Track: d.track, PTS: pts, DTS: pts, Key: key, NALUs: [][]byte{clone(frame)}, Received: now}}, nil
 }
 
-func (d *vp8Depacketizer) reset() (err error) {
+func (d *vp8Depacketizer) Reset() (err error) {
 	d.dec, err = d.format.CreateDecoder()
 	d.ready = false
 	return err

@@ -10,12 +10,12 @@ import (
 // still live, over either protocol.
 var ErrLivePublisher = errors.New("camera already has a live publisher")
 
-// livePublisher is one protocol's publishing session, as the registry sees it.
-type livePublisher interface {
-	lastPacket() time.Time
-	// takeOver ends the session because the same camera reconnected; it
+// Publisher is one protocol's publishing session, as Live sees it.
+type Publisher interface {
+	LastPacket() time.Time
+	// TakeOver ends the session because the same camera reconnected; it
 	// must not block on the session's own goroutines.
-	takeOver()
+	TakeOver()
 }
 
 // Live holds the one live publisher each camera may have, whatever the
@@ -23,33 +23,33 @@ type livePublisher interface {
 // The RTSP and WHIP listeners of a node share one.
 type Live struct {
 	mu sync.Mutex
-	by map[string]livePublisher
+	by map[string]Publisher
 }
 
 // NewLive returns an empty registry.
-func NewLive() *Live { return &Live{by: map[string]livePublisher{}} }
+func NewLive() *Live { return &Live{by: map[string]Publisher{}} }
 
-// claim makes p the camera's publisher. A publisher silent for staleAfter
+// Claim makes p the camera's publisher. A publisher silent for staleAfter
 // or more is taken over (the camera lost its link and came back); a live
 // one makes the claim fail with ErrLivePublisher. It returns how long the
 // replaced publisher had been silent, or 0.
-func (l *Live) claim(camera string, p livePublisher, staleAfter time.Duration) (time.Duration, error) {
+func (l *Live) Claim(camera string, p Publisher, staleAfter time.Duration) (time.Duration, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var silent time.Duration
 	if old := l.by[camera]; old != nil {
-		silent = time.Since(old.lastPacket())
+		silent = time.Since(old.LastPacket())
 		if silent < staleAfter {
 			return 0, ErrLivePublisher
 		}
-		old.takeOver()
+		old.TakeOver()
 	}
 	l.by[camera] = p
 	return silent, nil
 }
 
-// release forgets p if it is still the camera's publisher.
-func (l *Live) release(camera string, p livePublisher) {
+// Release forgets p if it is still the camera's publisher.
+func (l *Live) Release(camera string, p Publisher) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.by[camera] == p {

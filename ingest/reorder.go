@@ -6,14 +6,14 @@ import (
 	"github.com/pion/rtp"
 )
 
-// reorderBuffer puts one RTP stream back in sequence order and holds a gap
+// ReorderBuffer puts one RTP stream back in sequence order and holds a gap
 // open long enough for a NACK retransmission to fill it. It is a time-bound
 // buffer, not a packet-count one: a retransmission arrives about one round
 // trip plus a NACK interval late whatever the bitrate, so a count-based
 // window would be too short for a fast stream and too long for a slow one.
 //
 // It is not safe for concurrent use; the caller serialises per stream.
-type reorderBuffer struct {
+type ReorderBuffer struct {
 	maxWait    time.Duration // how long a hole is held open for a retransmission
 	maxPackets int           // bound on memory whatever the clock says
 
@@ -30,27 +30,30 @@ type heldPacket struct {
 	arrived time.Time
 }
 
-// reorderResult is what one push releases, in sequence order.
-type reorderResult struct {
-	packets []*rtp.Packet
-	// lost counts sequence numbers given up on: the packets after each
-	// hole follow it in packets, and lostBefore[i] is the number lost
-	// just before packets[i].
-	lost       int
-	lostBefore []int
-	// late counts duplicates and retransmissions that came after their
+// ReorderResult is what one Push, Expire or Flush releases, in sequence
+// order.
+type ReorderResult struct {
+	Packets []*rtp.Packet
+	// Lost counts sequence numbers given up on: the packets after each
+	// hole follow it in Packets, and LostBefore[i] is the number lost
+	// just before Packets[i].
+	Lost       int
+	LostBefore []int
+	// Late counts duplicates and retransmissions that came after their
 	// place had been given up or already filled: dropped.
-	late int
+	Late int
 }
 
-func newReorderBuffer(maxWait time.Duration, maxPackets int) *reorderBuffer {
-	return &reorderBuffer{maxWait: maxWait, maxPackets: maxPackets, slots: map[uint16]heldPacket{}}
+// NewReorderBuffer holds a hole open for maxWait, and at most maxPackets
+// packets behind it.
+func NewReorderBuffer(maxWait time.Duration, maxPackets int) *ReorderBuffer {
+	return &ReorderBuffer{maxWait: maxWait, maxPackets: maxPackets, slots: map[uint16]heldPacket{}}
 }
 
-// push adds a packet (the caller hands over ownership) and returns what
+// Push adds a packet (the caller hands over ownership) and returns what
 // can be delivered now.
-func (b *reorderBuffer) push(pkt *rtp.Packet, now time.Time) reorderResult {
-	var res reorderResult
+func (b *ReorderBuffer) Push(pkt *rtp.Packet, now time.Time) ReorderResult {
+	var res ReorderResult
 	if !b.started {
 		b.started, b.next = true, pkt.SequenceNumber
 	}
@@ -58,7 +61,7 @@ func (b *reorderBuffer) push(pkt *rtp.Packet, now time.Time) reorderResult {
 	ahead := int16(pkt.SequenceNumber - b.next)
 	switch {
 	case ahead < 0:
-		res.late++
+		res.Late++
 		return res
 	case ahead == 0:
 		res.add(pkt, 0)
@@ -68,7 +71,7 @@ func (b *reorderBuffer) push(pkt *rtp.Packet, now time.Time) reorderResult {
 		}
 	default:
 		if _, dup := b.slots[pkt.SequenceNumber]; dup {
-			res.late++
+			res.Late++
 			return res
 		}
 		if len(b.slots) == 0 {
@@ -76,13 +79,14 @@ func (b *reorderBuffer) push(pkt *rtp.Packet, now time.Time) reorderResult {
 		}
 		b.slots[pkt.SequenceNumber] = heldPacket{pkt: pkt, arrived: now}
 	}
-	b.expire(&res, now)
+	b.Expire(&res, now)
 	return res
 }
 
-// expire gives up on the hole at the head when it has waited too long or
-// the buffer is full, then releases what follows it.
-func (b *reorderBuffer) expire(res *reorderResult, now time.Time) {
+// Expire gives up on the hole at the head when it has waited too long by
+// now or the buffer is full, then releases what follows it into res: a
+// stream gone quiet still delivers what it sent before the hole.
+func (b *ReorderBuffer) Expire(res *ReorderResult, now time.Time) {
 	for len(b.slots) > 0 && (now.Sub(b.oldest) >= b.maxWait || len(b.slots) > b.maxPackets) {
 		skipped := 0
 		for {
@@ -92,7 +96,7 @@ func (b *reorderBuffer) expire(res *reorderResult, now time.Time) {
 			b.next++
 			skipped++
 		}
-		res.lost += skipped
+		res.Lost += skipped
 		h := b.slots[b.next]
 		delete(b.slots, b.next)
 		b.next++
@@ -102,16 +106,16 @@ func (b *reorderBuffer) expire(res *reorderResult, now time.Time) {
 	}
 }
 
-// flush releases everything held, giving up on every hole (end of stream).
-func (b *reorderBuffer) flush() reorderResult {
-	var res reorderResult
-	b.expire(&res, b.oldest.Add(b.maxWait))
+// Flush releases everything held, giving up on every hole (end of stream).
+func (b *ReorderBuffer) Flush() ReorderResult {
+	var res ReorderResult
+	b.Expire(&res, b.oldest.Add(b.maxWait))
 	return res
 }
 
 // drainContiguous releases the packets that follow the head without a
 // hole, and reports whether it released any.
-func (b *reorderBuffer) drainContiguous(res *reorderResult) bool {
+func (b *ReorderBuffer) drainContiguous(res *ReorderResult) bool {
 	released := false
 	for {
 		h, ok := b.slots[b.next]
@@ -125,7 +129,7 @@ func (b *reorderBuffer) drainContiguous(res *reorderResult) bool {
 	}
 }
 
-func (b *reorderBuffer) resetOldest() {
+func (b *ReorderBuffer) resetOldest() {
 	b.oldest = time.Time{}
 	for _, h := range b.slots {
 		if b.oldest.IsZero() || h.arrived.Before(b.oldest) {
@@ -134,7 +138,7 @@ func (b *reorderBuffer) resetOldest() {
 	}
 }
 
-func (r *reorderResult) add(p *rtp.Packet, lostBefore int) {
-	r.packets = append(r.packets, p)
-	r.lostBefore = append(r.lostBefore, lostBefore)
+func (r *ReorderResult) add(p *rtp.Packet, lostBefore int) {
+	r.Packets = append(r.Packets, p)
+	r.LostBefore = append(r.LostBefore, lostBefore)
 }

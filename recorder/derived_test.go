@@ -23,6 +23,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"camvault/camera"
 	"camvault/catalog"
 	"camvault/evidence"
 	"camvault/format/chunk"
@@ -362,7 +363,7 @@ func TestDerivedTracksWithDouble(t *testing.T) {
 	clip := makeH264Clip(t, "320x240", 12)
 	f := &fakeRenderer{gate: make(chan struct{}), failSeq: 1}
 	r := newRig(t, Config{Transcode: TranscodeConfig{Enabled: true, Workers: 1, Queue: 1, Renderer: f}}, "cam-d")
-	sess, err := r.rec.StartSession(r.ctx, ingest.Camera{ID: "cam-d", Officer: "officer"}, clip.tracks(), "test")
+	sess, err := r.rec.StartSession(r.ctx, camera.Camera{ID: "cam-d", Officer: "officer"}, clip.tracks(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,7 +501,7 @@ func TestSessionEndShedsQueuedDerivedWork(t *testing.T) {
 	clip := makeH264Clip(t, "320x240", 12)
 	f := &fakeRenderer{gate: make(chan struct{}), started: make(chan string, 16)}
 	r := newRig(t, Config{Transcode: TranscodeConfig{Enabled: true, Workers: 1, Queue: 8, Renderer: f}}, "cam-e")
-	sess, err := r.rec.StartSession(r.ctx, ingest.Camera{ID: "cam-e", Officer: "officer"}, clip.tracks(), "test")
+	sess, err := r.rec.StartSession(r.ctx, camera.Camera{ID: "cam-e", Officer: "officer"}, clip.tracks(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}

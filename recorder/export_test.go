@@ -14,6 +14,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
+	"camvault/camera"
 	"camvault/codec"
 	"camvault/evidence"
 	"camvault/ingest"
@@ -74,7 +75,7 @@ func TestH264AACExportIsTheCamerasBytes(t *testing.T) {
 
 	r := newRig(t, Config{}, "cam-h264")
 	ctx, data, cat, st, rec, ids, pub := r.ctx, r.data, r.cat, r.st, r.rec, r.ids, r.pub
-	sess, err := rec.StartSession(ctx, ingest.Camera{ID: "cam-h264", Officer: "officer"}, []media.Track{
+	sess, err := rec.StartSession(ctx, camera.Camera{ID: "cam-h264", Officer: "officer"}, []media.Track{
 		{ID: 0, Codec: media.CodecH264, ClockRate: 90000, SPS: sps, PPS: pps},
 		{ID: 1, Codec: media.CodecAAC, ClockRate: 48000, AudioConfig: conf},
 	}, "test")

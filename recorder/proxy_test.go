@@ -17,6 +17,7 @@ import (
 
 	"github.com/asticode/go-astiav"
 
+	"camvault/camera"
 	"camvault/codec"
 	"camvault/format/chunk"
 	"camvault/format/manifest"
@@ -78,7 +79,7 @@ func writeTemp(t testing.TB, name string, b []byte) string {
 func TestProxyAndThumbnailsReal(t *testing.T) {
 	clip := makeH264Clip(t, "1280x720", 6)
 	r := newRig(t, Config{Transcode: TranscodeConfig{Enabled: true, Queue: 8}}, "cam-p")
-	sess, err := r.rec.StartSession(r.ctx, ingest.Camera{ID: "cam-p", Officer: "officer"}, clip.tracks(), "test")
+	sess, err := r.rec.StartSession(r.ctx, camera.Camera{ID: "cam-p", Officer: "officer"}, clip.tracks(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +156,7 @@ func TestCorruptFrameDerivedGap(t *testing.T) {
 	frames[60+30] = truncateLastNAL(frames[60+30]) // segment 2, mid-GOP
 	frames[120] = truncateLastNAL(frames[120])     // segment 3's keyframe
 	r := newRig(t, Config{Transcode: TranscodeConfig{Enabled: true, Queue: 8}}, "cam-c")
-	sess, err := r.rec.StartSession(r.ctx, ingest.Camera{ID: "cam-c", Officer: "officer"}, clip.tracks(), "test")
+	sess, err := r.rec.StartSession(r.ctx, camera.Camera{ID: "cam-c", Officer: "officer"}, clip.tracks(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +233,7 @@ func TestLagTolerance(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			time.Sleep(time.Duration(rand.IntN(2000)) * time.Millisecond) // cameras go live at different times
-			sess, err := r.rec.StartSession(r.ctx, ingest.Camera{ID: name, Officer: "officer"}, clip.tracks(), "test")
+			sess, err := r.rec.StartSession(r.ctx, camera.Camera{ID: name, Officer: "officer"}, clip.tracks(), "test")
 			if err != nil {
 				errs <- err
 				return
@@ -322,7 +323,7 @@ func TestProxyOfVP8Session(t *testing.T) {
 		{ID: 0, Codec: media.CodecVP8, ClockRate: 90000},
 		{ID: 1, Codec: media.CodecOpus, ClockRate: 48000, ChannelCount: 1},
 	}
-	sess, err := r.rec.StartSession(r.ctx, ingest.Camera{ID: "cam-v", Officer: "officer"}, tracks, "test")
+	sess, err := r.rec.StartSession(r.ctx, camera.Camera{ID: "cam-v", Officer: "officer"}, tracks, "test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"camvault/camera"
 	"camvault/catalog"
 	"camvault/codec"
 	"camvault/format/chunk"
@@ -206,7 +207,7 @@ func (r *Recorder) durable(it *media.Item, at time.Time) {
 }
 
 // StartSession implements ingest.Recorder: called at the first keyframe.
-func (r *Recorder) StartSession(ctx context.Context, cam ingest.Camera, tracks []media.Track, remote string) (ingest.Session, error) {
+func (r *Recorder) StartSession(ctx context.Context, cam camera.Camera, tracks []media.Track, remote string) (ingest.Session, error) {
 	keyframe := time.Now() // StartSession runs at the first keyframe, on its packet's goroutine
 	key, err := chunk.NewSessionKey(r.recipients)
 	if err != nil {
@@ -246,7 +247,7 @@ type session struct {
 	r         *Recorder
 	id        string
 	incident  string
-	cam       ingest.Camera
+	cam       camera.Camera
 	key       *chunk.SessionKey
 	tracks    []media.Track
 	wallStart time.Time

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"camvault/camera"
 	"camvault/catalog"
 	"camvault/format/manifest"
 	"camvault/ingest"
@@ -38,7 +39,7 @@ func TestStorageDegradedAlert(t *testing.T) {
 		f.fails.Store(3)
 		return f
 	}, "cam-s")
-	sess, err := r.rec.StartSession(r.ctx, ingest.Camera{ID: "cam-s", Officer: "officer"}, clip.tracks(), "test")
+	sess, err := r.rec.StartSession(r.ctx, camera.Camera{ID: "cam-s", Officer: "officer"}, clip.tracks(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}

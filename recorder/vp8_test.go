@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"camvault/camera"
 	"camvault/codec"
 	"camvault/evidence"
 	"camvault/format/chunk"
@@ -160,7 +161,7 @@ func TestVP8SessionExportedAsH264AAC(t *testing.T) {
 		{ID: 0, Codec: media.CodecVP8, ClockRate: 90000},
 		{ID: 1, Codec: media.CodecOpus, ClockRate: 48000, ChannelCount: 1},
 	}
-	sess, err := rec.StartSession(ctx, ingest.Camera{ID: "cam-vp8", Officer: "officer"}, tracks, "test")
+	sess, err := rec.StartSession(ctx, camera.Camera{ID: "cam-vp8", Officer: "officer"}, tracks, "test")
 	if err != nil {
 		t.Fatal(err)
 	}

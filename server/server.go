@@ -24,11 +24,14 @@ import (
 
 	"camvault/audit"
 	"camvault/backoffice"
+	"camvault/camera"
 	"camvault/catalog"
 	"camvault/codec"
 	"camvault/datadir"
 	"camvault/evidence"
 	"camvault/ingest"
+	"camvault/ingest/rtsp"
+	"camvault/ingest/whip"
 	"camvault/keys"
 	"camvault/recorder"
 	"camvault/retention"
@@ -100,8 +103,8 @@ type Server struct {
 	Store    storage.ChunkStore
 	Registry *prometheus.Registry
 	Recorder *recorder.Recorder
-	RTSP     *ingest.RTSPServer
-	WHIP     *ingest.WHIPServer // nil when disabled
+	RTSP     *rtsp.Server
+	WHIP     *whip.Server // nil when disabled
 	http     *http.Server
 	httpAddr string
 	sweepers sync.WaitGroup
@@ -229,12 +232,12 @@ func (s *Server) open() error {
 	if udpRTP == "" || udpRTCP == "" {
 		udpRTP, udpRTCP = "", ""
 	}
-	auth := &ingest.PepperAuth{Cameras: s.Catalog, Pepper: pepper}
+	auth := &camera.PepperAuth{Cameras: s.Catalog, Pepper: pepper}
 	live := ingest.NewLive() // one live stream per camera, whatever the protocol
-	s.RTSP = ingest.NewRTSPServer(ingest.RTSPConfig{Address: s.cfg.RTSPAddress, UDPRTPAddress: udpRTP, UDPRTCPAddress: udpRTCP,
+	s.RTSP = rtsp.NewServer(rtsp.Config{Address: s.cfg.RTSPAddress, UDPRTPAddress: udpRTP, UDPRTCPAddress: udpRTCP,
 		TLS: s.cfg.TLS, ReadTimeout: s.cfg.ReadTimeout, Live: live}, auth, s.Recorder, s.log)
 	if s.cfg.WHIPAddress != "-" {
-		s.WHIP = ingest.NewWHIPServer(ingest.WHIPConfig{Address: s.cfg.WHIPAddress, TLS: s.cfg.TLS,
+		s.WHIP = whip.NewServer(whip.Config{Address: s.cfg.WHIPAddress, TLS: s.cfg.TLS,
 			ICEUDPAddress: s.cfg.ICEUDPAddress, ICETCPAddress: s.cfg.ICETCPAddress, PublicIPs: s.cfg.PublicIPs,
 			ReadTimeout: s.cfg.ReadTimeout, KeyframeEvery: s.cfg.Recorder.SegmentTarget, Live: live,
 			Events: cameraEvents{s.Catalog}}, auth, s.Recorder, s.log)
@@ -450,7 +453,7 @@ func (b bundler) Bundle(ctx context.Context, incident, dir string) error {
 // cameraEvents puts what cameras report into the catalog's alert outbox.
 type cameraEvents struct{ cat *catalog.Catalog }
 
-func (e cameraEvents) CameraEvent(ctx context.Context, cam ingest.Camera, typ string, at time.Time, data map[string]any) error {
+func (e cameraEvents) CameraEvent(ctx context.Context, cam camera.Camera, typ string, at time.Time, data map[string]any) error {
 	data["officer"] = cam.Officer
 	return e.cat.AddAlert(ctx, typ, cam.ID, "", at, data)
 }
@@ -462,11 +465,11 @@ type cameraAdmin struct {
 }
 
 func (c cameraAdmin) RotateCamera(ctx context.Context, id, by string, now time.Time) (string, error) {
-	secret, err := ingest.NewSecret()
+	secret, err := camera.NewSecret()
 	if err != nil {
 		return "", err
 	}
-	if err := c.RotateCameraSecret(ctx, id, ingest.SecretMAC(c.pepper, secret), by, now); err != nil {
+	if err := c.RotateCameraSecret(ctx, id, camera.SecretMAC(c.pepper, secret), by, now); err != nil {
 		return "", err
 	}
 	return secret, nil

@@ -11,10 +11,10 @@ import (
 
 	"filippo.io/age"
 
+	"camvault/camera"
 	"camvault/catalog"
 	"camvault/datadir"
 	"camvault/evidence"
-	"camvault/ingest"
 	"camvault/keys"
 )
 
@@ -70,7 +70,7 @@ func cmdCamera(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "camera %s has a new secret (above, shown only this once); the old one is refused from the next connection on\n", id)
 		return nil
 	}
-	if !ingest.ValidCameraID(id) {
+	if !camera.ValidID(id) {
 		return usagef("camera id %q: use 1-64 of a-z 0-9 _ - (starting with a letter or digit)", id)
 	}
 	if *officer == "" {
@@ -111,11 +111,11 @@ func withNewSecret(data string, store func(*catalog.Catalog, []byte) error) (str
 		return "", err
 	}
 	defer n.Close()
-	secret, err := ingest.NewSecret()
+	secret, err := camera.NewSecret()
 	if err != nil {
 		return "", err
 	}
-	if err := store(n.cat, ingest.SecretMAC(pepper, secret)); err != nil {
+	if err := store(n.cat, camera.SecretMAC(pepper, secret)); err != nil {
 		return "", err
 	}
 	return secret, nil

@@ -1,4 +1,9 @@
-package ingest
+// Package whip is the WebRTC publish listener (WHIP, RFC 9725): a camera
+// or a browser posts an SDP offer with its bearer, and the media it sends
+// is put back in order, repaired by NACK where it can be and handed to an
+// ingest.Recorder as the same access units an RTSP camera's become. The
+// listener also serves the camera-events endpoint (camera.EventPattern).
+package whip
 
 import (
 	"context"
@@ -24,10 +29,13 @@ import (
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"camvault/camera"
+	"camvault/ingest"
 )
 
-// WHIPConfig configures the WebRTC (WHIP, RFC 9725) listener.
-type WHIPConfig struct {
+// Config configures the WebRTC (WHIP, RFC 9725) listener.
+type Config struct {
 	Address string // HTTP(S), e.g. ":8889"
 	TLS     *tls.Config
 	// ICEUDPAddress is the one UDP port every WebRTC session's media uses
@@ -60,13 +68,13 @@ type WHIPConfig struct {
 	// MaxOfferBytes bounds the SDP offer; default 64 KiB.
 	MaxOfferBytes int64
 	// Live is shared with the node's RTSP listener; nil makes one.
-	Live *Live
+	Live *ingest.Live
 	// Events records what cameras post to /cameras/<id>/events; nil
 	// answers 501.
-	Events EventSink
+	Events camera.EventSink
 }
 
-func (c *WHIPConfig) defaults() {
+func (c *Config) defaults() {
 	if c.ReorderWait <= 0 {
 		c.ReorderWait = 500 * time.Millisecond
 	}
@@ -86,16 +94,16 @@ func (c *WHIPConfig) defaults() {
 		c.MaxOfferBytes = 64 << 10
 	}
 	if c.Live == nil {
-		c.Live = NewLive()
+		c.Live = ingest.NewLive()
 	}
 }
 
-// WHIPServer accepts WebRTC publishers over WHIP and records them through
-// the same Recorder as RTSP: what it hands on are the same access units.
-type WHIPServer struct {
-	cfg      WHIPConfig
-	auth     Authenticator
-	recorder Recorder
+// Server accepts WebRTC publishers over WHIP and records them through the
+// same Recorder as RTSP: what it hands on are the same access units.
+type Server struct {
+	cfg      Config
+	auth     camera.Authenticator
+	recorder ingest.Recorder
 	log      *slog.Logger
 	api      *webrtc.API
 	udpMux   ice.UDPMux
@@ -109,10 +117,10 @@ type WHIPServer struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // publishers' goroutines
 
-	events eventLimiter
+	events http.Handler // camera events, rate-limited per camera across requests
 
 	mu        sync.Mutex
-	resources map[string]*rtcPublisher // WHIP resource id -> session
+	resources map[string]*publisher // WHIP resource id -> session
 	closed    bool
 
 	// Counters, for tests and metrics.
@@ -120,15 +128,17 @@ type WHIPServer struct {
 	Sessions atomic.Int64
 }
 
-// NewWHIPServer builds the server; Start listens.
-func NewWHIPServer(cfg WHIPConfig, a Authenticator, r Recorder, log *slog.Logger) *WHIPServer {
+// NewServer builds the server; Start listens.
+func NewServer(cfg Config, a camera.Authenticator, r ingest.Recorder, log *slog.Logger) *Server {
 	cfg.defaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &WHIPServer{cfg: cfg, auth: a, recorder: r, log: log, ctx: ctx, cancel: cancel, resources: map[string]*rtcPublisher{}}
+	s := &Server{cfg: cfg, auth: a, recorder: r, log: log, ctx: ctx, cancel: cancel, resources: map[string]*publisher{}}
+	s.events = camera.NewEventHandler(a, cfg.Events, log, s.refused)
+	return s
 }
 
 // Start opens the ICE ports and the HTTP listener.
-func (s *WHIPServer) Start() error {
+func (s *Server) Start() error {
 	if err := s.openICE(); err != nil {
 		return err
 	}
@@ -160,12 +170,12 @@ func (s *WHIPServer) Start() error {
 }
 
 // Addr is the HTTP listener's address once started.
-func (s *WHIPServer) Addr() string { return s.ln.Addr().String() }
+func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // ICEUDPAddr is the media port's address once started.
-func (s *WHIPServer) ICEUDPAddr() string { return s.udpAddr }
+func (s *Server) ICEUDPAddr() string { return s.udpAddr }
 
-func (s *WHIPServer) openICE() error {
+func (s *Server) openICE() error {
 	host, portStr, err := net.SplitHostPort(s.cfg.ICEUDPAddress)
 	if err != nil {
 		return fmt.Errorf("ice udp address %q: %w", s.cfg.ICEUDPAddress, err)
@@ -207,7 +217,7 @@ func (s *WHIPServer) openICE() error {
 	return nil
 }
 
-func (s *WHIPServer) closeICE() {
+func (s *Server) closeICE() {
 	if s.udpMux != nil {
 		s.udpMux.Close()
 	}
@@ -227,7 +237,7 @@ const udpReadBuffer = 4 << 20
 // Codecs camvault negotiates. Browsers offer H.264 under several profiles;
 // only packetization-mode 1 is accepted (mode 0 is one NAL unit per
 // packet, which no current sender needs).
-func (s *WHIPServer) newAPI() (*webrtc.API, error) {
+func (s *Server) newAPI() (*webrtc.API, error) {
 	var me webrtc.MediaEngine
 	videoFB := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
 	audioFB := []webrtc.RTCPFeedback{{Type: "nack"}}
@@ -301,10 +311,10 @@ func (s *WHIPServer) newAPI() (*webrtc.API, error) {
 }
 
 // Close ends every session (each ends interrupted) and stops listening.
-func (s *WHIPServer) Close() {
+func (s *Server) Close() {
 	s.mu.Lock()
 	s.closed = true
-	open := make([]*rtcPublisher, 0, len(s.resources))
+	open := make([]*publisher, 0, len(s.resources))
 	for _, p := range s.resources {
 		open = append(open, p)
 	}
@@ -315,7 +325,7 @@ func (s *WHIPServer) Close() {
 		cancel()
 	}
 	for _, p := range open {
-		p.finish(EndInterrupted, errors.New("server shutting down"))
+		p.finish(ingest.EndInterrupted, errors.New("server shutting down"))
 	}
 	s.cancel()
 	s.wg.Wait()
@@ -325,14 +335,14 @@ func (s *WHIPServer) Close() {
 // Handler serves the ingest HTTP endpoints: WHIP (POST /whip/<camera>,
 // and DELETE, PATCH and OPTIONS on the session resource the POST answered
 // with) and camera events (POST /cameras/<camera>/events).
-func (s *WHIPServer) Handler() http.Handler {
+func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /whip/{camera}", s.servePublish)
 	mux.HandleFunc("DELETE /whip/{camera}/{resource}", s.serveDelete)
 	mux.HandleFunc("PATCH /whip/{camera}/{resource}", s.servePatch)
 	mux.HandleFunc("OPTIONS /whip/{camera}", s.serveOptions)
 	mux.HandleFunc("OPTIONS /whip/{camera}/{resource}", s.serveOptions)
-	mux.HandleFunc("POST /cameras/{camera}/events", s.serveEvent)
+	mux.Handle(camera.EventPattern, s.events)
 	return cors(mux)
 }
 
@@ -350,41 +360,35 @@ func cors(next http.Handler) http.Handler {
 	})
 }
 
-func (s *WHIPServer) serveOptions(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveOptions(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Accept-Post", "application/sdp")
 	w.WriteHeader(http.StatusNoContent)
 }
 
 // refuse answers an error in plain text and counts it. why never holds a
 // secret.
-func (s *WHIPServer) refuse(w http.ResponseWriter, r *http.Request, code int, why string) {
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, why string) {
+	s.refused(r, code, why)
+	camera.Refuse(w, code, why)
+}
+
+// refused logs and counts a refusal, of this listener's every endpoint.
+func (s *Server) refused(r *http.Request, code int, why string) {
 	s.Refused.Add(1)
 	s.log.Warn("whip request refused", "remote", r.RemoteAddr, "path", r.URL.Path, "status", code, "reason", why)
-	if code == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="camvault"`)
-	}
-	http.Error(w, why, code)
 }
 
 // authenticate checks the bearer against the camera named in the path.
-// Another camera's secret fails like a wrong one: the path names the
-// camera, the secret must be that camera's.
-func (s *WHIPServer) authenticate(w http.ResponseWriter, r *http.Request) (Camera, bool) {
-	camID := r.PathValue("camera")
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || token == "" {
-		s.refuse(w, r, http.StatusUnauthorized, "a camera bearer token is required")
-		return Camera{}, false
-	}
-	cam, err := s.auth.Authenticate(r.Context(), camID, strings.TrimSpace(token))
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (camera.Camera, bool) {
+	cam, err := camera.Bearer(r, s.auth)
 	if err != nil {
-		s.refuse(w, r, http.StatusUnauthorized, "bad credentials for camera "+safeID(camID))
-		return Camera{}, false
+		s.refuse(w, r, http.StatusUnauthorized, err.Error())
+		return camera.Camera{}, false
 	}
 	return cam, true
 }
 
-func (s *WHIPServer) servePublish(w http.ResponseWriter, r *http.Request) {
+func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	cam, ok := s.authenticate(w, r)
 	if !ok {
 		return
@@ -409,7 +413,7 @@ func (s *WHIPServer) servePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	p := &rtcPublisher{s: s, cam: cam, remote: r.RemoteAddr, created: time.Now(), done: make(chan struct{})}
+	p := &publisher{s: s, cam: cam, remote: r.RemoteAddr, created: time.Now(), done: make(chan struct{})}
 	p.lastData.Store(time.Now().UnixNano())
 	p.id, err = newResourceID()
 	if err != nil {
@@ -423,7 +427,7 @@ func (s *WHIPServer) servePublish(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusServiceUnavailable, "server shutting down")
 		return
 	}
-	silent, err := s.cfg.Live.claim(cam.ID, p, s.cfg.StaleAfter)
+	silent, err := s.cfg.Live.Claim(cam.ID, p, s.cfg.StaleAfter)
 	if err != nil {
 		s.refuse(w, r, http.StatusConflict, "camera "+cam.ID+" already has a live publisher")
 		return
@@ -433,7 +437,7 @@ func (s *WHIPServer) servePublish(w http.ResponseWriter, r *http.Request) {
 	}
 	answer, err := p.negotiate(body, plan)
 	if err != nil {
-		p.finish(EndInterrupted, err)
+		p.finish(ingest.EndInterrupted, err)
 		var bad badOfferError
 		if errors.As(err, &bad) {
 			s.refuse(w, r, http.StatusBadRequest, err.Error())
@@ -446,7 +450,7 @@ func (s *WHIPServer) servePublish(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		p.finish(EndInterrupted, errors.New("server shutting down"))
+		p.finish(ingest.EndInterrupted, errors.New("server shutting down"))
 		s.refuse(w, r, http.StatusServiceUnavailable, "server shutting down")
 		return
 	}
@@ -471,7 +475,7 @@ func (s *WHIPServer) servePublish(w http.ResponseWriter, r *http.Request) {
 
 // resource finds the session a DELETE or PATCH names, for the camera
 // whose bearer came with it.
-func (s *WHIPServer) resource(w http.ResponseWriter, r *http.Request) (*rtcPublisher, bool) {
+func (s *Server) resource(w http.ResponseWriter, r *http.Request) (*publisher, bool) {
 	cam, ok := s.authenticate(w, r)
 	if !ok {
 		return nil, false
@@ -487,19 +491,19 @@ func (s *WHIPServer) resource(w http.ResponseWriter, r *http.Request) (*rtcPubli
 	return p, true
 }
 
-func (s *WHIPServer) serveDelete(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveDelete(w http.ResponseWriter, r *http.Request) {
 	p, ok := s.resource(w, r)
 	if !ok {
 		return
 	}
-	p.finish(EndTeardown, nil)
+	p.finish(ingest.EndTeardown, nil)
 	w.WriteHeader(http.StatusOK)
 }
 
 // servePatch takes trickled ICE candidates (RFC 9725 section 4.3). An ICE
 // restart is not supported: the camera posts a new offer instead, which
 // continues the incident.
-func (s *WHIPServer) servePatch(w http.ResponseWriter, r *http.Request) {
+func (s *Server) servePatch(w http.ResponseWriter, r *http.Request) {
 	p, ok := s.resource(w, r)
 	if !ok {
 		return
@@ -660,7 +664,7 @@ func parseTrickle(body []byte) (cands []webrtc.ICECandidateInit, ufrag string, e
 			ufrag = strings.TrimPrefix(line, "a=ice-ufrag:")
 		case line == "", strings.HasPrefix(line, "a="), strings.HasPrefix(line, "m="):
 		default:
-			return nil, "", fmt.Errorf("not an SDP fragment line: %s", safeID(line))
+			return nil, "", fmt.Errorf("not an SDP fragment line: %s", camera.SafeID(line))
 		}
 	}
 	return cands, ufrag, nil

@@ -1,4 +1,4 @@
-package ingest
+package camera
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"mime"
 	"net/http"
@@ -28,6 +29,10 @@ const (
 	EventWarning  = "camera.warning"
 	EventLocation = "camera.location"
 )
+
+// EventPattern is the route the handler NewEventHandler returns is mounted
+// on (http.ServeMux syntax): it reads the camera id from {camera}.
+const EventPattern = "POST /cameras/{camera}/events"
 
 // cameraEvent is the body of POST /cameras/<id>/events.
 type cameraEvent struct {
@@ -61,7 +66,7 @@ func (e cameraEvent) alert() (string, map[string]any, error) {
 		}
 		return EventLocation, d, nil
 	}
-	return "", nil, fmt.Errorf("unknown event type %s (warning, location)", safeID(e.Type))
+	return "", nil, fmt.Errorf("unknown event type %s (warning, location)", SafeID(e.Type))
 }
 
 // eventLimiter keeps one camera from flooding the outbox (each event is a
@@ -85,48 +90,74 @@ func (l *eventLimiter) allow(camera string) bool {
 	return lim.Allow()
 }
 
-// serveEvent takes a camera's event: POST /cameras/<id>/events with the
+// eventHandler takes a camera's event: POST /cameras/<id>/events with the
 // camera's bearer and a JSON body.
-func (s *WHIPServer) serveEvent(w http.ResponseWriter, r *http.Request) {
-	cam, ok := s.authenticate(w, r)
-	if !ok {
+type eventHandler struct {
+	auth    Authenticator
+	sink    EventSink
+	log     *slog.Logger
+	refused func(r *http.Request, code int, why string)
+	limit   eventLimiter
+}
+
+// NewEventHandler serves the camera-events endpoint, to be mounted on
+// EventPattern. It authenticates the camera by its bearer and hands what
+// it posts to sink; a nil sink answers 501. refused, when set, sees every
+// refusal before it is answered, so the listener serving the endpoint can
+// log and count them with its own. The handler keeps each camera's rate
+// limit: build one per listener.
+func NewEventHandler(a Authenticator, sink EventSink, log *slog.Logger, refused func(r *http.Request, code int, why string)) http.Handler {
+	return &eventHandler{auth: a, sink: sink, log: log, refused: refused}
+}
+
+func (h *eventHandler) refuse(w http.ResponseWriter, r *http.Request, code int, why string) {
+	if h.refused != nil {
+		h.refused(r, code, why)
+	}
+	Refuse(w, code, why)
+}
+
+func (h *eventHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	cam, err := Bearer(r, h.auth)
+	if err != nil {
+		h.refuse(w, r, http.StatusUnauthorized, err.Error())
 		return
 	}
-	if s.cfg.Events == nil {
-		s.refuse(w, r, http.StatusNotImplemented, "camera events are not recorded by this node")
+	if h.sink == nil {
+		h.refuse(w, r, http.StatusNotImplemented, "camera events are not recorded by this node")
 		return
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		s.refuse(w, r, http.StatusUnsupportedMediaType, "an event must be application/json")
+		h.refuse(w, r, http.StatusUnsupportedMediaType, "an event must be application/json")
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxEventBytes))
 	if err != nil {
-		s.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("event larger than %d bytes", maxEventBytes))
+		h.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("event larger than %d bytes", maxEventBytes))
 		return
 	}
 	var ev cameraEvent
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&ev); err != nil || dec.More() {
-		s.refuse(w, r, http.StatusBadRequest, "malformed event JSON")
+		h.refuse(w, r, http.StatusBadRequest, "malformed event JSON")
 		return
 	}
 	typ, data, err := ev.alert()
 	if err != nil {
-		s.refuse(w, r, http.StatusBadRequest, err.Error())
+		h.refuse(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
-	if !s.events.allow(cam.ID) {
+	if !h.limit.allow(cam.ID) {
 		w.Header().Set("Retry-After", "1")
-		s.refuse(w, r, http.StatusTooManyRequests, "too many events from camera "+cam.ID)
+		h.refuse(w, r, http.StatusTooManyRequests, "too many events from camera "+cam.ID)
 		return
 	}
-	if err := s.cfg.Events.CameraEvent(r.Context(), cam, typ, time.Now(), data); err != nil {
-		s.log.Error("camera event not recorded", "camera", cam.ID, "type", typ, "err", err)
+	if err := h.sink.CameraEvent(r.Context(), cam, typ, time.Now(), data); err != nil {
+		h.log.Error("camera event not recorded", "camera", cam.ID, "type", typ, "err", err)
 		http.Error(w, "event not recorded", http.StatusInternalServerError)
 		return
 	}
-	s.log.Info("camera event", "camera", cam.ID, "type", typ)
+	h.log.Info("camera event", "camera", cam.ID, "type", typ)
 	w.WriteHeader(http.StatusAccepted)
 }

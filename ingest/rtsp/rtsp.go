@@ -1,4 +1,7 @@
-package ingest
+// Package rtsp is the RTSP publish listener: cameras ANNOUNCE and RECORD
+// (over TCP, optionally UDP, optionally RTSPS), authenticated by Basic
+// credentials, and what they send is handed to an ingest.Recorder.
+package rtsp
 
 import (
 	"context"
@@ -20,37 +23,13 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
 	"github.com/pion/rtp"
 
+	"camvault/camera"
+	"camvault/ingest"
 	"camvault/media"
 )
 
-// How a session ended, as recorded in the incident.
-const (
-	EndTeardown    = "closed"      // the camera ended the stream
-	EndInterrupted = "interrupted" // lost, timed out, replaced or refused mid-stream
-)
-
-// Recorder receives authenticated camera sessions.
-type Recorder interface {
-	// StartSession is called once the camera starts sending. tracks are
-	// the session's tracks in order; media.AccessUnit.Track indexes them.
-	StartSession(ctx context.Context, cam Camera, tracks []media.Track, remote string) (Session, error)
-}
-
-// Session is the Recorder's side of one ingest session.
-type Session interface {
-	// WriteAccessUnit is called in order per track. An error ends the
-	// ingest session (e.g. a stream that never sends a keyframe).
-	WriteAccessUnit(au *media.AccessUnit) error
-	// Lost records that a track's media from fromPTS to toPTS (in the
-	// track's clock rate, as in AccessUnit.PTS) could not be received and
-	// was left out: a gap in the evidence, said so in the manifest.
-	Lost(track int, fromPTS, toPTS int64, note string)
-	// End is called exactly once, with EndTeardown or EndInterrupted.
-	End(how string, cause error)
-}
-
-// RTSPConfig configures the RTSP listener.
-type RTSPConfig struct {
+// Config configures the RTSP listener.
+type Config struct {
 	Address        string // TCP, e.g. ":8554"
 	UDPRTPAddress  string // e.g. ":8000"; empty disables UDP transport
 	UDPRTCPAddress string // e.g. ":8001"
@@ -66,23 +45,20 @@ type RTSPConfig struct {
 	// before the first keyframe.
 	KeyframeTimeout time.Duration
 	// Live is shared with the node's WHIP listener; nil makes one.
-	Live *Live
+	Live *ingest.Live
 }
 
-// ErrNoKeyframe ends a stream that never sends a decodable keyframe.
-var ErrNoKeyframe = errors.New("no H.264 keyframe received")
-
-// RTSPServer accepts RTSP publishers (ANNOUNCE/RECORD). Reading is refused.
-type RTSPServer struct {
-	cfg      RTSPConfig
-	auth     Authenticator
-	recorder Recorder
+// Server accepts RTSP publishers (ANNOUNCE/RECORD). Reading is refused.
+type Server struct {
+	cfg      Config
+	auth     camera.Authenticator
+	recorder ingest.Recorder
 	log      *slog.Logger
 	srv      *gortsplib.Server
 	ctx      context.Context
 	cancel   context.CancelFunc
 
-	live *Live
+	live *ingest.Live
 
 	// Counters, for tests and metrics.
 	Refused  atomic.Int64
@@ -91,7 +67,7 @@ type RTSPServer struct {
 
 // publisher is one RTSP publishing session.
 type publisher struct {
-	cam      Camera
+	cam      camera.Camera
 	ss       *gortsplib.ServerSession
 	desc     *description.Session
 	remote   string
@@ -102,7 +78,7 @@ type publisher struct {
 	depack  map[*description.Media]map[uint8]*trackDepack
 	lost    atomic.Uint64 // RTP packets lost in transit
 	dupes   uint64        // duplicate or replayed RTP packets dropped
-	session Session
+	session ingest.Session
 	record  time.Time // when RECORD was accepted
 	ended   bool
 	replace bool // replaced by a new publisher of the same camera
@@ -111,7 +87,7 @@ type publisher struct {
 
 type trackDepack struct {
 	id int
-	d  depacketizer
+	d  ingest.Depacketizer
 	// Replay and duplicate guard: a packet whose sequence number is not
 	// ahead of the last one accepted is dropped before it can disturb the
 	// depacketizer's state (over UDP gortsplib has already reordered).
@@ -119,18 +95,19 @@ type trackDepack struct {
 	haveSeq bool
 }
 
-// accept reports whether pkt is new, and records it.
-func (p *publisher) lastPacket() time.Time { return time.Unix(0, p.lastData.Load()) }
+// LastPacket implements ingest.Publisher.
+func (p *publisher) LastPacket() time.Time { return time.Unix(0, p.lastData.Load()) }
 
-// takeOver cancels the session; gortsplib ends it (OnSessionClose) on the
+// TakeOver cancels the session; gortsplib ends it (OnSessionClose) on the
 // session's own goroutine.
-func (p *publisher) takeOver() {
+func (p *publisher) TakeOver() {
 	p.mu.Lock()
 	p.replace = true
 	p.mu.Unlock()
 	p.ss.Close()
 }
 
+// accept reports whether pkt is new, and records it.
 func (td *trackDepack) accept(pkt *rtp.Packet) bool {
 	if td.haveSeq && int16(pkt.SequenceNumber-td.lastSeq) <= 0 {
 		return false
@@ -139,8 +116,8 @@ func (td *trackDepack) accept(pkt *rtp.Packet) bool {
 	return true
 }
 
-// NewRTSPServer builds the server; Start listens.
-func NewRTSPServer(cfg RTSPConfig, a Authenticator, r Recorder, log *slog.Logger) *RTSPServer {
+// NewServer builds the server; Start listens.
+func NewServer(cfg Config, a camera.Authenticator, r ingest.Recorder, log *slog.Logger) *Server {
 	if cfg.ReadTimeout == 0 {
 		cfg.ReadTimeout = 10 * time.Second
 	}
@@ -152,9 +129,9 @@ func NewRTSPServer(cfg RTSPConfig, a Authenticator, r Recorder, log *slog.Logger
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if cfg.Live == nil {
-		cfg.Live = NewLive()
+		cfg.Live = ingest.NewLive()
 	}
-	s := &RTSPServer{cfg: cfg, auth: a, recorder: r, log: log, ctx: ctx, cancel: cancel, live: cfg.Live}
+	s := &Server{cfg: cfg, auth: a, recorder: r, log: log, ctx: ctx, cancel: cancel, live: cfg.Live}
 	s.srv = &gortsplib.Server{
 		Handler:        s,
 		RTSPAddress:    cfg.Address,
@@ -166,13 +143,13 @@ func NewRTSPServer(cfg RTSPConfig, a Authenticator, r Recorder, log *slog.Logger
 		// Basic is the only method that hands us the secret itself, which
 		// is what a MAC check needs; RTSPS protects it on the wire.
 		AuthMethods: []auth.VerifyMethod{auth.VerifyMethodBasic},
-		Listen:      listenBuffered,
+		Listen:      ingest.ListenBuffered,
 	}
 	return s
 }
 
 // Start listens on the configured addresses.
-func (s *RTSPServer) Start() error {
+func (s *Server) Start() error {
 	if err := s.srv.Start(); err != nil {
 		return fmt.Errorf("rtsp listen on %s: %w", s.cfg.Address, err)
 	}
@@ -180,10 +157,10 @@ func (s *RTSPServer) Start() error {
 }
 
 // Addr returns the TCP listen address.
-func (s *RTSPServer) Addr() string { return s.cfg.Address }
+func (s *Server) Addr() string { return s.cfg.Address }
 
 // Close stops accepting and ends every session (each ends Interrupted).
-func (s *RTSPServer) Close() {
+func (s *Server) Close() {
 	s.cancel()
 	s.srv.Close()
 }
@@ -194,24 +171,24 @@ func cameraFromPath(p string) string {
 	return p
 }
 
-func (s *RTSPServer) refuse(code base.StatusCode, remote, path, why string) *base.Response {
+func (s *Server) refuse(code base.StatusCode, remote, path, why string) *base.Response {
 	s.Refused.Add(1)
 	s.log.Warn("rtsp request refused", "remote", remote, "path", path, "status", int(code), "reason", why)
 	return &base.Response{StatusCode: code}
 }
 
 // OnDescribe refuses: nobody reads footage over RTSP.
-func (s *RTSPServer) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (s *Server) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
 	return s.refuse(base.StatusForbidden, ctx.Conn.NetConn().RemoteAddr().String(), ctx.Path, "reading is not allowed"), nil, nil
 }
 
 // OnPlay refuses: nobody reads footage over RTSP.
-func (s *RTSPServer) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+func (s *Server) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
 	return s.refuse(base.StatusForbidden, ctx.Conn.NetConn().RemoteAddr().String(), ctx.Path, "reading is not allowed"), nil
 }
 
 // OnAnnounce authenticates the camera and checks the announced tracks.
-func (s *RTSPServer) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
+func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
 	remote := ctx.Conn.NetConn().RemoteAddr().String()
 	camID := cameraFromPath(ctx.Path)
 	hdr, ok := ctx.Request.Header["Authorization"]
@@ -227,7 +204,7 @@ func (s *RTSPServer) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*bas
 	}
 	cam, err := s.auth.Authenticate(s.ctx, ah.Username, ah.BasicPass)
 	if err != nil {
-		s.refuse(base.StatusUnauthorized, remote, ctx.Path, "bad credentials for camera "+safeID(ah.Username))
+		s.refuse(base.StatusUnauthorized, remote, ctx.Path, "bad credentials for camera "+camera.SafeID(ah.Username))
 		return &base.Response{StatusCode: base.StatusUnauthorized}, liberrors.ErrServerAuth{}
 	}
 	if cam.ID != camID {
@@ -238,9 +215,9 @@ func (s *RTSPServer) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*bas
 		depack: map[*description.Media]map[uint8]*trackDepack{}}
 	for _, medi := range ctx.Description.Medias {
 		for _, f := range medi.Formats {
-			t, d, err := newTrack(len(p.tracks), f)
+			t, d, err := ingest.NewTrack(len(p.tracks), f)
 			if err != nil {
-				if errors.Is(err, ErrUnsupportedCodec) {
+				if errors.Is(err, ingest.ErrUnsupportedCodec) {
 					// Other formats in the same media (e.g. RTX) are ignored;
 					// an unknown media type refuses the stream below if no
 					// usable track remains.
@@ -265,7 +242,7 @@ func (s *RTSPServer) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*bas
 	}
 
 	p.lastData.Store(time.Now().UnixNano())
-	silent, err := s.live.claim(cam.ID, p, s.cfg.StaleAfter)
+	silent, err := s.live.Claim(cam.ID, p, s.cfg.StaleAfter)
 	if err != nil {
 		return s.refuse(base.StatusServiceUnavailable, remote, ctx.Path, "camera "+cam.ID+" already has a live publisher"), nil
 	}
@@ -285,16 +262,8 @@ func hasVideo(ts []media.Track) bool {
 	return false
 }
 
-// safeID keeps attacker-chosen strings short and printable in logs.
-func safeID(s string) string {
-	if len(s) > 64 {
-		s = s[:64]
-	}
-	return fmt.Sprintf("%q", s)
-}
-
 // OnSetup accepts the SETUP of an announced session only.
-func (s *RTSPServer) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
 	if _, ok := ctx.Session.UserData().(*publisher); !ok {
 		return s.refuse(base.StatusForbidden, ctx.Conn.NetConn().RemoteAddr().String(), ctx.Path, "reading is not allowed"), nil, nil
 	}
@@ -302,7 +271,7 @@ func (s *RTSPServer) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Resp
 }
 
 // OnRecord starts the recorder session and the packet flow.
-func (s *RTSPServer) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Response, error) {
+func (s *Server) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Response, error) {
 	p, ok := ctx.Session.UserData().(*publisher)
 	if !ok {
 		return s.refuse(base.StatusForbidden, ctx.Conn.NetConn().RemoteAddr().String(), ctx.Path, "record without announce"), nil
@@ -319,7 +288,7 @@ func (s *RTSPServer) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Re
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
-func (s *RTSPServer) onPacket(p *publisher, medi *description.Media, pkt *rtp.Packet) {
+func (s *Server) onPacket(p *publisher, medi *description.Media, pkt *rtp.Packet) {
 	now := time.Now()
 	p.lastData.Store(now.UnixNano())
 	td, ok := p.depack[medi][pkt.PayloadType]
@@ -340,7 +309,7 @@ func (s *RTSPServer) onPacket(p *publisher, medi *description.Media, pkt *rtp.Pa
 	if !ok {
 		return
 	}
-	aus, err := td.d.decode(pkt, pts, now)
+	aus, err := td.d.Decode(pkt, pts, now)
 	if err != nil {
 		// A broken packet loses at most its own access unit; log it, keep going.
 		s.log.Debug("rtp decode error", "camera", p.cam.ID, "err", err)
@@ -365,24 +334,24 @@ func (s *RTSPServer) onPacket(p *publisher, medi *description.Media, pkt *rtp.Pa
 		}
 	}
 	if p.session == nil && now.Sub(p.record) > s.cfg.KeyframeTimeout {
-		p.fail(s, fmt.Errorf("%w within %v", ErrNoKeyframe, s.cfg.KeyframeTimeout))
+		p.fail(s, fmt.Errorf("%w within %v", ingest.ErrNoKeyframeReceived, s.cfg.KeyframeTimeout))
 	}
 }
 
 // fail ends the session with err; p.mu is held.
-func (p *publisher) fail(s *RTSPServer, err error) {
+func (p *publisher) fail(s *Server, err error) {
 	p.failure = err
 	s.log.Error("ending ingest session", "camera", p.cam.ID, "remote", p.remote, "err", err)
 	go p.ss.Close() // Close waits for the packet reader: never from its goroutine
 }
 
 // OnSessionClose ends the recorder session.
-func (s *RTSPServer) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 	p, ok := ctx.Session.UserData().(*publisher)
 	if !ok {
 		return
 	}
-	s.live.release(p.cam.ID, p)
+	s.live.Release(p.cam.ID, p)
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -398,7 +367,7 @@ func (s *RTSPServer) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCt
 	if lost := p.lost.Load(); lost > 0 || p.dupes > 0 {
 		s.log.Warn("rtp packets lost or duplicated in transit", "camera", p.cam.ID, "lost", lost, "duplicates_dropped", p.dupes)
 	}
-	how, cause := EndInterrupted, ctx.Error
+	how, cause := ingest.EndInterrupted, ctx.Error
 	var torn liberrors.ErrServerSessionTornDown
 	switch {
 	case p.failure != nil:
@@ -406,7 +375,7 @@ func (s *RTSPServer) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCt
 	case p.replace:
 		cause = errors.New("replaced by a new connection of the same camera")
 	case errors.As(ctx.Error, &torn):
-		how = EndTeardown
+		how = ingest.EndTeardown
 	}
 	s.log.Info("camera stopped", "camera", p.cam.ID, "how", how, "cause", cause)
 	p.session.End(how, cause)
@@ -420,14 +389,14 @@ func (p *publisher) failureOr(err error) error {
 }
 
 // OnPacketsLost counts packets the transport saw missing.
-func (s *RTSPServer) OnPacketsLost(ctx *gortsplib.ServerHandlerOnPacketsLostCtx) {
+func (s *Server) OnPacketsLost(ctx *gortsplib.ServerHandlerOnPacketsLostCtx) {
 	if p, ok := ctx.Session.UserData().(*publisher); ok {
 		p.lost.Add(ctx.Lost)
 	}
 }
 
 // OnDecodeError logs transport-level decode errors (malformed RTP/RTCP).
-func (s *RTSPServer) OnDecodeError(ctx *gortsplib.ServerHandlerOnDecodeErrorCtx) {
+func (s *Server) OnDecodeError(ctx *gortsplib.ServerHandlerOnDecodeErrorCtx) {
 	cam := ""
 	if p, ok := ctx.Session.UserData().(*publisher); ok {
 		cam = p.cam.ID

@@ -1,4 +1,4 @@
-package ingest
+package whip
 
 import (
 	"errors"
@@ -15,16 +15,18 @@ import (
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
+	"camvault/camera"
+	"camvault/ingest"
 	"camvault/media"
 )
 
-// rtcPublisher is one WHIP session: a peer connection whose tracks are
+// publisher is one WHIP session: a peer connection whose tracks are
 // put back in order, depacketized and handed to the Recorder exactly as an
 // RTSP session's are.
-type rtcPublisher struct {
-	s        *WHIPServer
+type publisher struct {
+	s        *Server
 	id       string
-	cam      Camera
+	cam      camera.Camera
 	remote   string
 	created  time.Time
 	pc       *webrtc.PeerConnection
@@ -37,7 +39,7 @@ type rtcPublisher struct {
 	inputs   []*rtcTrack
 	byKind   map[webrtc.RTPCodecType]*rtcTrack
 	pts      rtptime.GlobalDecoder2
-	session  Session
+	session  ingest.Session
 	ended    bool
 	replaced bool
 	failure  error
@@ -57,8 +59,8 @@ type rtcStats struct {
 type rtcTrack struct {
 	id      int
 	format  format.Format
-	d       depacketizer
-	reorder *reorderBuffer
+	d       ingest.Depacketizer
+	reorder *ingest.ReorderBuffer
 	lastPTS int64 // the last access unit handed on
 	havePTS bool
 	// broken: packets were lost and the track waits for a keyframe; the
@@ -70,18 +72,18 @@ type rtcTrack struct {
 
 // negotiate applies the offer and returns the complete answer (all host
 // candidates included: the server's candidates are known at once).
-func (p *rtcPublisher) negotiate(offer []byte, plan *offerPlan) (string, error) {
+func (p *publisher) negotiate(offer []byte, plan *offerPlan) (string, error) {
 	p.byKind = map[webrtc.RTPCodecType]*rtcTrack{}
 	for i, pt := range plan.tracks {
 		f, err := gortsplibFormat(pt.codec)
 		if err != nil {
 			return "", badOffer("%v", err)
 		}
-		t, d, err := newTrack(i, f)
+		t, d, err := ingest.NewTrack(i, f)
 		if err != nil {
 			return "", badOffer("%v", err)
 		}
-		in := &rtcTrack{id: i, format: f, d: d, reorder: newReorderBuffer(p.s.cfg.ReorderWait, 4096)}
+		in := &rtcTrack{id: i, format: f, d: d, reorder: ingest.NewReorderBuffer(p.s.cfg.ReorderWait, 4096)}
 		p.tracks = append(p.tracks, t)
 		p.inputs = append(p.inputs, in)
 		p.byKind[pt.kind] = in
@@ -102,9 +104,9 @@ func (p *rtcPublisher) negotiate(offer []byte, plan *offerPlan) (string, error) 
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
 		case webrtc.PeerConnectionStateFailed:
-			go p.finish(EndInterrupted, errors.New("webrtc connection failed: the camera stopped answering consent checks"))
+			go p.finish(ingest.EndInterrupted, errors.New("webrtc connection failed: the camera stopped answering consent checks"))
 		case webrtc.PeerConnectionStateClosed:
-			go p.finish(EndInterrupted, errors.New("the camera closed the connection without DELETE"))
+			go p.finish(ingest.EndInterrupted, errors.New("the camera closed the connection without DELETE"))
 		case webrtc.PeerConnectionStateDisconnected:
 			p.s.log.Warn("webrtc camera disconnected; waiting for it", "camera", p.cam.ID)
 		}
@@ -180,11 +182,11 @@ func gortsplibFormat(c sdp.Codec) (format.Format, error) {
 	case "opus":
 		return &format.Opus{PayloadTyp: c.PayloadType, ChannelCount: 2}, nil
 	}
-	return nil, fmt.Errorf("%w: %s", ErrUnsupportedCodec, c.Name)
+	return nil, fmt.Errorf("%w: %s", ingest.ErrUnsupportedCodec, c.Name)
 }
 
 // read delivers one remote track's packets until the connection closes.
-func (p *rtcPublisher) read(tr *webrtc.TrackRemote) {
+func (p *publisher) read(tr *webrtc.TrackRemote) {
 	p.mu.Lock()
 	in := p.byKind[tr.Kind()]
 	if in != nil && tr.Kind() == webrtc.RTPCodecTypeVideo {
@@ -204,7 +206,7 @@ func (p *rtcPublisher) read(tr *webrtc.TrackRemote) {
 	}
 }
 
-func (p *rtcPublisher) onPacket(in *rtcTrack, pkt *rtp.Packet, now time.Time) {
+func (p *publisher) onPacket(in *rtcTrack, pkt *rtp.Packet, now time.Time) {
 	p.lastData.Store(now.UnixNano())
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -215,15 +217,15 @@ func (p *rtcPublisher) onPacket(in *rtcTrack, pkt *rtp.Packet, now time.Time) {
 	if pkt.PayloadType != in.format.PayloadType() {
 		return // nothing else was negotiated for this section
 	}
-	p.deliver(in, in.reorder.push(pkt, now), now)
+	p.deliver(in, in.reorder.Push(pkt, now), now)
 }
 
 // deliver runs packets released by the reorder buffer through the
 // depacketizer into the session; p.mu is held.
-func (p *rtcPublisher) deliver(in *rtcTrack, res reorderResult, now time.Time) {
-	p.stats.late += uint64(res.late)
-	p.stats.lost += uint64(res.lost)
-	for i, pkt := range res.packets {
+func (p *publisher) deliver(in *rtcTrack, res ingest.ReorderResult, now time.Time) {
+	p.stats.late += uint64(res.Late)
+	p.stats.lost += uint64(res.Lost)
+	for i, pkt := range res.Packets {
 		if p.failure != nil {
 			return
 		}
@@ -231,10 +233,10 @@ func (p *rtcPublisher) deliver(in *rtcTrack, res reorderResult, now time.Time) {
 		if !ok {
 			continue
 		}
-		if lost := res.lostBefore[i]; lost > 0 {
+		if lost := res.LostBefore[i]; lost > 0 {
 			p.onLoss(in, lost, pts, now)
 		}
-		aus, err := in.d.decode(pkt, pts, now)
+		aus, err := in.d.Decode(pkt, pts, now)
 		if err != nil {
 			p.s.log.Debug("rtp decode error", "camera", p.cam.ID, "err", err)
 		}
@@ -247,8 +249,8 @@ func (p *rtcPublisher) deliver(in *rtcTrack, res reorderResult, now time.Time) {
 // onLoss handles packets given up on before the one at pts. Audio loses
 // just those frames; video is undecodable until the next keyframe, so the
 // depacketizer starts over there and a keyframe is asked for at once.
-func (p *rtcPublisher) onLoss(in *rtcTrack, lost int, pts int64, now time.Time) {
-	if err := in.d.reset(); err != nil {
+func (p *publisher) onLoss(in *rtcTrack, lost int, pts int64, now time.Time) {
+	if err := in.d.Reset(); err != nil {
 		p.fail(fmt.Errorf("reset depacketizer: %w", err))
 		return
 	}
@@ -267,7 +269,7 @@ func (p *rtcPublisher) onLoss(in *rtcTrack, lost int, pts int64, now time.Time) 
 	p.sendPLI(now)
 }
 
-func (p *rtcPublisher) writeAU(in *rtcTrack, au *media.AccessUnit, now time.Time) {
+func (p *publisher) writeAU(in *rtcTrack, au *media.AccessUnit, now time.Time) {
 	video := p.tracks[in.id].IsVideo()
 	if video && au.Key {
 		p.lastKey, p.wantKey = now, false
@@ -294,24 +296,24 @@ func (p *rtcPublisher) writeAU(in *rtcTrack, au *media.AccessUnit, now time.Time
 }
 
 // fail ends the session with err; p.mu is held.
-func (p *rtcPublisher) fail(err error) {
+func (p *publisher) fail(err error) {
 	if p.failure != nil {
 		return
 	}
 	p.failure = err
 	p.s.log.Error("ending webrtc ingest session", "camera", p.cam.ID, "remote", p.remote, "err", err)
-	go p.finish(EndInterrupted, err)
+	go p.finish(ingest.EndInterrupted, err)
 }
 
 // requestKeyframe asks for a keyframe now if one is wanted.
-func (p *rtcPublisher) requestKeyframe(now time.Time) {
+func (p *publisher) requestKeyframe(now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.sendPLI(now)
 }
 
 // sendPLI sends a Picture Loss Indication, at most every 300 ms; p.mu is held.
-func (p *rtcPublisher) sendPLI(now time.Time) {
+func (p *publisher) sendPLI(now time.Time) {
 	if p.ssrc == 0 || p.pc == nil || now.Sub(p.lastPLI) < 300*time.Millisecond {
 		return
 	}
@@ -325,7 +327,7 @@ func (p *rtcPublisher) sendPLI(now time.Time) {
 // watch ends a session that went silent or never became decodable, asks
 // for keyframes when a segment is due one, and releases packets held for
 // a retransmission that is not coming.
-func (p *rtcPublisher) watch() {
+func (p *publisher) watch() {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -336,20 +338,20 @@ func (p *rtcPublisher) watch() {
 			return
 		case now := <-t.C:
 			if silent := now.Sub(time.Unix(0, p.lastData.Load())); silent > p.s.cfg.ReadTimeout {
-				p.finish(EndInterrupted, fmt.Errorf("no media for %v", silent.Round(time.Second)))
+				p.finish(ingest.EndInterrupted, fmt.Errorf("no media for %v", silent.Round(time.Second)))
 				return
 			}
 			p.mu.Lock()
 			if p.session == nil && now.Sub(p.created) > p.s.cfg.KeyframeTimeout && p.failure == nil {
-				p.fail(fmt.Errorf("%w within %v", ErrNoKeyframe, p.s.cfg.KeyframeTimeout))
+				p.fail(fmt.Errorf("%w within %v", ingest.ErrNoKeyframeReceived, p.s.cfg.KeyframeTimeout))
 			}
 			if p.wantKey || (!p.lastKey.IsZero() && now.Sub(p.lastKey) >= p.s.cfg.KeyframeEvery) {
 				p.sendPLI(now)
 			}
 			for _, in := range p.inputs {
 				if !p.ended && p.failure == nil {
-					var res reorderResult
-					in.reorder.expire(&res, now)
+					var res ingest.ReorderResult
+					in.reorder.Expire(&res, now)
 					p.deliver(in, res, now)
 				}
 			}
@@ -358,19 +360,20 @@ func (p *rtcPublisher) watch() {
 	}
 }
 
-func (p *rtcPublisher) lastPacket() time.Time { return time.Unix(0, p.lastData.Load()) }
+// LastPacket implements ingest.Publisher.
+func (p *publisher) LastPacket() time.Time { return time.Unix(0, p.lastData.Load()) }
 
-// takeOver ends this session because its camera posted a new offer.
-func (p *rtcPublisher) takeOver() {
+// TakeOver ends this session because its camera posted a new offer.
+func (p *publisher) TakeOver() {
 	p.mu.Lock()
 	p.replaced = true
 	p.mu.Unlock()
-	go p.finish(EndInterrupted, errors.New("replaced by a new connection of the same camera"))
+	go p.finish(ingest.EndInterrupted, errors.New("replaced by a new connection of the same camera"))
 }
 
 // finish ends the session once: what is still held is delivered, the
 // recording ends with how, and the peer connection closes.
-func (p *rtcPublisher) finish(how string, cause error) {
+func (p *publisher) finish(how string, cause error) {
 	p.mu.Lock()
 	if p.ended {
 		p.mu.Unlock()
@@ -379,13 +382,13 @@ func (p *rtcPublisher) finish(how string, cause error) {
 	if p.failure == nil {
 		now := time.Now()
 		for _, in := range p.inputs {
-			p.deliver(in, in.reorder.flush(), now)
+			p.deliver(in, in.reorder.Flush(), now)
 		}
 	}
 	p.ended = true
 	close(p.done)
 	if p.failure != nil {
-		how, cause = EndInterrupted, p.failure
+		how, cause = ingest.EndInterrupted, p.failure
 	}
 	if p.session != nil {
 		for _, in := range p.inputs {
@@ -398,7 +401,7 @@ func (p *rtcPublisher) finish(how string, cause error) {
 	p.mu.Unlock()
 
 	s := p.s
-	s.cfg.Live.release(p.cam.ID, p)
+	s.cfg.Live.Release(p.cam.ID, p)
 	s.mu.Lock()
 	if s.resources[p.id] == p {
 		delete(s.resources, p.id)

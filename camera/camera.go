@@ -1,7 +1,8 @@
-// Package ingest accepts camera streams (RTSP publish; WHIP in whip.go when
-// present), authenticates the camera, and turns RTP into timestamped access
-// units handed to a Recorder.
-package ingest
+// Package camera is what a node knows of its cameras apart from their
+// media: ids, secrets and how they are checked, and the events cameras
+// post besides their streams. It imports no streaming protocol: registering
+// a camera (the CLI) or checking its secret needs none.
+package camera
 
 import (
 	"context"
@@ -24,8 +25,8 @@ type Camera struct {
 	Officer string
 }
 
-// CameraLookup finds a registered camera's stored secret MAC.
-type CameraLookup interface {
+// Registry finds a registered camera's stored secret MAC.
+type Registry interface {
 	LookupCamera(ctx context.Context, id string) (officer string, secretMAC []byte, revoked bool, err error)
 }
 
@@ -34,11 +35,11 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, cameraID, secret string) (Camera, error)
 }
 
-var cameraIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
-// ValidCameraID reports whether id is acceptable as a camera id (and so as
-// an RTSP path and a URL segment).
-func ValidCameraID(id string) bool { return cameraIDPattern.MatchString(id) }
+// ValidID reports whether id is acceptable as a camera id (and so as an
+// RTSP path and a URL segment).
+func ValidID(id string) bool { return idPattern.MatchString(id) }
 
 // NewSecret returns a fresh camera secret: 160 random bits, base32 without
 // padding, so it survives URLs and RTSP userinfo unescaped.
@@ -61,14 +62,14 @@ func SecretMAC(pepper []byte, secret string) []byte {
 
 // PepperAuth authenticates cameras against their stored secret MACs.
 type PepperAuth struct {
-	Cameras CameraLookup
+	Cameras Registry
 	Pepper  []byte
 }
 
 // Authenticate implements Authenticator.
 func (a *PepperAuth) Authenticate(ctx context.Context, cameraID, secret string) (Camera, error) {
 	got := SecretMAC(a.Pepper, secret) // computed even for unknown ids: same work either way
-	if !ValidCameraID(cameraID) {
+	if !ValidID(cameraID) {
 		return Camera{}, ErrUnauthorized
 	}
 	officer, want, revoked, err := a.Cameras.LookupCamera(ctx, cameraID)
