@@ -162,6 +162,25 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 	return r, nil
 }
 
+// RecoverInterrupted ends the sessions a crash or power cut left running
+// (the catalog records the gap and the end) and signs each incident's
+// head, so the manifest says what was lost before the camera reconnects.
+// Call it once, before any camera is accepted.
+func (r *Recorder) RecoverInterrupted(ctx context.Context) error {
+	interrupted, err := r.cat.InterruptRunning(ctx, r.cfg.Now())
+	if err != nil {
+		return fmt.Errorf("end interrupted sessions: %w", err)
+	}
+	c := &commit.Committer{Catalog: r.cat, Signer: r.committer.Signer, Now: r.cfg.Now, Anchors: r.committer.Anchors}
+	for _, inc := range interrupted {
+		if err := c.Checkpoint(ctx, inc); err != nil {
+			return err
+		}
+		r.log.Warn("incident interrupted by a server stop", "incident", inc)
+	}
+	return nil
+}
+
 // Close ends every running session (their segments already cut are
 // sealed, stored and committed) and drains the pipeline.
 func (r *Recorder) Close() error {

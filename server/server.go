@@ -36,7 +36,6 @@ import (
 	"camvault/recorder"
 	"camvault/retention"
 	"camvault/review"
-	"camvault/stages/commit"
 	"camvault/storage"
 	"camvault/storage/fs"
 )
@@ -212,20 +211,12 @@ func (s *Server) open() error {
 		return nil
 	}
 
-	// Sessions a crash left running: record the gap, end them, sign.
-	interrupted, err := s.Catalog.InterruptRunning(ctx, time.Now())
-	if err != nil {
+	s.auditor = &audit.Anchorer{Catalog: s.Catalog, Store: s.Store, Signer: signer, Now: time.Now}
+	if s.Recorder, err = recorder.New(s.cfg.Recorder, s.Catalog, s.Store, recipients, signer, s.Registry, s.log); err != nil {
 		return err
 	}
-	s.auditor = &audit.Anchorer{Catalog: s.Catalog, Store: s.Store, Signer: signer, Now: time.Now}
-	c := &commit.Committer{Catalog: s.Catalog, Signer: signer, Now: time.Now, Anchors: s.Store}
-	for _, inc := range interrupted {
-		if err := c.Checkpoint(ctx, inc); err != nil {
-			return err
-		}
-		s.log.Warn("incident interrupted by a server stop", "incident", inc)
-	}
-	if s.Recorder, err = recorder.New(s.cfg.Recorder, s.Catalog, s.Store, recipients, signer, s.Registry, s.log); err != nil {
+	// Before any camera is accepted: the sessions a crash left running.
+	if err := s.Recorder.RecoverInterrupted(ctx); err != nil {
 		return err
 	}
 	udpRTP, udpRTCP := s.cfg.UDPRTPAddress, s.cfg.UDPRTCPAddress
