@@ -63,8 +63,9 @@ type Config struct {
 	Now       func() time.Time
 }
 
-// Store is what the backoffice needs of the catalog.
-type Store interface {
+// AlertCatalog is what the alert service needs of the catalog: the outbox
+// it delivers and the webhooks it delivers to.
+type AlertCatalog interface {
 	Outbox
 	WebhookStore
 }
@@ -73,7 +74,7 @@ type Store interface {
 // listener and webhooks.
 type Service struct {
 	cfg     Config
-	store   Store
+	cat     AlertCatalog
 	log     *slog.Logger
 	hub     *hub
 	client  *http.Client
@@ -102,7 +103,7 @@ type metrics struct {
 
 // New checks cfg and prepares the service; reg (may be nil) gets its
 // metrics.
-func New(cfg Config, store Store, reg prometheus.Registerer, log *slog.Logger) (*Service, error) {
+func New(cfg Config, cat AlertCatalog, reg prometheus.Registerer, log *slog.Logger) (*Service, error) {
 	if cfg.Poll <= 0 {
 		cfg.Poll = 100 * time.Millisecond
 	}
@@ -165,7 +166,7 @@ func New(cfg Config, store Store, reg prometheus.Registerer, log *slog.Logger) (
 	if len(cfg.Webhooks) > 0 && len(cfg.WebhookSecret) < minSecretLen {
 		return nil, errors.New("webhooks need a signing secret of at least 16 bytes (--webhook-secret-file)")
 	}
-	s := &Service{cfg: cfg, store: store, log: log, hub: newHub(store, cfg.Poll, log),
+	s := &Service{cfg: cfg, cat: cat, log: log, hub: newHub(cat, cfg.Poll, log),
 		auth: auth, staff: cfg.Staff, holds: cfg.Holds,
 		loginByName: &limiter{every: cfg.LoginEvery, burst: cfg.LoginBurst},
 		loginByAddr: &limiter{every: cfg.LoginEvery, burst: cfg.LoginBurst},
@@ -203,7 +204,7 @@ func (s *Service) Start(ctx context.Context) error {
 		return err
 	}
 	for _, u := range s.cfg.Webhooks {
-		st, err := s.store.EnsureWebhook(ctx, u, s.cfg.Now())
+		st, err := s.cat.EnsureWebhook(ctx, u, s.cfg.Now())
 		if err != nil {
 			return err
 		}

@@ -1,7 +1,10 @@
-// Package backoffice is the backoffice listener's API: for now the alert
-// outbox delivered to people and systems, as server-sent events at
-// /api/v1/events and as signed webhooks. Who may receive what is decided
-// here, by role, from one table.
+// Package backoffice is the staff side of a node: the HTTP API and web UI
+// for staff accounts, sessions and tokens, the alert outbox delivered as
+// server-sent events and signed webhooks, incidents and their timelines,
+// reason-bound footage views, legal holds and two-person exports. Who may
+// do what is decided here, by role, from one table (matrix.go). It reads
+// what the pipeline wrote, through the catalog, the store and review, and
+// never imports the pipeline's packages.
 package backoffice
 
 import (

@@ -68,7 +68,7 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request, who Princi
 		if s.ctx.Err() != nil || r.Context().Err() != nil {
 			return
 		}
-		page, err := s.store.AlertsAfter(r.Context(), after, pageSize)
+		page, err := s.cat.AlertsAfter(r.Context(), after, pageSize)
 		if err != nil {
 			s.log.Error("sse: read outbox", "err", err)
 			return

@@ -58,7 +58,7 @@ func (w *webhook) run(ctx context.Context) {
 			}
 			continue
 		}
-		page, err := s.store.AlertsAfter(ctx, w.pos, pageSize)
+		page, err := s.cat.AlertsAfter(ctx, w.pos, pageSize)
 		if err != nil || len(page) == 0 {
 			if err != nil && ctx.Err() == nil {
 				s.log.Error("webhook: read outbox", "url", w.url, "err", err)
@@ -92,7 +92,7 @@ func (w *webhook) deliver(ctx context.Context, a catalog.Alert) bool {
 		// and a restart must not send it again.
 		rec, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		if err == nil {
-			if derr := s.store.WebhookDelivered(rec, w.url, a.ID, now); derr != nil {
+			if derr := s.cat.WebhookDelivered(rec, w.url, a.ID, now); derr != nil {
 				s.log.Error("webhook: record delivery (it may be sent again after a restart)", "url", w.url, "id", a.ID, "err", derr)
 			}
 			cancel()
@@ -103,7 +103,7 @@ func (w *webhook) deliver(ctx context.Context, a catalog.Alert) bool {
 			}
 			return true
 		}
-		if ferr := s.store.WebhookFailed(rec, w.url, now, err.Error()); ferr != nil {
+		if ferr := s.cat.WebhookFailed(rec, w.url, now, err.Error()); ferr != nil {
 			s.log.Error("webhook: record failed attempt", "url", w.url, "err", ferr)
 		}
 		cancel()

@@ -1,6 +1,8 @@
 // Package server assembles a camvault node: catalog, chunk store, the
-// recording pipeline, the RTSP ingest listener and the backoffice HTTP
-// listener. `camvault serve` and the benchmarks run the same assembly.
+// recorder and its pipeline, the RTSP and WHIP ingest listeners, the
+// backoffice HTTP listener, the retention sweeper and the audit anchoring.
+// `camvault serve`, `camvault backoffice` and the benchmarks run the same
+// assembly.
 package server
 
 import (

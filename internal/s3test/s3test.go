@@ -1,6 +1,8 @@
 // Package s3test runs a real S3 server with Object Lock for tests:
-// versitygw (posix backend, versioning) on loopback, with a non-root
-// account, as ../shared/S3-OBJECT-LOCK.md describes. Under CI=true a
+// versitygw (posix backend, versioning, which Object Lock needs) on
+// loopback. camvault talks to it as an ordinary account (role userplus,
+// which may create its own lock bucket), as it would to a production
+// store: never with the server's root credentials. Under CI=true a
 // missing versitygw fails the test; elsewhere it skips.
 package s3test
 

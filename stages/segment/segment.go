@@ -8,6 +8,12 @@
 // IDR picture, a VP8 keyframe), so a segment can be decoded with the init
 // segment alone and the segments of a session concatenate into one
 // playable file with a continuous timeline.
+//
+// Segmenting is the pipeline's first hop and the one that is not an
+// engine stage: it holds a session's state between access units and runs
+// on the goroutine that delivers them, in their order, so that a segment
+// is cut the moment its successor's keyframe arrives. Each segment then
+// enters the pipeline's source as a media.Item.
 package segment
 
 import (
