@@ -81,10 +81,11 @@ func (w *Writer) Init() ([]byte, error) {
 	return append([]byte(nil), w.init...), nil
 }
 
-// payloadSize is the size of a sample of nalus as written: AVCC (4-byte
+// PayloadSize is the size of a sample of nalus as written: AVCC (4-byte
 // length prefixes, empty NAL units skipped) for H.264, the bytes
-// otherwise.
-func payloadSize(avcc bool, nalus [][]byte) int {
+// otherwise. The segmenter counts a segment's size with it before the
+// segment is written.
+func PayloadSize(avcc bool, nalus [][]byte) int {
 	n := 0
 	for _, b := range nalus {
 		if len(b) == 0 {
@@ -143,7 +144,7 @@ func (w *Writer) Marshal(seq uint64, tracks [][]container.Sample) ([]byte, error
 			if sm.PTSOffset != 0 {
 				f |= trunCTO
 			}
-			payload += payloadSize(w.tracks[i].avcc, sm.Data)
+			payload += PayloadSize(w.tracks[i].avcc, sm.Data)
 		}
 		flags[i] = f
 		moofSize += trafFixed + n*entrySize(f)
@@ -175,7 +176,7 @@ func (w *Writer) Marshal(seq uint64, tracks [][]container.Sample) ([]byte, error
 		b = binary.BigEndian.AppendUint32(b, uint32(n))
 		b = binary.BigEndian.AppendUint32(b, uint32(dataOff))
 		for _, sm := range samples {
-			size := payloadSize(t.avcc, sm.Data)
+			size := PayloadSize(t.avcc, sm.Data)
 			b = binary.BigEndian.AppendUint32(b, sm.Duration)
 			b = binary.BigEndian.AppendUint32(b, uint32(size))
 			if flags[i]&trunFlags != 0 {

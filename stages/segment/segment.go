@@ -328,7 +328,7 @@ func (s *Segmenter) Push(au *media.AccessUnit) (*Segment, error) {
 		return nil, nil
 	}
 	t := s.tracks[s.byID[au.Track]]
-	size := payloadSize(t.avcc, au.NALUs)
+	size := fmp4.PayloadSize(t.avcc, au.NALUs)
 	if size == 0 {
 		s.dropped++
 		return nil, nil
@@ -588,23 +588,6 @@ func validTimestamps(pts, dts int64) bool {
 	return dts >= -maxTimestamp && dts <= maxTimestamp &&
 		pts >= -maxTimestamp && pts <= maxTimestamp &&
 		pts-dts >= math.MinInt32 && pts-dts <= math.MaxInt32
-}
-
-// payloadSize is the size of the sample written for nalus: AVCC (4-byte
-// length prefixes, empty NAL units skipped) for H.264 in fMP4, the bytes
-// otherwise.
-func payloadSize(avcc bool, nalus [][]byte) int {
-	n := 0
-	for _, b := range nalus {
-		if len(b) == 0 {
-			continue
-		}
-		n += len(b)
-		if avcc {
-			n += 4
-		}
-	}
-	return n
 }
 
 // hasIDR decides keyframes from the bitstream rather than AccessUnit.Key:
