@@ -19,7 +19,7 @@ import (
 )
 
 func cmdKeygen(args []string, stdout, stderr io.Writer) error {
-	fl, data := newFlags("keygen", stderr)
+	fl, data := newFlags("keygen")
 	if err := noArgs(fl, args); err != nil {
 		return err
 	}
@@ -37,15 +37,22 @@ func cmdKeygen(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdCamera(args []string, stdout, stderr io.Writer) error {
-	fl, data := newFlags("camera", stderr)
+	fl, data := newFlags("camera")
 	officer := fl.String("officer", "", "officer wearing the camera")
 	by := fl.String("by", "", "who does this, for the audit trail (default the OS user)")
 	pos, err := parseInterspersed(fl, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 2 || (pos[0] != "add" && pos[0] != "revoke" && pos[0] != "rotate") {
-		return usagef("usage: camvault camera add ID --officer NAME | camera revoke ID | camera rotate ID")
+	if err := subcommand(pos, "camvault camera add ID --officer NAME | camera revoke ID | camera rotate ID", "add", "revoke", "rotate"); err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		form := "camvault camera " + pos[0] + " ID"
+		if pos[0] == "add" {
+			form += " --officer NAME"
+		}
+		return argCount(pos, 2, "the camera ID", form)
 	}
 	id := pos[1]
 	switch pos[0] {
@@ -74,7 +81,7 @@ func cmdCamera(args []string, stdout, stderr io.Writer) error {
 		return usagef("camera id %q: use 1-64 of a-z 0-9 _ - (starting with a letter or digit)", id)
 	}
 	if *officer == "" {
-		return usagef("--officer is required")
+		return usagef("missing --officer NAME (who wears the camera): camvault camera add %s --officer NAME", id)
 	}
 	secret, err := addCamera(context.Background(), *data, id, *officer, actor(*by))
 	if err != nil {
@@ -122,7 +129,7 @@ func withNewSecret(data string, store func(*catalog.Catalog, []byte) error) (str
 }
 
 func cmdIncidents(args []string, stdout, stderr io.Writer) error {
-	fl, data := newFlags("incidents", stderr)
+	fl, data := newFlags("incidents")
 	asJSON := fl.Bool("json", false, "JSON output")
 	if err := noArgs(fl, args); err != nil {
 		return err
@@ -150,7 +157,7 @@ func cmdIncidents(args []string, stdout, stderr io.Writer) error {
 
 // cmdAlerts prints the alert outbox: what the backoffice is told.
 func cmdAlerts(args []string, stdout, stderr io.Writer) error {
-	fl, data := newFlags("alerts", stderr)
+	fl, data := newFlags("alerts")
 	asJSON := fl.Bool("json", false, "JSON output")
 	after := fl.Int64("after", 0, "only alerts with an id above this")
 	if err := noArgs(fl, args); err != nil {
@@ -172,7 +179,7 @@ func cmdAlerts(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdExport(args []string, stdout, stderr io.Writer) error {
-	fl, data := newFlags("export", stderr)
+	fl, data := newFlags("export")
 	identity := fl.String("identity", "", "backoffice identity file (required)")
 	out := fl.String("out", "", "export directory, outside the data directory (required)")
 	pubkey := fl.String("pubkey", "", "node public key (default <data>/keys/node.pub)")
@@ -181,8 +188,14 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 || *identity == "" || *out == "" {
-		return usagef("usage: camvault export INCIDENT --identity FILE --out DIR")
+	const form = "camvault export INCIDENT --identity FILE --out DIR"
+	switch {
+	case len(pos) != 1:
+		return argCount(pos, 1, "the incident", form)
+	case *identity == "":
+		return usagef("missing --identity FILE (the backoffice identity, <data>/keys/backoffice.identity by default): %s", form)
+	case *out == "":
+		return usagef("missing --out DIR (a new directory for the bundle, outside the data directory): %s", form)
 	}
 	ids, err := keys.LoadIdentity(*identity)
 	if err != nil {
@@ -236,7 +249,7 @@ func loadPub(data, path string) ([]byte, error) {
 }
 
 func cmdVerify(args []string, stdout, stderr io.Writer) error {
-	fl, data := newFlags("verify", stderr)
+	fl, data := newFlags("verify")
 	identity := fl.String("identity", "", "backoffice identity: also check AEAD tags and plaintext hashes")
 	pubkey := fl.String("pubkey", "", "node public key, obtained out of band (default <data>/keys/node.pub)")
 	asJSON := fl.Bool("json", false, "JSON report on stdout")
@@ -246,7 +259,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if len(pos) != 1 {
-		return usagef("usage: camvault verify DIR|INCIDENT [--identity FILE] [--pubkey FILE]")
+		return argCount(pos, 1, "the export directory or incident", "camvault verify DIR|INCIDENT [--identity FILE] [--pubkey FILE]")
 	}
 	pub, err := loadPub(*data, *pubkey)
 	if err != nil {
@@ -275,7 +288,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		info, err := n.cat.Incident(ctx, pos[0])
 		if err != nil {
 			if errors.Is(err, catalog.ErrNotFound) {
-				return usagef("%s is neither an export directory nor an incident in %s", pos[0], *data)
+				return usagef("%s is neither an export directory nor an incident in %s (camvault incidents --data %s lists them)", pos[0], *data, *data)
 			}
 			return err
 		}

@@ -14,7 +14,7 @@ import (
 // (each names the hash of the one before it); `audit anchor` signs and
 // anchors its head, `audit verify` checks it.
 func cmdAudit(args []string, stdout, stderr io.Writer) error {
-	fl, data := newFlags("audit", stderr)
+	fl, data := newFlags("audit")
 	pubkey := fl.String("pubkey", "", "verify: node public key, obtained out of band (default <data>/keys/node.pub)")
 	asJSON := fl.Bool("json", false, "verify: JSON report on stdout")
 	sf := addStoreFlags(fl)
@@ -26,8 +26,14 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 	if len(pos) > 0 {
 		sub = pos[0]
 	}
-	if len(pos) > 1 || (sub != "" && sub != "anchor" && sub != "verify") {
-		return usagef("usage: camvault audit [anchor | verify [--pubkey FILE] [--json]]")
+	const form = "camvault audit [anchor | verify [--pubkey FILE] [--json]]"
+	if sub != "" {
+		if err := subcommand(pos, form, "anchor", "verify"); err != nil {
+			return err
+		}
+	}
+	if len(pos) > 1 {
+		return argCount(pos, 1, "", form)
 	}
 	var pub []byte
 	if sub == "verify" {

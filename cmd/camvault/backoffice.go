@@ -9,7 +9,7 @@ import (
 // started with `serve --identity -`: the identity then lives only in this
 // process, which parses no camera input.
 func cmdBackoffice(args []string, stdout, stderr io.Writer) error {
-	fl, data := newFlags("backoffice", stderr)
+	fl, data := newFlags("backoffice")
 	bf := addBackofficeFlags(fl, "backoffice identity (default <data>/keys/backoffice.identity)", "serve HTTPS with this certificate (with --tls-key)")
 	if err := noArgs(fl, args); err != nil {
 		return err

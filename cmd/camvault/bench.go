@@ -14,7 +14,7 @@ import (
 // work in the same run, prints a Markdown table, and fails (exit 1) when a
 // ratio falls below its floor in bench/floors.json.
 func cmdBench(args []string, stdout, stderr io.Writer) error {
-	fl, _ := newFlags("bench", stderr)
+	fl, _ := newFlags("bench")
 	out := fl.String("json-out", "", "also write the report as JSON here")
 	rounds := fl.Int("rounds", 5, "alternating measurement rounds per stage")
 	if err := noArgs(fl, args); err != nil {

@@ -11,10 +11,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"text/tabwriter"
 )
 
-// usageError makes main exit 2.
+// usageError makes main exit 2. Its message is one line that says what
+// is wrong and how to put it right; main adds the command and a pointer
+// to its --help, never the whole usage text, which buried the one line
+// that mattered.
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
@@ -23,6 +28,12 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 
 // errCheckFailed makes main exit 1 after the command printed why.
 var errCheckFailed = errors.New("check failed")
+
+// helpRequested is --help (or -h) on a command: main prints that
+// command's usage lines and flags on stdout and exits 0.
+type helpRequested struct{ fs *flag.FlagSet }
+
+func (helpRequested) Error() string { return "help requested" }
 
 const usage = `usage: camvault COMMAND [flags] [args]
 
@@ -72,6 +83,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	if args[0] == "help" && len(args) == 2 && known(args[1]) {
+		// "camvault help user" is "camvault user --help".
+		args = []string{args[1], "--help"}
+	}
 	var err error
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "backoffice":
@@ -111,15 +126,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = usagef("unknown command %q", cmd)
 	}
 	var ue usageError
+	var help helpRequested
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, errCheckFailed):
 		return 1
+	case errors.As(err, &help):
+		printCommandHelp(stdout, help.fs)
+		return 0
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "camvault: %v\n\n%s", err, usage)
-		return 2
-	case errors.Is(err, flag.ErrHelp):
+		if known(args[0]) {
+			fmt.Fprintf(stderr, "camvault %s: %v\nsee camvault %s --help\n", args[0], ue.msg, args[0])
+		} else {
+			fmt.Fprintf(stderr, "camvault: %v\nsee camvault --help\n", ue.msg)
+		}
 		return 2
 	default:
 		fmt.Fprintf(stderr, "camvault: %v\n", err)
@@ -127,13 +148,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+// commands are the command names run knows, in the order of usage.
+var commands = []string{"serve", "backoffice", "keygen", "camera", "incidents", "alerts", "audit", "review", "export",
+	"verify", "hold", "user", "retention", "bench", "simulate"}
+
+func known(cmd string) bool { return slices.Contains(commands, cmd) }
+
 // parseInterspersed parses flags that may come before or after positional
 // arguments, and returns the positionals.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, usageError{err.Error()}
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, helpRequested{fs}
+			}
+			return nil, usageError{flagError(err)}
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -144,11 +174,60 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+// flagError words the flag package's parse errors for a user who typed
+// GNU-style --flags: "unknown flag --bogus" rather than "flag provided
+// but not defined: -bogus".
+func flagError(err error) string {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		return "unknown flag -" + name + " (the flags are in --help)"
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: "); ok {
+		return "flag " + name + " needs a value"
+	}
+	for _, p := range []string{"invalid value ", "invalid boolean value "} {
+		if rest, ok := strings.CutPrefix(msg, p); ok {
+			rest = strings.Replace(rest, " for flag -", " for -", 1)
+			return p + strings.Replace(rest, " for -", " for --", 1)
+		}
+	}
+	return msg
+}
+
+// newFlags makes a command's flag set. The flag package itself prints
+// nothing: on a parse error it would print the error and every flag,
+// and main prints the one line instead (usageError); on --help main
+// prints the command's help on stdout (helpRequested).
+func newFlags(name string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	data := fs.String("data", "./data", "data directory")
 	return fs, data
+}
+
+// printCommandHelp prints a command's lines of the usage text and its
+// flags: what "camvault CMD --help" shows.
+func printCommandHelp(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintln(w, "usage:")
+	in := false
+	for _, line := range strings.Split(usage, "\n") {
+		switch {
+		case strings.HasPrefix(line, "  "+fs.Name()+" ") || line == "  "+fs.Name():
+			in = true
+		case strings.HasPrefix(line, "   "):
+			// a continuation line: belongs to the command above it
+		default:
+			in = false
+		}
+		if in {
+			fmt.Fprintln(w, line)
+		}
+	}
+	fmt.Fprintln(w, "\nflags:")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
 }
 
 // writeJSON prints machine-readable output: indented JSON on stdout.

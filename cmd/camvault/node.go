@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"slices"
 	"time"
 
 	"camvault/catalog"
@@ -85,7 +86,29 @@ func noArgs(fl *flag.FlagSet, args []string) error {
 	if pos, err := parseInterspersed(fl, args); err != nil {
 		return err
 	} else if len(pos) != 0 {
-		return usagef("%s takes no arguments", fl.Name())
+		return usagef("unexpected argument %q: %s takes flags only", pos[0], fl.Name())
+	}
+	return nil
+}
+
+// argCount is the usage error of a command given the wrong number of
+// positional arguments: what is missing, or the first one too many, then
+// the command's form, so the one line says how to put it right.
+func argCount(pos []string, want int, missing, form string) error {
+	if len(pos) < want {
+		return usagef("missing %s: %s", missing, form)
+	}
+	return usagef("unexpected argument %q: %s", pos[want], form)
+}
+
+// subcommand checks a command's first positional argument against the
+// subcommands it has.
+func subcommand(pos []string, form string, subs ...string) error {
+	if len(pos) == 0 {
+		return usagef("missing what to do: %s", form)
+	}
+	if !slices.Contains(subs, pos[0]) {
+		return usagef("unknown subcommand %q: %s", pos[0], form)
 	}
 	return nil
 }

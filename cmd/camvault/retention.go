@@ -40,7 +40,7 @@ func clockFlag(v string) (func() time.Time, error) {
 }
 
 func cmdRetention(args []string, stdout, stderr io.Writer) error {
-	fl, data := newFlags("retention", stderr)
+	fl, data := newFlags("retention")
 	dry := fl.Bool("dry-run", false, "report what is due without deleting")
 	nowFlag := fl.String("now", "", "sweep as of this time (RFC 3339 or a duration from now): for rehearsals and tests")
 	category := fl.String("category", "", "extend: the longer retention category (complaint: 90 days)")
@@ -51,14 +51,23 @@ func cmdRetention(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) == 2 && pos[0] == "extend" {
-		if *category == "" || *reason == "" {
-			return usagef("usage: camvault retention extend INCIDENT --category NAME --reason TEXT")
+	const extendForm = "camvault retention extend INCIDENT --category NAME --reason TEXT"
+	if err := subcommand(pos, "camvault retention sweep [--dry-run] [--now TIME] | retention extend INCIDENT --category NAME --reason TEXT", "sweep", "extend"); err != nil {
+		return err
+	}
+	if pos[0] == "extend" {
+		switch {
+		case len(pos) != 2:
+			return argCount(pos, 2, "the incident", extendForm)
+		case *category == "":
+			return usagef("missing --category NAME (complaint: 90 days): %s", extendForm)
+		case *reason == "":
+			return usagef("missing --reason TEXT (why, for the audit trail): %s", extendForm)
 		}
 		return retentionExtend(pos[1], *category, *reason, actor(*by), *data, sf, stdout, stderr)
 	}
-	if len(pos) != 1 || pos[0] != "sweep" {
-		return usagef("usage: camvault retention sweep [--dry-run] [--now TIME] | retention extend INCIDENT --category NAME --reason TEXT")
+	if len(pos) != 1 {
+		return argCount(pos, 1, "", "camvault retention sweep [--dry-run] [--now TIME]")
 	}
 	now, err := clockFlag(*nowFlag)
 	if err != nil {
@@ -86,7 +95,7 @@ func cmdRetention(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdHold(args []string, stdout, stderr io.Writer) error {
-	fl, data := newFlags("hold", stderr)
+	fl, data := newFlags("hold")
 	reason := fl.String("reason", "", "why (required)")
 	reference := fl.String("reference", "", "police report number (required to place)")
 	by := fl.String("by", "", "who places or releases the hold (default: the OS user)")
@@ -95,14 +104,20 @@ func cmdHold(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 2 || (pos[0] != "place" && pos[0] != "release") {
-		return usagef("usage: camvault hold place|release INCIDENT --reason TEXT [--reference POLICE-REPORT-NO]")
+	if err := subcommand(pos, "camvault hold place|release INCIDENT --reason TEXT [--reference POLICE-REPORT-NO]", "place", "release"); err != nil {
+		return err
 	}
-	if *reason == "" {
-		return usagef("hold %s needs --reason", pos[0])
+	form := "camvault hold release INCIDENT --reason TEXT"
+	if pos[0] == "place" {
+		form = "camvault hold place INCIDENT --reason TEXT --reference POLICE-REPORT-NO"
 	}
-	if pos[0] == "place" && *reference == "" {
-		return usagef("hold place needs --reference (the police report number)")
+	switch {
+	case len(pos) != 2:
+		return argCount(pos, 2, "the incident", form)
+	case *reason == "":
+		return usagef("missing --reason TEXT (why, for the audit trail): %s", form)
+	case pos[0] == "place" && *reference == "":
+		return usagef("missing --reference (the police report number): %s", form)
 	}
 	n, st, err := openNodeStore(*data, sf, time.Now)
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 // player: `camvault review INC --seq 3 ... | ffplay -`. The footage never
 // touches disk; the view is recorded in the audit trail with its reason.
 func cmdReview(args []string, stdout, stderr io.Writer) error {
-	fl, data := newFlags("review", stderr)
+	fl, data := newFlags("review")
 	identity := fl.String("identity", "", "backoffice identity file (required)")
 	seq := fl.Uint64("seq", 0, "the segment: its original chunk's sequence number, from 1 (required)")
 	session := fl.String("session", "", "the session (default: the first with that segment)")
@@ -28,8 +28,16 @@ func cmdReview(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 || *identity == "" || *seq == 0 || *reason == "" {
-		return usagef("usage: camvault review INCIDENT --seq N --identity FILE --reason TEXT [--by NAME] | ffplay -")
+	const form = "camvault review INCIDENT --seq N --identity FILE --reason TEXT [--by NAME] | ffplay -"
+	switch {
+	case len(pos) != 1:
+		return argCount(pos, 1, "the incident", form)
+	case *seq == 0:
+		return usagef("missing --seq N (the segment, from 1): %s", form)
+	case *identity == "":
+		return usagef("missing --identity FILE (the backoffice identity): %s", form)
+	case *reason == "":
+		return usagef("missing --reason TEXT (why you watch, for the audit trail): %s", form)
 	}
 	if f, ok := stdout.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {

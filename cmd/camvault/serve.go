@@ -27,7 +27,7 @@ import (
 const demoCamera = "demo-cam"
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
-	fl, data := newFlags("serve", stderr)
+	fl, data := newFlags("serve")
 	rtspAddr := fl.String("rtsp", ":8554", "RTSP listen address")
 	rtpAddr := fl.String("rtsp-rtp", ":8000", "RTSP over UDP: RTP port (empty disables UDP)")
 	rtcpAddr := fl.String("rtsp-rtcp", ":8001", "RTSP over UDP: RTCP port")

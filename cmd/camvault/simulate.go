@@ -14,7 +14,7 @@ import (
 
 // cmdSimulate runs N simulated bodycams against an RTSP server.
 func cmdSimulate(args []string, stdout, stderr io.Writer) error {
-	fl, data := newFlags("simulate", stderr)
+	fl, data := newFlags("simulate")
 	addr := fl.String("rtsp", "127.0.0.1:8554", "RTSP server host:port")
 	warnings := fl.String("warnings", "", "before publishing, each camera posts its two spoken warnings to this ingest URL (e.g. http://127.0.0.1:8889)")
 	preEvent := fl.Duration("pre-event", 0, "pre-event buffer each camera sends first, at 4x real time (bodycams keep 30-60 s)")

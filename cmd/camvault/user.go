@@ -19,7 +19,7 @@ import (
 var stdin io.Reader = os.Stdin
 
 func cmdUser(args []string, stdout, stderr io.Writer) error {
-	fl, data := newFlags("user", stderr)
+	fl, data := newFlags("user")
 	role := fl.String("role", "", "add: operator, reviewer, admin or auditor")
 	pwEnv := fl.String("password-env", "", "add, passwd: read the password from this environment variable instead of stdin's first line")
 	by := fl.String("by", "", "who makes the change, for the audit trail (default: the OS user)")
@@ -28,9 +28,17 @@ func cmdUser(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	const use = "usage: camvault user add NAME --role ROLE | disable NAME | passwd NAME | token NAME | revoke-token NAME | list [--json]"
-	if len(pos) == 0 || (pos[0] == "list") != (len(pos) == 1) || len(pos) > 2 {
-		return usagef(use)
+	const use = "camvault user add NAME --role ROLE | disable NAME | passwd NAME | token NAME | revoke-token NAME | list [--json]"
+	if err := subcommand(pos, use, "add", "disable", "passwd", "token", "revoke-token", "list"); err != nil {
+		return err
+	}
+	switch {
+	case pos[0] == "list" && len(pos) != 1:
+		return argCount(pos, 1, "", "camvault user list [--json]")
+	case pos[0] == "add" && len(pos) != 2:
+		return argCount(pos, 2, "the user name", "camvault user add NAME --role ROLE")
+	case pos[0] != "list" && len(pos) != 2:
+		return argCount(pos, 2, "the user name", "camvault user "+pos[0]+" NAME")
 	}
 	cmd, name := pos[0], ""
 	if len(pos) == 2 {
@@ -43,11 +51,8 @@ func cmdUser(args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "add":
 		if r, err = backoffice.ParseRole(*role); err != nil {
-			return usagef("user add: --role: %v", err)
+			return usagef("--role: %v", err)
 		}
-	case "disable", "passwd", "token", "revoke-token", "list":
-	default:
-		return usagef(use)
 	}
 	var hash string
 	if cmd == "add" || cmd == "passwd" {
@@ -56,7 +61,7 @@ func cmdUser(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if hash, err = backoffice.HashPassword(pw); err != nil {
-			return usagef("%v", err)
+			return usagef("%v: give a longer one on stdin's first line (or in the variable --password-env names)", err)
 		}
 	}
 	n, err := openNode(*data, nil, nil)
