@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -75,30 +76,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 			srv.Close()
 			return err
 		}
-		scheme := "rtsp"
-		if cfg.TLS != nil {
-			scheme = "rtsps"
-		}
-		fmt.Fprintf(stdout, `
-camvault is running. A demo camera was registered; its secret is shown only now.
-Stream a test pattern to it with:
-
-  ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 \
-    -c:v libx264 -preset veryfast -tune zerolatency -g 60 -bf 0 -pix_fmt yuv420p -c:a aac \
-    -f rtsp -rtsp_transport tcp %s://%s:%s@127.0.0.1:%s/%s
-
-Or publish over WebRTC (WHIP) from any WHIP client:
-
-  POST %s://127.0.0.1:%s/whip/%s   Authorization: Bearer %s   Content-Type: application/sdp
-
-Then: camvault incidents --data %s
-
-The backoffice is at %s://127.0.0.1:%s/ . Create its first accounts (the
-password comes from stdin; the user's API token is printed):
-
-  printf '%%s\n' "$PASSWORD" | camvault user add NAME --role admin|operator|reviewer|auditor --data %s
-`, scheme, demoCamera, secret, portOf(*rtspAddr), demoCamera, httpScheme(cfg.TLS), portOf(*whipAddr), demoCamera, secret, *data,
-			httpScheme(cfg.TLS), portOf(*bf.http), *data)
+		printFirstStart(stdout, firstStart{
+			program: programPath(), dir: workingDir(), data: *data, secret: secret, tls: cfg.TLS != nil,
+			rtsp: localAddr(*rtspAddr), whip: *whipAddr, http: localAddr(*bf.http),
+		})
 	}
 	log.Info("camvault serving", "rtsp", *rtspAddr, "rtsp_udp", *rtpAddr, "whip", *whipAddr, "ice_udp", *iceUDP, "http", srv.HTTPAddr(), "data", *data)
 	return runUntilSignal(srv, log, stdout, "ending streams and committing every segment already cut")
@@ -221,6 +202,132 @@ func loadTLS(certFile, keyFile string) (*tls.Config, error) {
 		return nil, fmt.Errorf("load TLS certificate: %w", err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// firstStart is what the first-start message needs: how this binary was
+// run, the working directory the commands are for, and the listeners.
+type firstStart struct {
+	program, dir, data, secret string
+	tls                        bool
+	rtsp, whip, http           string // whip is the listen flag: "-" is off
+}
+
+// printFirstStart tells a new user, once, how to reach the node: each
+// line indented by two spaces is a command to paste as it is, with the
+// program path, data directory, addresses and the demo camera's secret
+// of this very start (e2e/firststart_test.go runs them). The secret goes
+// to stdout here and nowhere else: never into the log.
+func printFirstStart(w io.Writer, f firstStart) {
+	prog, data := shellQuote(f.program), shellQuote(f.data)
+	rtspScheme := "rtsp"
+	if f.tls {
+		rtspScheme = "rtsps"
+	}
+	fmt.Fprintf(w, `
+camvault is running; this terminal holds the server (Ctrl-C stops it).
+A demo camera %q was registered; its secret, shown only now, is %s
+
+Run each command below in a second terminal, in %s
+
+1. The backoffice's first staff account: set PASSWORD to its password (12 characters or
+   more; it is read from stdin, never prompted); the account's API token is printed.
+   Other roles: operator, reviewer, auditor.
+
+  printf '%%s\n' "$PASSWORD" | %s user add admin --role admin --data %s
+
+   Then sign in with admin and that password at %s://%s/
+
+`, demoCamera, f.secret, shellQuote(f.dir), prog, data, httpScheme(tlsIf(f.tls)), f.http)
+	if f.tls {
+		// The simulator speaks plain RTSP only: it cannot reach RTSPS.
+		fmt.Fprint(w, "2. A test camera: the simulator publishes plain RTSP only, and this server listens for RTSPS (--tls-cert): use ffmpeg (below).\n\n")
+	} else {
+		fmt.Fprintf(w, `2. A test camera for 30 s: camvault's own simulator, nothing else to install (it registers camera sim0).
+
+  %s simulate --rtsp %s --cameras 1 --duration 30s --data %s
+
+`, prog, f.rtsp, data)
+	}
+	fmt.Fprintf(w, `3. The incident it records (open while the camera streams, closed when it stops):
+
+  %s incidents --data %s
+
+Or stream a test pattern to the demo camera with the ffmpeg command-line tool
+(not part of camvault; on Debian: sudo apt-get install ffmpeg):
+
+  ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 \
+    -c:v libx264 -preset veryfast -tune zerolatency -g 60 -bf 0 -pix_fmt yuv420p -c:a aac \
+    -f rtsp -rtsp_transport tcp %s://%s:%s@%s/%s
+`, prog, data, rtspScheme, demoCamera, f.secret, f.rtsp, demoCamera)
+	if f.whip != "-" {
+		fmt.Fprintf(w, `
+Or publish to the demo camera over WebRTC (WHIP) from any WHIP client:
+
+  POST %s://%s/whip/%s   Authorization: Bearer %s   Content-Type: application/sdp
+`, httpScheme(tlsIf(f.tls)), localAddr(f.whip), demoCamera, f.secret)
+	}
+	fmt.Fprintln(w)
+}
+
+func tlsIf(on bool) *tls.Config {
+	if on {
+		return &tls.Config{}
+	}
+	return nil
+}
+
+// programPath is how to run this binary from the working directory, so
+// the printed commands work as printed: a path relative to the working
+// directory when the binary lies below it (bin/camvault after make
+// run), its absolute path when it lies elsewhere, and the bare name when
+// the shell found it on the PATH.
+func programPath() string {
+	arg0 := os.Args[0]
+	if !strings.ContainsRune(arg0, os.PathSeparator) {
+		return arg0
+	}
+	abs, err := filepath.Abs(arg0)
+	if err != nil {
+		return arg0
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, abs); err == nil && filepath.IsLocal(rel) {
+			if !strings.ContainsRune(rel, os.PathSeparator) {
+				rel = "./" + rel // a bare name would be looked up on the PATH
+			}
+			return rel
+		}
+	}
+	return abs
+}
+
+func workingDir() string {
+	if wd, err := os.Getwd(); err == nil {
+		return wd
+	}
+	return "."
+}
+
+// localAddr is where a client on this machine reaches a listen address:
+// the loopback address for a wildcard host.
+func localAddr(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it, so a printed
+// command pastes as it is.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./_-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func portOf(addr string) string {
