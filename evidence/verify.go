@@ -55,21 +55,25 @@ func (p Problem) String() string {
 
 // Report is the outcome of a verification.
 type Report struct {
-	Incident      string    `json:"incident"`
-	Records       int       `json:"records"`
-	Chunks        int       `json:"chunks"`
-	Derived       int       `json:"derived_chunks,omitempty"` // of Chunks, those of derived tracks (proxy, thumbnails), not the camera's recording
-	Gaps          []string  `json:"gaps,omitempty"`
-	Checkpoints   int       `json:"checkpoints"`
-	Anchored      int       `json:"anchored"` // checkpoints confirmed by their copy in the WORM store
-	Head          string    `json:"head"`
-	Decrypted     bool      `json:"decrypted"`               // AEAD tags and plaintext hashes were checked too
-	MediaChecked  []string  `json:"media_checked,omitempty"` // export media files compared sample by sample with the chunks
-	MediaCopied   []string  `json:"media_copied,omitempty"`  // streams of files with derived streams too, compared sample by sample
-	MediaDerived  []string  `json:"media_derived,omitempty"` // transcoded streams, checked for count and length against the chunks
-	Notes         []string  `json:"notes,omitempty"`         // what a reader of the export must know (not problems)
-	CipherBytes   int64     `json:"cipher_bytes"`
-	Problems      []Problem `json:"problems,omitempty"`
+	Incident     string    `json:"incident"`
+	Records      int       `json:"records"`
+	Chunks       int       `json:"chunks"`
+	Derived      int       `json:"derived_chunks,omitempty"` // of Chunks, those of derived tracks (proxy, thumbnails), not the camera's recording
+	Gaps         []string  `json:"gaps,omitempty"`
+	Checkpoints  int       `json:"checkpoints"`
+	Anchored     int       `json:"anchored"` // checkpoints confirmed by their copy in the WORM store
+	Head         string    `json:"head"`
+	Decrypted    bool      `json:"decrypted"`               // AEAD tags and plaintext hashes were checked too
+	MediaChecked []string  `json:"media_checked,omitempty"` // export media files compared sample by sample with the chunks
+	MediaCopied  []string  `json:"media_copied,omitempty"`  // streams of files with derived streams too, compared sample by sample
+	MediaDerived []string  `json:"media_derived,omitempty"` // transcoded streams, checked for count and length against the chunks
+	Notes        []string  `json:"notes,omitempty"`         // what a reader of the export must know (not problems)
+	CipherBytes  int64     `json:"cipher_bytes"`
+	Problems     []Problem `json:"problems,omitempty"`
+	// Program is how the reader runs camvault, for the commands the text
+	// suggests ("camvault" when empty); not part of the report itself.
+	Program       string `json:"-"`
+	anchorsRead   bool   // the source could show the store's anchors (an incident on its node, not an export)
 	records       []manifest.Record
 	openers       map[string]*chunk.Opener
 	maxProblemsOK bool
@@ -113,6 +117,7 @@ func Verify(ctx context.Context, src Source, nodeKey ed25519.PublicKey, identiti
 	}
 	verifyCheckpoints(ctx, src, rep, lines, nodeKey)
 	if as, ok := src.(AnchorSource); ok {
+		rep.anchorsRead = true
 		verifyAnchors(ctx, as, rep, lines, nodeKey)
 	}
 
@@ -393,7 +398,25 @@ func (m *SessionMedia) Samples() ([][][]byte, error) {
 func (r *Report) WriteText(w io.Writer) {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "incident %s\n", r.Incident)
-	fmt.Fprintf(&b, "manifest: %d records, head %s, %d signed checkpoints (%d confirmed by their anchor in the store)\n", r.Records, r.Head, r.Checkpoints, r.Anchored)
+	prog := r.Program
+	if prog == "" {
+		prog = "camvault"
+	}
+	// Every line that is not a plain OK says what it means and whether it
+	// matters: a reader of an export far from the node has nobody to ask.
+	if r.anchorsRead {
+		fmt.Fprintf(&b, "manifest: %d records, head %s, %d signed checkpoints (%d confirmed by their anchor in the store)\n", r.Records, r.Head, r.Checkpoints, r.Anchored)
+		if r.Anchored < r.Checkpoints {
+			fmt.Fprintf(&b, "anchors: %d of the %d signed checkpoints have no anchor of their own in the store: a head signed again after a restart keeps the anchor of its first signing, "+
+				"or the anchor could not be written (the node logs it). Their signatures are checked, and a manifest that disagreed with an anchor would fail: this does not change the result\n",
+				r.Checkpoints-r.Anchored, r.Checkpoints)
+		}
+	} else {
+		fmt.Fprintf(&b, "manifest: %d records, head %s, %d signed checkpoints (anchors in the store not checked: see anchors)\n", r.Records, r.Head, r.Checkpoints)
+		fmt.Fprintf(&b, "anchors: not checked, as expected for an export: the store's write-once copies of the checkpoints (their anchors) stay on the node. "+
+			"The result does not depend on them: the checkpoints' signatures are checked against the node key. "+
+			"To confirm the checkpoints against the store too, run on the node: %s verify %s\n", prog, r.Incident)
+	}
 	fmt.Fprintf(&b, "chunks: %d (%d bytes sealed)\n", r.Chunks, r.CipherBytes)
 	if r.Derived > 0 {
 		fmt.Fprintf(&b, "derived: %d of the chunks are review proxies and thumbnails that camvault made from the original chunks of the same session and sequence number; they are not the camera's recording, and the media files carry only the originals\n", r.Derived)
@@ -401,7 +424,8 @@ func (r *Report) WriteText(w io.Writer) {
 	if r.Decrypted {
 		b.WriteString("checked: hash chain, signatures, ciphertext hashes, AEAD tags, plaintext hashes\n")
 	} else {
-		b.WriteString("checked: hash chain, signatures, ciphertext hashes (no identity: AEAD tags and plaintext not checked)\n")
+		b.WriteString("checked: hash chain, signatures, ciphertext hashes (no identity: AEAD tags and plaintext not checked). " +
+			"The result covers the sealed bytes, unchanged since the node signed them, not what they decrypt to: --identity FILE (the backoffice identity) checks that too\n")
 	}
 	for _, m := range r.MediaChecked {
 		fmt.Fprintf(&b, "checked: %s carries exactly the sealed samples\n", m)
@@ -418,12 +442,17 @@ func (r *Report) WriteText(w io.Writer) {
 	for _, g := range r.Gaps {
 		fmt.Fprintf(&b, "gap: %s\n", g)
 	}
+	if len(r.Gaps) > 0 {
+		fmt.Fprintf(&b, "gaps: the %d gap(s) above are recorded in the signed manifest: stretches the camera did not deliver (a lost connection, lost packets) "+
+			"or derived work camvault shed. They are the evidence as recorded, not verification failures\n", len(r.Gaps))
+	}
 	if r.OK() {
 		b.WriteString("result: OK\n")
 	} else {
 		for _, p := range r.Problems {
 			fmt.Fprintf(&b, "FAIL: %s\n", p)
 		}
+		b.WriteString("failed: the evidence does not match what the node signed and sealed (each FAIL line says where): do not rely on it before that is explained\n")
 		b.WriteString("result: FAILED\n")
 	}
 	w.Write(b.Bytes())

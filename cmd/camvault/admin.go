@@ -315,6 +315,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		json.NewEncoder(stdout).Encode(rep)
 	} else {
+		rep.Program = programPath()
 		rep.WriteText(stdout)
 	}
 	if !rep.OK() {
