@@ -1,7 +1,8 @@
 // Command camvault records bodycam incidents as sealed, immutable evidence.
 //
 // Machine-readable output goes to stdout, explanations to stderr. Exit
-// status: 0 ok, 1 a check failed (verify), 2 usage or setup error.
+// status: 0 ok (--help included), 1 a check failed (verify), 2 usage or setup
+// error.
 package main
 
 import (
