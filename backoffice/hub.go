@@ -12,6 +12,8 @@ import (
 // Outbox is what the backoffice reads of the catalog's alert outbox.
 type Outbox interface {
 	AlertsAfter(ctx context.Context, after int64, limit int) ([]catalog.Alert, error)
+	// AlertsBefore is newest first: the Live page opens with the latest.
+	AlertsBefore(ctx context.Context, before int64, limit int) ([]catalog.Alert, error)
 	LastAlertID(ctx context.Context) (int64, error)
 }
 

@@ -40,6 +40,18 @@ func (m *memStore) AlertsAfter(_ context.Context, after int64, limit int) ([]cat
 	return out, nil
 }
 
+func (m *memStore) AlertsBefore(_ context.Context, before int64, limit int) ([]catalog.Alert, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []catalog.Alert
+	for i := len(m.alerts) - 1; i >= 0 && len(out) < limit; i-- {
+		if m.alerts[i].ID < before {
+			out = append(out, m.alerts[i])
+		}
+	}
+	return out, nil
+}
+
 func (m *memStore) LastAlertID(context.Context) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

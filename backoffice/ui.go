@@ -121,7 +121,12 @@ func (s *Service) forbiddenPage(w http.ResponseWriter, p Principal, action Actio
 }
 
 func (s *Service) pageHome(w http.ResponseWriter, r *http.Request, p Principal) {
-	s.render(w, "home.html", s.newPage("Live", p, nil))
+	feed, err := s.recent(r.Context(), p.Role, recentAlerts)
+	if err != nil {
+		s.internal(w, "live page", err)
+		return
+	}
+	s.render(w, "home.html", s.newPage("Live", p, feed))
 }
 
 func (s *Service) pageIncident(w http.ResponseWriter, r *http.Request, p Principal) {

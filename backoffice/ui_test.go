@@ -3,14 +3,18 @@ package backoffice_test
 import (
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"camvault/backoffice"
+	"camvault/catalog"
 )
 
 // TestPages: every page renders for the roles the matrix allows, with
@@ -122,5 +126,90 @@ func TestCompression(t *testing.T) {
 	line := make([]byte, 5)
 	if _, err := io.ReadFull(resp.Body, line); err != nil || string(line) != "retry" {
 		t.Fatalf("the alert stream's first frame did not arrive: %q %v", line, err)
+	}
+}
+
+// livePage reads what the Live page opens with: the alerts embedded in it,
+// the outbox position its stream resumes from, and whether the empty
+// state shows.
+func livePage(t *testing.T, n *node, bearer string) (recent []catalog.Alert, after int64, empty bool) {
+	t.Helper()
+	code, body := newClient(t, n).do(http.MethodGet, "/", bearer, "", "")
+	if code != http.StatusOK {
+		t.Fatalf("live page: %d\n%s", code, body)
+	}
+	m := regexp.MustCompile(`(?s)<script type="application/json" id="feed-recent">(.*?)</script>`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("live page has no recent alerts:\n%s", body)
+	}
+	if err := json.Unmarshal([]byte(m[1]), &recent); err != nil {
+		t.Fatalf("recent alerts %q: %v", m[1], err)
+	}
+	a := regexp.MustCompile(`<ol id="feed"[^>]* data-after="(\d+)"`).FindStringSubmatch(body)
+	if a == nil {
+		t.Fatalf("live page: no data-after on the feed:\n%s", body)
+	}
+	after, _ = strconv.ParseInt(a[1], 10, 64)
+	e := regexp.MustCompile(`<p id="feed-empty"[^>]*>`).FindString(body)
+	if e == "" || !strings.Contains(body, "No alerts yet") {
+		t.Fatalf("live page has no empty state:\n%s", body)
+	}
+	return recent, after, !strings.Contains(e, "hidden")
+}
+
+// TestLivePageRecentAlerts: the Live page opens with the latest 50 alerts
+// the viewer's role may see (the auditor only holds), oldest first, and
+// the position its stream resumes from; with none it says "no alerts
+// yet"; the stream from that position carries what came after, once.
+func TestLivePageRecentAlerts(t *testing.T) {
+	n := startNode(t, dataDir(t), "", backoffice.Config{Heartbeat: 150 * time.Millisecond})
+	if recent, after, empty := livePage(t, n, tokAlice); len(recent) != 0 || after != 0 || !empty {
+		t.Fatalf("fresh node: %d recent alerts, after %d, empty state shown %v; want none, 0, shown", len(recent), after, empty)
+	}
+	ctx := context.Background()
+	at := time.Now().UTC()
+	if err := n.srv.Catalog.AddAlert(ctx, "hold.placed", camID, "inc-1", at, map[string]any{"reference": "PR-1"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 60 {
+		if err := n.srv.Catalog.AddAlert(ctx, "camera.warning", camID, "", at, map[string]any{"n": i + 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := n.outbox(t)
+	last := all[len(all)-1].ID
+
+	// The page reads up to where the stream's poller is, which follows
+	// the outbox within its poll interval.
+	var recent []catalog.Alert
+	var after int64
+	var empty bool
+	for deadline := time.Now().Add(latencyBound); ; time.Sleep(20 * time.Millisecond) {
+		if recent, after, empty = livePage(t, n, tokAlice); after == last || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(recent) != 50 || after != last || empty {
+		t.Fatalf("operator: %d recent alerts, after %d, empty state shown %v; want 50, %d, hidden", len(recent), after, empty, last)
+	}
+	for i, a := range recent {
+		if want := all[len(all)-50+i]; a.ID != want.ID || a.Type != want.Type || !a.At.Equal(want.At) {
+			t.Fatalf("operator's recent alert %d: %+v, want %+v (the latest 50, oldest first)", i, a, want)
+		}
+	}
+	recent, after, empty = livePage(t, n, tokBob)
+	if len(recent) != 1 || recent[0].Type != "hold.placed" || recent[0].ID != all[0].ID || after != last || empty {
+		t.Fatalf("auditor: %+v, after %d, empty %v; want only the hold", recent, after, empty)
+	}
+
+	// The stream from the page's position has only what came after it.
+	evs, code := dialSSE(t, n.eventsURL()+"?after="+strconv.FormatInt(after, 10), tokAlice, "")
+	if code != http.StatusOK {
+		t.Fatalf("stream: %d", code)
+	}
+	n.postEvent(t, `{"type":"warning","n":2}`)
+	ev := evs.next(t, latencyBound)
+	if ev.Type != "camera.warning" || ev.ID != last+1 || !strings.Contains(ev.Data, `"n":2`) {
+		t.Fatalf("first event after the page's position: %+v, want the new warning %d", ev, last+1)
 	}
 }

@@ -38,6 +38,18 @@ func (c *Catalog) AddAlert(ctx context.Context, typ, camera, incident string, at
 // AlertsAfter returns outbox entries with id > after, oldest first.
 func (c *Catalog) AlertsAfter(ctx context.Context, after int64, limit int) ([]Alert, error) {
 	rows, err := c.db.QueryContext(ctx, `SELECT id, type, camera, coalesce(incident,''), at, data FROM alerts WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	return scanAlerts(rows, err)
+}
+
+// AlertsBefore returns outbox entries with id < before, newest first: the
+// most recent alerts, read backwards a page at a time (the Live page opens
+// with them).
+func (c *Catalog) AlertsBefore(ctx context.Context, before int64, limit int) ([]Alert, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT id, type, camera, coalesce(incident,''), at, data FROM alerts WHERE id < ? ORDER BY id DESC LIMIT ?`, before, limit)
+	return scanAlerts(rows, err)
+}
+
+func scanAlerts(rows *sql.Rows, err error) ([]Alert, error) {
 	return scanAll(rows, err, "read alerts", func(sc rowScanner) (Alert, error) {
 		var a Alert
 		var at, data string

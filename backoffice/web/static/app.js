@@ -46,9 +46,41 @@ function formJSON(form) {
 function humanDuration(ms) {
   if (ms <= 0) return 'due';
   const s = Math.floor(ms / 1000), d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
-  if (d > 0) return `${d}d ${h}h`;
-  if (h > 0) return `${h}h ${m}m`;
-  return `${m}m ${s % 60}s`;
+  if (d > 0) return `${d} d ${h} h`;
+  if (h > 0) return `${h} h ${m} m`;
+  return `${m} m ${s % 60} s`;
+}
+
+// fmtTime is the one way every page shows an instant: in the viewer's
+// time zone, with the zone named, "2026-12-07 09:36:23 CET". The zone's
+// name is the browser locale's (an abbreviation where it has one, else
+// "GMT+1"); the digits are always Latin, so the layout never changes.
+const timeParts = new Intl.DateTimeFormat(undefined, {
+  year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit',
+  hourCycle: 'h23', timeZoneName: 'short', numberingSystem: 'latn',
+});
+function fmtTime(v) {
+  const d = v instanceof Date ? v : new Date(v);
+  if (Number.isNaN(d.getTime())) return String(v);
+  const p = {};
+  for (const { type, value } of timeParts.formatToParts(d)) p[type] = value;
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second} ${p.timeZoneName}`;
+}
+
+// showTimes rewrites the server's RFC 3339 instants (<time datetime>)
+// into fmtTime's form; without the script the page still shows them.
+function showTimes(root = document) {
+  for (const t of $$('time[datetime]', root)) t.textContent = fmtTime(t.getAttribute('datetime'));
+}
+
+// timeEl is an instant as every page shows it.
+const timeEl = (v) => el('time', { datetime: new Date(v).toISOString() }, fmtTime(v));
+
+// deadlineText is a deletion deadline: how long until it, and when.
+function deadlineText(deadline, held, now) {
+  if (held) return 'on hold';
+  if (!deadline) return '—';
+  return `${humanDuration(Date.parse(deadline) - now)} (on ${fmtTime(deadline)})`;
 }
 
 // --- sign in and out ---
@@ -93,21 +125,34 @@ function describe(a) {
   }
 }
 
+// setupFeed shows the latest alerts the page was rendered with (the
+// server chose them by the viewer's role, as the stream does), then the
+// stream from exactly where they were read, so none is missed or shown
+// twice; "no alerts yet" while there are none.
 function setupFeed(onIncidentChange) {
   const feed = $('#feed');
   if (!feed) return;
-  const state = $('#feed-state');
-  const src = new EventSource('/api/v1/events');
+  const state = $('#feed-state'), empty = $('#feed-empty');
+  const item = (a, fresh) => {
+    if ($(`li[data-id="${CSS.escape(String(a.id))}"]`, feed)) return;
+    const li = el('li', { class: (fresh ? 'new ' : '') + 't-' + a.type.replace('.', '-'), 'data-type': a.type, 'data-id': String(a.id) },
+      timeEl(a.at), el('span', { class: 'type' }, a.type), ' ', describe(a));
+    if (a.incident) li.append(' ', el('a', { href: '/incidents/' + encodeURIComponent(a.incident) }, a.incident));
+    feed.prepend(li);
+    while (feed.children.length > 500) feed.lastChild.remove();
+    if (empty) empty.hidden = true;
+  };
+  let recent = [];
+  try { recent = JSON.parse(($('#feed-recent') || {}).textContent || '[]') || []; } catch { recent = []; }
+  for (const a of recent) item(a, false);
+  if (empty) empty.hidden = feed.children.length > 0;
+  const src = new EventSource('/api/v1/events?after=' + encodeURIComponent(feed.dataset.after || '0'));
   src.onopen = () => { state.textContent = 'live'; };
   src.onerror = () => { state.textContent = 'reconnecting…'; };
   const add = (ev) => {
     let a;
     try { a = JSON.parse(ev.data); } catch { return; }
-    const li = el('li', { class: 'new t-' + a.type.replace('.', '-'), 'data-type': a.type, 'data-id': ev.lastEventId },
-      el('time', {}, new Date(a.at).toLocaleTimeString()), el('span', { class: 'type' }, a.type), ' ', describe(a));
-    if (a.incident) li.append(' ', el('a', { href: '/incidents/' + encodeURIComponent(a.incident) }, a.incident));
-    feed.prepend(li);
-    while (feed.children.length > 500) feed.lastChild.remove();
+    item(a, true);
     if (/^(incident|hold|retention)\./.test(a.type)) onIncidentChange();
   };
   for (const t of alertTypes) src.addEventListener(t, add);
@@ -127,10 +172,9 @@ function setupIncidents() {
     let list;
     try { list = await api('GET', '/api/v1/incidents'); } catch { return; }
     body.replaceChildren(...list.map((i) => {
-      const start = new Date(i.started_at), end = i.ended_at ? new Date(i.ended_at) : null;
       const tr = el('tr', { 'data-incident': i.id, 'data-status': i.status },
         el('td', {}, el('a', { href: '/incidents/' + encodeURIComponent(i.id) }, i.id)),
-        el('td', {}, i.camera), el('td', {}, i.officer), el('td', {}, start.toLocaleString()),
+        el('td', {}, i.camera), el('td', {}, i.officer), el('td', {}, timeEl(i.started_at)),
         el('td', { class: 'duration', 'data-start': i.started_at, 'data-end': i.ended_at || '' }, ''),
         el('td', {}, i.status, i.held ? el('span', { class: 'badge hold' }, 'hold') : ''),
         el('td', { class: 'deadline', 'data-deadline': i.retain_until || '', 'data-held': String(i.held) }, ''));
@@ -149,11 +193,7 @@ function tick() {
     const end = td.dataset.end ? Date.parse(td.dataset.end) : now;
     td.textContent = humanDuration(end - Date.parse(td.dataset.start));
   }
-  for (const e of $$('.deadline')) {
-    if (e.dataset.held === 'true') { e.textContent = 'on hold'; continue; }
-    if (!e.dataset.deadline) { e.textContent = '—'; continue; }
-    e.textContent = humanDuration(Date.parse(e.dataset.deadline) - now);
-  }
+  for (const e of $$('.deadline')) e.textContent = deadlineText(e.dataset.deadline, e.dataset.held === 'true', now);
 }
 
 // --- the player: Media Source Extensions fed one segment at a time ---
@@ -292,7 +332,7 @@ async function setupExports() {
         action.append('writing the bundle…');
       }
       return el('tr', { 'data-export': x.id, 'data-state': x.state },
-        el('td', {}, new Date(x.requested_at).toLocaleString()), el('td', {}, x.requested_by), el('td', {}, x.reference),
+        el('td', {}, timeEl(x.requested_at)), el('td', {}, x.requested_by), el('td', {}, x.reference),
         el('td', {}, x.state + (x.error ? ': ' + x.error : '')), action);
     }));
     // A bundle being written: look again shortly.
@@ -327,6 +367,7 @@ function setupAdmin() {
 }
 
 document.addEventListener('DOMContentLoaded', () => {
+  showTimes();
   setupLogin();
   setupLogout();
   const reload = setupIncidents();
