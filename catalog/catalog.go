@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 	plain_size INTEGER NOT NULL,
 	cipher_size INTEGER NOT NULL,
 	samples INTEGER NOT NULL DEFAULT 0,
+	video_samples INTEGER, -- of samples, the video frames; NULL in catalogs older than the column
 	plain_sha256 TEXT NOT NULL,
 	cipher_sha256 TEXT NOT NULL,
 	deleted_at TEXT,
@@ -151,7 +152,39 @@ func Open(path string) (*Catalog, error) {
 		db.Close()
 		return nil, fmt.Errorf("create catalog schema: %w", err)
 	}
+	if err := addColumn(db, "chunks", "video_samples", "INTEGER"); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("upgrade catalog schema: %w", err)
+	}
 	return &Catalog{db: db}, nil
+}
+
+// addColumn adds a column that a catalog made by an earlier version lacks
+// (CREATE TABLE IF NOT EXISTS leaves an existing table as it was). Only
+// nullable columns are added this way: rows written before have no value.
+func addColumn(db *sql.DB, table, column, typ string) error {
+	rows, err := db.Query(`SELECT name FROM pragma_table_info(?)`, table)
+	if err != nil {
+		return fmt.Errorf("columns of %s: %w", table, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return fmt.Errorf("columns of %s: %w", table, err)
+		}
+		if name == column {
+			return nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("columns of %s: %w", table, err)
+	}
+	rows.Close()
+	if _, err := db.Exec(`ALTER TABLE ` + table + ` ADD COLUMN ` + column + ` ` + typ); err != nil {
+		return fmt.Errorf("add %s.%s: %w", table, column, err)
+	}
+	return nil
 }
 
 // Close closes the database.

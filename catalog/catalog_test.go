@@ -85,6 +85,67 @@ func TestIncidentLifecycle(t *testing.T) {
 	}
 }
 
+// TestFramesByKind: the catalog splits an incident's access units into
+// video and audio frames; chunks from a catalog that predates the split
+// leave it unknown rather than counting every unit as video or audio.
+func TestFramesByKind(t *testing.T) {
+	ctx := context.Background()
+	c := openTest(t)
+	t0 := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	s1 := start(t, c, "s1", t0)
+	for seq, n := range [][2]int64{{90, 150}, {60, 94}} {
+		if _, err := c.CommitChunk(ctx, Chunk{Incident: s1.Incident, Session: "s1", Track: "original", Seq: uint64(seq + 1), Object: fmt.Sprint(seq),
+			Wall: t0, RetainUntil: t0, Samples: n[1], VideoSamples: n[0], PlainSHA256: "p", CipherSHA256: "c"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in, err := c.Incident(ctx, s1.Incident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !in.FramesKnown || in.VideoFrames != 150 || in.AudioFrames != 94 || in.Samples != 244 {
+		t.Fatalf("known %v: %d video, %d audio of %d", in.FramesKnown, in.VideoFrames, in.AudioFrames, in.Samples)
+	}
+
+	// A chunk committed before the column existed has no split.
+	if _, err := c.db.ExecContext(ctx, `UPDATE chunks SET video_samples = NULL WHERE seq = 2`); err != nil {
+		t.Fatal(err)
+	}
+	if in, err = c.Incident(ctx, s1.Incident); err != nil {
+		t.Fatal(err)
+	}
+	if in.FramesKnown || in.VideoFrames != 0 || in.AudioFrames != 0 || in.Samples != 244 {
+		t.Fatalf("with a chunk of unknown split: known %v, %d video, %d audio of %d", in.FramesKnown, in.VideoFrames, in.AudioFrames, in.Samples)
+	}
+}
+
+// TestOpenAddsMissingColumn: a catalog created before video_samples
+// existed gets the column when opened, keeping its rows.
+func TestOpenAddsMissingColumn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "catalog.db")
+	c, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.db.Exec(`ALTER TABLE chunks DROP COLUMN video_samples`); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if c, err = Open(path); err != nil {
+		t.Fatalf("reopen an older catalog: %v", err)
+	}
+	var n int
+	if err := c.db.QueryRow(`SELECT count(*) FROM pragma_table_info('chunks') WHERE name = 'video_samples'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("video_samples columns after reopening: %d (%v)", n, err)
+	}
+	// Opening again finds it and changes nothing.
+	c.Close()
+	if c, err = Open(path); err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	c.Close()
+}
+
 func TestInterruptRunning(t *testing.T) {
 	ctx := context.Background()
 	c := openTest(t)

@@ -18,8 +18,11 @@ type Chunk struct {
 	Wall, RetainUntil        time.Time
 	PlainSize, CipherSize    int64
 	Samples                  int64
-	PlainSHA256              string
-	CipherSHA256             string
+	// VideoSamples is how many of Samples are video frames. The catalog
+	// keeps it for display only; the manifest records Samples alone.
+	VideoSamples int64
+	PlainSHA256  string
+	CipherSHA256 string
 }
 
 // CommitChunk makes a stored chunk durable in the catalog: its row and its
@@ -27,10 +30,10 @@ type Chunk struct {
 func (c *Catalog) CommitChunk(ctx context.Context, ch Chunk) (manifest.Record, error) {
 	var rec manifest.Record
 	err := c.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO chunks(incident, session, track, seq, object, start_ns, end_ns, wall, retain_until, plain_size, cipher_size, samples, plain_sha256, cipher_sha256)
-			VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		if _, err := tx.ExecContext(ctx, `INSERT INTO chunks(incident, session, track, seq, object, start_ns, end_ns, wall, retain_until, plain_size, cipher_size, samples, video_samples, plain_sha256, cipher_sha256)
+			VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 			ch.Incident, ch.Session, ch.Track, ch.Seq, ch.Object, ch.StartNS, ch.EndNS, ts(ch.Wall), ts(ch.RetainUntil),
-			ch.PlainSize, ch.CipherSize, ch.Samples, ch.PlainSHA256, ch.CipherSHA256); err != nil {
+			ch.PlainSize, ch.CipherSize, ch.Samples, ch.VideoSamples, ch.PlainSHA256, ch.CipherSHA256); err != nil {
 			return err
 		}
 		var err error

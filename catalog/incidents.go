@@ -185,6 +185,11 @@ type Incident struct {
 	Chunks    int        `json:"chunks"`
 	Bytes     int64      `json:"bytes"`
 	Samples   int64      `json:"samples"` // access units durable, all tracks
+	// VideoFrames and AudioFrames split Samples by kind, when FramesKnown:
+	// chunks recorded before the catalog kept the split leave it unknown.
+	VideoFrames int64 `json:"video_frames"`
+	AudioFrames int64 `json:"audio_frames"`
+	FramesKnown bool  `json:"frames_known"`
 	// RetainUntil is the incident's deadline: the latest of its live
 	// chunks'. Held says a legal hold suspends it.
 	RetainUntil *time.Time `json:"retain_until,omitempty"`
@@ -197,6 +202,8 @@ func (c *Catalog) Incidents(ctx context.Context) ([]Incident, error) {
 	rows, err := c.db.QueryContext(ctx, `SELECT i.id, i.camera, i.officer, i.started_at, i.ended_at, i.status, i.next_index,
 		(SELECT count(*) FROM chunks WHERE incident = i.id), (SELECT coalesce(sum(cipher_size),0) FROM chunks WHERE incident = i.id),
 		(SELECT coalesce(sum(samples),0) FROM chunks WHERE incident = i.id),
+		(SELECT coalesce(sum(video_samples),0) FROM chunks WHERE incident = i.id),
+		NOT EXISTS (SELECT 1 FROM chunks WHERE incident = i.id AND samples > 0 AND video_samples IS NULL),
 		(SELECT max(retain_until) FROM chunks WHERE incident = i.id AND deleted_at IS NULL),
 		EXISTS (SELECT 1 FROM holds WHERE incident = i.id AND released_at IS NULL)
 		FROM incidents i ORDER BY i.started_at DESC`)
@@ -204,8 +211,14 @@ func (c *Catalog) Incidents(ctx context.Context) ([]Incident, error) {
 		var in Incident
 		var started string
 		var ended, until sql.NullString
-		if err := sc.Scan(&in.ID, &in.Camera, &in.Officer, &started, &ended, &in.Status, &in.Records, &in.Chunks, &in.Bytes, &in.Samples, &until, &in.Held); err != nil {
+		if err := sc.Scan(&in.ID, &in.Camera, &in.Officer, &started, &ended, &in.Status, &in.Records, &in.Chunks, &in.Bytes, &in.Samples,
+			&in.VideoFrames, &in.FramesKnown, &until, &in.Held); err != nil {
 			return in, err
+		}
+		if in.FramesKnown {
+			in.AudioFrames = in.Samples - in.VideoFrames
+		} else {
+			in.VideoFrames = 0
 		}
 		if until.Valid {
 			t := parseTS(until.String)

@@ -112,10 +112,15 @@ func TestDashboardLiveAfterIncident(t *testing.T) {
 	// and the deadline as a countdown with its date.
 	op.do("open the incident", chromedp.Navigate(base+"/incidents/"+inc.ID), chromedp.WaitVisible(chromedp.CSS("#timeline")))
 	shown("incident page", 3) // start, end, and a segment at least
-	detail := eval[[]int](op, `fetch("/api/v1/incidents/`+inc.ID+`").then(r => r.json()).then(d => [d.segments.length, d.samples])`)
+	detail := eval[[]int](op, `fetch("/api/v1/incidents/`+inc.ID+`").then(r => r.json()).then(d => [d.segments.length, d.video_frames, d.audio_frames, d.samples])`)
 	count := eval[string](op, `document.querySelector("#segment-count").textContent`)
-	if want := fmt.Sprintf("%d segments, %d access units (video and audio together)", detail[0], detail[1]); count != want || detail[0] < 2 {
+	if want := fmt.Sprintf("%d segments, %d video frames, %d audio frames", detail[0], detail[1], detail[2]); count != want || detail[0] < 2 {
 		t.Errorf("segment count %q, want %q (at least 2 segments)", count, want)
+	}
+	// The clip's every video frame, and its audio apart: the two add up
+	// to the access units the manifest counts.
+	if detail[1] != c.Frames || detail[2] <= 0 || detail[1]+detail[2] != detail[3] {
+		t.Errorf("video frames %d (clip has %d), audio frames %d, access units %d", detail[1], c.Frames, detail[2], detail[3])
 	}
 	if label := eval[string](op, `document.querySelector("#deadline").closest("dd").previousElementSibling.textContent`); label != "Deleted in" {
 		t.Errorf("the deadline is labelled %q, want \"Deleted in\"", label)

@@ -40,8 +40,9 @@ type Item struct {
 	// Plain is the segment's plaintext; the seal stage returns it to the
 	// buffer pool and clears it.
 	Plain []byte
-	// Samples is how many access units the segment holds.
-	Samples int
+	// Samples is how many access units the segment holds, VideoSamples
+	// how many of them are video frames.
+	Samples, VideoSamples int
 	// First and Received are when the segment's first and last access
 	// units reached the server: the start of the latency metrics.
 	First, Received time.Time

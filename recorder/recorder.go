@@ -376,7 +376,7 @@ func (s *session) closeWebM() {
 }
 
 func (s *session) submitSegment(seg *segment.Segment) error {
-	it := &media.Item{Plain: seg.Data, First: s.segFirst, Received: seg.Received, Samples: seg.Samples}
+	it := &media.Item{Plain: seg.Data, First: s.segFirst, Received: seg.Received, Samples: seg.Samples, VideoSamples: seg.VideoSamples}
 	s.nextSeq = seg.Seq + 1
 	if s.d != nil && seg.Seq >= 1 {
 		// Copied before the original is queued (once queued, its buffer

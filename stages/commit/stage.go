@@ -64,7 +64,8 @@ func (c *Committer) commit(ctx context.Context, it *media.Item) (struct{}, error
 		Incident: h.Incident, Session: h.Session, Track: h.Track, Seq: h.Seq, Object: it.Object,
 		StartNS: h.StartNS, EndNS: h.EndNS, Wall: h.Wall, RetainUntil: h.RetainUntil,
 		PlainSize: int64(it.Sealed.PlainSize), CipherSize: int64(it.CipherSize), Samples: int64(it.Samples),
-		PlainSHA256: hex.EncodeToString(it.Sealed.PlainSHA256[:]), CipherSHA256: hex.EncodeToString(it.Sealed.CipherSHA256[:]),
+		VideoSamples: int64(it.VideoSamples),
+		PlainSHA256:  hex.EncodeToString(it.Sealed.PlainSHA256[:]), CipherSHA256: hex.EncodeToString(it.Sealed.CipherSHA256[:]),
 	})
 	if err != nil {
 		c.logger().Error("commit chunk", "incident", h.Incident, "seq", h.Seq, "err", err)

@@ -92,7 +92,7 @@ func TestStageCommitsEachKindInItsPlace(t *testing.T) {
 	stored := item(media.ItemSegment, "inc-1", 1)
 	stored.Object = chunk.ObjectKey(stored.Header)
 	stored.Sealed = &chunk.Chunk{PlainSize: 10, PlainSHA256: [32]byte{1}, CipherSHA256: [32]byte{2}}
-	stored.CipherSize, stored.Samples = 38, 60
+	stored.CipherSize, stored.Samples, stored.VideoSamples = 38, 60, 24
 	failed := item(media.ItemSegment, "inc-1", 2)
 	failed.Err = errors.New("disk full")
 	gap := item(media.ItemGap, "inc-1", 3)
@@ -108,7 +108,7 @@ func TestStageCommitsEachKindInItsPlace(t *testing.T) {
 		t.Fatalf("%d chunk rows, want 1", len(cat.chunks))
 	}
 	row := cat.chunks[0]
-	if row.Object != stored.Object || row.CipherSize != 38 || row.PlainSize != 10 || row.Samples != 60 ||
+	if row.Object != stored.Object || row.CipherSize != 38 || row.PlainSize != 10 || row.Samples != 60 || row.VideoSamples != 24 ||
 		row.PlainSHA256 != hex.EncodeToString(stored.Sealed.PlainSHA256[:]) || row.CipherSHA256 != hex.EncodeToString(stored.Sealed.CipherSHA256[:]) {
 		t.Fatalf("chunk row %+v", row)
 	}

@@ -99,8 +99,10 @@ type Segment struct {
 	Start, End time.Duration
 	// Data is the moof+mdat pair (or the Container's segment).
 	Data []byte
-	// Samples is the number of access units in Data, all tracks.
-	Samples int
+	// Samples is the number of access units in Data, all tracks;
+	// VideoSamples those of its video tracks (frames), so the rest are
+	// audio frames.
+	Samples, VideoSamples int
 	// Received is the latest AccessUnit.Received among them.
 	Received time.Time
 }
@@ -533,6 +535,9 @@ func (s *Segmenter) emit(final bool) (*Segment, error) {
 			seg.End = max(seg.End, ticksToDur(last.dts+int64(last.dur), t.rate))
 		}
 		seg.Samples += n
+		if t.video {
+			seg.VideoSamples += n
+		}
 	}
 	if !final {
 		seg.End = ticksToDur(s.cutAt, s.cutter.rate)

@@ -272,6 +272,20 @@ func TestSyntheticVideoAudio(t *testing.T) {
 	if len(got[1]) != 300 || len(got[2]) != k {
 		t.Fatalf("read back %d video, %d audio samples; fed 300, %d", len(got[1]), len(got[2]), k)
 	}
+	// Each segment counts its video frames apart from its audio frames.
+	perSeg := map[uint64][2]int{}
+	for track, samples := range got {
+		for _, sm := range samples {
+			c := perSeg[sm.seq]
+			c[track-1]++
+			perSeg[sm.seq] = c
+		}
+	}
+	for _, seg := range segs {
+		if c := perSeg[seg.Seq]; seg.VideoSamples != c[0] || seg.Samples-seg.VideoSamples != c[1] {
+			t.Fatalf("segment %d: %d video of %d samples, fragment holds %d video and %d audio", seg.Seq, seg.VideoSamples, seg.Samples, c[0], c[1])
+		}
+	}
 	for i, sm := range got[1] {
 		if sm.dts != int64(i)*3000 || binary.BigEndian.Uint32(sm.payload[5:]) != uint32(i) {
 			t.Fatalf("video sample %d: dts %d", i, sm.dts)
