@@ -6,7 +6,7 @@ export CGO_ENABLED := 1
 # versitygw (the tests' S3 server) is built here by scripts/deps.sh.
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: all deps test-deps build run test bench bench-short vet fmt clean
+.PHONY: all deps test-deps build run test bench bench-short fuzz-short vet fmt clean
 
 all: build
 
@@ -37,6 +37,11 @@ bench-short: test-deps
 	$(GO) run ./cmd/camvault bench --json-out bench/results/latest.json
 	CAMVAULT_BENCH_STREAMS=25 CAMVAULT_BENCH_WHIP_STREAMS=10 CAMVAULT_BENCH_SECONDS=10 \
 		$(GO) test -run '^$$' -bench 'RTSPLoad|WHIPLoad' -benchtime 1x -timeout 10m ./bench
+
+# Every fuzz target in the tree for 10 s each (CI runs it after the
+# tests); FUZZTIME=1m make fuzz-short explores longer.
+fuzz-short: test-deps
+	./scripts/fuzz.sh
 
 fmt:
 	gofmt -l -w .
