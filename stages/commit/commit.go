@@ -116,21 +116,34 @@ func (c *Committer) Checkpoint(ctx context.Context, incident string) error {
 	if c.Anchors == nil {
 		return nil
 	}
-	until, err := c.Catalog.LatestDeadline(ctx, incident)
-	if err != nil {
-		return fmt.Errorf("anchor checkpoint %s/%d: %w", incident, idx, err)
-	}
-	if until.IsZero() {
-		until = cp.Time
-	}
 	line, err := json.Marshal(&cp)
 	if err != nil {
 		return err
 	}
+	// A failed anchor is written later by a Reanchorer, from the catalog's
+	// copy of line.
+	return putAnchor(ctx, c.Catalog, c.Anchors, incident, idx, cp.Time, line)
+}
+
+// putAnchor writes a checkpoint's line to the store under its anchor key,
+// kept as long as the incident's chunks (or, without any, from signed).
+func putAnchor(ctx context.Context, cat deadlines, anchors AnchorStore, incident string, idx uint64, signed time.Time, line []byte) error {
+	until, err := cat.LatestDeadline(ctx, incident)
+	if err != nil {
+		return fmt.Errorf("anchor checkpoint %s/%d: %w", incident, idx, err)
+	}
+	if until.IsZero() {
+		until = signed
+	}
 	// A checkpoint of the same head re-signed later (after a restart) finds
 	// the first one anchored: that one stands.
-	if err := c.Anchors.Put(ctx, manifest.AnchorKey(incident, idx), line, until); err != nil && !errors.Is(err, storage.ErrExists) {
+	if err := anchors.Put(ctx, manifest.AnchorKey(incident, idx), line, until); err != nil && !errors.Is(err, storage.ErrExists) {
 		return fmt.Errorf("anchor checkpoint %s/%d: %w", incident, idx, err)
 	}
 	return nil
+}
+
+// deadlines is the part of the catalog an anchor's deadline comes from.
+type deadlines interface {
+	LatestDeadline(ctx context.Context, incident string) (time.Time, error)
 }
