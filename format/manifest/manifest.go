@@ -43,12 +43,13 @@ type Record struct {
 	CipherSHA256 string    `json:"cipher_sha256,omitempty"`
 	Object       string    `json:"object,omitempty"`
 	// The range a gap covers, in the gaps written since camvault records
-	// it (crash and reconnect gaps; older gaps have none of these):
-	// FromSession, FromSeq and FromNS name the last durable chunk of the
-	// original track before the hole and its media end, FromWall its
-	// wall-clock end; ToWall is when the hole ends (the camera's return,
-	// or for a crash the restart). FromSeq and FromNS are absent when no
-	// media chunk of FromSession was durable (FromWall is then its start).
+	// it (older gaps have none of these): FromWall and ToWall, its
+	// wall-clock range; for crash and reconnect gaps FromSession, FromSeq
+	// and FromNS name the last durable chunk of the original track before
+	// the hole and its media end, FromWall being its wall-clock end, and
+	// ToWall is the camera's return, or for a crash the restart. FromSeq
+	// and FromNS are absent when no media chunk of FromSession was durable
+	// (FromWall is then its start).
 	FromSession string     `json:"from_session,omitempty"`
 	FromSeq     uint64     `json:"from_seq,omitempty"`
 	FromNS      int64      `json:"from_ns,omitempty"`

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"camvault/catalog"
+	"camvault/format/chunk"
 	"camvault/format/manifest"
 	"camvault/media"
 	"camvault/storage"
@@ -88,8 +89,21 @@ func (c *Committer) Chunk(ctx context.Context, ch catalog.Chunk) (manifest.Recor
 
 // Gap records something lost (a segment that could not be sealed or stored).
 func (c *Committer) Gap(ctx context.Context, incident, session, track string, seq uint64, startNS, endNS int64, note string) error {
-	_, err := c.Catalog.AppendRecord(ctx, manifest.Record{Incident: incident, Kind: manifest.KindGap, Session: session,
-		Track: track, Seq: seq, StartNS: startNS, EndNS: endNS, Wall: c.Now(), Note: note})
+	return c.gap(ctx, chunk.Header{Incident: incident, Session: session, Track: track, Seq: seq, StartNS: startNS, EndNS: endNS}, note)
+}
+
+// gap records the loss of h's span: its track, seq and media time and,
+// when h says when its start was recorded, the wall-clock range they
+// cover, so the gap says when footage is missing, not only when the loss
+// was committed.
+func (c *Committer) gap(ctx context.Context, h chunk.Header, note string) error {
+	rec := manifest.Record{Incident: h.Incident, Kind: manifest.KindGap, Session: h.Session,
+		Track: h.Track, Seq: h.Seq, StartNS: h.StartNS, EndNS: h.EndNS, Wall: c.Now(), Note: note}
+	if !h.Wall.IsZero() {
+		from, to := h.Wall.UTC(), h.Wall.Add(time.Duration(max(h.EndNS-h.StartNS, 0))).UTC()
+		rec.FromWall, rec.ToWall = &from, &to
+	}
+	_, err := c.Catalog.AppendRecord(ctx, rec)
 	return err
 }
 
