@@ -8,7 +8,8 @@
 //
 // One file a concern: this one holds the schema, the database and the
 // incident manifest's chain; cameras.go, incidents.go (and their
-// sessions), chunks.go, holds.go, retention.go (due chunks, shredding,
+// sessions), chunks.go, checkpoints.go (which anchors are written),
+// holds.go, retention.go (due chunks, shredding,
 // longer categories, and the audit trail's chain link), audit.go,
 // alerts.go, staff.go, exports.go, webhooks.go the rest.
 package catalog
@@ -87,6 +88,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 	incident TEXT NOT NULL REFERENCES incidents(id),
 	idx INTEGER NOT NULL,
 	line BLOB NOT NULL,
+	anchored INTEGER, -- 1 once its anchor is known to be in the store; NULL in catalogs older than the column
 	PRIMARY KEY (incident, idx)
 );
 CREATE INDEX IF NOT EXISTS chunks_due ON chunks(retain_until) WHERE deleted_at IS NULL;
@@ -153,6 +155,10 @@ func Open(path string) (*Catalog, error) {
 		return nil, fmt.Errorf("create catalog schema: %w", err)
 	}
 	if err := addColumn(db, "chunks", "video_samples", "INTEGER"); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("upgrade catalog schema: %w", err)
+	}
+	if err := addColumn(db, "checkpoints", "anchored", "INTEGER"); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("upgrade catalog schema: %w", err)
 	}

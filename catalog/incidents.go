@@ -63,11 +63,27 @@ func (c *Catalog) StartSession(ctx context.Context, s SessionStart) (SessionStar
 				return err
 			}
 		} else {
-			note := "ingest session replaced while the incident was open"
+			gap := manifest.Record{Incident: out.Incident, Kind: manifest.KindGap, Wall: s.Now, Note: "ingest session replaced while the incident was open"}
 			if ended.Valid {
-				note = "reconnect after " + s.Now.Sub(parseTS(ended.String)).Round(time.Millisecond).String()
+				// The hole runs from the end of the last footage that became
+				// durable, not from when the session was ended: a session a
+				// crash left running is ended only at the restart, and a
+				// vanished camera only once its stream timed out.
+				from := parseTS(ended.String)
+				last, ok, err := lastDurable(ctx, tx, out.Incident, "")
+				if err != nil {
+					return err
+				}
+				if ok {
+					from = last.EndWall
+					last.fill(&gap)
+				}
+				to := s.Now.UTC()
+				gap.ToWall = &to
+				gap.Note = fmt.Sprintf("reconnect after %s: no footage from %s to %s", s.Now.Sub(from).Round(time.Millisecond),
+					from.UTC().Format(gapTime), to.Format(gapTime))
 			}
-			if _, err := appendRecord(ctx, tx, manifest.Record{Incident: out.Incident, Kind: manifest.KindGap, Wall: s.Now, Note: note}); err != nil {
+			if _, err := appendRecord(ctx, tx, gap); err != nil {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, `UPDATE incidents SET status = ?, ended_at = NULL WHERE id = ?`, StatusOpen, out.Incident); err != nil {
@@ -141,8 +157,11 @@ func (c *Catalog) InterruptRunning(ctx context.Context, now time.Time) ([]string
 	}
 	var incidents []string
 	for _, p := range open {
-		if _, err := c.AppendRecord(ctx, manifest.Record{Incident: p.incident, Kind: manifest.KindGap, Session: p.session, Wall: now,
-			Note: "server stopped without ending the session: the segment being cut was lost"}); err != nil {
+		gap, err := c.crashGap(ctx, p.incident, p.session, now)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := c.AppendRecord(ctx, gap); err != nil {
 			return nil, err
 		}
 		if _, err := c.EndSession(ctx, p.incident, p.session, now, StatusInterrupted, "server restart"); err != nil {
@@ -151,6 +170,83 @@ func (c *Catalog) InterruptRunning(ctx context.Context, now time.Time) ([]string
 		incidents = append(incidents, p.incident)
 	}
 	return incidents, nil
+}
+
+// crashGap is the gap record of a session a crash left running: from the
+// end of its last durable chunk (or its start) to the restart at now, the
+// only times known; the crash itself left no trace. Seq is the first
+// sequence number not durable, StartNS and EndNS the media time from the
+// last durable chunk's end to where the session would have been at the
+// restart (an upper bound of what was lost).
+func (c *Catalog) crashGap(ctx context.Context, incident, session string, now time.Time) (manifest.Record, error) {
+	now = now.UTC()
+	gap := manifest.Record{Incident: incident, Kind: manifest.KindGap, Session: session, Wall: now, ToWall: &now}
+	var last durablePoint
+	err := c.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		var ok bool
+		last, ok, err = lastDurable(ctx, tx, incident, session)
+		if err != nil || ok {
+			return err
+		}
+		var started string
+		if err := tx.QueryRowContext(ctx, `SELECT started_at FROM sessions WHERE id = ?`, session).Scan(&started); err != nil {
+			return err
+		}
+		last = durablePoint{Session: session, EndWall: parseTS(started)}
+		return nil
+	})
+	if err != nil {
+		return gap, fmt.Errorf("crash gap of session %s: %w", session, err)
+	}
+	last.fill(&gap)
+	gap.Seq, gap.StartNS = last.Seq+1, last.EndNS
+	gap.EndNS = last.EndNS + int64(max(now.Sub(last.EndWall), 0))
+	what := fmt.Sprintf("no segment of it was durable (it started %s)", last.EndWall.Format(gapTime))
+	if last.Seq > 0 {
+		what = fmt.Sprintf("nothing after segment %d (ending %s) was durable", last.Seq, last.EndWall.Format(gapTime))
+	}
+	gap.Note = fmt.Sprintf("server stopped without ending the session: the segment being cut was lost; %s, and nothing up to the restart at %s",
+		what, now.Format(gapTime))
+	return gap, nil
+}
+
+// gapTime is how gap notes write wall-clock times: to the millisecond, UTC.
+const gapTime = "2006-01-02T15:04:05.000Z"
+
+// durablePoint is where the last durable chunk of the original track ends.
+type durablePoint struct {
+	Session string
+	Seq     uint64 // 0: only the init segment (or, from crashGap, nothing)
+	EndNS   int64
+	EndWall time.Time
+}
+
+// fill writes the point into a gap record's from_* fields.
+func (p durablePoint) fill(gap *manifest.Record) {
+	w := p.EndWall.UTC()
+	gap.FromSession, gap.FromSeq, gap.FromNS, gap.FromWall = p.Session, p.Seq, p.EndNS, &w
+}
+
+// lastDurable finds the last committed chunk of the original track of
+// the incident, or of one session when session is not empty. A chunk's
+// wall is the wall-clock time of its start, so its end is wall plus its
+// media duration.
+func lastDurable(ctx context.Context, tx *sql.Tx, incident, session string) (durablePoint, bool, error) {
+	var p durablePoint
+	var wall string
+	var startNS int64
+	err := tx.QueryRowContext(ctx, `SELECT session, seq, start_ns, end_ns, wall FROM chunks
+		WHERE incident = ? AND (? = '' OR session = ?) AND track = 'original' ORDER BY wall DESC, seq DESC LIMIT 1`,
+		incident, session, session).Scan(&p.Session, &p.Seq, &startNS, &p.EndNS, &wall)
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, false, nil
+	}
+	if err != nil {
+		return p, false, fmt.Errorf("last durable chunk of %s: %w", incident, err)
+	}
+	p.EndWall = parseTS(wall).Add(time.Duration(p.EndNS - startNS))
+	return p, true, nil
 }
 
 // WrappedKeys returns the incident's wrapped session keys by session id.

@@ -1,6 +1,7 @@
 // Package server assembles a camvault node: catalog, chunk store, the
 // recorder and its pipeline, the RTSP and WHIP ingest listeners, the
-// backoffice HTTP listener, the retention sweeper and the audit anchoring.
+// backoffice HTTP listener, the retention sweeper, the audit anchoring and
+// the retry of checkpoint anchors the store refused.
 // `camvault serve`, `camvault backoffice` and the benchmarks run the same
 // assembly.
 package server
@@ -38,6 +39,7 @@ import (
 	"camvault/recorder"
 	"camvault/retention"
 	"camvault/review"
+	"camvault/stages/commit"
 	"camvault/storage"
 	"camvault/storage/fs"
 )
@@ -66,6 +68,10 @@ type Config struct {
 	// store this often when the trail grew (and always at Close); default
 	// 1 min, negative disables the periodic run.
 	AuditAnchorEvery time.Duration
+	// AnchorRetryEvery looks this often for signed checkpoints whose
+	// anchor the store refused, and writes them (backing off while it
+	// still refuses); default 1 min, negative disables it.
+	AnchorRetryEvery time.Duration
 	// Store is the chunk store; nil means the fs store in DataDir/chunks.
 	// A store with a SelfTest method (s3) must pass it before ingest opens.
 	Store storage.ChunkStore
@@ -280,6 +286,17 @@ func (s *Server) Start() error {
 		go func() {
 			defer s.sweepers.Done()
 			s.auditor.Run(ctx, every, s.log)
+		}()
+	}
+	if every := s.cfg.AnchorRetryEvery; every >= 0 {
+		if every == 0 {
+			every = time.Minute
+		}
+		re := &commit.Reanchorer{Catalog: s.Catalog, Store: s.Store, Log: s.log}
+		s.sweepers.Add(1)
+		go func() {
+			defer s.sweepers.Done()
+			re.Run(ctx, every)
 		}()
 	}
 	return s.serveHTTP()

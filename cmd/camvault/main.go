@@ -2,7 +2,8 @@
 //
 // Machine-readable output goes to stdout, explanations to stderr. Exit
 // status: 0 ok (--help included), 1 a check failed (verify), 2 usage or setup
-// error.
+// error, 3 verify passed with a warning (an incident's last records not yet
+// anchored in the chunk store).
 package main
 
 import (
@@ -30,6 +31,10 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 // errCheckFailed makes main exit 1 after the command printed why.
 var errCheckFailed = errors.New("check failed")
 
+// errCheckWarned makes main exit 3 after the command printed why: the
+// check passed, with something a script must not take for a plain OK.
+var errCheckWarned = errors.New("check passed with a warning")
+
 // helpRequested is --help (or -h) on a command: main prints that
 // command's usage lines and flags on stdout and exits 0.
 type helpRequested struct{ fs *flag.FlagSet }
@@ -56,8 +61,9 @@ commands:
                                      one segment's review proxy to stdout (| ffplay -); made on demand if none was stored
   export INCIDENT --identity FILE --out DIR
                                      verify and write an export bundle for the police
-  verify DIR|INCIDENT [--identity FILE] [--pubkey FILE]
-                                     verify an export bundle or a stored incident
+  verify DIR|INCIDENT [--identity FILE] [--pubkey FILE] [--json]
+                                     verify an export bundle or a stored incident; exit 1 if it fails,
+                                     3 if it passes but the incident's last records are not anchored in the store yet
   hold place INCIDENT --reason TEXT --reference POLICE-REPORT-NO [--by NAME]
   hold release INCIDENT --reason TEXT [--by NAME]
                                      suspend or restore deletion of an incident
@@ -133,6 +139,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, errCheckFailed):
 		return 1
+	case errors.Is(err, errCheckWarned):
+		return 3
 	case errors.As(err, &help):
 		printCommandHelp(stdout, help.fs)
 		return 0

@@ -18,6 +18,7 @@ import (
 
 	"github.com/asticode/go-astiav"
 
+	"camvault/codec"
 	"camvault/datadir"
 	"camvault/recorder"
 	"camvault/server"
@@ -130,7 +131,8 @@ func (f *backofficeFlags) config(data string, stderr io.Writer) (server.Config, 
 }
 
 // processSetup is what serve and backoffice set up before anything else:
-// the log, the collector's pace and FFmpeg's verbosity.
+// the log (FFmpeg's routed into it), the collector's pace and FFmpeg's
+// verbosity.
 func processSetup(logLevel string, stderr io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
@@ -147,7 +149,12 @@ func processSetup(logLevel string, stderr io.Writer) (*slog.Logger, error) {
 	// x264's statistics for every proxy (at ingest, or made for a
 	// reviewer) would flood the log.
 	astiav.SetLogLevel(astiav.LogLevelError)
-	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})), nil
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// FFmpeg's own log would go unstructured to stderr, a line or more
+	// for every damaged picture a camera sends: through the log instead,
+	// rate limited, so junk H.264 cannot flood it.
+	codec.RouteFFmpegLog(&codec.LogLimiter{Log: log})
+	return log, nil
 }
 
 // serverStore opens the chunk store the flags name for a server; nil for

@@ -42,8 +42,21 @@ type Record struct {
 	PlainSHA256  string    `json:"plain_sha256,omitempty"`
 	CipherSHA256 string    `json:"cipher_sha256,omitempty"`
 	Object       string    `json:"object,omitempty"`
-	Note         string    `json:"note,omitempty"`
-	Prev         string    `json:"prev"`
+	// The range a gap covers, in the gaps written since camvault records
+	// it (older gaps have none of these): FromWall and ToWall, its
+	// wall-clock range; for crash and reconnect gaps FromSession, FromSeq
+	// and FromNS name the last durable chunk of the original track before
+	// the hole and its media end, FromWall being its wall-clock end, and
+	// ToWall is the camera's return, or for a crash the restart. FromSeq
+	// and FromNS are absent when no media chunk of FromSession was durable
+	// (FromWall is then its start).
+	FromSession string     `json:"from_session,omitempty"`
+	FromSeq     uint64     `json:"from_seq,omitempty"`
+	FromNS      int64      `json:"from_ns,omitempty"`
+	FromWall    *time.Time `json:"from_wall,omitempty"`
+	ToWall      *time.Time `json:"to_wall,omitempty"`
+	Note        string     `json:"note,omitempty"`
+	Prev        string     `json:"prev"`
 }
 
 // Encode returns the record's line (without newline) and its hash.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"camvault/catalog"
+	"camvault/format/chunk"
 	"camvault/format/manifest"
 	"camvault/media"
 	"camvault/storage"
@@ -88,8 +89,21 @@ func (c *Committer) Chunk(ctx context.Context, ch catalog.Chunk) (manifest.Recor
 
 // Gap records something lost (a segment that could not be sealed or stored).
 func (c *Committer) Gap(ctx context.Context, incident, session, track string, seq uint64, startNS, endNS int64, note string) error {
-	_, err := c.Catalog.AppendRecord(ctx, manifest.Record{Incident: incident, Kind: manifest.KindGap, Session: session,
-		Track: track, Seq: seq, StartNS: startNS, EndNS: endNS, Wall: c.Now(), Note: note})
+	return c.gap(ctx, chunk.Header{Incident: incident, Session: session, Track: track, Seq: seq, StartNS: startNS, EndNS: endNS}, note)
+}
+
+// gap records the loss of h's span: its track, seq and media time and,
+// when h says when its start was recorded, the wall-clock range they
+// cover, so the gap says when footage is missing, not only when the loss
+// was committed.
+func (c *Committer) gap(ctx context.Context, h chunk.Header, note string) error {
+	rec := manifest.Record{Incident: h.Incident, Kind: manifest.KindGap, Session: h.Session,
+		Track: h.Track, Seq: h.Seq, StartNS: h.StartNS, EndNS: h.EndNS, Wall: c.Now(), Note: note}
+	if !h.Wall.IsZero() {
+		from, to := h.Wall.UTC(), h.Wall.Add(time.Duration(max(h.EndNS-h.StartNS, 0))).UTC()
+		rec.FromWall, rec.ToWall = &from, &to
+	}
+	_, err := c.Catalog.AppendRecord(ctx, rec)
 	return err
 }
 
@@ -116,21 +130,34 @@ func (c *Committer) Checkpoint(ctx context.Context, incident string) error {
 	if c.Anchors == nil {
 		return nil
 	}
-	until, err := c.Catalog.LatestDeadline(ctx, incident)
-	if err != nil {
-		return fmt.Errorf("anchor checkpoint %s/%d: %w", incident, idx, err)
-	}
-	if until.IsZero() {
-		until = cp.Time
-	}
 	line, err := json.Marshal(&cp)
 	if err != nil {
 		return err
 	}
+	// A failed anchor is written later by a Reanchorer, from the catalog's
+	// copy of line.
+	return putAnchor(ctx, c.Catalog, c.Anchors, incident, idx, cp.Time, line)
+}
+
+// putAnchor writes a checkpoint's line to the store under its anchor key,
+// kept as long as the incident's chunks (or, without any, from signed).
+func putAnchor(ctx context.Context, cat deadlines, anchors AnchorStore, incident string, idx uint64, signed time.Time, line []byte) error {
+	until, err := cat.LatestDeadline(ctx, incident)
+	if err != nil {
+		return fmt.Errorf("anchor checkpoint %s/%d: %w", incident, idx, err)
+	}
+	if until.IsZero() {
+		until = signed
+	}
 	// A checkpoint of the same head re-signed later (after a restart) finds
 	// the first one anchored: that one stands.
-	if err := c.Anchors.Put(ctx, manifest.AnchorKey(incident, idx), line, until); err != nil && !errors.Is(err, storage.ErrExists) {
+	if err := anchors.Put(ctx, manifest.AnchorKey(incident, idx), line, until); err != nil && !errors.Is(err, storage.ErrExists) {
 		return fmt.Errorf("anchor checkpoint %s/%d: %w", incident, idx, err)
 	}
 	return nil
+}
+
+// deadlines is the part of the catalog an anchor's deadline comes from.
+type deadlines interface {
+	LatestDeadline(ctx context.Context, incident string) (time.Time, error)
 }

@@ -48,7 +48,7 @@ func (c *Committer) commit(ctx context.Context, it *media.Item) (struct{}, error
 		}
 		return struct{}{}, nil
 	case it.Kind == media.ItemGap:
-		if err := c.Gap(ctx, h.Incident, h.Session, h.Track, h.Seq, h.StartNS, h.EndNS, it.Note); err != nil {
+		if err := c.gap(ctx, h, it.Note); err != nil {
 			return struct{}{}, err
 		}
 		if it.Shed {
@@ -57,7 +57,7 @@ func (c *Committer) commit(ctx context.Context, it *media.Item) (struct{}, error
 		return struct{}{}, nil
 	case it.Err != nil:
 		c.logger().Error("segment lost", "incident", h.Incident, "seq", h.Seq, "err", it.Err)
-		err := c.Gap(ctx, h.Incident, h.Session, h.Track, h.Seq, h.StartNS, h.EndNS, "segment lost: "+it.Err.Error())
+		err := c.gap(ctx, h, "segment lost: "+it.Err.Error())
 		return struct{}{}, err
 	}
 	_, err := c.Chunk(ctx, catalog.Chunk{
