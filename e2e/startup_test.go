@@ -88,6 +88,7 @@ func TestStartupPortTaken(t *testing.T) {
 				t.Fatalf("%s %s taken: exit %d, last line %q; want exit 2 and one line naming %s in use\n%s",
 					c.network, addr, code, last, addr, stderr)
 			}
+			t.Logf("%s %s taken: %s", c.network, addr, last)
 			if n := strings.Count(stderr, "camvault: "); n != 1 {
 				t.Errorf("%d lines of cause, want 1:\n%s", n, stderr)
 			}
