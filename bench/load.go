@@ -257,8 +257,12 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 		secrets[i] = strings.TrimSpace(string(out))
 	}
 	rtspPort, httpPort, whipPort, icePort := freePort(), freePort(), freePort(), freePort()
+	// The histograms are scraped from the metrics listener, which needs no
+	// credential (the backoffice listener's /metrics does).
+	metricsPort := freePort()
 	srv := exec.Command(cfg.Binary, "serve", "--data", data, "--no-demo", "--rtsp-rtp", "", "--rtsp-rtcp", "",
 		"--rtsp", fmt.Sprintf("127.0.0.1:%d", rtspPort), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--log-level", "warn",
+		"--metrics", fmt.Sprintf("127.0.0.1:%d", metricsPort),
 		"--whip", fmt.Sprintf("127.0.0.1:%d", whipPort), "--ice-udp", fmt.Sprintf("127.0.0.1:%d", icePort),
 		// Originals only: what ingest → seal → store sustains (transcoding
 		// has its own benchmark, and sheds under load by design).
@@ -342,9 +346,9 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 			return
 		}
 		time.Sleep(time.Until(t0.Add(steadyFrom)))
-		out[0].h, out[0].err = scrapeHistogram(httpPort, "camvault_ingest_to_durable_seconds")
+		out[0].h, out[0].err = scrapeHistogram(metricsPort, "camvault_ingest_to_durable_seconds")
 		time.Sleep(time.Until(t0.Add(cfg.Duration)))
-		out[1].h, out[1].err = scrapeHistogram(httpPort, "camvault_ingest_to_durable_seconds")
+		out[1].h, out[1].err = scrapeHistogram(metricsPort, "camvault_ingest_to_durable_seconds")
 	}()
 	sent := make([]int64, cfg.Cameras)
 	errs := make([]error, cfg.Cameras)
@@ -381,15 +385,15 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	res.RSSPeakMiB = float64(peak.Load()) / 1024
 	res.MiBPerStream = (res.RSSPeakMiB - res.RSSBaseMiB) / float64(cfg.Cameras)
 
-	if v, err := scrapeGauge(httpPort, "go_memstats_heap_inuse_bytes"); err == nil {
+	if v, err := scrapeGauge(metricsPort, "go_memstats_heap_inuse_bytes"); err == nil {
 		res.HeapInuseMiB = v / (1 << 20)
 	}
-	if qs, err := latencyQuantiles(httpPort, "camvault_incident_started_alert_seconds", 0.99); err == nil {
+	if qs, err := latencyQuantiles(metricsPort, "camvault_incident_started_alert_seconds", 0.99); err == nil {
 		res.AlertP99 = qs[0]
 	} else {
 		res.Errors = append(res.Errors, "alert latency: "+err.Error())
 	}
-	if qs, err := latencyQuantiles(httpPort, "camvault_ingest_to_durable_seconds", 0.5, 0.95, 0.99); err == nil {
+	if qs, err := latencyQuantiles(metricsPort, "camvault_ingest_to_durable_seconds", 0.5, 0.95, 0.99); err == nil {
 		res.P50, res.P95, res.P99 = qs[0], qs[1], qs[2]
 		res.P99Run = qs[2]
 	} else {
@@ -404,7 +408,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	} else if w[0].err != nil || w[1].err != nil {
 		res.Errors = append(res.Errors, fmt.Sprintf("steady-state latency: %v %v", w[0].err, w[1].err))
 	}
-	if qs, err := latencyQuantiles(httpPort, "camvault_cut_to_durable_seconds", 0.99); err == nil {
+	if qs, err := latencyQuantiles(metricsPort, "camvault_cut_to_durable_seconds", 0.99); err == nil {
 		res.CutP99 = qs[0]
 	} else {
 		res.Errors = append(res.Errors, "cut latency: "+err.Error())

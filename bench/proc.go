@@ -64,13 +64,16 @@ type histogram []struct{ le, n float64 }
 
 // scrapeHistogram reads the unlabelled histogram name from the server's
 // /metrics.
-func scrapeHistogram(httpPort int, name string) (histogram, error) {
+func scrapeHistogram(metricsPort int, name string) (histogram, error) {
 	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", httpPort))
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scrape %s: /metrics answered %s", name, resp.Status)
+	}
 	var h histogram
 	sc := bufio.NewScanner(resp.Body)
 	prefix := name + `_bucket{le="`
@@ -133,8 +136,8 @@ func (h histogram) quantiles(qs ...float64) ([]time.Duration, error) {
 }
 
 // latencyQuantiles scrapes a histogram and estimates its quantiles.
-func latencyQuantiles(httpPort int, name string, qs ...float64) ([]time.Duration, error) {
-	h, err := scrapeHistogram(httpPort, name)
+func latencyQuantiles(metricsPort int, name string, qs ...float64) ([]time.Duration, error) {
+	h, err := scrapeHistogram(metricsPort, name)
 	if err != nil {
 		return nil, err
 	}
@@ -166,13 +169,16 @@ func durableSamples(bin, data string) (map[string]int64, error) {
 }
 
 // scrapeGauge reads one unlabelled metric from the server.
-func scrapeGauge(httpPort int, name string) (float64, error) {
+func scrapeGauge(metricsPort int, name string) (float64, error) {
 	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", httpPort))
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("scrape %s: /metrics answered %s", name, resp.Status)
+	}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {

@@ -42,12 +42,14 @@ const (
 )
 
 // Modes. The data directory holds the catalog (camera secret MACs, wrapped
-// data keys) and the key directory holds secrets, so neither is open to
-// other users; public key files may be read by anyone.
+// data keys) and the key directory holds secrets, so nothing in it is open
+// to other users. Public key files hold nothing secret, but nobody other
+// than the node's user has business in its data directory: they are
+// owner-only too, and whoever needs node.pub gets a copy out of band.
 const (
 	DirMode    os.FileMode = 0o700
 	SecretMode os.FileMode = 0o600
-	PublicMode os.FileMode = 0o644
+	PublicMode os.FileMode = 0o600
 )
 
 // Layout is a data directory's paths. The zero value is not useful; make
@@ -72,6 +74,22 @@ func (l Layout) Create() error {
 
 // Catalog is the path of the SQLite catalog.
 func (l Layout) Catalog() string { return filepath.Join(l.root, CatalogFile) }
+
+// CreateCatalog creates the catalog file, empty and with SecretMode, if it
+// does not exist yet; an existing one is left as it is. SQLite would
+// create it 0644 (less the umask), and it gives the -wal and -shm files
+// it creates beside it the database file's mode: creating the file first
+// makes all three owner-only, whatever the process's umask.
+func (l Layout) CreateCatalog() error {
+	f, err := os.OpenFile(l.Catalog(), os.O_RDONLY|os.O_CREATE, SecretMode)
+	if err != nil {
+		return fmt.Errorf("create catalog: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("create catalog: %w", err)
+	}
+	return nil
+}
 
 // Chunks is the fs chunk store's directory.
 func (l Layout) Chunks() string { return filepath.Join(l.root, ChunksDir) }

@@ -77,8 +77,9 @@ func TestSilentStreamTimesOut(t *testing.T) {
 	if out, e, code := camvault(t, "verify", inc.ID, "--data", data, "--identity", identityPath(data)); code != 0 {
 		t.Fatalf("verify: %s%s", out, e)
 	}
-	// Metrics show the pipeline's work.
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", s.httpPort))
+	// Metrics show the pipeline's work (on the metrics listener: the
+	// backoffice listener's /metrics needs a token).
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", s.metricsPort))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,6 +123,7 @@ type server struct {
 	data                string
 	rtspPort, rtp, rtcp int
 	httpPort            int
+	metricsPort         int // /metrics, served there without a credential
 	whipPort, icePort   int
 	cmd                 *exec.Cmd
 	mu                  sync.Mutex
@@ -138,6 +139,7 @@ func newServer(t testing.TB, data string, extra ...string) *server {
 	s.rtspPort = freePort(t)
 	s.rtp, s.rtcp = evenPortPair(t)
 	s.httpPort = freePort(t)
+	s.metricsPort = freePort(t)
 	s.whipPort = freePort(t)
 	s.icePort = freePort(t)
 	s.start()
@@ -153,6 +155,7 @@ func (s *server) start() {
 		"--rtsp-rtp", fmt.Sprintf("127.0.0.1:%d", s.rtp),
 		"--rtsp-rtcp", fmt.Sprintf("127.0.0.1:%d", s.rtcp),
 		"--http", fmt.Sprintf("127.0.0.1:%d", s.httpPort),
+		"--metrics", fmt.Sprintf("127.0.0.1:%d", s.metricsPort),
 		"--whip", fmt.Sprintf("127.0.0.1:%d", s.whipPort),
 		"--ice-udp", fmt.Sprintf("127.0.0.1:%d", s.icePort),
 		"--segment", "2s", "--read-timeout", "5s", "--log-level", "debug",

@@ -9,6 +9,8 @@ package server
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -16,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,21 +49,36 @@ import (
 
 // Config of a node. Zero values take the defaults noted.
 type Config struct {
-	DataDir        string // required
-	RTSPAddress    string // default ":8554"
-	UDPRTPAddress  string // empty: no RTSP over UDP
+	DataDir     string // required
+	RTSPAddress string // default ":8554"
+	// UDPRTPAddress and UDPRTCPAddress are RTSP over UDP's ports; empty:
+	// no RTSP over UDP. One without a host (":8000") binds RTSPAddress's
+	// host, so that a node told to listen on one address does not open
+	// ports on every interface behind the operator's back.
+	UDPRTPAddress  string
 	UDPRTCPAddress string
 	HTTPAddress    string // default ":8080"; "-" disables the listener
 	// WHIPAddress is the WebRTC ingest listener; default ":8889", "-"
 	// disables it.
 	WHIPAddress string
-	// ICEUDPAddress is WebRTC media's one UDP port; default ":8189".
+	// ICEUDPAddress is WebRTC media's one UDP port; default ":8189". One
+	// without a host binds WHIPAddress's host (an IPv4 one: ICE media is
+	// IPv4 only), every IPv4 interface when WHIPAddress has none.
 	ICEUDPAddress string
 	ICETCPAddress string   // empty: no ICE over TCP
 	PublicIPs     []string // the host's public addresses behind a 1:1 NAT
 	TLS           *tls.Config
 	ReadTimeout   time.Duration
-	Recorder      recorder.Config
+	// MetricsAddress, when set, serves /metrics on a listener of its own
+	// (for a scraper on a monitoring network or on loopback), without a
+	// credential unless MetricsToken is set.
+	MetricsAddress string
+	// MetricsToken is the bearer token /metrics asks for. The backoffice
+	// listener faces staff and the outside, so there /metrics always needs
+	// it (without one configured it answers 401 to everyone); on the
+	// MetricsAddress listener it is needed only when set.
+	MetricsToken string
+	Recorder     recorder.Config
 	// SweepEvery runs the retention sweeper this often; default 10 min,
 	// negative disables it.
 	SweepEvery time.Duration
@@ -114,9 +132,17 @@ type Server struct {
 	WHIP     *whip.Server // nil when disabled
 	http     *http.Server
 	httpAddr string
-	sweepers sync.WaitGroup
-	auditor  *audit.Anchorer
-	stop     context.CancelFunc
+	metrics  *http.Server // the MetricsAddress listener; nil without one
+	// metricsLn is its socket, closed by Close even before Serve has taken
+	// it over, so that a failed Start leaves the port free at once.
+	metricsLn   net.Listener
+	metricsAddr string // the metrics listener's address once started
+	// rtspUp and whipUp say which ingest listeners Start opened, so that
+	// a failed Start and Close each close only those, once.
+	rtspUp, whipUp bool
+	sweepers       sync.WaitGroup
+	auditor        *audit.Anchorer
+	stop           context.CancelFunc
 
 	// Backoffice delivers alerts (SSE at /api/v1/events, webhooks).
 	Backoffice *backoffice.Service
@@ -140,6 +166,11 @@ func Open(cfg Config, log *slog.Logger) (*Server, error) {
 	if cfg.ICEUDPAddress == "" {
 		cfg.ICEUDPAddress = ":8189"
 	}
+	cfg.UDPRTPAddress = sameHost(cfg.UDPRTPAddress, cfg.RTSPAddress, false)
+	cfg.UDPRTCPAddress = sameHost(cfg.UDPRTCPAddress, cfg.RTSPAddress, false)
+	if cfg.WHIPAddress != "-" {
+		cfg.ICEUDPAddress = sameHost(cfg.ICEUDPAddress, cfg.WHIPAddress, true)
+	}
 	dir := datadir.New(cfg.DataDir)
 	if err := dir.Create(); err != nil {
 		return nil, err
@@ -153,6 +184,9 @@ func Open(cfg Config, log *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 		log.Info("first start: keys created", "dir", keyDir)
+	}
+	if err := dir.CreateCatalog(); err != nil {
+		return nil, err
 	}
 	cat, err := catalog.Open(dir.Catalog())
 	if err != nil {
@@ -244,29 +278,65 @@ func (s *Server) open() error {
 	return nil
 }
 
-// Start opens the listeners and starts the retention sweeper.
+// sameHost gives addr, a listen address, the host of like when addr has
+// none (":8000"), so that the UDP listeners follow the TCP listener they
+// belong to. An addr that does not parse is returned as it is, for its
+// listener to refuse with its own error. ipv4Only leaves addr as it is
+// when like's host is an IPv6 address, which an IPv4-only listener could
+// not bind.
+func sameHost(addr, like string, ipv4Only bool) string {
+	host, port, err := net.SplitHostPort(addr)
+	if addr == "" || err != nil || host != "" {
+		return addr
+	}
+	likeHost, _, err := net.SplitHostPort(like)
+	if err != nil || likeHost == "" {
+		return addr
+	}
+	if ip := net.ParseIP(likeHost); ipv4Only && ip != nil && ip.To4() == nil {
+		return addr
+	}
+	return net.JoinHostPort(likeHost, port)
+}
+
+// Config is the node's configuration with the defaults filled in: the
+// addresses its listeners bind.
+func (s *Server) Config() Config { return s.cfg }
+
+// Start opens the listeners and starts the retention sweeper. When it
+// fails, it has closed every listener it opened and its error names the
+// address that could not be bound; Close still releases the rest.
 func (s *Server) Start() error {
 	if err := s.Backoffice.Start(context.Background()); err != nil {
-		return err
+		return fmt.Errorf("start backoffice: %w", err)
 	}
 	if s.RTSP != nil {
 		if err := s.RTSP.Start(); err != nil {
-			s.Backoffice.Close()
+			s.closeListeners()
 			return err
 		}
+		s.rtspUp = true
 	}
 	if s.WHIP != nil {
 		if err := s.WHIP.Start(); err != nil {
-			s.RTSP.Close()
-			s.Backoffice.Close()
+			s.closeListeners()
 			return err
 		}
+		s.whipUp = true
+	}
+	if err := s.serveMetrics(); err != nil {
+		s.closeListeners()
+		return err
+	}
+	if err := s.serveHTTP(); err != nil {
+		s.closeListeners()
+		return err
+	}
+	if s.cfg.BackofficeOnly {
+		return nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
-	if s.cfg.BackofficeOnly {
-		return s.serveHTTP()
-	}
 	if every := s.cfg.SweepEvery; every >= 0 {
 		if every == 0 {
 			every = 10 * time.Minute
@@ -299,8 +369,76 @@ func (s *Server) Start() error {
 			re.Run(ctx, every)
 		}()
 	}
-	return s.serveHTTP()
+	return nil
 }
+
+// closeListeners closes what Start opened: the ingest listeners, the
+// metrics listener and the backoffice's alert delivery. Each is closed
+// once, whether a failed Start or Close gets here first.
+func (s *Server) closeListeners() {
+	if s.rtspUp {
+		s.RTSP.Close()
+		s.rtspUp = false
+	}
+	if s.whipUp {
+		s.WHIP.Close()
+		s.whipUp = false
+	}
+	if s.metrics != nil {
+		s.metrics.Close()
+		s.metricsLn.Close()
+		s.metrics, s.metricsLn = nil, nil
+	}
+	if s.Backoffice != nil {
+		s.Backoffice.Close() // ends the SSE streams, so the listener can shut down
+	}
+}
+
+// metricsHandler serves the registry. With needToken, or whenever a
+// token is configured, only to a request bearing the token; the
+// comparison is of digests in constant time, so the time it takes says
+// nothing about the token.
+func (s *Server) metricsHandler(needToken bool) http.Handler {
+	h := promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
+	token := s.cfg.MetricsToken
+	if token == "" && !needToken {
+		return h
+	}
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		gotSum := sha256.Sum256([]byte(got))
+		if token == "" || !ok || subtle.ConstantTimeCompare(gotSum[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="camvault metrics"`)
+			http.Error(w, "metrics need the bearer token of --metrics-token-file, or the --metrics listener", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// serveMetrics opens the metrics listener, when one is configured. It
+// serves /metrics alone: none of the backoffice, whose staff API it must
+// not expose to the scraper's network.
+func (s *Server) serveMetrics() error {
+	if s.cfg.MetricsAddress == "" {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metricsHandler(false))
+	l, err := net.Listen("tcp", s.cfg.MetricsAddress)
+	if err != nil {
+		return fmt.Errorf("metrics listen: %w", err)
+	}
+	s.metricsLn, s.metricsAddr = l, l.Addr().String()
+	s.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go s.metrics.Serve(l)
+	return nil
+}
+
+// MetricsAddr returns the metrics listener's address once started; empty
+// without one.
+func (s *Server) MetricsAddr() string { return s.metricsAddr }
 
 // serveHTTP opens the backoffice listener (unless it is "-").
 func (s *Server) serveHTTP() error {
@@ -308,18 +446,11 @@ func (s *Server) serveHTTP() error {
 		return nil
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", s.metricsHandler(true))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	s.Backoffice.Register(mux)
 	l, err := net.Listen("tcp", s.cfg.HTTPAddress)
 	if err != nil {
-		if s.RTSP != nil {
-			s.RTSP.Close()
-		}
-		if s.WHIP != nil {
-			s.WHIP.Close()
-		}
-		s.Backoffice.Close()
 		return fmt.Errorf("backoffice listen: %w", err)
 	}
 	s.httpAddr = l.Addr().String()
@@ -357,19 +488,19 @@ func (s *Server) Close() error {
 		s.stop()
 		s.sweepers.Wait()
 	}
-	if s.RTSP != nil {
+	if s.rtspUp {
 		s.RTSP.Close()
+		s.rtspUp = false
 	}
-	if s.WHIP != nil {
+	if s.whipUp {
 		s.WHIP.Close()
+		s.whipUp = false
 	}
 	var err error
 	if s.Recorder != nil {
 		err = s.Recorder.Close()
 	}
-	if s.Backoffice != nil {
-		s.Backoffice.Close() // ends the SSE streams, so the listener can shut down
-	}
+	s.closeListeners()
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		s.http.Shutdown(ctx)

@@ -33,6 +33,9 @@ func openNode(data string, sf *storeFlags, now func() time.Time) (*node, error) 
 	if err := dir.Create(); err != nil {
 		return nil, err
 	}
+	if err := dir.CreateCatalog(); err != nil {
+		return nil, err
+	}
 	cat, err := catalog.Open(dir.Catalog())
 	if err != nil {
 		return nil, err

@@ -31,10 +31,10 @@ const demoCamera = "demo-cam"
 func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fl, data := newFlags("serve")
 	rtspAddr := fl.String("rtsp", ":8554", "RTSP listen address")
-	rtpAddr := fl.String("rtsp-rtp", ":8000", "RTSP over UDP: RTP port (empty disables UDP)")
-	rtcpAddr := fl.String("rtsp-rtcp", ":8001", "RTSP over UDP: RTCP port")
+	rtpAddr := fl.String("rtsp-rtp", ":8000", "RTSP over UDP: RTP port, on --rtsp's host unless given one (empty disables UDP)")
+	rtcpAddr := fl.String("rtsp-rtcp", ":8001", "RTSP over UDP: RTCP port, on --rtsp's host unless given one")
 	whipAddr := fl.String("whip", ":8889", `WebRTC (WHIP) ingest listen address; "-" disables it`)
-	iceUDP := fl.String("ice-udp", ":8189", "the one UDP port for all WebRTC media (ICE UDP mux)")
+	iceUDP := fl.String("ice-udp", ":8189", "the one UDP port for all WebRTC media (ICE UDP mux), on --whip's host unless given one")
 	iceTCP := fl.String("ice-tcp", "", "also accept WebRTC media over ICE-TCP on this address (off by default)")
 	publicIPs := fl.String("public-ip", "", "comma-separated public addresses to announce for WebRTC (1:1 NAT)")
 	bf := addBackofficeFlags(fl, `backoffice identity, for watching and exporting footage in the backoffice (default <data>/keys/backoffice.identity; "-": none, no footage here)`,
@@ -82,7 +82,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 			rtsp: localAddr(*rtspAddr), whip: *whipAddr, http: localAddr(*bf.http),
 		})
 	}
-	log.Info("camvault serving", "rtsp", *rtspAddr, "rtsp_udp", *rtpAddr, "whip", *whipAddr, "ice_udp", *iceUDP, "http", srv.HTTPAddr(), "data", *data)
+	// The addresses bound, after the UDP ports took their TCP listener's host.
+	bound := srv.Config()
+	log.Info("camvault serving", "rtsp", bound.RTSPAddress, "rtsp_udp", bound.UDPRTPAddress, "whip", bound.WHIPAddress,
+		"ice_udp", bound.ICEUDPAddress, "http", srv.HTTPAddr(), "metrics", srv.MetricsAddr(), "data", *data)
 	return runUntilSignal(srv, log, stdout, "ending streams and committing every segment already cut")
 }
 
@@ -91,13 +94,14 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 // the log.
 type backofficeFlags struct {
 	http, identity, exportDir, tlsCert, tlsKey, logLevel *string
+	metrics, metricsToken                                *string
 	store                                                *storeFlags
 	alerts                                               *alertFlags
 }
 
 func addBackofficeFlags(fl *flag.FlagSet, identityHelp, tlsHelp string) *backofficeFlags {
 	return &backofficeFlags{
-		http:      fl.String("http", ":8080", "backoffice listen address: the web UI, /api/v1, /metrics, /healthz"),
+		http:      fl.String("http", ":8080", "backoffice listen address: the web UI, /api/v1, /healthz, and /metrics with --metrics-token-file's token"),
 		identity:  fl.String("identity", "", identityHelp),
 		exportDir: fl.String("export-dir", "", "where approved exports' bundles are written, outside the data directory (default: exports beside it)"),
 		tlsCert:   fl.String("tls-cert", "", tlsHelp),
@@ -105,16 +109,25 @@ func addBackofficeFlags(fl *flag.FlagSet, identityHelp, tlsHelp string) *backoff
 		logLevel:  fl.String("log-level", "info", "debug, info, warn, error"),
 		store:     addStoreFlags(fl),
 		alerts:    addAlertFlags(fl),
+		metrics:   fl.String("metrics", "", "serve /metrics, and nothing else, on this address (without a credential unless --metrics-token-file is given)"),
+		metricsToken: fl.String("metrics-token-file", "", "file holding the bearer token /metrics asks for (mode 0600, at least 16 characters); "+
+			"without it /metrics answers only on --metrics"),
 	}
 }
 
 // config sets the process up (processSetup) and returns the server
 // configuration the flags give, its log, and what closes the store.
 func (f *backofficeFlags) config(data string, stderr io.Writer) (server.Config, *slog.Logger, func(), error) {
-	cfg := server.Config{DataDir: data, HTTPAddress: *f.http, IdentityFile: *f.identity, ExportDir: *f.exportDir}
+	cfg := server.Config{DataDir: data, HTTPAddress: *f.http, IdentityFile: *f.identity, ExportDir: *f.exportDir,
+		MetricsAddress: *f.metrics}
 	log, err := processSetup(*f.logLevel, stderr)
 	if err != nil {
 		return cfg, nil, nil, err
+	}
+	if *f.metricsToken != "" {
+		if cfg.MetricsToken, err = loadMetricsToken(*f.metricsToken); err != nil {
+			return cfg, nil, nil, err
+		}
 	}
 	if cfg.Alerts, err = f.alerts.config(); err != nil {
 		return cfg, nil, nil, err
@@ -130,14 +143,45 @@ func (f *backofficeFlags) config(data string, stderr io.Writer) (server.Config, 
 	return cfg, log, closeStore, nil
 }
 
+// minMetricsToken is the shortest metrics token accepted: a scraper's
+// token is typed by no one, so nothing excuses a guessable one.
+const minMetricsToken = 16
+
+// loadMetricsToken reads the token /metrics asks for from a file other
+// users cannot read.
+func loadMetricsToken(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("metrics token: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("metrics token %s is accessible by other users (mode %v): chmod 600 it", path, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("metrics token: %w", err)
+	}
+	token := strings.TrimSpace(string(b))
+	if len(token) < minMetricsToken || strings.ContainsAny(token, " \t\r\n") {
+		return "", fmt.Errorf("metrics token %s: want one token of at least %d characters, no spaces", path, minMetricsToken)
+	}
+	return token, nil
+}
+
 // processSetup is what serve and backoffice set up before anything else:
-// the log (FFmpeg's routed into it), the collector's pace and FFmpeg's
-// verbosity.
+// the umask, the log (FFmpeg's routed into it), the collector's pace and
+// FFmpeg's verbosity.
 func processSetup(logLevel string, stderr io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return nil, usagef("--log-level: %v", err)
 	}
+	// Everything these processes create lies in the data directory (or is
+	// an export, written owner-only anyway), and some of it is created by
+	// a library with a mode of its own choosing (SQLite's catalog with its
+	// -wal and -shm files is 0644 by default): no group or other bits,
+	// whoever creates the file.
+	syscall.Umask(0o077)
 	// The heap of a recording node is mostly segment buffers, which hold
 	// no pointers and cost the collector little to mark: collecting at
 	// 50 % growth rather than Go's 100 % costs no measurable CPU and keeps

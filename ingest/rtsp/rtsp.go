@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,6 +60,9 @@ type Server struct {
 	cancel   context.CancelFunc
 
 	live *ingest.Live
+
+	// started is set by a successful Start and cleared by Close.
+	started atomic.Bool
 
 	// Counters, for tests and metrics.
 	Refused  atomic.Int64
@@ -151,8 +155,16 @@ func NewServer(cfg Config, a camera.Authenticator, r ingest.Recorder, log *slog.
 // Start listens on the configured addresses.
 func (s *Server) Start() error {
 	if err := s.srv.Start(); err != nil {
+		// A listen error names the address that failed, which may be the
+		// RTP or RTCP port rather than the RTSP one: naming the RTSP
+		// address in front of it would point the operator at the wrong port.
+		var op *net.OpError
+		if errors.As(err, &op) {
+			return fmt.Errorf("rtsp: %w", err)
+		}
 		return fmt.Errorf("rtsp listen on %s: %w", s.cfg.Address, err)
 	}
+	s.started.Store(true)
 	return nil
 }
 
@@ -160,9 +172,15 @@ func (s *Server) Start() error {
 func (s *Server) Addr() string { return s.cfg.Address }
 
 // Close stops accepting and ends every session (each ends Interrupted).
+// It may be called after a failed Start, and more than once: gortsplib's
+// own Close uses state only a successful Start sets up (it panicked when
+// the RTP port was taken), and a failed Start has already released what
+// it had opened.
 func (s *Server) Close() {
 	s.cancel()
-	s.srv.Close()
+	if s.started.Swap(false) {
+		s.srv.Close()
+	}
 }
 
 func cameraFromPath(p string) string {
