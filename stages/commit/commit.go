@@ -136,8 +136,16 @@ func (c *Committer) Checkpoint(ctx context.Context, incident string) error {
 	}
 	// A failed anchor is written later by a Reanchorer, from the catalog's
 	// copy of line.
-	return putAnchor(ctx, c.Catalog, c.Anchors, incident, idx, cp.Time, line)
+	if err := putAnchor(ctx, c.Catalog, c.Anchors, incident, idx, cp.Time, line); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotAnchored, err)
+	}
+	return nil
 }
+
+// ErrNotAnchored is a checkpoint signed and committed to the catalog whose
+// copy in the store could not be written yet: a Reanchorer writes it
+// later, so a caller may carry on.
+var ErrNotAnchored = errors.New("checkpoint signed but not yet anchored")
 
 // putAnchor writes a checkpoint's line to the store under its anchor key,
 // kept as long as the incident's chunks (or, without any, from signed).
