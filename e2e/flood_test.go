@@ -126,9 +126,10 @@ func TestRTSPFloodIdleAndSlow(t *testing.T) {
 	whipAddr := fmt.Sprintf("127.0.0.1:%d", s.whipPort)
 	var wg sync.WaitGroup
 	var conns []*floodConn
-	// Slow ones first, each from an address of its own (all admitted), then
-	// 100 idle from one address (the cap per address refuses most), then
-	// 300 idle from 30 addresses, 10 each (the cap in total refuses).
+	// Slow ones first, each from an address of its own (all admitted),
+	// then 100 idle from one address (64 admitted, the cap per address
+	// refuses the rest), then 300 idle from 30 addresses, 10 each (the cap
+	// in total refuses what is over it).
 	conns = append(conns, flood(t, rtspAddr, "rtsp slow", 20, func(i int) string { return fmt.Sprintf("127.0.3.%d", 1+i) }, true, watchFor, &wg)...)
 	conns = append(conns, flood(t, rtspAddr, "rtsp idle, one address", 100, func(int) string { return "127.0.2.1" }, false, watchFor, &wg)...)
 	conns = append(conns, flood(t, rtspAddr, "rtsp idle", 300, func(i int) string { return fmt.Sprintf("127.0.1.%d", 1+i/10) }, false, watchFor, &wg)...)

@@ -2,10 +2,14 @@ package server
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"camvault/internal/netguard"
 )
@@ -49,4 +53,66 @@ func TestFileShares(t *testing.T) {
 	if l.MaxConns != 0 || l.MaxPerAddr != DefaultRTSPPerAddr {
 		t.Errorf("resolveLimits: %+v, want no cap in total and the default per address", l)
 	}
+}
+
+// TestListenerMetrics: refusals show in /metrics per listener and reason.
+func TestListenerMetrics(t *testing.T) {
+	s := &Server{backofficeGuard: netguard.New("backoffice", netguard.Limits{MaxConns: 1}, nil)}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl := s.backofficeGuard.Wrap(l)
+	defer gl.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := gl.Accept(); err == nil {
+			accepted <- c
+		}
+		gl.Accept() // refuses the second and waits for a third that never comes
+	}()
+	for range 2 {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	defer (<-accepted).Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newGuardCollector(s))
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if n := refused(t, reg); n == 1 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("camvault_listener_refused_total{backoffice,max_conns} = %v, want 1", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// refused is the backoffice's max_conns refusals as reg exports them.
+func refused(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "camvault_listener_refused_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			if labels["listener"] == "backoffice" && labels["reason"] == "max_conns" {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatal("no camvault_listener_refused_total for the backoffice")
+	return 0
 }
