@@ -131,11 +131,19 @@ type server struct {
 	exited              chan struct{}
 	exitErr             error
 	extra               []string
+	prefix              []string // runs the binary through this command (e.g. prlimit)
 }
 
 func newServer(t testing.TB, data string, extra ...string) *server {
 	t.Helper()
-	s := &server{t: t, data: data, extra: extra}
+	return newServerVia(t, data, nil, extra...)
+}
+
+// newServerVia is newServer with the binary run through prefix, a
+// command that execs it (prlimit, so signals still reach camvault).
+func newServerVia(t testing.TB, data string, prefix []string, extra ...string) *server {
+	t.Helper()
+	s := &server{t: t, data: data, extra: extra, prefix: prefix}
 	s.rtspPort = freePort(t)
 	s.rtp, s.rtcp = evenPortPair(t)
 	s.httpPort = freePort(t)
@@ -162,7 +170,8 @@ func (s *server) start() {
 		// Proxies only where a test asks for them (the flag may be given
 		// again in extra): they cost CPU every other test does not need.
 		"--transcode-workers", "0"}, s.extra...)
-	s.cmd = exec.Command(camvaultBin, args...)
+	argv := append(append(append([]string{}, s.prefix...), camvaultBin), args...)
+	s.cmd = exec.Command(argv[0], argv[1:]...)
 	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -38,6 +38,7 @@ import (
 	"camvault/ingest"
 	"camvault/ingest/rtsp"
 	"camvault/ingest/whip"
+	"camvault/internal/netguard"
 	"camvault/keys"
 	"camvault/recorder"
 	"camvault/retention"
@@ -112,6 +113,11 @@ type Config struct {
 	// is how the identity stays out of the process that parses camera
 	// input.
 	BackofficeOnly bool
+	// RTSPLimits and WHIPLimits cap each ingest listener's connections
+	// (netguard.Limits): zero values take a share of the open-file limit
+	// in total and DefaultRTSPPerAddr or DefaultWHIPPerAddr per address,
+	// negative ones no cap; the RTSP AuthTimeout defaults to 10 s.
+	RTSPLimits, WHIPLimits netguard.Limits
 }
 
 // selfTester is a store that can prove it enforces retention.
@@ -143,6 +149,9 @@ type Server struct {
 	sweepers       sync.WaitGroup
 	auditor        *audit.Anchorer
 	stop           context.CancelFunc
+
+	backofficeGuard *netguard.Guard
+	healthChecks    []func() error // beside the listeners', for /healthz
 
 	// Backoffice delivers alerts (SSE at /api/v1/events, webhooks).
 	Backoffice *backoffice.Service
@@ -238,8 +247,9 @@ func (s *Server) open() error {
 		}
 		s.log.Info("chunk store enforces Object Lock (self-test passed)")
 	}
+	s.listenerLimits()
 	s.Registry = prometheus.NewRegistry()
-	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newGuardCollector(s))
 	alerts := s.cfg.Alerts
 	alerts.Staff, alerts.Holds = s.Catalog, retention.Holds{Catalog: s.Catalog, Store: s.Store}
 	alerts.Cameras = cameraAdmin{s.Catalog, pepper}
@@ -268,12 +278,12 @@ func (s *Server) open() error {
 	auth := &camera.PepperAuth{Cameras: s.Catalog, Pepper: pepper}
 	live := ingest.NewLive() // one live stream per camera, whatever the protocol
 	s.RTSP = rtsp.NewServer(rtsp.Config{Address: s.cfg.RTSPAddress, UDPRTPAddress: udpRTP, UDPRTCPAddress: udpRTCP,
-		TLS: s.cfg.TLS, ReadTimeout: s.cfg.ReadTimeout, Live: live}, auth, s.Recorder, s.log)
+		TLS: s.cfg.TLS, ReadTimeout: s.cfg.ReadTimeout, Live: live, Limits: s.cfg.RTSPLimits}, auth, s.Recorder, s.log)
 	if s.cfg.WHIPAddress != "-" {
 		s.WHIP = whip.NewServer(whip.Config{Address: s.cfg.WHIPAddress, TLS: s.cfg.TLS,
 			ICEUDPAddress: s.cfg.ICEUDPAddress, ICETCPAddress: s.cfg.ICETCPAddress, PublicIPs: s.cfg.PublicIPs,
 			ReadTimeout: s.cfg.ReadTimeout, KeyframeEvery: s.cfg.Recorder.SegmentTarget, Live: live,
-			Events: cameraEvents{s.Catalog}}, auth, s.Recorder, s.log)
+			Events: cameraEvents{s.Catalog}, Limits: s.cfg.WHIPLimits}, auth, s.Recorder, s.log)
 	}
 	return nil
 }
@@ -447,13 +457,15 @@ func (s *Server) serveHTTP() error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metricsHandler(true))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /healthz", s.serveHealthz)
 	s.Backoffice.Register(mux)
 	l, err := net.Listen("tcp", s.cfg.HTTPAddress)
 	if err != nil {
 		return fmt.Errorf("backoffice listen: %w", err)
 	}
 	s.httpAddr = l.Addr().String()
+	// A cap in total, so staff clients cannot take the descriptors ingest needs.
+	l = s.backofficeGuard.Wrap(l)
 	if s.cfg.TLS != nil {
 		// The session cookie is then marked Secure (the handler sees r.TLS).
 		l = tls.NewListener(l, s.cfg.TLS.Clone())

@@ -20,6 +20,7 @@ import (
 
 	"camvault/codec"
 	"camvault/datadir"
+	"camvault/internal/netguard"
 	"camvault/recorder"
 	"camvault/server"
 	"camvault/storage"
@@ -43,6 +44,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	segmentDur := fl.Duration("segment", 2*time.Second, "target segment duration")
 	grace := fl.Duration("grace", 60*time.Second, "a reconnect within this continues the incident")
 	readTimeout := fl.Duration("read-timeout", 10*time.Second, "end a stream silent this long")
+	rtspMax := fl.Int("rtsp-max-conns", 0, "most RTSP connections open at once, cameras included (0: a share of the open-file limit; negative: no cap)")
+	rtspPerAddr := fl.Int("rtsp-max-conns-per-addr", server.DefaultRTSPPerAddr, "most RTSP connections per remote address that are not recording yet (negative: no cap)")
+	rtspAuth := fl.Duration("rtsp-auth-timeout", server.DefaultRTSPAuthTimeout, "close an RTSP connection that has not authenticated and started recording within this (negative: never)")
+	whipMax := fl.Int("whip-max-conns", 0, "most WHIP and camera-event HTTP connections open at once (0: a share of the open-file limit; negative: no cap)")
+	whipPerAddr := fl.Int("whip-max-conns-per-addr", server.DefaultWHIPPerAddr, "most WHIP and camera-event HTTP connections per remote address (negative: no cap)")
 	sweepEvery := fl.Duration("sweep-every", 10*time.Minute, "how often the retention sweeper runs")
 	transcodeWorkers := fl.Int("transcode-workers", -1, "review proxies and thumbnails at ingest with N low-priority threads (-1: cores-1, at least 1; 0: off)")
 	noDemo := fl.Bool("no-demo", false, "do not create the demo camera on first start")
@@ -58,6 +64,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	cfg.RTSPAddress, cfg.UDPRTPAddress, cfg.UDPRTCPAddress = *rtspAddr, *rtpAddr, *rtcpAddr
 	cfg.WHIPAddress, cfg.ICEUDPAddress, cfg.ICETCPAddress, cfg.PublicIPs = *whipAddr, *iceUDP, *iceTCP, splitList(*publicIPs)
 	cfg.ReadTimeout, cfg.SweepEvery = *readTimeout, *sweepEvery
+	cfg.RTSPLimits = netguard.Limits{MaxConns: *rtspMax, MaxPerAddr: *rtspPerAddr, AuthTimeout: *rtspAuth}
+	cfg.WHIPLimits = netguard.Limits{MaxConns: *whipMax, MaxPerAddr: *whipPerAddr}
 	cfg.Recorder = recorder.Config{Retention: *retention, SegmentTarget: *segmentDur, Grace: *grace,
 		Transcode: recorder.TranscodeConfig{Enabled: *transcodeWorkers != 0, Workers: *transcodeWorkers}}
 	srv, err := startServer(cfg, log)

@@ -26,6 +26,7 @@ import (
 
 	"camvault/camera"
 	"camvault/ingest"
+	"camvault/internal/netguard"
 	"camvault/media"
 )
 
@@ -47,6 +48,13 @@ type Config struct {
 	KeyframeTimeout time.Duration
 	// Live is shared with the node's WHIP listener; nil makes one.
 	Live *ingest.Live
+	// Limits caps the listener's connections, in total and per address
+	// while not yet recording, and closes a connection that has not
+	// authenticated and started recording within Limits.AuthTimeout
+	// (default 10 s; negative: never). gortsplib's own ReadTimeout covers
+	// only a recording session: before that it waits for a request
+	// forever.
+	Limits netguard.Limits
 }
 
 // Server accepts RTSP publishers (ANNOUNCE/RECORD). Reading is refused.
@@ -55,18 +63,22 @@ type Server struct {
 	auth     camera.Authenticator
 	recorder ingest.Recorder
 	log      *slog.Logger
-	srv      *gortsplib.Server
 	ctx      context.Context
 	cancel   context.CancelFunc
+	guard    *netguard.Guard
+	listen   func(network, address string) (net.Listener, error) // tests replace it
+
+	mu      sync.Mutex
+	srv     *gortsplib.Server // nil before Start and after a failed one
+	watch   sync.WaitGroup
+	stopped atomic.Pointer[error] // why the listener is down; nil while it serves
 
 	live *ingest.Live
-
-	// started is set by a successful Start and cleared by Close.
-	started atomic.Bool
 
 	// Counters, for tests and metrics.
 	Refused  atomic.Int64
 	Sessions atomic.Int64
+	Restarts atomic.Int64 // the listener stopped and was started again
 }
 
 // publisher is one RTSP publishing session.
@@ -131,30 +143,54 @@ func NewServer(cfg Config, a camera.Authenticator, r ingest.Recorder, log *slog.
 	if cfg.KeyframeTimeout == 0 {
 		cfg.KeyframeTimeout = 10 * time.Second
 	}
+	switch {
+	case cfg.Limits.AuthTimeout == 0:
+		cfg.Limits.AuthTimeout = 10 * time.Second
+	case cfg.Limits.AuthTimeout < 0:
+		cfg.Limits.AuthTimeout = 0
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if cfg.Live == nil {
 		cfg.Live = ingest.NewLive()
 	}
-	s := &Server{cfg: cfg, auth: a, recorder: r, log: log, ctx: ctx, cancel: cancel, live: cfg.Live}
-	s.srv = &gortsplib.Server{
+	s := &Server{cfg: cfg, auth: a, recorder: r, log: log, ctx: ctx, cancel: cancel, live: cfg.Live,
+		guard: netguard.New("rtsp", cfg.Limits, log), listen: ingest.ListenBuffered}
+	return s
+}
+
+// newGortsplib is one run of the listener: gortsplib's server cannot be
+// started again once it has stopped, so a restart takes a new one.
+func (s *Server) newGortsplib() *gortsplib.Server {
+	return &gortsplib.Server{
 		Handler:        s,
-		RTSPAddress:    cfg.Address,
-		UDPRTPAddress:  cfg.UDPRTPAddress,
-		UDPRTCPAddress: cfg.UDPRTCPAddress,
-		TLSConfig:      cfg.TLS,
-		ReadTimeout:    cfg.ReadTimeout,
+		RTSPAddress:    s.cfg.Address,
+		UDPRTPAddress:  s.cfg.UDPRTPAddress,
+		UDPRTCPAddress: s.cfg.UDPRTCPAddress,
+		TLSConfig:      s.cfg.TLS,
+		ReadTimeout:    s.cfg.ReadTimeout,
 		WriteTimeout:   10 * time.Second,
 		// Basic is the only method that hands us the secret itself, which
 		// is what a MAC check needs; RTSPS protects it on the wire.
 		AuthMethods: []auth.VerifyMethod{auth.VerifyMethodBasic},
-		Listen:      ingest.ListenBuffered,
+		Listen:      s.listenGuarded,
 	}
-	return s
+}
+
+// listenGuarded is gortsplib's Listen: the buffered listener under the
+// server's guard, which also keeps temporary accept errors from gortsplib
+// (it ends the whole server on the first accept error it sees).
+func (s *Server) listenGuarded(network, address string) (net.Listener, error) {
+	l, err := s.listen(network, address)
+	if err != nil {
+		return nil, err
+	}
+	return s.guard.Wrap(l), nil
 }
 
 // Start listens on the configured addresses.
 func (s *Server) Start() error {
-	if err := s.srv.Start(); err != nil {
+	srv := s.newGortsplib()
+	if err := srv.Start(); err != nil {
 		// A listen error names the address that failed, which may be the
 		// RTP or RTCP port rather than the RTSP one: naming the RTSP
 		// address in front of it would point the operator at the wrong port.
@@ -164,9 +200,85 @@ func (s *Server) Start() error {
 		}
 		return fmt.Errorf("rtsp listen on %s: %w", s.cfg.Address, err)
 	}
-	s.started.Store(true)
+	s.mu.Lock()
+	s.srv = srv
+	s.mu.Unlock()
+	s.watch.Add(1)
+	go s.watchServer(srv)
 	return nil
 }
+
+// Restart backoff while the listener cannot be opened again.
+const (
+	restartFirst = 100 * time.Millisecond
+	restartMax   = 5 * time.Second
+)
+
+// watchServer notices when gortsplib's server ends without Close (a
+// failed accept ends it, and every session with it), says so, reports the
+// node unhealthy (Healthy) and starts the listener again until it opens.
+func (s *Server) watchServer(srv *gortsplib.Server) {
+	defer s.watch.Done()
+	for {
+		err := srv.Wait()
+		if s.ctx.Err() != nil {
+			return
+		}
+		down := fmt.Errorf("rtsp listener on %s stopped: %w", s.cfg.Address, err)
+		s.stopped.Store(&down)
+		s.log.Error("rtsp listener stopped: cameras cannot connect; restarting it", "address", s.cfg.Address, "err", err)
+		srv = s.restart()
+		if srv == nil {
+			return
+		}
+		s.stopped.Store(nil)
+		s.Restarts.Add(1)
+		s.log.Warn("rtsp listener restarted", "address", s.cfg.Address)
+	}
+}
+
+// restart starts a new gortsplib server, retrying with backoff; nil when
+// the server is closed meanwhile.
+func (s *Server) restart() *gortsplib.Server {
+	delay := restartFirst
+	for attempt := 1; ; attempt++ {
+		t := time.NewTimer(delay)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		next := s.newGortsplib()
+		if err := next.Start(); err != nil {
+			if attempt == 1 || attempt%10 == 0 {
+				s.log.Error("rtsp listener cannot be restarted yet", "address", s.cfg.Address, "attempt", attempt, "err", err)
+			}
+			delay = min(2*delay, restartMax)
+			continue
+		}
+		s.mu.Lock()
+		if s.ctx.Err() != nil { // Close ran meanwhile and did not see next
+			s.mu.Unlock()
+			next.Close()
+			return nil
+		}
+		s.srv = next
+		s.mu.Unlock()
+		return next
+	}
+}
+
+// Healthy returns why the listener is not accepting cameras, or nil.
+func (s *Server) Healthy() error {
+	if err := s.stopped.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// Guard is the listener's connection guard (limits and counters).
+func (s *Server) Guard() *netguard.Guard { return s.guard }
 
 // Addr returns the TCP listen address.
 func (s *Server) Addr() string { return s.cfg.Address }
@@ -178,9 +290,13 @@ func (s *Server) Addr() string { return s.cfg.Address }
 // it had opened.
 func (s *Server) Close() {
 	s.cancel()
-	if s.started.Swap(false) {
-		s.srv.Close()
+	s.mu.Lock()
+	srv := s.srv
+	s.mu.Unlock()
+	if srv != nil {
+		srv.Close()
 	}
+	s.watch.Wait()
 }
 
 func cameraFromPath(p string) string {
@@ -297,6 +413,10 @@ func (s *Server) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Respon
 	p.mu.Lock()
 	p.record = time.Now()
 	p.mu.Unlock()
+	// Authenticated and recording: from here gortsplib's ReadTimeout
+	// watches the session, and the address's count of strangers no
+	// longer includes it.
+	netguard.Authenticated(ctx.Conn.NetConn())
 	s.Sessions.Add(1)
 	s.log.Info("camera publishing", "camera", p.cam.ID, "remote", p.remote, "tracks", len(p.tracks))
 

@@ -32,6 +32,7 @@ import (
 
 	"camvault/camera"
 	"camvault/ingest"
+	"camvault/internal/netguard"
 )
 
 // Config configures the WebRTC (WHIP, RFC 9725) listener.
@@ -72,6 +73,11 @@ type Config struct {
 	// Events records what cameras post to /cameras/<id>/events; nil
 	// answers 501.
 	Events camera.EventSink
+	// Limits caps the HTTP listener's connections, in total and per
+	// remote address (every connection counts: authentication is per
+	// request here). Slow and idle clients are cut by the HTTP server's
+	// own timeouts, so Limits.AuthTimeout is not used.
+	Limits netguard.Limits
 }
 
 func (c *Config) defaults() {
@@ -123,6 +129,9 @@ type Server struct {
 	resources map[string]*publisher // WHIP resource id -> session
 	closed    bool
 
+	guard   *netguard.Guard
+	stopped atomic.Pointer[error] // why the HTTP listener stopped serving; nil while it serves
+
 	// Counters, for tests and metrics.
 	Refused  atomic.Int64
 	Sessions atomic.Int64
@@ -132,7 +141,10 @@ type Server struct {
 func NewServer(cfg Config, a camera.Authenticator, r ingest.Recorder, log *slog.Logger) *Server {
 	cfg.defaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, auth: a, recorder: r, log: log, ctx: ctx, cancel: cancel, resources: map[string]*publisher{}}
+	lim := cfg.Limits
+	lim.AuthTimeout = 0
+	s := &Server{cfg: cfg, auth: a, recorder: r, log: log, ctx: ctx, cancel: cancel, resources: map[string]*publisher{},
+		guard: netguard.New("whip", lim, log)}
 	s.events = camera.NewEventHandler(a, cfg.Events, log, s.refused)
 	return s
 }
@@ -153,21 +165,45 @@ func (s *Server) Start() error {
 		s.closeICE()
 		return fmt.Errorf("whip listen on %s: %w", s.cfg.Address, err)
 	}
+	// Under TLS, so a refused connection costs no handshake.
+	ln = s.guard.Wrap(ln)
 	if s.cfg.TLS != nil {
 		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	s.ln = ln
 	s.http = &http.Server{
-		Handler:           s.Handler(),
+		Handler: s.Handler(),
+		// A client has 5 s for its request's headers (idle and slow-loris
+		// connections end there), 15 s for the whole request.
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       15 * time.Second, // what net/http took from ReadTimeout; said here
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
-	go s.http.Serve(ln)
+	go func() {
+		// Serve waits out temporary accept errors itself; what ends it
+		// otherwise leaves WHIP cameras without a listener: say so.
+		if err := s.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			down := fmt.Errorf("whip listener on %s stopped: %w", s.cfg.Address, err)
+			s.stopped.Store(&down)
+			s.log.Error("whip listener stopped: cameras cannot connect", "address", s.cfg.Address, "err", err)
+		}
+	}()
 	return nil
 }
+
+// Healthy returns why the HTTP listener is not serving, or nil.
+func (s *Server) Healthy() error {
+	if err := s.stopped.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// Guard is the HTTP listener's connection guard (limits and counters).
+func (s *Server) Guard() *netguard.Guard { return s.guard }
 
 // Addr is the HTTP listener's address once started.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
