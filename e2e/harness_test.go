@@ -130,6 +130,10 @@ type server struct {
 	exited              chan struct{}
 	exitErr             error
 	extra               []string
+	// bin and env, when set, are the binary to run instead of camvaultBin
+	// and what to add to its environment (the crash test's build).
+	bin string
+	env []string
 }
 
 func newServer(t testing.TB, data string, extra ...string) *server {
@@ -159,7 +163,14 @@ func (s *server) start() {
 		// Proxies only where a test asks for them (the flag may be given
 		// again in extra): they cost CPU every other test does not need.
 		"--transcode-workers", "0"}, s.extra...)
-	s.cmd = exec.Command(camvaultBin, args...)
+	bin := camvaultBin
+	if s.bin != "" {
+		bin = s.bin
+	}
+	s.cmd = exec.Command(bin, args...)
+	if s.env != nil {
+		s.cmd.Env = append(os.Environ(), s.env...)
+	}
 	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
