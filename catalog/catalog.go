@@ -136,7 +136,8 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
 
 // Catalog is the SQL catalog. It is safe for concurrent use.
 type Catalog struct {
-	db *sql.DB
+	db          *sql.DB
+	intentBatch intentBatch // RecordIntent's group commit
 }
 
 // Open opens (creating if needed) the SQLite catalog at path.

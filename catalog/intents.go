@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"camvault/format/chunk"
@@ -68,13 +69,74 @@ type Intent struct {
 // RecordIntent records, and commits, that ch's object is about to be put.
 // The store stage calls it before each put, so a crash after the put
 // leaves a row the next start reconciles, never an unknown object.
+//
+// An intent costs a durable (fsynced) transaction before every put. The
+// store stage's workers call it concurrently, so the intents that arrive
+// while one transaction is being written go together in the next one
+// (group commit): one fsync for all of them rather than one each. A batch
+// that fails is retried one intent at a time, so a bad row fails only its
+// own chunk.
 func (c *Catalog) RecordIntent(ctx context.Context, ch Chunk, now time.Time) error {
-	_, err := c.db.ExecContext(ctx, `INSERT INTO intents(object, incident, session, track, seq, retain_until, created, start_ns, end_ns, wall,
-		plain_size, cipher_size, samples, video_samples, plain_sha256, cipher_sha256) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		ch.Object, ch.Incident, ch.Session, ch.Track, ch.Seq, ts(ch.RetainUntil), ts(now), ch.StartNS, ch.EndNS, ts(ch.Wall),
-		ch.PlainSize, ch.CipherSize, ch.Samples, ch.VideoSamples, ch.PlainSHA256, ch.CipherSHA256)
+	req := &intentReq{ch: ch, now: now, done: make(chan error, 1)}
+	b := &c.intentBatch
+	b.mu.Lock()
+	b.queue = append(b.queue, req)
+	if b.writing {
+		b.mu.Unlock()
+		return <-req.done // the writer of the batch in progress takes this one next
+	}
+	b.writing = true
+	for len(b.queue) > 0 {
+		batch := b.queue
+		b.queue = nil
+		b.mu.Unlock()
+		// The batch is everyone's: one caller giving up must not fail the rest.
+		wctx := context.WithoutCancel(ctx)
+		if err := c.writeIntents(wctx, batch); err != nil && len(batch) > 1 {
+			for _, r := range batch {
+				r.done <- c.writeIntents(wctx, []*intentReq{r})
+			}
+		} else {
+			for _, r := range batch {
+				r.done <- err
+			}
+		}
+		b.mu.Lock()
+	}
+	b.writing = false
+	b.mu.Unlock()
+	return <-req.done
+}
+
+// intentBatch is the group commit of RecordIntent: the intents waiting
+// for the transaction in progress, and whether one is.
+type intentBatch struct {
+	mu      sync.Mutex
+	queue   []*intentReq
+	writing bool
+}
+
+type intentReq struct {
+	ch   Chunk
+	now  time.Time
+	done chan error
+}
+
+func (c *Catalog) writeIntents(ctx context.Context, batch []*intentReq) error {
+	err := c.tx(ctx, func(tx *sql.Tx) error {
+		for _, r := range batch {
+			ch := r.ch
+			if _, err := tx.ExecContext(ctx, `INSERT INTO intents(object, incident, session, track, seq, retain_until, created, start_ns, end_ns, wall,
+				plain_size, cipher_size, samples, video_samples, plain_sha256, cipher_sha256) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+				ch.Object, ch.Incident, ch.Session, ch.Track, ch.Seq, ts(ch.RetainUntil), ts(r.now), ch.StartNS, ch.EndNS, ts(ch.Wall),
+				ch.PlainSize, ch.CipherSize, ch.Samples, ch.VideoSamples, ch.PlainSHA256, ch.CipherSHA256); err != nil {
+				return fmt.Errorf("%s: %w", ch.Object, err)
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("record intent to store %s: %w", ch.Object, err)
+		return fmt.Errorf("record intent to store: %w", err)
 	}
 	return nil
 }
