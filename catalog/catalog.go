@@ -8,10 +8,10 @@
 //
 // One file a concern: this one holds the schema, the database and the
 // incident manifest's chain; cameras.go, incidents.go (and their
-// sessions), chunks.go, checkpoints.go (which anchors are written),
-// holds.go, retention.go (due chunks, shredding,
-// longer categories, and the audit trail's chain link), audit.go,
-// alerts.go, staff.go, exports.go, webhooks.go the rest.
+// sessions), chunks.go, intents.go (objects put and not yet committed),
+// checkpoints.go (which anchors are written), holds.go, retention.go (due
+// chunks, shredding, longer categories, and the audit trail's chain link),
+// audit.go, alerts.go, staff.go, exports.go, webhooks.go the rest.
 package catalog
 
 import (
@@ -137,7 +137,8 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
 
 // Catalog is the SQL catalog. It is safe for concurrent use.
 type Catalog struct {
-	db *sql.DB
+	db          *sql.DB
+	intentBatch intentBatch // RecordIntent's group commit
 }
 
 // Open opens (creating if needed) the SQLite catalog at path.
@@ -150,7 +151,7 @@ func Open(path string) (*Catalog, error) {
 	// One connection: SQLite has one writer anyway, and serialising here
 	// avoids SQLITE_BUSY under load.
 	db.SetMaxOpenConns(1)
-	if _, err := db.Exec(schema + staffSchema + exportSchema); err != nil {
+	if _, err := db.Exec(schema + intentSchema + staffSchema + exportSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("create catalog schema: %w", err)
 	}

@@ -175,9 +175,10 @@ func TestUnknownLookups(t *testing.T) {
 }
 
 // BenchmarkCommitChunk measures one durable chunk commit (row + manifest
-// record, fsync'd WAL), the serial step every segment passes, and beside
-// it the raw cost of one durable row in the same database: one INSERT in
-// its own transaction.
+// record, fsync'd WAL), the serial step every segment passes, the same
+// with the chunk's intent recorded first (what the write path does), and
+// beside them the raw cost of one durable row in the same database: one
+// INSERT in its own transaction.
 func BenchmarkCommitChunk(b *testing.B) {
 	c, err := Open(filepath.Join(b.TempDir(), "catalog.db"))
 	if err != nil {
@@ -196,6 +197,21 @@ func BenchmarkCommitChunk(b *testing.B) {
 			i++
 			if _, err := c.CommitChunk(ctx, Chunk{Incident: s.Incident, Session: "s1", Track: "original", Seq: uint64(i),
 				Object: fmt.Sprintf("o%d", i), Wall: time.Now(), RetainUntil: time.Now(), PlainSHA256: "p", CipherSHA256: "c"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// What a chunk costs with its intent: the intent's own durable
+	// transaction before the put, then the commit that replaces it.
+	b.Run("intent+commit", func(b *testing.B) {
+		for b.Loop() {
+			i++
+			ch := Chunk{Incident: s.Incident, Session: "s1", Track: "original", Seq: uint64(i),
+				Object: fmt.Sprintf("o%d", i), Wall: time.Now(), RetainUntil: time.Now(), PlainSHA256: "p", CipherSHA256: "c"}
+			if err := c.RecordIntent(ctx, ch, time.Now()); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := c.CommitChunk(ctx, ch); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -26,28 +26,37 @@ type Chunk struct {
 }
 
 // CommitChunk makes a stored chunk durable in the catalog: its row and its
-// manifest record in one transaction. It returns the manifest record.
+// manifest record in one transaction, which also deletes the chunk's
+// intent (RecordIntent), so the object is known to the catalog throughout.
+// It returns the manifest record.
 func (c *Catalog) CommitChunk(ctx context.Context, ch Chunk) (manifest.Record, error) {
 	var rec manifest.Record
 	err := c.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO chunks(incident, session, track, seq, object, start_ns, end_ns, wall, retain_until, plain_size, cipher_size, samples, video_samples, plain_sha256, cipher_sha256)
-			VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-			ch.Incident, ch.Session, ch.Track, ch.Seq, ch.Object, ch.StartNS, ch.EndNS, ts(ch.Wall), ts(ch.RetainUntil),
-			ch.PlainSize, ch.CipherSize, ch.Samples, ch.VideoSamples, ch.PlainSHA256, ch.CipherSHA256); err != nil {
-			return err
-		}
 		var err error
-		rec, err = appendRecord(ctx, tx, manifest.Record{
-			Incident: ch.Incident, Kind: manifest.KindChunk, Session: ch.Session, Track: ch.Track, Seq: ch.Seq,
-			StartNS: ch.StartNS, EndNS: ch.EndNS, Wall: ch.Wall, PlainSize: ch.PlainSize, CipherSize: ch.CipherSize, Samples: ch.Samples,
-			PlainSHA256: ch.PlainSHA256, CipherSHA256: ch.CipherSHA256, Object: ch.Object,
-		})
+		rec, err = commitChunk(ctx, tx, ch)
 		return err
 	})
 	if err != nil {
 		return rec, fmt.Errorf("commit chunk %s/%s/%d: %w", ch.Session, ch.Track, ch.Seq, err)
 	}
 	return rec, nil
+}
+
+func commitChunk(ctx context.Context, tx *sql.Tx, ch Chunk) (manifest.Record, error) {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO chunks(incident, session, track, seq, object, start_ns, end_ns, wall, retain_until, plain_size, cipher_size, samples, video_samples, plain_sha256, cipher_sha256)
+		VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		ch.Incident, ch.Session, ch.Track, ch.Seq, ch.Object, ch.StartNS, ch.EndNS, ts(ch.Wall), ts(ch.RetainUntil),
+		ch.PlainSize, ch.CipherSize, ch.Samples, ch.VideoSamples, ch.PlainSHA256, ch.CipherSHA256); err != nil {
+		return manifest.Record{}, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM intents WHERE object = ?`, ch.Object); err != nil {
+		return manifest.Record{}, err
+	}
+	return appendRecord(ctx, tx, manifest.Record{
+		Incident: ch.Incident, Kind: manifest.KindChunk, Session: ch.Session, Track: ch.Track, Seq: ch.Seq,
+		StartNS: ch.StartNS, EndNS: ch.EndNS, Wall: ch.Wall, PlainSize: ch.PlainSize, CipherSize: ch.CipherSize, Samples: ch.Samples,
+		PlainSHA256: ch.PlainSHA256, CipherSHA256: ch.CipherSHA256, Object: ch.Object,
+	})
 }
 
 // LiveObjects returns the store keys of an incident's chunks not yet deleted.

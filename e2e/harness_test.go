@@ -132,6 +132,10 @@ type server struct {
 	exitErr             error
 	extra               []string
 	prefix              []string // runs the binary through this command (e.g. prlimit)
+	// bin and env, when set, are the binary to run instead of camvaultBin
+	// and what to add to its environment (the crash test's build).
+	bin string
+	env []string
 }
 
 func newServer(t testing.TB, data string, extra ...string) *server {
@@ -170,8 +174,15 @@ func (s *server) start() {
 		// Proxies only where a test asks for them (the flag may be given
 		// again in extra): they cost CPU every other test does not need.
 		"--transcode-workers", "0"}, s.extra...)
-	argv := append(append(append([]string{}, s.prefix...), camvaultBin), args...)
+	bin := camvaultBin
+	if s.bin != "" {
+		bin = s.bin
+	}
+	argv := append(append(append([]string{}, s.prefix...), bin), args...)
 	s.cmd = exec.Command(argv[0], argv[1:]...)
+	if s.env != nil {
+		s.cmd.Env = append(os.Environ(), s.env...)
+	}
 	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -85,6 +85,7 @@ type Recorder struct {
 	log        *slog.Logger
 
 	writer     *store.Writer
+	chunks     storage.ChunkStore
 	committer  *commit.Committer
 	src        *pipeline.Source[*media.Item]
 	run        *pipeline.Run
@@ -113,7 +114,10 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Recorder{cfg: cfg, cat: cat, recipients: recipients, log: log, ctx: ctx, cancel: cancel,
-		writer:   &store.Writer{Store: chunks},
+		// Every chunk's intent is in the catalog before its put: no
+		// object is ever unknown to it (RecoverInterrupted reconciles).
+		writer:   &store.Writer{Store: chunks, Intents: cat, Now: cfg.Now},
+		chunks:   chunks,
 		sessions: map[*session]struct{}{},
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "camvault", Name: "ingest_to_durable_seconds",
@@ -162,11 +166,23 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 	return r, nil
 }
 
-// RecoverInterrupted ends the sessions a crash or power cut left running
-// (the catalog records the gap and the end) and signs each incident's
-// head, so the manifest says what was lost before the camera reconnects.
-// Call it once, before any camera is accepted.
+// RecoverInterrupted settles what a crash or power cut left: first the
+// chunks put whose commit never happened (commit.Reconcile: each is
+// verified and committed in its session's chain, or quarantined with its
+// deadline, or its intent dropped when the put never landed), then the
+// sessions left running are ended (the catalog records the gap and the
+// end) and each incident's head is signed, so the manifest says what was
+// kept and what was lost before the camera reconnects. Call it once,
+// before any camera is accepted.
 func (r *Recorder) RecoverInterrupted(ctx context.Context) error {
+	rec, err := commit.Reconcile(ctx, r.cat, r.chunks, r.cfg.Now, r.log)
+	if err != nil {
+		return fmt.Errorf("reconcile the chunk store with the catalog: %w", err)
+	}
+	if rec != (commit.Reconciled{}) {
+		r.log.Warn("chunks stored before a server stop reconciled", "committed", rec.Committed,
+			"quarantined", rec.Quarantined, "never_stored", rec.Dropped, "undecided", rec.Pending)
+	}
 	interrupted, err := r.cat.InterruptRunning(ctx, r.cfg.Now())
 	if err != nil {
 		return fmt.Errorf("end interrupted sessions: %w", err)

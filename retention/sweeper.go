@@ -3,7 +3,12 @@
 // the sweeper that enforces deadlines. The sweeper deletes every chunk
 // past its deadline whose incident is not under legal hold, then
 // crypto-shreds each incident left without chunks (its wrapped data keys
-// are destroyed) and writes a deletion record to the audit trail.
+// are destroyed) and writes a deletion record to the audit trail. It
+// deletes, at their deadline, the objects the write path put and never
+// committed (intents left over, or quarantined by a restart's
+// reconcile), and, listing the store, reports and deletes at its deadline
+// any object the catalog does not account for, so nothing in the store is
+// kept past its deadline because the catalog lost track of it.
 //
 // It sees the catalog and the chunk store only through the small
 // interfaces below, each defined where it is used; the catalog is the
@@ -23,8 +28,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"time"
 
+	"camvault/audit"
 	"camvault/catalog"
 	"camvault/format/manifest"
 	"camvault/storage"
@@ -36,12 +43,17 @@ type Deleter interface {
 }
 
 // SweepCatalog is what the sweeper needs of the catalog: the chunks due,
-// and the incidents left with none to shred.
+// the incidents left with none to shred, the intents (objects put and
+// never committed, or quarantined at a restart) due, and whether the
+// catalog accounts for an object found in the store.
 type SweepCatalog interface {
 	DueChunks(ctx context.Context, now time.Time, limit int) ([]catalog.DueChunk, error)
 	MarkChunkDeleted(ctx context.Context, object string, now time.Time) error
 	Shreddable(ctx context.Context) ([]string, error)
 	Shred(ctx context.Context, incident string, now time.Time) (catalog.Deletion, error)
+	DueIntents(ctx context.Context, now time.Time, limit int) ([]catalog.DueIntent, error)
+	DropIntent(ctx context.Context, object string) error
+	Accounted(ctx context.Context, key string) (known, held bool, err error)
 }
 
 // Sweeper deletes what is due.
@@ -51,6 +63,16 @@ type Sweeper struct {
 	Now     func() time.Time
 	Log     *slog.Logger
 	Batch   int // chunks per catalog query; default 1000
+	// ScanEvery is how often a sweep also lists the whole store (a
+	// storage.Lister) for objects the catalog does not account for,
+	// reports them and deletes those past their deadline: the first sweep
+	// scans, later ones once ScanEvery has passed on the sweeper's clock.
+	// Zero never scans; a negative value scans at every sweep. Listing
+	// costs a request per thousand objects on S3 and a directory walk on
+	// fs, so serve scans daily rather than every ten minutes.
+	ScanEvery time.Duration
+
+	lastScan time.Time
 }
 
 // Result says what one sweep did (or, dry, would do).
@@ -60,6 +82,17 @@ type Result struct {
 	Retained  int                `json:"retained"` // the store still refused: its own deadline is later
 	Incidents []catalog.Deletion `json:"incidents"`
 	DryRun    bool               `json:"dry_run"`
+	// Intents counts the objects of intents deleted (or due, dry): chunks
+	// quarantined at a restart, or put and never committed.
+	Intents int `json:"intents"`
+	// Scanned is how many objects the store listed (0: no scan this
+	// sweep); Unaccounted names those the catalog does not account for
+	// (no chunk row, no intent, not a checkpoint anchor it holds),
+	// UnaccountedDeleted how many of them were past their deadline and
+	// deleted (a dry run deletes none).
+	Scanned            int      `json:"scanned"`
+	Unaccounted        []string `json:"unaccounted"`
+	UnaccountedDeleted int      `json:"unaccounted_deleted"`
 }
 
 // Sweep runs once.
@@ -69,14 +102,22 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (*Result, error) {
 	if batch <= 0 {
 		batch = 1000
 	}
-	res := &Result{DryRun: dryRun, Incidents: []catalog.Deletion{}}
+	res := &Result{DryRun: dryRun, Incidents: []catalog.Deletion{}, Unaccounted: []string{}}
 	if dryRun {
 		due, err := s.Catalog.DueChunks(ctx, now, math.MaxInt32)
 		for _, d := range due {
 			res.Chunks++
 			res.Bytes += d.Size
 		}
-		return res, err
+		if err != nil {
+			return res, err
+		}
+		intents, err := s.Catalog.DueIntents(ctx, now, math.MaxInt32)
+		res.Intents = len(intents)
+		if err != nil {
+			return res, err
+		}
+		return res, s.scan(ctx, now, res)
 	}
 	seen := map[string]bool{}
 	for {
@@ -111,6 +152,12 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (*Result, error) {
 			break
 		}
 	}
+	if err := s.sweepIntents(ctx, now, batch, res); err != nil {
+		return res, err
+	}
+	if err := s.scan(ctx, now, res); err != nil {
+		return res, err
+	}
 	if pc, ok := s.Store.(interface {
 		CleanProbes(context.Context) (int, error)
 	}); ok {
@@ -132,6 +179,95 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (*Result, error) {
 		res.Incidents = append(res.Incidents, d)
 	}
 	return res, nil
+}
+
+// sweepIntents deletes the objects of intents past their deadline (the
+// store refuses any earlier, and the catalog leaves out held incidents),
+// then the intents: an object quarantined at a restart, or put and never
+// committed, is kept exactly as long as a committed chunk would be.
+func (s *Sweeper) sweepIntents(ctx context.Context, now time.Time, batch int, res *Result) error {
+	seen := map[string]bool{}
+	for {
+		due, err := s.Catalog.DueIntents(ctx, now, batch)
+		if err != nil {
+			return err
+		}
+		progress := false
+		for _, d := range due {
+			if seen[d.Object] {
+				continue
+			}
+			seen[d.Object] = true
+			err := s.Store.Delete(ctx, d.Object)
+			switch {
+			case err == nil, errors.Is(err, storage.ErrNotFound):
+			case errors.Is(err, storage.ErrRetained):
+				res.Retained++
+				s.log().Warn("store still retains an intent's object the catalog says is due", "object", d.Object, "err", err)
+				continue
+			default:
+				return fmt.Errorf("delete %s object %s: %w", d.Status, d.Object, err)
+			}
+			if err := s.Catalog.DropIntent(ctx, d.Object); err != nil {
+				return err
+			}
+			s.log().Info("retention deleted an object never committed", "object", d.Object, "status", d.Status)
+			res.Intents++
+			progress = true
+		}
+		if len(due) < batch || !progress {
+			return nil
+		}
+	}
+}
+
+// scan lists the store, when it can and a scan is due, and reports every
+// object the catalog does not account for; one past its deadline, whose
+// incident is not held, is deleted (not in a dry run). The catalog is
+// asked after the listing: every object is in the catalog (an intent, a
+// checkpoint) before its put, so one listed is accounted for by then
+// whatever the write path did meanwhile. The audit trail's anchored heads
+// are the trail's, kept for good: never reported, never deleted.
+func (s *Sweeper) scan(ctx context.Context, now time.Time, res *Result) error {
+	l, ok := s.Store.(storage.Lister)
+	if !ok || s.ScanEvery == 0 || (s.ScanEvery > 0 && !s.lastScan.IsZero() && now.Sub(s.lastScan) < s.ScanEvery) {
+		return nil
+	}
+	keys, err := l.List(ctx, "")
+	if err != nil {
+		return fmt.Errorf("list the store: %w", err)
+	}
+	s.lastScan = now
+	res.Scanned = len(keys)
+	for _, k := range keys {
+		if strings.HasPrefix(k, audit.AnchorDir) {
+			continue
+		}
+		known, held, err := s.Catalog.Accounted(ctx, k)
+		if err != nil {
+			return err
+		}
+		if known {
+			continue
+		}
+		res.Unaccounted = append(res.Unaccounted, k)
+		if res.DryRun || held {
+			s.log().Warn("object in the store the catalog does not account for", "object", k, "held", held)
+			continue
+		}
+		err = s.Store.Delete(ctx, k)
+		switch {
+		case err == nil:
+			res.UnaccountedDeleted++
+			s.log().Warn("deleted an object the catalog does not account for, past its deadline", "object", k)
+		case errors.Is(err, storage.ErrNotFound):
+		case errors.Is(err, storage.ErrRetained):
+			s.log().Warn("object in the store the catalog does not account for, kept to its deadline", "object", k, "err", err)
+		default:
+			return fmt.Errorf("delete unaccounted object %s: %w", k, err)
+		}
+	}
+	return nil
 }
 
 // removeAnchors deletes the checkpoint anchors of a shredded incident;

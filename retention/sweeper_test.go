@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -361,4 +362,99 @@ func (w *world) auditAfterSetUp(t *testing.T) [][]byte {
 		}
 	}
 	return out
+}
+
+// TestLeftoversDeletedOnTime: what the write path left in the store
+// without a chunk row (an object quarantined at a restart, one put whose
+// commit never happened, one the catalog has no trace of) is reported and
+// deleted at its deadline like any chunk: never earlier, never under a
+// hold; the audit trail's anchored heads are never touched.
+func TestLeftoversDeletedOnTime(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	w.sw.ScanEvery = -1
+	inc := w.record(t, day0, 2)
+	held := w.record(t, day0, 1)
+	deadline := day0.Add(28 * day)
+	put := func(key string, until time.Time) {
+		t.Helper()
+		if err := w.store.Put(ctx, key, []byte("sealed bytes"), until); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ses := strings.Split(must(w.cat.LiveObjects(ctx, inc))[0], "/")[1]
+	intent := func(seq uint64) string {
+		t.Helper()
+		ch := catalog.Chunk{Incident: inc, Session: ses, Track: chunk.TrackOriginal, Seq: seq, Wall: day0, RetainUntil: deadline,
+			CipherSize: 12, PlainSHA256: "p", CipherSHA256: "c"}
+		ch.Object = chunk.ObjectKey(chunk.Header{Incident: inc, Session: ses, Track: chunk.TrackOriginal, Seq: seq})
+		if err := w.cat.RecordIntent(ctx, ch, day0); err != nil {
+			t.Fatal(err)
+		}
+		put(ch.Object, deadline)
+		return ch.Object
+	}
+	quarantined, pending := intent(5), intent(6)
+	if err := w.cat.QuarantineIntent(ctx, quarantined, "session has ended"); err != nil {
+		t.Fatal(err)
+	}
+	stray := inc + "/" + ses + "/original/00000009.chunk"
+	put(stray, deadline)
+	strayHeld := held + "/ses-x/original/00000001.chunk"
+	put(strayHeld, deadline)
+	if err := PlaceHold(ctx, w.cat, w.store, catalog.Hold{Incident: held, Reason: "r", Reference: "PR-1", PlacedBy: "a", PlacedAt: day0}); err != nil {
+		t.Fatal(err)
+	}
+	head := "audit/heads/000000000000.json"
+	put(head, day0.Add(day))
+	present := func(key string) bool {
+		rc, err := w.store.Get(ctx, key)
+		if err == nil {
+			rc.Close()
+		}
+		return err == nil
+	}
+
+	w.clock.day(27)
+	res := w.sweep(t)
+	if res.Intents != 0 || res.UnaccountedDeleted != 0 || res.Scanned != 8 || len(res.Unaccounted) != 2 ||
+		!slices.Contains(res.Unaccounted, stray) || !slices.Contains(res.Unaccounted, strayHeld) {
+		t.Fatalf("day 27: %+v", res)
+	}
+	for _, k := range []string{quarantined, pending, stray, strayHeld, head} {
+		if !present(k) {
+			t.Fatalf("day 27: %s deleted before its deadline", k)
+		}
+	}
+	w.clock.day(29)
+	if dry, err := w.sw.Sweep(ctx, true); err != nil || dry.Intents != 2 || len(dry.Unaccounted) != 2 || dry.UnaccountedDeleted != 0 || !present(stray) {
+		t.Fatalf("dry run: %+v (%v)", dry, err)
+	}
+	res = w.sweep(t)
+	if res.Chunks != 2 || res.Intents != 2 || res.UnaccountedDeleted != 1 || len(res.Incidents) != 1 || res.Incidents[0].Incident != inc {
+		t.Fatalf("day 29: %+v", res)
+	}
+	for _, k := range []string{quarantined, pending, stray} {
+		if present(k) {
+			t.Fatalf("day 29: %s kept past its deadline", k)
+		}
+	}
+	if !present(strayHeld) || !present(head) {
+		t.Fatalf("day 29: held leftover kept %v, audit head kept %v", present(strayHeld), present(head))
+	}
+	if left, _ := w.cat.Intents(ctx); len(left) != 0 {
+		t.Fatalf("intents left: %+v", left)
+	}
+	// Without ScanEvery the store is not listed (serve scans daily).
+	w.sw.ScanEvery = 0
+	if res := w.sweep(t); res.Scanned != 0 {
+		t.Fatalf("scanned %d objects without ScanEvery", res.Scanned)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -351,7 +351,7 @@ func (s *Server) Start() error {
 		if every == 0 {
 			every = 10 * time.Minute
 		}
-		sw := &retention.Sweeper{Catalog: s.Catalog, Store: s.Store, Now: time.Now, Log: s.log}
+		sw := &retention.Sweeper{Catalog: s.Catalog, Store: s.Store, Now: time.Now, Log: s.log, ScanEvery: 24 * time.Hour}
 		s.sweepers.Add(1)
 		go func() {
 			defer s.sweepers.Done()

@@ -38,9 +38,10 @@ type ChunkStore interface {
 	SetLegalHold(ctx context.Context, key string, on bool) error
 }
 
-// Lister lists the objects under a key prefix ending in "/". Both backends
-// implement it; verification uses it to find checkpoint anchors that the
-// catalog may no longer mention.
+// Lister lists the objects under a key prefix ending in "/", or every
+// object for "". Both backends implement it; verification uses it to find
+// checkpoint anchors that the catalog may no longer mention, and the
+// retention sweeper to find objects the catalog does not account for.
 type Lister interface {
 	List(ctx context.Context, prefix string) ([]string, error)
 }

@@ -1,6 +1,7 @@
 // Package commit is the pipeline's last, in-order stage: it makes stored
 // chunks durable in the catalog, appends them to the incident's hash-chained
-// manifest, and signs checkpoints of the chain.
+// manifest, and signs checkpoints of the chain. At start-up, Reconcile
+// settles the chunks a crash left stored but not committed.
 package commit
 
 import (

@@ -1,17 +1,21 @@
 // Package store is the pipeline stage that writes sealed chunks to the
 // chunk store: put once, immutable, with their deadline, retrying what a
 // store refuses for a moment, so that a slow disk or a blip of S3 costs
-// latency, not footage.
+// latency, not footage. Each put is preceded by the chunk's intent in the
+// catalog, so a crash between the put and its commit leaves nothing the
+// catalog does not know of.
 package store
 
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"time"
 
+	"camvault/catalog"
 	"camvault/format/chunk"
 	"camvault/media"
 	"camvault/pipeline"
@@ -24,11 +28,23 @@ type ChunkWriter interface {
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
 }
 
+// Intents is the part of the catalog that records an object before its
+// put (catalog.RecordIntent), so that no object is ever in the store
+// without the catalog knowing of it: a crash between the put and its
+// commit leaves an intent that the next start reconciles.
+type Intents interface {
+	RecordIntent(ctx context.Context, ch catalog.Chunk, now time.Time) error
+}
+
 // Writer puts chunks, retrying transient failures.
 type Writer struct {
-	Store    ChunkWriter
-	Attempts int           // default 5
-	Backoff  time.Duration // first retry delay, doubled each time; default 50 ms
+	Store ChunkWriter
+	// Intents, when set, hears of every chunk before its put; a chunk
+	// whose intent cannot be recorded is not put (it becomes a gap).
+	Intents  Intents
+	Now      func() time.Time // the intents' creation time; default time.Now
+	Attempts int              // default 5
+	Backoff  time.Duration    // first retry delay, doubled each time; default 50 ms
 	// Failed, if set, hears of every failed attempt before its retry (or
 	// before Put gives up), so the backoffice learns that storage is
 	// degraded while chunks are still being saved.
@@ -99,10 +115,35 @@ func (w *Writer) store(ctx context.Context, it *media.Item) (*media.Item, error)
 	if !it.Pending() {
 		return it, nil
 	}
+	defer it.Sealed.Release()
 	it.Object = chunk.ObjectKey(it.Header)
+	if w.Intents != nil {
+		now := time.Now
+		if w.Now != nil {
+			now = w.Now
+		}
+		if err := w.Intents.RecordIntent(ctx, row(it), now()); err != nil {
+			it.Err, it.Object = err, ""
+			return it, nil
+		}
+	}
 	if err := w.Put(ctx, it.Object, it.Sealed.Bytes, it.Header.RetainUntil); err != nil {
 		it.Err = err
+		return it, nil
 	}
-	it.Sealed.Release()
+	afterPut(it.Object)
 	return it, nil
+}
+
+// row is the catalog row of a sealed, stored item: what its intent
+// records and what the commit stage commits.
+func row(it *media.Item) catalog.Chunk {
+	h := it.Header
+	return catalog.Chunk{
+		Incident: h.Incident, Session: h.Session, Track: h.Track, Seq: h.Seq, Object: it.Object,
+		StartNS: h.StartNS, EndNS: h.EndNS, Wall: h.Wall, RetainUntil: h.RetainUntil,
+		PlainSize: int64(it.Sealed.PlainSize), CipherSize: int64(it.CipherSize), Samples: int64(it.Samples),
+		VideoSamples: int64(it.VideoSamples),
+		PlainSHA256:  hex.EncodeToString(it.Sealed.PlainSHA256[:]), CipherSHA256: hex.EncodeToString(it.Sealed.CipherSHA256[:]),
+	}
 }

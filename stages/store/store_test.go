@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"camvault/catalog"
 	"camvault/format/chunk"
 	"camvault/media"
 	"camvault/storage"
@@ -147,5 +148,65 @@ func TestStagePassesOnWhatIsNotASegment(t *testing.T) {
 	}
 	if mem.puts != 0 {
 		t.Fatalf("%d puts for items that are not segments", mem.puts)
+	}
+}
+
+// intentLog records intents, and what the store held when each came.
+type intentLog struct {
+	store   *memStore
+	rows    []catalog.Chunk
+	present []bool // the object was already in the store at its intent
+	fail    error
+}
+
+func (l *intentLog) RecordIntent(_ context.Context, ch catalog.Chunk, _ time.Time) error {
+	if l.fail != nil {
+		return l.fail
+	}
+	l.store.mu.Lock()
+	_, ok := l.store.objects[ch.Object]
+	l.store.mu.Unlock()
+	l.rows, l.present = append(l.rows, ch), append(l.present, ok)
+	return nil
+}
+
+// TestStageRecordsTheIntentBeforeThePut: the catalog hears of every
+// object before it exists, with the row the commit will write, so a crash
+// after the put leaves something to reconcile rather than an orphan; a
+// chunk whose intent cannot be recorded is not put at all.
+func TestStageRecordsTheIntentBeforeThePut(t *testing.T) {
+	mem := newMemStore()
+	log := &intentLog{store: mem}
+	w := &Writer{Store: mem, Intents: log}
+	it := sealedItem(3, "ciphertext")
+	it.Sealed.PlainSize, it.Samples, it.VideoSamples = 7, 5, 4
+	it.Sealed.PlainSHA256[0], it.Sealed.CipherSHA256[0] = 0xaa, 0xbb
+	if out, err := w.Stage(1).Fn(context.Background(), it); err != nil || out.Err != nil {
+		t.Fatalf("store: %v / %v", err, out.Err)
+	}
+	const key = "inc-1/ses-1/original/00000003.chunk"
+	if len(log.rows) != 1 || log.present[0] {
+		t.Fatalf("intents %+v, object present at its intent: %v", log.rows, log.present)
+	}
+	r := log.rows[0]
+	if r.Object != key || r.Seq != 3 || r.CipherSize != 10 || r.PlainSize != 7 || r.Samples != 5 || r.VideoSamples != 4 ||
+		r.PlainSHA256[:2] != "aa" || r.CipherSHA256[:2] != "bb" || !r.RetainUntil.Equal(it.Header.RetainUntil) {
+		t.Fatalf("intent row %+v", r)
+	}
+	if _, ok := mem.objects[key]; !ok {
+		t.Fatal("not stored after its intent")
+	}
+
+	log.fail = errors.New("catalog full")
+	it = sealedItem(4, "ciphertext")
+	out, err := w.Stage(1).Fn(context.Background(), it)
+	if err != nil || out.Err == nil || out.Object != "" {
+		t.Fatalf("intent refused: err %v, item err %v, object %q", err, out.Err, out.Object)
+	}
+	if _, ok := mem.objects["inc-1/ses-1/original/00000004.chunk"]; ok || mem.puts != 1 {
+		t.Fatalf("put without its intent (%d puts)", mem.puts)
+	}
+	if out.Sealed.Bytes != nil {
+		t.Fatal("the sealed buffer was not released")
 	}
 }

@@ -911,10 +911,12 @@ func quote(key string) string {
 }
 
 // List returns the keys of the objects under the directory prefix (a key
-// prefix ending in "/"), in lexical order.
+// prefix ending in "/"), or of every object for "", in lexical order.
 func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 	dir := strings.TrimSuffix(prefix, "/")
-	if err := checkKey(dir); err != nil {
+	if dir == "" {
+		dir = "." // the whole store; metadata, locks and temporary files are skipped below
+	} else if err := checkKey(dir); err != nil {
 		return nil, err
 	}
 	var keys []string
@@ -924,6 +926,9 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 		}
 		if err != nil {
 			return err
+		}
+		if p == "." {
+			return nil
 		}
 		if strings.HasPrefix(d.Name(), ".") {
 			if d.IsDir() {

@@ -289,12 +289,18 @@ func checkKey(key string) error {
 	return nil
 }
 
-// List returns the keys of the current objects under prefix.
+// List returns the keys of the current objects under prefix ("" for the
+// whole bucket). The self-test's probes are the store's own, cleaned by
+// CleanProbes and refused as keys by every other method, so they are
+// left out.
 func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 	var keys []string
 	for obj := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
 		if obj.Err != nil {
 			return nil, fmt.Errorf("list %q: %w", prefix, obj.Err)
+		}
+		if strings.HasPrefix(obj.Key, ProbePrefix) {
+			continue
 		}
 		keys = append(keys, obj.Key)
 	}

@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
+	"sort"
 	"testing"
 	"time"
 
@@ -43,6 +45,32 @@ func get(t *testing.T, s storage.ChunkStore, key string) []byte {
 // Run runs the suite.
 func Run(t *testing.T, h Harness) {
 	ctx := context.Background()
+	t.Run("ListAll", func(t *testing.T) {
+		// The sweeper lists the whole store ("") to find what the catalog
+		// does not account for: every object, and nothing else.
+		s := h.New(t)
+		l, ok := s.(storage.Lister)
+		if !ok {
+			t.Skip("not a Lister")
+		}
+		want := []string{"inc-1/checkpoints/000000000002.json", "inc-1/ses-1/original/00000001.chunk", "inc-2/ses-2/proxy/00000003.chunk"}
+		for _, k := range want {
+			if err := s.Put(ctx, k, []byte(k), h.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := l.List(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sort.Strings(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("List(\"\") = %q, want %q", got, want)
+		}
+		if got, err := l.List(ctx, "inc-1/"); err != nil || len(got) != 2 {
+			t.Fatalf("List(inc-1/) = %q, %v", got, err)
+		}
+	})
 	t.Run("PutOnce", func(t *testing.T) {
 		s := h.New(t)
 		key := "inc-1/ses-1/original/00000001.chunk"
