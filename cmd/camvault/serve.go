@@ -239,9 +239,13 @@ func startServer(cfg server.Config, log *slog.Logger) (*server.Server, error) {
 // runUntilSignal says "ready" on stdout, waits for SIGINT or SIGTERM and
 // closes the server.
 func runUntilSignal(srv *server.Server, log *slog.Logger, stdout io.Writer, closing string) error {
-	fmt.Fprintln(stdout, "ready")
+	// The handler goes in before "ready": a supervisor (or a test) that
+	// stops the node as soon as it says ready must get a clean shutdown,
+	// not the default action that kills it mid-commit.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	fmt.Fprintln(stdout, "ready")
 	<-sig
 	log.Info("shutting down: " + closing)
 	if err := srv.Close(); err != nil {
