@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -52,12 +53,17 @@ func requireTool(t testing.TB, name string) string {
 // freePort returns a loopback port free for TCP and UDP at the time of asking.
 func freePort(t testing.TB) int {
 	t.Helper()
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	// Below the kernel's ephemeral range (32768-60999 by default): the
+	// package tests running beside e2e bind port 0 all the time, and one of
+	// them taking the port between this check and the server's bind made
+	// a server fail to start now and then.
+	const lo, hi = 20000, 32000
+	for i := 0; i < 200; i++ {
+		port := lo + rand.IntN(hi-lo)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
 		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {

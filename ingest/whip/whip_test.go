@@ -117,7 +117,7 @@ func testClip(t *testing.T) *bench.Clip {
 	return clip
 }
 
-func startWHIP(t *testing.T, cfg whip.Config, rec ingest.Recorder) *whip.Server {
+func startWHIP(t testing.TB, cfg whip.Config, rec ingest.Recorder) *whip.Server {
 	t.Helper()
 	cfg.Address = "127.0.0.1:0"
 	cfg.ICEUDPAddress = "127.0.0.1:0"
