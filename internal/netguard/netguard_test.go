@@ -234,11 +234,9 @@ func TestRaiseFileLimit(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &orig); err != nil {
 		t.Fatal(err)
 	}
-	if orig.Max < 256 {
-		t.Skipf("hard limit %d: too low to lower the soft one", orig.Max)
-	}
 	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &orig)
-	low := syscall.Rlimit{Cur: 128, Max: orig.Max}
+	// Below the hard limit, whatever it is, so there is something to raise.
+	low := syscall.Rlimit{Cur: min(128, orig.Max/2), Max: orig.Max}
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
 		t.Fatal(err)
 	}
