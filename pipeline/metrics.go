@@ -17,6 +17,9 @@ import (
 //   - errors_total: items whose Fn failed (or panicked) in this stage.
 //   - bytes_total: sum of Size() of successful outputs that have one.
 //   - rejected_total: TrySubmit calls refused because the Source was full.
+//   - blocked_seconds_total: time Submit calls spent waiting for room in
+//     the Source's queue (backpressure reaching the producers).
+//   - blocked: Submit calls waiting for room in the Source's queue now.
 //   - queue_depth: items waiting in the stage's input queue, read at scrape.
 //   - in_flight: items held by the stage (in Fn, waiting to be handed on, or
 //     buffered by an Ordered stage for an earlier one); for a Source, items
@@ -27,6 +30,8 @@ type Metrics struct {
 	errors   *prometheus.CounterVec
 	bytes    *prometheus.CounterVec
 	rejected *prometheus.CounterVec
+	blockedS *prometheus.CounterVec
+	blocked  *prometheus.GaugeVec
 	inFlight *prometheus.GaugeVec
 	latency  *prometheus.HistogramVec
 	depth    *depthCollector
@@ -50,6 +55,11 @@ func NewMetrics(reg prometheus.Registerer, namespace string) *Metrics {
 		errors:   counter("errors_total", "Items whose stage function failed or panicked in this stage."),
 		bytes:    counter("bytes_total", "Bytes of successful stage outputs that report a Size."),
 		rejected: counter("rejected_total", "Non-blocking submissions refused because the source queue was full."),
+		blockedS: counter("blocked_seconds_total", "Time submissions spent waiting for room in the source queue."),
+		blocked: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: sub, Name: "blocked",
+			Help: "Submissions waiting for room in the source queue now.",
+		}, label)),
 		inFlight: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: sub, Name: "in_flight",
 			Help: "Items held by the stage; for a source, items accepted and not yet finished by the sink.",
@@ -87,9 +97,9 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 // stageMetrics are the children of one stage, resolved once so that the
 // per-item path does no label lookups.
 type stageMetrics struct {
-	items, errors, bytes, rejected prometheus.Counter
-	inFlight                       prometheus.Gauge
-	latency                        prometheus.Observer
+	items, errors, bytes, rejected, blockedS prometheus.Counter
+	inFlight, blocked                        prometheus.Gauge
+	latency                                  prometheus.Observer
 }
 
 func (m *Metrics) stage(name string) stageMetrics {
@@ -98,6 +108,8 @@ func (m *Metrics) stage(name string) stageMetrics {
 		errors:   m.errors.WithLabelValues(name),
 		bytes:    m.bytes.WithLabelValues(name),
 		rejected: m.rejected.WithLabelValues(name),
+		blockedS: m.blockedS.WithLabelValues(name),
+		blocked:  m.blocked.WithLabelValues(name),
 		inFlight: m.inFlight.WithLabelValues(name),
 		latency:  m.latency.WithLabelValues(name),
 	}

@@ -163,16 +163,36 @@ func (s *Source[T]) Submit(ctx context.Context, key string, v T) error {
 	// no number is ever handed out for an item that is not queued.
 	select {
 	case s.tokens <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("pipeline: submit to %q: %w", s.name, ctx.Err())
-	case <-s.closedCh:
-		return fmt.Errorf("pipeline: submit to %q: %w", s.name, ErrClosed)
+	default:
+		if err := s.wait(ctx); err != nil {
+			return err
+		}
 	}
 	if !s.push(key, v) {
 		<-s.tokens
 		return fmt.Errorf("pipeline: submit to %q: %w", s.name, ErrClosed)
 	}
 	return nil
+}
+
+// wait blocks until the queue has room and takes its token, counting the
+// time in the blocked metrics: a full queue is backpressure reaching the
+// producer, which must show.
+func (s *Source[T]) wait(ctx context.Context) error {
+	t0 := time.Now()
+	s.sm.blocked.Inc()
+	defer func() {
+		s.sm.blocked.Dec()
+		s.sm.blockedS.Add(time.Since(t0).Seconds())
+	}()
+	select {
+	case s.tokens <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("pipeline: submit to %q: %w", s.name, ctx.Err())
+	case <-s.closedCh:
+		return fmt.Errorf("pipeline: submit to %q: %w", s.name, ErrClosed)
+	}
 }
 
 // TrySubmit queues v under key if there is room now, and reports whether

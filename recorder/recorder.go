@@ -46,8 +46,14 @@ type Config struct {
 	StoreWorkers    int           // default 8 (fsync-bound: more writers than cores pays)
 	Queue           int           // per-stage queue length; default 64
 	CheckpointEvery int           // default 30 chunks
-	Transcode       TranscodeConfig
-	Now             func() time.Time
+	// SubmitWait is how long a segment may wait for room in the
+	// pipeline (full because the store or the catalog is slow) before it
+	// is dropped and recorded as a gap: the ingest reader is never held
+	// up longer, so it keeps pace with the camera. Default 1 s, shorter
+	// than a segment.
+	SubmitWait time.Duration
+	Transcode  TranscodeConfig
+	Now        func() time.Time
 }
 
 func (c *Config) defaults() {
@@ -68,6 +74,9 @@ func (c *Config) defaults() {
 	}
 	if c.Queue <= 0 {
 		c.Queue = 64
+	}
+	if c.SubmitWait <= 0 {
+		c.SubmitWait = time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -94,6 +103,7 @@ type Recorder struct {
 	latency    prometheus.Histogram // from the segment's first frame arriving to durable
 	cutDelay   prometheus.Histogram // from the segment's last frame arriving to durable
 	startAlert prometheus.Histogram // from the first keyframe to incident.started in the outbox
+	dropped    prometheus.Counter   // segments the pipeline had no room for
 	derived    *transcode.Stage     // nil: no proxies or thumbnails
 	ends       sync.WaitGroup       // session ends waiting for their derived work
 
@@ -129,6 +139,10 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 			Help:    "Time from a new incident's first keyframe being depacketized to its incident.started alert being committed to the outbox.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "camvault", Name: "segments_dropped_total",
+			Help: "Segments dropped, and recorded as gaps, because the pipeline had no room for them within the submit wait (a slow store or catalog).",
+		}),
 		cutDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "camvault", Name: "cut_to_durable_seconds",
 			Help:    "Time from a segment's last frame reaching the server to its chunk being durable.",
@@ -136,10 +150,20 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 		}),
 	}
 	r.writer.Failed = r.storageFailed
+	commitRetries := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "camvault", Subsystem: "commit", Name: "retries_total",
+		Help: "Catalog writes of the commit stage that failed and were retried.",
+	})
 	r.committer = &commit.Committer{Catalog: cat, Signer: signer, Now: cfg.Now, CheckpointEvery: cfg.CheckpointEvery,
-		Anchors: chunks, Alerts: cat, Log: log, Durable: r.durable, Ended: func(session string) { r.src.Forget(session) }}
+		Anchors: chunks, Alerts: cat, Log: log, Durable: r.durable, Ended: func(session string) { r.src.Forget(session) },
+		Retries: commitRetries}
+	var err error
+	if r.writer.Metrics, err = store.NewMetrics(reg); err != nil {
+		cancel()
+		return nil, err
+	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{r.latency, r.cutDelay, r.startAlert} {
+		for _, c := range []prometheus.Collector{r.latency, r.cutDelay, r.startAlert, r.dropped, commitRetries} {
 			if err := reg.Register(c); err != nil {
 				cancel()
 				return nil, fmt.Errorf("register metrics: %w", err)
@@ -304,6 +328,11 @@ type session struct {
 	haveOrigin bool
 	nextSeq    uint64             // the seq of the chunk being cut
 	d          *transcode.Session // nil: no derived work for this session
+	// dropped are the gap records of segments (and losses) the pipeline
+	// had no room for, in order, queued before anything else of the
+	// session once it has: one small record per segment, so an outage
+	// costs about 200 bytes a segment here, never the segment's bytes.
+	dropped []*media.Item
 }
 
 // WriteAccessUnit implements ingest.Session.
@@ -433,21 +462,84 @@ func (s *session) ticksToDuration(track int, ticks int64) time.Duration {
 	return time.Duration(ticks/rate)*time.Second + time.Duration(ticks%rate)*time.Second/time.Duration(rate)
 }
 
+// submit queues it. Anything but the init segment (seq 0, which every
+// later chunk needs to decode) waits at most SubmitWait for room in the
+// pipeline; a segment that gets none is dropped and becomes a gap record,
+// which is queued, with every one before it, as soon as there is room.
 func (s *session) submit(it *media.Item, seq uint64, startNS, endNS int64) error {
 	it.Header = s.header(seq, startNS, endNS)
-	if err := s.enqueue(it); err != nil {
+	if it.Kind == media.ItemSegment && seq == 0 {
+		if err := s.flushDropped(false); err != nil {
+			return err
+		}
+		if err := s.enqueue(it); err != nil {
+			return fmt.Errorf("queue segment %d: %w", seq, err)
+		}
+		return nil
+	}
+	err := s.flushDropped(true)
+	if err == nil {
+		err = s.enqueueWithin(it)
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		s.drop(it)
+		return nil
+	case err != nil:
 		return fmt.Errorf("queue segment %d: %w", seq, err)
 	}
 	return nil
 }
 
+// drop turns it into a gap record waiting for room in the pipeline.
+func (s *session) drop(it *media.Item) {
+	if it.Kind == media.ItemSegment {
+		s.r.dropped.Inc()
+		s.r.log.Warn("segment dropped: the pipeline had no room for it", "incident", s.incident, "session", s.id,
+			"seq", it.Header.Seq, "wait", s.r.cfg.SubmitWait)
+		it = &media.Item{Kind: media.ItemGap, Header: it.Header,
+			Note: fmt.Sprintf("segment not stored: no room in the pipeline for %v (store or catalog backlog)", s.r.cfg.SubmitWait)}
+	}
+	s.dropped = append(s.dropped, it)
+}
+
+// flushDropped queues the waiting gap records, each within SubmitWait
+// when bounded (a DeadlineExceeded error leaves the rest waiting), else
+// blocking.
+func (s *session) flushDropped(bounded bool) error {
+	for len(s.dropped) > 0 {
+		var err error
+		if bounded {
+			err = s.enqueueWithin(s.dropped[0])
+		} else {
+			err = s.enqueue(s.dropped[0])
+		}
+		if err != nil {
+			return err
+		}
+		s.dropped[0] = nil
+		s.dropped = s.dropped[1:]
+	}
+	s.dropped = nil
+	return nil
+}
+
+// enqueueWithin is enqueue waiting at most SubmitWait for room.
+func (s *session) enqueueWithin(it *media.Item) error {
+	ctx, cancel := context.WithTimeout(s.r.ctx, s.r.cfg.SubmitWait)
+	defer cancel()
+	return s.enqueueCtx(ctx, it)
+}
+
 // enqueue hands it to the pipeline under the session's key, with the
 // session's data key for the seal stage when it is a segment.
-func (s *session) enqueue(it *media.Item) error {
+func (s *session) enqueue(it *media.Item) error { return s.enqueueCtx(s.r.ctx, it) }
+
+func (s *session) enqueueCtx(ctx context.Context, it *media.Item) error {
 	if it.Kind == media.ItemSegment {
 		it.Key = s.key
 	}
-	return s.r.src.Submit(s.r.ctx, s.id, it)
+	return s.r.src.Submit(ctx, s.id, it)
 }
 
 // header is the original track's chunk header for seq.
@@ -507,6 +599,9 @@ func (s *session) End(how string, cause error) {
 		}
 	}
 	s.closeWebM() // after the flush: the last segment is already out of it
+	if err := s.flushDropped(false); err != nil {
+		s.r.log.Error("queue gap records of dropped segments", "incident", s.incident, "err", err)
+	}
 	note := "teardown"
 	if cause != nil {
 		note = cause.Error()

@@ -13,10 +13,13 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"camvault/catalog"
 	"camvault/format/chunk"
 	"camvault/format/manifest"
 	"camvault/media"
+	"camvault/pipeline"
 	"camvault/storage"
 )
 
@@ -60,6 +63,16 @@ type Committer struct {
 	// Log receives what the stage cannot return: a failed commit is an
 	// item's error, logged here; nil discards.
 	Log *slog.Logger
+	// RetryFor is how long a catalog write that fails (a locked or slow
+	// database) is retried before the item's commit fails. The stage is
+	// serial, so a retry holds up every stream: it is kept short, and what
+	// is still not committed after it was stored is left to Reconcile at
+	// the next start (its intent is in the catalog). Default 10 s.
+	RetryFor time.Duration
+	// Backoff spaces those retries; default 50 ms doubling to 2 s, jittered.
+	Backoff pipeline.Backoff
+	// Retries, if set, counts the catalog writes retried.
+	Retries prometheus.Counter
 
 	// Only the serial commit goroutine touches these.
 	sinceCheckpoint map[string]int  // incident -> chunks since the last checkpoint
@@ -68,7 +81,11 @@ type Committer struct {
 
 // Chunk commits a stored chunk.
 func (c *Committer) Chunk(ctx context.Context, ch catalog.Chunk) (manifest.Record, error) {
-	rec, err := c.Catalog.CommitChunk(ctx, ch)
+	var rec manifest.Record
+	err := c.retry(ctx, "commit chunk", func() (err error) {
+		rec, err = c.Catalog.CommitChunk(ctx, ch)
+		return err
+	})
 	if err != nil {
 		return rec, err
 	}
@@ -88,6 +105,30 @@ func (c *Committer) Chunk(ctx context.Context, ch catalog.Chunk) (manifest.Recor
 	return rec, nil
 }
 
+// retry calls write until it succeeds, ctx ends or RetryFor has passed,
+// with a backoff between tries. Each write is one catalog transaction,
+// which either committed or did not, so a retry never records twice.
+func (c *Committer) retry(ctx context.Context, what string, write func() error) error {
+	retryFor := c.RetryFor
+	if retryFor <= 0 {
+		retryFor = 10 * time.Second
+	}
+	giveUp := time.Now().Add(retryFor)
+	for i := 0; ; i++ {
+		err := write()
+		if err == nil || ctx.Err() != nil || time.Now().After(giveUp) {
+			return err
+		}
+		c.logger().Warn("catalog write failed, retrying", "write", what, "attempt", i+1, "err", err)
+		if c.Retries != nil {
+			c.Retries.Inc()
+		}
+		if c.Backoff.Wait(ctx, i) != nil {
+			return err
+		}
+	}
+}
+
 // Gap records something lost (a segment that could not be sealed or stored).
 func (c *Committer) Gap(ctx context.Context, incident, session, track string, seq uint64, startNS, endNS int64, note string) error {
 	return c.gap(ctx, chunk.Header{Incident: incident, Session: session, Track: track, Seq: seq, StartNS: startNS, EndNS: endNS}, note)
@@ -104,13 +145,20 @@ func (c *Committer) gap(ctx context.Context, h chunk.Header, note string) error 
 		from, to := h.Wall.UTC(), h.Wall.Add(time.Duration(max(h.EndNS-h.StartNS, 0))).UTC()
 		rec.FromWall, rec.ToWall = &from, &to
 	}
-	_, err := c.Catalog.AppendRecord(ctx, rec)
-	return err
+	return c.retry(ctx, "append gap", func() error {
+		_, err := c.Catalog.AppendRecord(ctx, rec)
+		return err
+	})
 }
 
 // End records a session's end and signs a checkpoint.
 func (c *Committer) End(ctx context.Context, incident, session, status, note string) error {
-	if _, err := c.Catalog.EndSession(ctx, incident, session, c.Now(), status, note); err != nil {
+	now := c.Now()
+	err := c.retry(ctx, "end session", func() error {
+		_, err := c.Catalog.EndSession(ctx, incident, session, now, status, note)
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	return c.Checkpoint(ctx, incident)
@@ -124,7 +172,7 @@ func (c *Committer) Checkpoint(ctx context.Context, incident string) error {
 	}
 	cp := manifest.Checkpoint{Incident: incident, Index: idx, Head: head, Time: c.Now().UTC()}
 	cp.Sign(c.Signer)
-	if err := c.Catalog.AddCheckpoint(ctx, cp); err != nil {
+	if err := c.retry(ctx, "add checkpoint", func() error { return c.Catalog.AddCheckpoint(ctx, cp) }); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", incident, err)
 	}
 	delete(c.sinceCheckpoint, incident)

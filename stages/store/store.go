@@ -15,6 +15,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"camvault/catalog"
 	"camvault/format/chunk"
 	"camvault/media"
@@ -41,63 +43,159 @@ type Writer struct {
 	Store ChunkWriter
 	// Intents, when set, hears of every chunk before its put; a chunk
 	// whose intent cannot be recorded is not put (it becomes a gap).
-	Intents  Intents
-	Now      func() time.Time // the intents' creation time; default time.Now
-	Attempts int              // default 5
-	Backoff  time.Duration    // first retry delay, doubled each time; default 50 ms
+	Intents Intents
+	Now     func() time.Time // the intents' creation time; default time.Now
+	// RetryFor is how long one chunk is retried before it is given up
+	// (and becomes a gap): long enough to ride out an object store's
+	// restart, short enough that a dead store costs each chunk a bounded
+	// wait. Default 30 s.
+	RetryFor time.Duration
+	// Attempts, if above 0, also caps the tries of one chunk.
+	Attempts int
+	// PutTimeout bounds one try, so a store that hangs without answering
+	// is retried like one that refuses. Default 20 s.
+	PutTimeout time.Duration
+	// Backoff spaces the retries: capped exponential with jitter,
+	// default 50 ms doubling to 2 s.
+	Backoff pipeline.Backoff
 	// Failed, if set, hears of every failed attempt before its retry (or
 	// before Put gives up), so the backoffice learns that storage is
 	// degraded while chunks are still being saved.
 	Failed func(key string, err error)
+	// Metrics, if set, counts retries, give-ups and the time spent
+	// waiting to retry (NewMetrics).
+	Metrics *Metrics
+}
+
+// Metrics are the store stage's retry collectors: the pipeline's own
+// per-stage metrics show that puts are slow (latency, in_flight, the
+// queue before the stage); these show why.
+type Metrics struct {
+	retries  prometheus.Counter
+	failures prometheus.Counter
+	backoff  prometheus.Counter
+	waiting  prometheus.Gauge
+}
+
+// NewMetrics registers camvault_store_put_retries_total,
+// camvault_store_put_failures_total, camvault_store_put_backoff_seconds_total
+// and camvault_store_put_retrying with reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		retries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "camvault", Subsystem: "store", Name: "put_retries_total",
+			Help: "Chunk puts the store refused or did not answer in time, retried after a backoff."}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "camvault", Subsystem: "store", Name: "put_failures_total",
+			Help: "Chunks given up after their retries (each recorded as a gap)."}),
+		backoff: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "camvault", Subsystem: "store", Name: "put_backoff_seconds_total",
+			Help: "Time chunk puts spent waiting to retry."}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "camvault", Subsystem: "store", Name: "put_retrying",
+			Help: "Chunks whose put failed at least once and is being retried now."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.retries, m.failures, m.backoff, m.waiting} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register store metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
 }
 
 // Put stores one chunk. A chunk already stored with the very same bytes
 // (a retry after a crash or a timeout that did land) counts as stored;
 // different bytes under the key are an error, never an overwrite.
 func (w *Writer) Put(ctx context.Context, key string, data []byte, retainUntil time.Time) error {
-	attempts, backoff := w.Attempts, w.Backoff
-	if attempts <= 0 {
-		attempts = 5
+	retryFor, timeout := w.RetryFor, w.PutTimeout
+	if retryFor <= 0 {
+		retryFor = 30 * time.Second
 	}
-	if backoff <= 0 {
-		backoff = 50 * time.Millisecond
+	if timeout <= 0 {
+		timeout = 20 * time.Second
 	}
-	var err error
-	for i := 0; i < attempts; i++ {
-		err = w.Store.Put(ctx, key, data, retainUntil)
+	giveUp := time.Now().Add(retryFor)
+	retrying := false
+	defer func() {
+		if retrying {
+			w.Metrics.waiting.Dec()
+		}
+	}()
+	for i := 0; ; i++ {
+		err := w.try(ctx, key, data, retainUntil, timeout)
+		var diff *differentError
 		switch {
 		case err == nil:
 			return nil
-		case errors.Is(err, storage.ErrExists):
-			return w.sameBytes(ctx, key, data)
-		case errors.Is(err, storage.ErrInvalidKey), ctx.Err() != nil:
+		case errors.As(err, &diff), errors.Is(err, storage.ErrInvalidKey), ctx.Err() != nil:
 			return fmt.Errorf("store chunk %s: %w", key, err)
 		}
 		if w.Failed != nil {
 			w.Failed(key, err)
 		}
-		select {
-		case <-time.After(backoff):
-			backoff *= 2
-		case <-ctx.Done():
-			return fmt.Errorf("store chunk %s: %w (after %v)", key, ctx.Err(), err)
+		if !retrying && w.Metrics != nil {
+			// The gauge counts chunks, not tries.
+			retrying = true
+			w.Metrics.waiting.Inc()
+		}
+		if (w.Attempts > 0 && i+1 >= w.Attempts) || time.Now().After(giveUp) {
+			if w.Metrics != nil {
+				w.Metrics.failures.Inc()
+			}
+			return fmt.Errorf("store chunk %s after %d attempts: %w", key, i+1, err)
+		}
+		if werr := w.wait(ctx, i); werr != nil {
+			return fmt.Errorf("store chunk %s: %w (after %v)", key, werr, err)
 		}
 	}
-	return fmt.Errorf("store chunk %s after %d attempts: %w", key, attempts, err)
 }
 
+// wait is the backoff before retry i, counted in the metrics.
+func (w *Writer) wait(ctx context.Context, i int) error {
+	if w.Metrics == nil {
+		return w.Backoff.Wait(ctx, i)
+	}
+	w.Metrics.retries.Inc()
+	t0 := time.Now()
+	err := w.Backoff.Wait(ctx, i)
+	w.Metrics.backoff.Add(time.Since(t0).Seconds())
+	return err
+}
+
+// try is one attempt: the put, and when the key is taken, the check that
+// it holds these very bytes (a put of ours that landed).
+func (w *Writer) try(ctx context.Context, key string, data []byte, retainUntil time.Time, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err := w.Store.Put(ctx, key, data, retainUntil)
+	if errors.Is(err, storage.ErrExists) {
+		return w.sameBytes(ctx, key, data)
+	}
+	return err
+}
+
+// differentError is a key that holds other bytes: final, never retried.
+type differentError struct{ key string }
+
+func (e *differentError) Error() string {
+	return fmt.Sprintf("%s: %v with different content", e.key, storage.ErrExists)
+}
+
+func (e *differentError) Unwrap() error { return storage.ErrExists }
+
+// sameBytes reports whether key holds want. A read that fails is an
+// ordinary error (retried: the object may be there and the store slow);
+// other bytes are a *differentError.
 func (w *Writer) sameBytes(ctx context.Context, key string, want []byte) error {
 	rc, err := w.Store.Get(ctx, key)
 	if err != nil {
-		return fmt.Errorf("store chunk %s: exists but unreadable: %w", key, err)
+		return fmt.Errorf("exists but unreadable: %w", err)
 	}
 	defer rc.Close()
 	have, err := io.ReadAll(io.LimitReader(rc, int64(len(want))+1))
 	if err != nil {
-		return fmt.Errorf("store chunk %s: exists but unreadable: %w", key, err)
+		return fmt.Errorf("exists but unreadable: %w", err)
 	}
 	if !bytes.Equal(have, want) {
-		return fmt.Errorf("store chunk %s: %w with different content", key, storage.ErrExists)
+		return &differentError{key: key}
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"camvault/catalog"
 	"camvault/format/chunk"
 	"camvault/media"
+	"camvault/pipeline"
 	"camvault/storage"
 )
 
@@ -96,7 +97,7 @@ func TestStageRetriesThenCarriesTheFailure(t *testing.T) {
 	mem := newMemStore()
 	mem.failFor = 2
 	var failures []string
-	w := &Writer{Store: mem, Backoff: time.Millisecond, Failed: func(key string, err error) { failures = append(failures, key) }}
+	w := &Writer{Store: mem, Backoff: pipeline.Backoff{Base: time.Millisecond}, Failed: func(key string, err error) { failures = append(failures, key) }}
 	out, err := w.Stage(1).Fn(context.Background(), sealedItem(1, "a"))
 	if err != nil || out.Err != nil || len(failures) != 2 || mem.puts != 3 {
 		t.Fatalf("err %v/%v, %d failures reported, %d puts", err, out.Err, len(failures), mem.puts)

@@ -100,6 +100,31 @@ type Store struct {
 	// links it into place, with no temporary name to create and remove,
 	// and nothing to clean up after a crash.
 	unnamed bool
+	// ops are the calls that write and sync an object's file and its
+	// directory; WithFileOps replaces them to inject faults.
+	ops FileOps
+}
+
+// FileOps are the system calls through which Put makes an object's bytes
+// durable: Write writes the data to the new file, Sync fsyncs it, and the
+// directory once the object is linked into it. Tests replace them
+// (WithFileOps) to make a write fail midway or an fsync fail, the faults a
+// failing disk shows; a nil field keeps the real call.
+type FileOps struct {
+	Write func(f *os.File, p []byte) (int, error)
+	Sync  func(f *os.File) error
+}
+
+// WithFileOps makes Put write and sync through ops.
+func WithFileOps(ops FileOps) Option {
+	return func(s *Store) {
+		if ops.Write != nil {
+			s.ops.Write = ops.Write
+		}
+		if ops.Sync != nil {
+			s.ops.Sync = ops.Sync
+		}
+	}
 }
 
 // Option configures a Store.
@@ -131,7 +156,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fs store: open root: %w", err)
 	}
-	s := &Store{root: root, now: time.Now}
+	s := &Store{root: root, now: time.Now, ops: FileOps{Write: (*os.File).Write, Sync: (*os.File).Sync}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -262,7 +287,7 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, retainUntil ti
 			return fmt.Errorf("put %q: %w", key, err)
 		}
 		defer f.Close()
-		if err := writeSynced(f, data, objectPerm, attr); err != nil {
+		if err := s.writeSynced(f, data, objectPerm, attr); err != nil {
 			return fmt.Errorf("put %q: %w", key, err)
 		}
 		link = func() error { return linkUnnamed(f, d, path.Base(key)) }
@@ -307,7 +332,17 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, retainUntil ti
 		}
 		return fmt.Errorf("put %q: %w", key, err)
 	}
-	if err := d.Sync(); err != nil {
+	if err := s.ops.Sync(d); err != nil {
+		// The name may not survive a power cut, and a Put that fails must
+		// leave nothing a reader could take for stored: unlink it again
+		// (still under the key's lock, so it is this Put's own file), and
+		// let the caller's retry write it afresh.
+		if rerr := s.root.Remove(key); rerr != nil {
+			return fmt.Errorf("put %q: sync dir: %w (and the object stays: %v)", key, err, rerr)
+		}
+		if attr == nil {
+			s.root.Remove(metaPath(key))
+		}
 		return fmt.Errorf("put %q: sync dir: %w", key, err)
 	}
 	return nil
@@ -714,7 +749,7 @@ func (s *Store) writeTemp(dir string, data []byte, perm os.FileMode, attr []byte
 	if err != nil {
 		return "", err
 	}
-	err = writeSynced(f, data, perm, attr)
+	err = s.writeSynced(f, data, perm, attr)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -728,8 +763,8 @@ func (s *Store) writeTemp(dir string, data []byte, perm os.FileMode, attr []byte
 // writeSynced writes data to the new file f, sets attr (if not nil) as its
 // metadata attribute, gives it mode perm and fsyncs it: data, attribute
 // and mode are durable together.
-func writeSynced(f *os.File, data []byte, perm os.FileMode, attr []byte) error {
-	if _, err := f.Write(data); err != nil {
+func (s *Store) writeSynced(f *os.File, data []byte, perm os.FileMode, attr []byte) error {
+	if _, err := s.ops.Write(f, data); err != nil {
 		return err
 	}
 	if attr != nil {
@@ -740,7 +775,7 @@ func writeSynced(f *os.File, data []byte, perm os.FileMode, attr []byte) error {
 	if err := f.Chmod(perm); err != nil {
 		return err
 	}
-	return f.Sync()
+	return s.ops.Sync(f)
 }
 
 // writeMeta atomically replaces key's metadata with b.

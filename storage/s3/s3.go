@@ -33,6 +33,9 @@ type Config struct {
 	Secure    bool   // HTTPS
 	// Create makes the bucket, with Object Lock, when it does not exist.
 	Create bool
+	// Transport, if set, carries the client's requests instead of the
+	// default transport (tests put a fault injector here).
+	Transport http.RoundTripper
 }
 
 // ProbePrefix names the self-test's probe objects; the store's CleanProbes
@@ -61,6 +64,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		Secure:       cfg.Secure,
 		Region:       cfg.Region,
 		BucketLookup: minio.BucketLookupPath,
+		Transport:    cfg.Transport,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3 client: %w", err)
@@ -104,12 +108,21 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, retainUntil ti
 	} else if !notFound(err) {
 		return fmt.Errorf("put %q: %w", key, err)
 	}
-	_, err := s.c.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{
+	opts := minio.PutObjectOptions{
 		Mode:            minio.Compliance,
 		RetainUntilDate: retainUntil.UTC(),
 		SendContentMd5:  true, // Object Lock requires an integrity header
 		ContentType:     "application/octet-stream",
-	})
+	}
+	// If-None-Match: * makes the write conditional on the server, not only
+	// on the stat above: the client's own retry of a PUT that landed but
+	// whose answer was lost (a dropped connection, a server restart)
+	// fails with 412 instead of adding a second version of the chunk.
+	opts.SetMatchETagExcept("*")
+	_, err := s.c.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)), opts)
+	if r := minio.ToErrorResponse(err); r.StatusCode == http.StatusPreconditionFailed || r.Code == "PreconditionFailed" {
+		return fmt.Errorf("put %q: %w", key, storage.ErrExists)
+	}
 	if err != nil {
 		return fmt.Errorf("put %q: %w", key, err)
 	}
