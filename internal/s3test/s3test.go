@@ -32,6 +32,9 @@ const (
 // Gateway is a running versitygw.
 type Gateway struct {
 	Endpoint string // host:port
+	bin      string
+	port     int
+	admin    int
 	cmd      *exec.Cmd
 	dir      string
 }
@@ -51,8 +54,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// Start returns the process-wide gateway, starting it on first use.
-func Start(t testing.TB) *Gateway {
+func binary(t testing.TB) string {
 	t.Helper()
 	bin := os.Getenv("CAMVAULT_VERSITYGW")
 	if bin == "" {
@@ -61,11 +63,34 @@ func Start(t testing.TB) *Gateway {
 	if bin == "" {
 		testenv.Missing(t, "versitygw (make test builds it: go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)")
 	}
+	return bin
+}
+
+// Start returns the process-wide gateway, starting it on first use.
+func Start(t testing.TB) *Gateway {
+	t.Helper()
+	bin := binary(t)
 	once.Do(func() { gw, err = start(bin) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	return gw
+}
+
+// StartPrivate starts a gateway of the test's own, which it may Kill and
+// Restart (the shared one of Start must stay up for the other tests); it
+// is stopped and its directory removed when the test ends.
+func StartPrivate(t testing.TB) *Gateway {
+	t.Helper()
+	g, err := start(binary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		g.Kill()
+		os.RemoveAll(g.dir)
+	})
+	return g
 }
 
 func start(bin string) (*Gateway, error) {
@@ -78,47 +103,80 @@ func start(bin string) (*Gateway, error) {
 			return nil, err
 		}
 	}
-	port, err := freePort()
-	if err != nil {
+	g := &Gateway{bin: bin, dir: dir}
+	if g.port, err = freePort(); err != nil {
 		return nil, err
 	}
-	admin, err := freePort()
-	if err != nil {
+	if g.admin, err = freePort(); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "--port", fmt.Sprintf("127.0.0.1:%d", port), "--admin-port", fmt.Sprintf("127.0.0.1:%d", admin),
-		"--iam-dir", filepath.Join(dir, "iam"), "posix", "--versioning-dir", filepath.Join(dir, "versions"), filepath.Join(dir, "data"))
-	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID=rootak", "ROOT_SECRET_ACCESS_KEY=rootsecret123")
-	if err := cmd.Start(); err != nil {
+	g.Endpoint = fmt.Sprintf("127.0.0.1:%d", g.port)
+	if err := g.launch(); err != nil {
 		return nil, err
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", admin))
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			return nil, errors.New("versitygw did not start")
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	out, err := exec.Command(bin, "admin", "--access", "rootak", "--secret", "rootsecret123", "--endpoint-url",
-		fmt.Sprintf("http://127.0.0.1:%d", admin), "create-user", "--access", AccessKey, "--secret", SecretKey, "--role", "userplus").CombinedOutput()
+		fmt.Sprintf("http://127.0.0.1:%d", g.admin), "create-user", "--access", AccessKey, "--secret", SecretKey, "--role", "userplus").CombinedOutput()
 	if err != nil {
-		cmd.Process.Kill()
+		g.Kill()
 		return nil, fmt.Errorf("versitygw create-user: %v: %s", err, out)
 	}
-	return &Gateway{Endpoint: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd, dir: dir}, nil
+	return g, nil
 }
+
+// launch starts the process on the gateway's ports and directory and
+// waits until it accepts connections.
+func (g *Gateway) launch() error {
+	cmd := exec.Command(g.bin, "--port", g.Endpoint, "--admin-port", fmt.Sprintf("127.0.0.1:%d", g.admin),
+		"--iam-dir", filepath.Join(g.dir, "iam"), "posix", "--versioning-dir", filepath.Join(g.dir, "versions"), filepath.Join(g.dir, "data"))
+	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID=rootak", "ROOT_SECRET_ACCESS_KEY=rootsecret123")
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	g.cmd = cmd
+	deadline := time.Now().Add(30 * time.Second)
+	for _, addr := range []string{fmt.Sprintf("127.0.0.1:%d", g.admin), g.Endpoint} {
+		for {
+			c, err := net.Dial("tcp", addr)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				g.Kill()
+				return errors.New("versitygw did not start")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// Kill ends the gateway's process with SIGKILL, as a crash would, keeping
+// its data; Restart brings it back.
+func (g *Gateway) Kill() {
+	if g.cmd != nil {
+		g.cmd.Process.Kill()
+		g.cmd.Wait()
+		g.cmd = nil
+	}
+}
+
+// Restart starts a killed gateway again on the same port and data.
+func (g *Gateway) Restart() error {
+	if g.cmd != nil {
+		return errors.New("s3test: gateway still running")
+	}
+	return g.launch()
+}
+
+// Dir is the gateway's data directory: buckets under data/, older object
+// versions under versions/.
+func (g *Gateway) Dir() string { return g.dir }
 
 // Stop ends the gateway if it was started; call it from TestMain.
 func Stop() {
 	if gw != nil {
-		gw.cmd.Process.Kill()
-		gw.cmd.Wait()
+		gw.Kill()
 		os.RemoveAll(gw.dir)
 	}
 }

@@ -51,6 +51,9 @@ var ErrInjected = errors.New("faultstore: injected fault")
 type Fault struct {
 	// Err is the error returned; ErrInjected if nil.
 	Err error
+	// Skip lets this many calls through before the fault starts (to hit
+	// the second fsync of a put, the directory's, say).
+	Skip int
 	// Times is how many calls the fault hits before it clears itself;
 	// 0 means every call until Clear.
 	Times int
@@ -166,6 +169,10 @@ func (f *Faults) draw(op Op) (h hit, ok bool, stall time.Duration, gate chan str
 	f.calls[op]++
 	gate = f.gates[op]
 	ft := f.faults[op]
+	if ft != nil && ft.Skip > 0 {
+		ft.Skip--
+		return hit{}, false, 0, gate
+	}
 	if ft == nil || (ft.Prob > 0 && f.rnd.Float64() >= ft.Prob) {
 		return hit{}, false, 0, gate
 	}
