@@ -126,6 +126,12 @@ func newRig(t testing.TB, cfg Config, cameras ...string) *rig {
 // make it fail, say); the rig's st stays the fs store underneath.
 func newRigWithStore(t testing.TB, cfg Config, wrap func(*fs.Store) storage.ChunkStore, cameras ...string) *rig {
 	t.Helper()
+	return newRigWithFS(t, cfg, nil, wrap, cameras...)
+}
+
+// newRigWithFS is newRigWithStore with the fs store opened with opts.
+func newRigWithFS(t testing.TB, cfg Config, opts []fs.Option, wrap func(*fs.Store) storage.ChunkStore, cameras ...string) *rig {
+	t.Helper()
 	r := &rig{ctx: context.Background(), data: t.TempDir(), reg: prometheus.NewRegistry()}
 	keyDir := keys.Dir(r.data)
 	if err := keys.Generate(keyDir); err != nil {
@@ -149,7 +155,7 @@ func newRigWithStore(t testing.TB, cfg Config, wrap func(*fs.Store) storage.Chun
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.cat.Close() })
-	if r.st, err = fs.Open(filepath.Join(r.data, "chunks")); err != nil {
+	if r.st, err = fs.Open(filepath.Join(r.data, "chunks"), opts...); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.st.Close() })
