@@ -19,14 +19,9 @@ import (
 // passes, chunks are stored locked, export and verify work, and nothing is
 // left under the data directory but the catalog and keys.
 func TestS3Store(t *testing.T) {
-	g := s3test.Start(t)
 	c := testClip(t, 5)
-	data, secrets := setupData(t, "cam1")
-	os.Setenv("CAMVAULT_S3_SECRET_KEY", s3test.SecretKey)
-	defer os.Unsetenv("CAMVAULT_S3_SECRET_KEY")
-	bucket := fmt.Sprintf("evidence-e2e-%d", time.Now().UnixNano()%1e9)
-	s3flags := []string{"--store", "s3", "--s3-endpoint", g.Endpoint, "--s3-bucket", bucket, "--s3-access-key", s3test.AccessKey}
-	s := newServer(t, data, append(s3flags, "--s3-create-bucket")...)
+	s, secrets, _, s3flags := newS3Server(t, s3test.Start(t), "cam1")
+	data := s.data
 	if !strings.Contains(s.logs(), "self-test passed") {
 		t.Fatalf("no self-test at start:\n%s", s.logs())
 	}
@@ -49,6 +44,18 @@ func TestS3Store(t *testing.T) {
 	if out := mustCamvault(t, append([]string{"retention", "sweep", "--data", data}, s3flags...)...); !strings.Contains(out, `"chunks": 0`) {
 		t.Fatalf("sweep: %s", out)
 	}
+}
+
+// newS3Server serves with --store s3 on a new bucket of g, for cameras;
+// it returns the server, the cameras' secrets, the bucket and the flags
+// that name the store to the other commands.
+func newS3Server(t *testing.T, g *s3test.Gateway, cameras ...string) (*server, map[string]string, string, []string) {
+	t.Helper()
+	data, secrets := setupData(t, cameras...)
+	t.Setenv("CAMVAULT_S3_SECRET_KEY", s3test.SecretKey)
+	bucket := fmt.Sprintf("evidence-e2e-%d", time.Now().UnixNano()%1e9)
+	s3flags := []string{"--store", "s3", "--s3-endpoint", g.Endpoint, "--s3-bucket", bucket, "--s3-access-key", s3test.AccessKey}
+	return newServer(t, data, append(s3flags, "--s3-create-bucket")...), secrets, bucket, s3flags
 }
 
 // TestS3NotEnforcedRefusesStart: an endpoint that accepts Object Lock

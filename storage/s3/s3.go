@@ -65,6 +65,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		Region:       cfg.Region,
 		BucketLookup: minio.BucketLookupPath,
 		Transport:    cfg.Transport,
+		// A blip is retried here (about half a second in all); an outage
+		// reaches the caller within a second, whose retries are the policy
+		// (the store stage's backoff, counted in its metrics), rather
+		// than ten tries nested inside each of the caller's.
+		MaxRetries: 3,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3 client: %w", err)
