@@ -302,10 +302,17 @@ func TestBackpressureBoundsInFlight(t *testing.T) {
 	mustMetric(t, reg, "t_pipeline_queue_depth", "mid", srcQ) // mid's input is the source queue
 	mustMetric(t, reg, "t_pipeline_queue_depth", "sink", midQ)
 	mustMetric(t, reg, "t_pipeline_rejected_total", "src", 1)
+	// The producer blocked on the full source shows, and so does the
+	// time it has waited.
+	mustMetric(t, reg, "t_pipeline_blocked", "src", 1)
 
 	close(gate)
 	if err := <-prodDone; err != nil {
 		t.Fatalf("producer: %v", err)
+	}
+	mustMetric(t, reg, "t_pipeline_blocked", "src", 0)
+	if v, _ := metricValue(t, reg, "t_pipeline_blocked_seconds_total", "src"); v < 0.05 {
+		t.Fatalf("blocked %v s, the producer waited at least 50 ms", v)
 	}
 	src.Close()
 	if err := waitRun(t, run); err != nil {
@@ -317,6 +324,34 @@ func TestBackpressureBoundsInFlight(t *testing.T) {
 	mustMetric(t, reg, "t_pipeline_in_flight", "src", 0)
 	if _, ok := metricValue(t, reg, "t_pipeline_queue_depth", "mid"); ok {
 		t.Fatal("queue_depth of a finished run is still reported")
+	}
+}
+
+// TestBackoffIsCappedExponentialWithJitter: each delay lies in [d/2, d]
+// for d = Base doubled per retry up to Max, and the delays vary.
+func TestBackoffIsCappedExponentialWithJitter(t *testing.T) {
+	b := Backoff{Base: 10 * time.Millisecond, Max: 80 * time.Millisecond}
+	for n, d := range []time.Duration{10, 20, 40, 80, 80, 80} {
+		d *= time.Millisecond
+		seen := map[time.Duration]bool{}
+		for range 50 {
+			got := b.Delay(n)
+			if got < d/2 || got > d {
+				t.Fatalf("delay %d = %v, want within [%v, %v]", n, got, d/2, d)
+			}
+			seen[got] = true
+		}
+		if len(seen) < 2 {
+			t.Fatalf("delay %d never varies: no jitter", n)
+		}
+	}
+	if d := (Backoff{}).Delay(100); d < time.Second || d > 2*time.Second {
+		t.Fatalf("default delay after many retries %v, want within the 2 s cap", d)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := (Backoff{Base: time.Hour}).Wait(ctx, 0); !errors.Is(err, context.Canceled) {
+		t.Fatalf("wait on a cancelled context: %v", err)
 	}
 }
 
