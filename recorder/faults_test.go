@@ -15,6 +15,7 @@ import (
 	"camvault/format/manifest"
 	"camvault/ingest"
 	"camvault/stages/commit"
+	"camvault/stages/store"
 	"camvault/storage"
 	"camvault/storage/faultstore"
 	"camvault/storage/fs"
@@ -48,6 +49,23 @@ func (c *faultCatalog) EndSession(ctx context.Context, incident, session string,
 	return c.Catalog.EndSession(ctx, incident, session, now, status, note)
 }
 
+// intentOp is the store stage's intent, a catalog write of its own.
+const intentOp faultstore.Op = "intent"
+
+// faultIntents is the real catalog at the store stage's intent seam with
+// the programme's intentOp faults injected.
+type faultIntents struct {
+	store.Intents
+	f *faultstore.Faults
+}
+
+func (c *faultIntents) RecordIntent(ctx context.Context, ch catalog.Chunk, now time.Time) error {
+	if err := c.f.Inject(ctx, intentOp); err != nil {
+		return err
+	}
+	return c.Intents.RecordIntent(ctx, ch, now)
+}
+
 // newFaultRig is a rig whose fs store writes and syncs through f and whose
 // recorder's store and commit-stage catalog have f's faults in front.
 func newFaultRig(t *testing.T, cfg Config, f *faultstore.Faults, camera string) *rig {
@@ -57,6 +75,7 @@ func newFaultRig(t *testing.T, cfg Config, f *faultstore.Faults, camera string) 
 	// Before the first item: the commit goroutine reads the field only
 	// for an item, which the source's channel hands over after this.
 	r.rec.committer.Catalog = &faultCatalog{Catalog: r.cat, f: f}
+	r.rec.writer.Intents = &faultIntents{Intents: r.cat, f: f}
 	r.rec.committer.Backoff.Base = 5 * time.Millisecond
 	r.rec.writer.Backoff.Base = 5 * time.Millisecond
 	return r
@@ -142,7 +161,8 @@ func checkComplete(t *testing.T, r *rig, o *opened) (gaps []uint64) {
 // TestRecorderRidesOutStoreAndCatalogFaults: a stream recorded while the
 // real fs store refuses puts, cuts writes off midway, fails fsyncs and
 // loses the answer of a put that landed, and while the real catalog
-// refuses commits at the commit stage, comes out whole once the faults
+// refuses (and stalls) commits at the commit stage and intents at the
+// store stage, comes out whole once the faults
 // clear: every segment stored exactly once, committed in order, no gap,
 // the catalog's rows the store's objects, and the incident verifies; the
 // store and commit retry metrics count what was ridden out.
@@ -153,7 +173,8 @@ func TestRecorderRidesOutStoreAndCatalogFaults(t *testing.T) {
 	f.Set(faultstore.Put, faultstore.Fault{Prob: 0.3, Times: 3})
 	f.Set(faultstore.Write, faultstore.Fault{Skip: 2, After: 4096, Times: 2})
 	f.Set(faultstore.Sync, faultstore.Fault{Skip: 3, Times: 2})
-	f.Set(faultstore.Catalog, faultstore.Fault{Skip: 1, Prob: 0.5, Times: 4})
+	f.Set(faultstore.Catalog, faultstore.Fault{Skip: 1, Prob: 0.5, Times: 4, Stall: 50 * time.Millisecond})
+	f.Set(intentOp, faultstore.Fault{Skip: 2, Times: 2})
 	sess, err := r.rec.StartSession(r.ctx, camera.Camera{ID: "cam-f", Officer: "officer"}, clip.tracks(), "test")
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +191,7 @@ func TestRecorderRidesOutStoreAndCatalogFaults(t *testing.T) {
 	if err := r.rec.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for _, op := range []faultstore.Op{faultstore.Put, faultstore.Write, faultstore.Sync, faultstore.Catalog} {
+	for _, op := range []faultstore.Op{faultstore.Put, faultstore.Write, faultstore.Sync, faultstore.Catalog, intentOp} {
 		if f.Hits(op) == 0 {
 			t.Errorf("no %s fault was injected", op)
 		}

@@ -105,58 +105,75 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 // (a retry after a crash or a timeout that did land) counts as stored;
 // different bytes under the key are an error, never an overwrite.
 func (w *Writer) Put(ctx context.Context, key string, data []byte, retainUntil time.Time) error {
-	retryFor, timeout := w.RetryFor, w.PutTimeout
+	timeout := w.PutTimeout
+	if timeout <= 0 {
+		timeout = 20 * time.Second
+	}
+	err := w.retry(ctx, key, true, func() error { return w.try(ctx, key, data, retainUntil, timeout) })
+	if err != nil {
+		return fmt.Errorf("store chunk %s: %w", key, err)
+	}
+	return nil
+}
+
+// retry calls attempt, a write of key's chunk, until it succeeds, fails
+// for good (other bytes under the key, an invalid key), ctx ends, or
+// RetryFor (or Attempts) is spent, with a backoff between tries. A put's
+// failed tries are reported to Failed and counted in the metrics.
+func (w *Writer) retry(ctx context.Context, key string, put bool, attempt func() error) error {
+	retryFor := w.RetryFor
 	if retryFor <= 0 {
 		retryFor = 30 * time.Second
 	}
-	if timeout <= 0 {
-		timeout = 20 * time.Second
+	m := w.Metrics
+	if !put {
+		m = nil
 	}
 	giveUp := time.Now().Add(retryFor)
 	retrying := false
 	defer func() {
 		if retrying {
-			w.Metrics.waiting.Dec()
+			m.waiting.Dec()
 		}
 	}()
 	for i := 0; ; i++ {
-		err := w.try(ctx, key, data, retainUntil, timeout)
+		err := attempt()
 		var diff *differentError
 		switch {
 		case err == nil:
 			return nil
 		case errors.As(err, &diff), errors.Is(err, storage.ErrInvalidKey), ctx.Err() != nil:
-			return fmt.Errorf("store chunk %s: %w", key, err)
+			return err
 		}
-		if w.Failed != nil {
+		if put && w.Failed != nil {
 			w.Failed(key, err)
 		}
-		if !retrying && w.Metrics != nil {
+		if !retrying && m != nil {
 			// The gauge counts chunks, not tries.
 			retrying = true
-			w.Metrics.waiting.Inc()
+			m.waiting.Inc()
 		}
 		if (w.Attempts > 0 && i+1 >= w.Attempts) || time.Now().After(giveUp) {
-			if w.Metrics != nil {
-				w.Metrics.failures.Inc()
+			if m != nil {
+				m.failures.Inc()
 			}
-			return fmt.Errorf("store chunk %s after %d attempts: %w", key, i+1, err)
+			return fmt.Errorf("after %d attempts: %w", i+1, err)
 		}
-		if werr := w.wait(ctx, i); werr != nil {
-			return fmt.Errorf("store chunk %s: %w (after %v)", key, werr, err)
+		if werr := w.wait(ctx, m, i); werr != nil {
+			return fmt.Errorf("%w (after %v)", werr, err)
 		}
 	}
 }
 
-// wait is the backoff before retry i, counted in the metrics.
-func (w *Writer) wait(ctx context.Context, i int) error {
-	if w.Metrics == nil {
+// wait is the backoff before retry i, counted in m if not nil.
+func (w *Writer) wait(ctx context.Context, m *Metrics, i int) error {
+	if m == nil {
 		return w.Backoff.Wait(ctx, i)
 	}
-	w.Metrics.retries.Inc()
+	m.retries.Inc()
 	t0 := time.Now()
 	err := w.Backoff.Wait(ctx, i)
-	w.Metrics.backoff.Add(time.Since(t0).Seconds())
+	m.backoff.Add(time.Since(t0).Seconds())
 	return err
 }
 
@@ -220,8 +237,12 @@ func (w *Writer) store(ctx context.Context, it *media.Item) (*media.Item, error)
 		if w.Now != nil {
 			now = w.Now
 		}
-		if err := w.Intents.RecordIntent(ctx, row(it), now()); err != nil {
-			it.Err, it.Object = err, ""
+		// Retried like a put: a catalog that is locked or slow for a
+		// moment must not cost the chunk.
+		ch := row(it)
+		err := w.retry(ctx, it.Object, false, func() error { return w.Intents.RecordIntent(ctx, ch, now()) })
+		if err != nil {
+			it.Err, it.Object = fmt.Errorf("record intent of %s: %w", it.Object, err), ""
 			return it, nil
 		}
 	}

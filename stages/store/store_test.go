@@ -158,10 +158,12 @@ type intentLog struct {
 	rows    []catalog.Chunk
 	present []bool // the object was already in the store at its intent
 	fail    error
+	refused int
 }
 
 func (l *intentLog) RecordIntent(_ context.Context, ch catalog.Chunk, _ time.Time) error {
 	if l.fail != nil {
+		l.refused++
 		return l.fail
 	}
 	l.store.mu.Lock()
@@ -174,7 +176,8 @@ func (l *intentLog) RecordIntent(_ context.Context, ch catalog.Chunk, _ time.Tim
 // TestStageRecordsTheIntentBeforeThePut: the catalog hears of every
 // object before it exists, with the row the commit will write, so a crash
 // after the put leaves something to reconcile rather than an orphan; a
-// chunk whose intent cannot be recorded is not put at all.
+// chunk whose intent cannot be recorded (retried for RetryFor) is not put
+// at all.
 func TestStageRecordsTheIntentBeforeThePut(t *testing.T) {
 	mem := newMemStore()
 	log := &intentLog{store: mem}
@@ -199,6 +202,7 @@ func TestStageRecordsTheIntentBeforeThePut(t *testing.T) {
 	}
 
 	log.fail = errors.New("catalog full")
+	w.RetryFor, w.Backoff = 100*time.Millisecond, pipeline.Backoff{Base: time.Millisecond, Max: 10 * time.Millisecond}
 	it = sealedItem(4, "ciphertext")
 	out, err := w.Stage(1).Fn(context.Background(), it)
 	if err != nil || out.Err == nil || out.Object != "" {
@@ -206,6 +210,9 @@ func TestStageRecordsTheIntentBeforeThePut(t *testing.T) {
 	}
 	if _, ok := mem.objects["inc-1/ses-1/original/00000004.chunk"]; ok || mem.puts != 1 {
 		t.Fatalf("put without its intent (%d puts)", mem.puts)
+	}
+	if log.refused < 3 {
+		t.Fatalf("the intent was tried %d times: not retried", log.refused)
 	}
 	if out.Sealed.Bytes != nil {
 		t.Fatal("the sealed buffer was not released")
