@@ -190,10 +190,10 @@ func (w *Writer) try(ctx context.Context, key string, data []byte, retainUntil t
 }
 
 // differentError is a key that holds other bytes: final, never retried.
-type differentError struct{ key string }
+type differentError struct{}
 
 func (e *differentError) Error() string {
-	return fmt.Sprintf("%s: %v with different content", e.key, storage.ErrExists)
+	return storage.ErrExists.Error() + " with different content"
 }
 
 func (e *differentError) Unwrap() error { return storage.ErrExists }
@@ -212,7 +212,7 @@ func (w *Writer) sameBytes(ctx context.Context, key string, want []byte) error {
 		return fmt.Errorf("exists but unreadable: %w", err)
 	}
 	if !bytes.Equal(have, want) {
-		return &differentError{key: key}
+		return &differentError{}
 	}
 	return nil
 }
