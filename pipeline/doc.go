@@ -36,9 +36,13 @@
 // abandoned, and Wait returns once every worker has returned (a Fn that
 // ignores its context delays this).
 //
-// Memory is bounded: an Ordered stage can only hold items that were
-// accepted and not yet finished, and those are bounded by the queue sizes
-// and worker counts. Per-key state in Ordered stages is released whenever a
+// Memory is bounded: the queues and the workers hold at most the sum of
+// the queue sizes and worker counts. An Ordered stage also buffers the
+// items that overtook an earlier item of their key still held upstream;
+// that buffer grows for as long as the earlier item is held, so a stage
+// before an Ordered one bounds how long it holds an item (a timeout, a
+// retry budget) and hands on only small items (the large buffers
+// released). Per-key state in Ordered stages is released whenever a
 // key has nothing in flight; the Source's per-key counter lives until
 // Source.Forget.
 package pipeline
