@@ -247,15 +247,15 @@ func BenchmarkDueQuery(b *testing.B) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	tx, _ := c.db.BeginTx(ctx, nil)
-	tx.ExecContext(ctx, `INSERT INTO cameras(id, officer, secret_mac, created_at) VALUES('cam','o',x'00',?)`, ts(t0))
+	tx.ExecContext(ctx, `INSERT INTO cameras(id, officer, secret_mac, created_at) VALUES('cam','o',x'00',?)`, t0)
 	for i := 0; i < 1000; i++ {
 		inc := fmt.Sprintf("inc-%04d", i)
-		tx.ExecContext(ctx, `INSERT INTO incidents(id, camera, officer, started_at, status, head, next_index) VALUES(?,?,?,?,?,?,0)`, inc, "cam", "o", ts(t0), StatusClosed, "")
-		tx.ExecContext(ctx, `INSERT INTO sessions(id, incident, wrapped_key, started_at) VALUES(?,?,x'00',?)`, "s"+inc, inc, ts(t0))
+		tx.ExecContext(ctx, `INSERT INTO incidents(id, camera, officer, started_at, status, head, next_index) VALUES(?,?,?,?,?,?,0)`, inc, "cam", "o", t0, StatusClosed, "")
+		tx.ExecContext(ctx, `INSERT INTO sessions(id, incident, wrapped_key, started_at) VALUES(?,?,x'00',?)`, "s"+inc, inc, t0)
 		for j := 0; j < 100; j++ {
 			deadline := t0.Add(time.Duration(i*100+j) * time.Minute)
 			if _, err := tx.ExecContext(ctx, `INSERT INTO chunks(incident, session, track, seq, object, start_ns, end_ns, wall, retain_until, plain_size, cipher_size, plain_sha256, cipher_sha256)
-				VALUES(?,?,?,?,?,0,0,?,?,0,0,'','')`, inc, "s"+inc, "original", j, fmt.Sprintf("%s/%d", inc, j), ts(t0), ts(deadline)); err != nil {
+				VALUES(?,?,?,?,?,0,0,?,?,0,0,'','')`, inc, "s"+inc, "original", j, fmt.Sprintf("%s/%d", inc, j), t0, deadline); err != nil {
 				b.Fatal(err)
 			}
 		}

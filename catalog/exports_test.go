@@ -187,7 +187,7 @@ func TestExportSchemaRefusesSelfApproval(t *testing.T) {
 		t.Fatal("the table let the requester approve")
 	}
 	// An incident deleted by retention can no longer be asked for.
-	if _, err := c.db.ExecContext(ctx, `UPDATE incidents SET deleted_at = ? WHERE id = ?`, ts(time.Now()), inc); err != nil {
+	if _, err := c.db.ExecContext(ctx, `UPDATE incidents SET deleted_at = ? WHERE id = ?`, time.Now(), inc); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.RequestExport(ctx, ExportRequest{Incident: inc, Reason: "court", Reference: "PR-2", RequestedBy: "ann", RequestedAt: time.Now()}); !errors.Is(err, ErrDeleted) {
