@@ -13,8 +13,10 @@ import (
 // the requester cannot approve; a different admin can, once; the outcome
 // is recorded once; a download is allowed only when ready; every step is
 // in the audit trail with its actor; the list is newest first.
-func TestExportRequestFlow(t *testing.T) {
-	c := openTest(t)
+func TestExportRequestFlow(t *testing.T) { forEachEngine(t, testExportRequestFlow) }
+
+func testExportRequestFlow(t *testing.T, e engine) {
+	c := openTest(t, e)
 	ctx := context.Background()
 	t0 := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
 	inc := start(t, c, "s1", t0).Incident
@@ -125,8 +127,10 @@ func TestExportRequestFlow(t *testing.T) {
 // TestExportApproveConcurrent: two admins approving the same request at
 // once: exactly one succeeds, the other gets ErrExportState, and the
 // audit trail has one approval.
-func TestExportApproveConcurrent(t *testing.T) {
-	c := openTest(t)
+func TestExportApproveConcurrent(t *testing.T) { forEachEngine(t, testExportApproveConcurrent) }
+
+func testExportApproveConcurrent(t *testing.T, e engine) {
+	c := openTest(t, e)
 	ctx := context.Background()
 	t0 := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
 	inc := start(t, c, "s1", t0).Incident
@@ -175,8 +179,10 @@ func TestExportApproveConcurrent(t *testing.T) {
 // TestExportSchemaRefusesSelfApproval: the two-person rule holds in the
 // table itself, whatever code writes it; a deleted incident cannot be
 // requested.
-func TestExportSchemaRefusesSelfApproval(t *testing.T) {
-	c := openTest(t)
+func TestExportSchemaRefusesSelfApproval(t *testing.T) { forEachEngine(t, testExportSchemaRefusesSelfApproval) }
+
+func testExportSchemaRefusesSelfApproval(t *testing.T, e engine) {
+	c := openTest(t, e)
 	ctx := context.Background()
 	inc := start(t, c, "s1", time.Now()).Incident
 	r, err := c.RequestExport(ctx, ExportRequest{Incident: inc, Reason: "court", Reference: "PR-1", RequestedBy: "ann", RequestedAt: time.Now()})

@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 
 	"github.com/pressly/goose/v3"
@@ -20,10 +22,23 @@ import (
 //go:embed migrations
 var migrations embed.FS
 
-// migrationLockID keys the PostgreSQL advisory lock under which one node
-// migrates while the others starting at the same moment wait (ASCII
-// "cvmigr").
-const migrationLockID = 109524488906354
+// migrationLock keys the PostgreSQL advisory lock under which one node
+// migrates while the others starting at the same moment wait: the
+// catalog's own key (ASCII "cvmigr") mixed with the schema's name, since
+// advisory locks are per database and a database may hold several
+// catalogs, one a schema.
+func migrationLock(ctx context.Context, sdb *sql.DB) (int64, error) {
+	var schema sql.NullString
+	if err := sdb.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return 0, fmt.Errorf("the catalog's schema: %w", err)
+	}
+	if !schema.Valid {
+		return 0, errors.New("the catalog's schema: no schema on the search path exists")
+	}
+	h := fnv.New64a()
+	h.Write([]byte(schema.String))
+	return 109524488906354 ^ int64(h.Sum64()), nil
+}
 
 // migrate brings the catalog's schema to the current version.
 func migrate(ctx context.Context, sdb *sql.DB, d *dialect) error {
@@ -38,7 +53,11 @@ func migrate(ctx context.Context, sdb *sql.DB, d *dialect) error {
 		gooseDialect = goose.DialectPostgres
 		// Polled every second for up to five minutes: a node that starts
 		// while another migrates waits for it, then finds nothing to do.
-		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(migrationLockID), lock.WithLockTimeout(1, 300))
+		id, err := migrationLock(ctx, sdb)
+		if err != nil {
+			return fmt.Errorf("migrate catalog: %w", err)
+		}
+		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(id), lock.WithLockTimeout(1, 300))
 		if err != nil {
 			return fmt.Errorf("migrate catalog: %w", err)
 		}
