@@ -179,7 +179,9 @@ func testExportApproveConcurrent(t *testing.T, e engine) {
 // TestExportSchemaRefusesSelfApproval: the two-person rule holds in the
 // table itself, whatever code writes it; a deleted incident cannot be
 // requested.
-func TestExportSchemaRefusesSelfApproval(t *testing.T) { forEachEngine(t, testExportSchemaRefusesSelfApproval) }
+func TestExportSchemaRefusesSelfApproval(t *testing.T) {
+	forEachEngine(t, testExportSchemaRefusesSelfApproval)
+}
 
 func testExportSchemaRefusesSelfApproval(t *testing.T, e engine) {
 	c := openTest(t, e)

@@ -15,7 +15,9 @@ import (
 // camera is back at t0+7s. The outage is the 3.0 s from t0+4s to t0+7s:
 // the gaps say so, with the last durable chunk (session, seq, media end)
 // they follow, rather than "reconnect after 771ms" stamped at the restart.
-func TestCrashAndReconnectGapsCoverTheRealHole(t *testing.T) { forEachEngine(t, testCrashAndReconnectGapsCoverTheRealHole) }
+func TestCrashAndReconnectGapsCoverTheRealHole(t *testing.T) {
+	forEachEngine(t, testCrashAndReconnectGapsCoverTheRealHole)
+}
 
 func testCrashAndReconnectGapsCoverTheRealHole(t *testing.T, e engine) {
 	ctx := context.Background()
