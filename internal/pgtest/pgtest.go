@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/user"
 	"testing"
 	"time"
 
@@ -28,9 +29,16 @@ import (
 // role may create schemas in it.
 const EnvDSN = "CAMVAULT_TEST_POSTGRES"
 
-// DefaultDSN is what scripts/deps.sh test sets up: the role root
-// (superuser) over the local Unix socket, peer-authenticated.
-const DefaultDSN = "postgres://root@/camvault_test?host=/var/run/postgresql"
+// defaultDSN is what scripts/deps.sh test sets up: a superuser role
+// named after the user running the tests, over the local Unix socket
+// (peer authentication), and the database camvault_test.
+func defaultDSN() string {
+	name := "root"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	return (&url.URL{Scheme: "postgres", User: url.User(name), Path: "/camvault_test", RawQuery: "host=/var/run/postgresql"}).String()
+}
 
 // NewCatalog creates an empty schema for t and returns the URL of the
 // database with that schema as its search path.
@@ -38,7 +46,7 @@ func NewCatalog(t testing.TB) string {
 	t.Helper()
 	base := os.Getenv(EnvDSN)
 	if base == "" {
-		base = DefaultDSN
+		base = defaultDSN()
 	}
 	u, err := url.Parse(base)
 	if err != nil {
