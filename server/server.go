@@ -50,7 +50,7 @@ import (
 
 // Config of a node. Zero values take the defaults noted.
 type Config struct {
-	DataDir     string // required
+	DataDir string // required
 	// Catalog is the catalog's DSN (catalog.Open): a postgres:// URL, or
 	// empty for the SQLite file in DataDir. CatalogOptions are Open's
 	// (the PostgreSQL password read from a file).
