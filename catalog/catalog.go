@@ -1,12 +1,18 @@
 // Package catalog is camvault's SQL catalog: cameras, incidents, ingest
 // sessions with their wrapped data keys, chunks, manifest records and
 // checkpoints, legal holds and deletions, the audit trail, staff accounts,
-// export requests, webhook positions and the alert outbox. The embedded
-// backend is SQLite; every change that must be atomic (a chunk row with
-// its manifest record, a session with its incident, a change with its
-// audit record) is one transaction.
+// export requests, webhook positions and the alert outbox. Every change
+// that must be atomic (a chunk row with its manifest record, a session
+// with its incident, a change with its audit record) is one transaction.
 //
-// One file a concern: this one holds the schema, the database and the
+// Two engines run it: embedded SQLite (the default, one file) and
+// PostgreSQL (shared by several nodes), chosen by Open's DSN. The queries
+// are the same; db.go holds what differs (placeholders, how times are
+// stored, row locks), applied where every query passes. The schema is
+// versioned (migrate.go, migrations/), and Open brings a catalog to the
+// current version, an unversioned SQLite catalog included.
+//
+// One file a concern: this one holds Open, the database and the
 // incident manifest's chain; cameras.go, incidents.go (and their
 // sessions), chunks.go, intents.go (objects put and not yet committed),
 // checkpoints.go (which anchors are written), holds.go, retention.go (due
