@@ -21,7 +21,7 @@ type nodeFlags struct {
 func addNodeFlags(fl *flag.FlagSet) *nodeFlags {
 	f := &nodeFlags{}
 	fl.StringVar(&f.dir, "data", "./data", "data directory")
-	fl.StringVar(&f.dsn, "catalog", "", "catalog: postgres://USER@HOST:PORT/DB?sslmode=... for PostgreSQL (no password in it), or a SQLite file (default <data>/catalog.db)")
+	fl.StringVar(&f.dsn, "catalog", "", "PostgreSQL catalog: postgres://USER@HOST:PORT/DB?sslmode=... (no password in it; default the SQLite file <data>/catalog.db)")
 	fl.StringVar(&f.passwordFile, "catalog-password-file", "", "file holding the PostgreSQL password (else PGPASSWORD or PGPASSFILE)")
 	return f
 }
@@ -30,19 +30,29 @@ func addNodeFlags(fl *flag.FlagSet) *nodeFlags {
 // empty DSN is the SQLite file in the data directory. A DSN carrying a
 // password is refused.
 func (f *nodeFlags) catalog() (string, []catalog.Option, error) {
-	if !catalog.IsPostgres(f.dsn) {
+	if f.dsn == "" {
 		if f.passwordFile != "" {
 			return "", nil, usagef("--catalog-password-file is for a PostgreSQL --catalog (postgres://...)")
 		}
-		return f.dsn, nil, nil
+		return "", nil, nil
+	}
+	if !catalog.IsPostgres(f.dsn) {
+		// A SQLite catalog has one place, the data directory's, whose
+		// file modes datadir keeps owner-only.
+		return "", nil, usagef("--catalog: a postgres:// or postgresql:// URL (the SQLite catalog, the default, is <data>/catalog.db)")
 	}
 	u, err := url.Parse(f.dsn)
 	if err != nil {
 		return "", nil, usagef("--catalog: not a valid postgres:// URL")
 	}
 	if _, ok := u.User.Password(); ok || u.Query().Has("password") {
+		// Named without its password or parameters, to say which URL.
+		shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
+		if u.User != nil {
+			shown.User = url.User(u.User.Username())
+		}
 		return "", nil, usagef("--catalog %s: the URL carries a password, which other users can read on the command line; "+
-			"remove it and set PGPASSWORD, a PGPASSFILE file or --catalog-password-file FILE", u.Redacted())
+			"remove it and set PGPASSWORD, a PGPASSFILE file or --catalog-password-file FILE", shown.String())
 	}
 	if f.passwordFile == "" {
 		return f.dsn, nil, nil
