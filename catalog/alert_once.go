@@ -15,7 +15,7 @@ import (
 // incident, across sessions and restarts.
 func (c *Catalog) AlertOnce(ctx context.Context, typ, incident string, at time.Time, data map[string]any) (bool, error) {
 	queued := false
-	err := c.tx(ctx, func(tx *sql.Tx) error {
+	err := c.tx(ctx, func(tx *dbTx) error {
 		var camera string
 		err := tx.QueryRowContext(ctx, `SELECT camera FROM incidents WHERE id = ?`, incident).Scan(&camera)
 		if errors.Is(err, sql.ErrNoRows) {

@@ -9,9 +9,11 @@ import (
 
 // TestAlertOnce: the first call queues the alert, later ones (any session
 // of the incident) do not; other incidents and types are independent.
-func TestAlertOnce(t *testing.T) {
+func TestAlertOnce(t *testing.T) { forEachEngine(t, testAlertOnce) }
+
+func testAlertOnce(t *testing.T, e engine) {
 	ctx := context.Background()
-	c := openTest(t)
+	c := openTest(t, e)
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	inc := start(t, c, "s1", t0).Incident
 	for i, want := range []bool{true, false, false} {

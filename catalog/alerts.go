@@ -17,12 +17,12 @@ type Alert struct {
 	Data     map[string]any `json:"data,omitempty"`
 }
 
-func insertAlert(ctx context.Context, tx *sql.Tx, typ, camera, incident string, at time.Time, data map[string]any) error {
+func insertAlert(ctx context.Context, tx *dbTx, typ, camera, incident string, at time.Time, data map[string]any) error {
 	b, err := json.Marshal(data)
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO alerts(type, camera, incident, at, data) VALUES(?,?,?,?,?)`, typ, camera, incident, ts(at), string(b))
+	_, err = tx.ExecContext(ctx, `INSERT INTO alerts(type, camera, incident, at, data) VALUES(?,?,?,?,?)`, typ, camera, incident, at, string(b))
 	return err
 }
 
@@ -30,7 +30,7 @@ func insertAlert(ctx context.Context, tx *sql.Tx, typ, camera, incident string, 
 // part of a larger change (a camera's warning or location, shed derived
 // work, a degraded store).
 func (c *Catalog) AddAlert(ctx context.Context, typ, camera, incident string, at time.Time, data map[string]any) error {
-	return c.tx(ctx, func(tx *sql.Tx) error {
+	return c.tx(ctx, func(tx *dbTx) error {
 		return insertAlert(ctx, tx, typ, camera, incident, at, data)
 	})
 }
@@ -52,11 +52,12 @@ func (c *Catalog) AlertsBefore(ctx context.Context, before int64, limit int) ([]
 func scanAlerts(rows *sql.Rows, err error) ([]Alert, error) {
 	return scanAll(rows, err, "read alerts", func(sc rowScanner) (Alert, error) {
 		var a Alert
-		var at, data string
+		var at dbTime
+		var data string
 		if err := sc.Scan(&a.ID, &a.Type, &a.Camera, &a.Incident, &at, &data); err != nil {
 			return a, err
 		}
-		a.At = parseTS(at)
+		a.At = at.T
 		_ = json.Unmarshal([]byte(data), &a.Data)
 		return a, nil
 	})

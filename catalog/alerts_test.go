@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"context"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -10,9 +9,11 @@ import (
 
 // TestAlertsBefore: the outbox read backwards, newest first, below an id
 // and a page at a time, down to the first alert.
-func TestAlertsBefore(t *testing.T) {
+func TestAlertsBefore(t *testing.T) { forEachEngine(t, testAlertsBefore) }
+
+func testAlertsBefore(t *testing.T, e engine) {
 	ctx := context.Background()
-	c, err := Open(filepath.Join(t.TempDir(), "catalog.db"))
+	c, err := Open(e.dsn(t))
 	if err != nil {
 		t.Fatal(err)
 	}

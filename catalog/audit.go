@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -25,7 +24,7 @@ func (c *Catalog) AddAudit(ctx context.Context, at time.Time, actor, action, inc
 	if actor == "" || action == "" {
 		return errors.New("an audit record needs who and what")
 	}
-	return c.tx(ctx, func(tx *sql.Tx) error {
+	return c.tx(ctx, func(tx *dbTx) error {
 		return appendAudit(ctx, tx, at, actor, action, incident, details)
 	})
 }
@@ -72,7 +71,7 @@ func (c *Catalog) AuditLastID(ctx context.Context) (uint64, error) {
 // first head signed at an index stands: a later one is ignored, as the
 // store's anchor of that index cannot change either.
 func (c *Catalog) AddAuditHead(ctx context.Context, index uint64, line []byte) error {
-	if _, err := c.db.ExecContext(ctx, `INSERT OR IGNORE INTO audit_heads(idx, line) VALUES(?,?)`, index, line); err != nil {
+	if _, err := c.db.ExecContext(ctx, `INSERT INTO audit_heads(idx, line) VALUES(?,?) ON CONFLICT(idx) DO NOTHING`, index, line); err != nil {
 		return fmt.Errorf("add audit head %d: %w", index, err)
 	}
 	return nil

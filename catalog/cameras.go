@@ -23,8 +23,7 @@ type Camera struct {
 // Camera looks up a camera by id.
 func (c *Catalog) Camera(ctx context.Context, id string) (Camera, error) {
 	var cam Camera
-	var created string
-	var revoked sql.NullString
+	var created, revoked dbTime
 	err := c.db.QueryRowContext(ctx, `SELECT id, officer, secret_mac, created_at, revoked_at FROM cameras WHERE id = ?`, id).
 		Scan(&cam.ID, &cam.Officer, &cam.SecretMAC, &created, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -33,7 +32,7 @@ func (c *Catalog) Camera(ctx context.Context, id string) (Camera, error) {
 	if err != nil {
 		return cam, fmt.Errorf("camera %q: %w", id, err)
 	}
-	cam.CreatedAt = parseTS(created)
+	cam.CreatedAt = created.T
 	cam.Revoked = revoked.Valid
 	return cam, nil
 }
@@ -69,9 +68,9 @@ func (c *Catalog) AddCamera(ctx context.Context, cam Camera) error {
 	if by == "" {
 		by = "camvault"
 	}
-	return c.tx(ctx, func(tx *sql.Tx) error {
+	return c.tx(ctx, func(tx *dbTx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO cameras(id, officer, secret_mac, created_at) VALUES(?,?,?,?)`,
-			cam.ID, cam.Officer, cam.SecretMAC, ts(cam.CreatedAt)); err != nil {
+			cam.ID, cam.Officer, cam.SecretMAC, cam.CreatedAt); err != nil {
 			return fmt.Errorf("add camera %q: %w", cam.ID, err)
 		}
 		return appendAudit(ctx, tx, cam.CreatedAt, by, "camera.add", "", map[string]any{"camera": cam.ID, "officer": cam.Officer})
@@ -83,16 +82,11 @@ func (c *Catalog) Cameras(ctx context.Context) ([]CameraInfo, error) {
 	rows, err := c.db.QueryContext(ctx, `SELECT id, officer, created_at, revoked_at FROM cameras ORDER BY id`)
 	return scanAll(rows, err, "list cameras", func(sc rowScanner) (CameraInfo, error) {
 		var ci CameraInfo
-		var created string
-		var revoked sql.NullString
+		var created, revoked dbTime
 		if err := sc.Scan(&ci.ID, &ci.Officer, &created, &revoked); err != nil {
 			return ci, err
 		}
-		ci.CreatedAt = parseTS(created)
-		if revoked.Valid {
-			t := parseTS(revoked.String)
-			ci.RevokedAt = &t
-		}
+		ci.CreatedAt, ci.RevokedAt = created.T, revoked.ptr()
 		return ci, nil
 	})
 }
@@ -100,8 +94,8 @@ func (c *Catalog) Cameras(ctx context.Context) ([]CameraInfo, error) {
 // RevokeCamera refuses the camera from its next connection on, audited as
 // `camera.revoke` by `by`.
 func (c *Catalog) RevokeCamera(ctx context.Context, id, by string, now time.Time) error {
-	return c.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE cameras SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, ts(now), id)
+	return c.tx(ctx, func(tx *dbTx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE cameras SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, now, id)
 		if err != nil {
 			return fmt.Errorf("revoke camera %q: %w", id, err)
 		}
@@ -116,7 +110,7 @@ func (c *Catalog) RevokeCamera(ctx context.Context, id, by string, now time.Time
 // revocation: the camera gets a fresh credential), audited as
 // `camera.rotate` by `by`.
 func (c *Catalog) RotateCameraSecret(ctx context.Context, id string, mac []byte, by string, now time.Time) error {
-	return c.tx(ctx, func(tx *sql.Tx) error {
+	return c.tx(ctx, func(tx *dbTx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE cameras SET secret_mac = ?, revoked_at = NULL WHERE id = ?`, mac, id)
 		if err != nil {
 			return fmt.Errorf("rotate camera %q: %w", id, err)

@@ -1,12 +1,18 @@
 // Package catalog is camvault's SQL catalog: cameras, incidents, ingest
 // sessions with their wrapped data keys, chunks, manifest records and
 // checkpoints, legal holds and deletions, the audit trail, staff accounts,
-// export requests, webhook positions and the alert outbox. The embedded
-// backend is SQLite; every change that must be atomic (a chunk row with
-// its manifest record, a session with its incident, a change with its
-// audit record) is one transaction.
+// export requests, webhook positions and the alert outbox. Every change
+// that must be atomic (a chunk row with its manifest record, a session
+// with its incident, a change with its audit record) is one transaction.
 //
-// One file a concern: this one holds the schema, the database and the
+// Two engines run it: embedded SQLite (the default, one file) and
+// PostgreSQL (shared by several nodes), chosen by Open's DSN. The queries
+// are the same; db.go holds what differs (placeholders, how times are
+// stored, row locks), applied where every query passes. The schema is
+// versioned (migrate.go, migrations/), and Open brings a catalog to the
+// current version, an unversioned SQLite catalog included.
+//
+// One file a concern: this one holds Open, the database and the
 // incident manifest's chain; cameras.go, incidents.go (and their
 // sessions), chunks.go, intents.go (objects put and not yet committed),
 // checkpoints.go (which anchors are written), holds.go, retention.go (due
@@ -22,8 +28,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
 	"camvault/format/manifest"
@@ -32,181 +41,69 @@ import (
 // ErrNotFound is returned when a looked-up row does not exist.
 var ErrNotFound = errors.New("catalog: not found")
 
-const schema = `
-CREATE TABLE IF NOT EXISTS cameras (
-	id TEXT PRIMARY KEY,
-	officer TEXT NOT NULL,
-	secret_mac BLOB NOT NULL,
-	created_at TEXT NOT NULL,
-	revoked_at TEXT
-);
-CREATE TABLE IF NOT EXISTS incidents (
-	id TEXT PRIMARY KEY,
-	camera TEXT NOT NULL REFERENCES cameras(id),
-	officer TEXT NOT NULL,
-	started_at TEXT NOT NULL,
-	ended_at TEXT,
-	status TEXT NOT NULL,
-	head TEXT NOT NULL,
-	next_index INTEGER NOT NULL,
-	deleted_at TEXT
-);
-CREATE INDEX IF NOT EXISTS incidents_camera ON incidents(camera, started_at);
-CREATE TABLE IF NOT EXISTS sessions (
-	id TEXT PRIMARY KEY,
-	incident TEXT NOT NULL REFERENCES incidents(id),
-	wrapped_key BLOB NOT NULL,
-	started_at TEXT NOT NULL,
-	ended_at TEXT
-);
-CREATE TABLE IF NOT EXISTS chunks (
-	incident TEXT NOT NULL REFERENCES incidents(id),
-	session TEXT NOT NULL REFERENCES sessions(id),
-	track TEXT NOT NULL,
-	seq INTEGER NOT NULL,
-	object TEXT NOT NULL UNIQUE,
-	start_ns INTEGER NOT NULL,
-	end_ns INTEGER NOT NULL,
-	wall TEXT NOT NULL,
-	retain_until TEXT NOT NULL,
-	plain_size INTEGER NOT NULL,
-	cipher_size INTEGER NOT NULL,
-	samples INTEGER NOT NULL DEFAULT 0,
-	video_samples INTEGER, -- of samples, the video frames; NULL in catalogs older than the column
-	plain_sha256 TEXT NOT NULL,
-	cipher_sha256 TEXT NOT NULL,
-	deleted_at TEXT,
-	PRIMARY KEY (session, track, seq)
-);
-CREATE TABLE IF NOT EXISTS manifest (
-	incident TEXT NOT NULL REFERENCES incidents(id),
-	idx INTEGER NOT NULL,
-	line BLOB NOT NULL,
-	PRIMARY KEY (incident, idx)
-);
-CREATE TABLE IF NOT EXISTS checkpoints (
-	incident TEXT NOT NULL REFERENCES incidents(id),
-	idx INTEGER NOT NULL,
-	line BLOB NOT NULL,
-	anchored INTEGER, -- 1 once its anchor is known to be in the store; NULL in catalogs older than the column
-	PRIMARY KEY (incident, idx)
-);
-CREATE INDEX IF NOT EXISTS chunks_due ON chunks(retain_until) WHERE deleted_at IS NULL;
-CREATE TABLE IF NOT EXISTS holds (
-	id INTEGER PRIMARY KEY AUTOINCREMENT,
-	incident TEXT NOT NULL REFERENCES incidents(id),
-	reason TEXT NOT NULL,
-	reference TEXT NOT NULL,
-	placed_by TEXT NOT NULL,
-	placed_at TEXT NOT NULL,
-	released_by TEXT,
-	released_at TEXT,
-	release_reason TEXT
-);
-CREATE INDEX IF NOT EXISTS holds_active ON holds(incident) WHERE released_at IS NULL;
-CREATE TABLE IF NOT EXISTS audit (
-	id INTEGER PRIMARY KEY AUTOINCREMENT,
-	at TEXT NOT NULL,
-	actor TEXT NOT NULL,
-	action TEXT NOT NULL,
-	incident TEXT,
-	line BLOB NOT NULL,
-	hash TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit_heads (
-	idx INTEGER PRIMARY KEY,
-	line BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS alerts (
-	id INTEGER PRIMARY KEY AUTOINCREMENT,
-	type TEXT NOT NULL,
-	camera TEXT NOT NULL,
-	incident TEXT,
-	at TEXT NOT NULL,
-	data TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS webhook_deliveries (
-	url TEXT PRIMARY KEY,
-	delivered INTEGER NOT NULL,
-	attempts INTEGER NOT NULL DEFAULT 0,
-	last_attempt_at TEXT,
-	last_error TEXT,
-	created_at TEXT NOT NULL
-);
-`
-
 // Catalog is the SQL catalog. It is safe for concurrent use.
 type Catalog struct {
-	db          *sql.DB
+	db          *db
 	intentBatch intentBatch // RecordIntent's group commit
 }
 
-// Open opens (creating if needed) the SQLite catalog at path.
-func Open(path string) (*Catalog, error) {
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("open catalog %s: %w", path, err)
-	}
-	// One connection: SQLite has one writer anyway, and serialising here
-	// avoids SQLITE_BUSY under load.
-	db.SetMaxOpenConns(1)
-	if _, err := db.Exec(schema + intentSchema + staffSchema + exportSchema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("create catalog schema: %w", err)
-	}
-	if err := addColumn(db, "chunks", "video_samples", "INTEGER"); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("upgrade catalog schema: %w", err)
-	}
-	if err := addColumn(db, "checkpoints", "anchored", "INTEGER"); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("upgrade catalog schema: %w", err)
-	}
-	return &Catalog{db: db}, nil
+// Option adjusts how Open connects.
+type Option func(*options)
+
+type options struct{ password string }
+
+// WithPassword is the PostgreSQL password, for a caller that read it from
+// a file of its own; without it pgx takes PGPASSWORD or the PGPASSFILE
+// file (~/.pgpass by default), as libpq does. SQLite ignores it.
+func WithPassword(pw string) Option { return func(o *options) { o.password = pw } }
+
+// IsPostgres reports whether dsn names a PostgreSQL catalog (a
+// postgres:// or postgresql:// URL) rather than a SQLite file.
+func IsPostgres(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
 
-// addColumn adds a column that a catalog made by an earlier version lacks
-// (CREATE TABLE IF NOT EXISTS leaves an existing table as it was). Only
-// nullable columns are added this way: rows written before have no value.
-func addColumn(db *sql.DB, table, column, typ string) error {
-	rows, err := db.Query(`SELECT name FROM pragma_table_info(?)`, table)
-	if err != nil {
-		return fmt.Errorf("columns of %s: %w", table, err)
+// Open opens the catalog dsn names, creating its schema or upgrading it
+// to the current version (migrate): a PostgreSQL URL, or else the path of
+// a SQLite file, created if needed.
+func Open(dsn string, opts ...Option) (*Catalog, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			return fmt.Errorf("columns of %s: %w", table, err)
+	var sdb *sql.DB
+	var d *dialect
+	if IsPostgres(dsn) {
+		cfg, err := pgx.ParseConfig(dsn)
+		if err != nil {
+			// pgx's message may quote the URL, password and all.
+			return nil, errors.New("open catalog: not a valid PostgreSQL URL")
 		}
-		if name == column {
-			return nil
+		if o.password != "" {
+			cfg.Password = o.password
 		}
+		sdb, d = stdlib.OpenDB(*cfg), pgDialect
+		sdb.SetMaxOpenConns(16)
+	} else {
+		var err error
+		sdb, err = sql.Open("sqlite", "file:"+dsn+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)")
+		if err != nil {
+			return nil, fmt.Errorf("open catalog %s: %w", dsn, err)
+		}
+		// One connection: SQLite has one writer anyway, and serialising
+		// here avoids SQLITE_BUSY under load.
+		sdb.SetMaxOpenConns(1)
+		d = sqliteDialect
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("columns of %s: %w", table, err)
+	if err := migrate(context.Background(), sdb, d); err != nil {
+		sdb.Close()
+		return nil, err
 	}
-	rows.Close()
-	if _, err := db.Exec(`ALTER TABLE ` + table + ` ADD COLUMN ` + column + ` ` + typ); err != nil {
-		return fmt.Errorf("add %s.%s: %w", table, column, err)
-	}
-	return nil
+	return &Catalog{db: &db{DB: sdb, d: d}}, nil
 }
 
 // Close closes the database.
 func (c *Catalog) Close() error { return c.db.Close() }
-
-// tsLayout has a fixed width, so stored times compare correctly as text
-// in SQL (retention queries compare deadlines).
-const tsLayout = "2006-01-02T15:04:05.000000000Z"
-
-func ts(t time.Time) string { return t.UTC().Format(tsLayout) }
-
-func parseTS(s string) time.Time {
-	t, _ := time.Parse(time.RFC3339Nano, s)
-	return t
-}
 
 // NewID returns a random identifier with a readable prefix.
 func NewID(prefix string, now time.Time) string {
@@ -221,7 +118,7 @@ func NewID(prefix string, now time.Time) string {
 // Index and Prev are filled in.
 func (c *Catalog) AppendRecord(ctx context.Context, r manifest.Record) (manifest.Record, error) {
 	var out manifest.Record
-	err := c.tx(ctx, func(tx *sql.Tx) error {
+	err := c.tx(ctx, func(tx *dbTx) error {
 		var err error
 		out, err = appendRecord(ctx, tx, r)
 		return err
@@ -232,10 +129,10 @@ func (c *Catalog) AppendRecord(ctx context.Context, r manifest.Record) (manifest
 	return out, nil
 }
 
-func appendRecord(ctx context.Context, tx *sql.Tx, r manifest.Record) (manifest.Record, error) {
+func appendRecord(ctx context.Context, tx *dbTx, r manifest.Record) (manifest.Record, error) {
 	var head string
 	var next uint64
-	if err := tx.QueryRowContext(ctx, `SELECT head, next_index FROM incidents WHERE id = ?`, r.Incident).Scan(&head, &next); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT head, next_index FROM incidents WHERE id = ?`+tx.d.forUpdate, r.Incident).Scan(&head, &next); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return r, fmt.Errorf("incident %q: %w", r.Incident, ErrNotFound)
 		}
@@ -263,7 +160,10 @@ func (c *Catalog) AddCheckpoint(ctx context.Context, cp manifest.Checkpoint) err
 	if err != nil {
 		return err
 	}
-	if _, err := c.db.ExecContext(ctx, `INSERT OR REPLACE INTO checkpoints(incident, idx, line) VALUES(?,?,?)`, cp.Incident, cp.Index, line); err != nil {
+	// A checkpoint stored again replaces the one before, whose anchor is
+	// then no longer known to be written.
+	if _, err := c.db.ExecContext(ctx, `INSERT INTO checkpoints(incident, idx, line) VALUES(?,?,?)
+		ON CONFLICT(incident, idx) DO UPDATE SET line = excluded.line, anchored = NULL`, cp.Incident, cp.Index, line); err != nil {
 		return fmt.Errorf("add checkpoint %s/%d: %w", cp.Incident, cp.Index, err)
 	}
 	return nil
@@ -341,14 +241,14 @@ func (c *Catalog) texts(ctx context.Context, q string, args ...any) ([]string, e
 	return out, nil
 }
 
-func (c *Catalog) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := c.db.BeginTx(ctx, nil)
+func (c *Catalog) tx(ctx context.Context, fn func(*dbTx) error) error {
+	t, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
+	if err := fn(&dbTx{tx: t, d: c.db.d}); err != nil {
+		t.Rollback()
 		return err
 	}
-	return tx.Commit()
+	return t.Commit()
 }

@@ -9,11 +9,39 @@ import (
 	"time"
 
 	"camvault/format/manifest"
+	"camvault/internal/pgtest"
 )
 
-func openTest(t *testing.T) *Catalog {
+// engine is one of the catalog's database engines; every test of the
+// catalog runs on each (forEachEngine), the same assertions on both.
+type engine struct {
+	name string
+	dsn  func(testing.TB) string // a new, empty catalog's DSN
+}
+
+var engines = []engine{
+	{"sqlite", func(t testing.TB) string { return filepath.Join(t.TempDir(), "catalog.db") }},
+	{"postgres", pgtest.NewCatalog},
+}
+
+// forEachEngine runs test once for each engine, as a subtest named after
+// it. The tests run in parallel: each has a catalog of its own, and a
+// PostgreSQL one spends most of its time waiting for the server.
+func forEachEngine(t *testing.T, test func(*testing.T, engine)) {
+	t.Parallel()
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			t.Parallel()
+			test(t, e)
+		})
+	}
+}
+
+// openTest opens a new catalog on e, closed at the test's end, with the
+// camera cam1 registered.
+func openTest(t *testing.T, e engine) *Catalog {
 	t.Helper()
-	c, err := Open(filepath.Join(t.TempDir(), "catalog.db"))
+	c, err := Open(e.dsn(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,9 +61,11 @@ func start(t *testing.T, c *Catalog, session string, now time.Time) SessionStart
 	return s
 }
 
-func TestIncidentLifecycle(t *testing.T) {
+func TestIncidentLifecycle(t *testing.T) { forEachEngine(t, testIncidentLifecycle) }
+
+func testIncidentLifecycle(t *testing.T, e engine) {
 	ctx := context.Background()
-	c := openTest(t)
+	c := openTest(t, e)
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	s1 := start(t, c, "s1", t0)
 	if s1.Resumed {
@@ -88,9 +118,11 @@ func TestIncidentLifecycle(t *testing.T) {
 // TestFramesByKind: the catalog splits an incident's access units into
 // video and audio frames; chunks from a catalog that predates the split
 // leave it unknown rather than counting every unit as video or audio.
-func TestFramesByKind(t *testing.T) {
+func TestFramesByKind(t *testing.T) { forEachEngine(t, testFramesByKind) }
+
+func testFramesByKind(t *testing.T, e engine) {
 	ctx := context.Background()
-	c := openTest(t)
+	c := openTest(t, e)
 	t0 := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	s1 := start(t, c, "s1", t0)
 	for seq, n := range [][2]int64{{90, 150}, {60, 94}} {
@@ -119,36 +151,11 @@ func TestFramesByKind(t *testing.T) {
 	}
 }
 
-// TestOpenAddsMissingColumn: a catalog created before video_samples
-// existed gets the column when opened, keeping its rows.
-func TestOpenAddsMissingColumn(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "catalog.db")
-	c, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.db.Exec(`ALTER TABLE chunks DROP COLUMN video_samples`); err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
-	if c, err = Open(path); err != nil {
-		t.Fatalf("reopen an older catalog: %v", err)
-	}
-	var n int
-	if err := c.db.QueryRow(`SELECT count(*) FROM pragma_table_info('chunks') WHERE name = 'video_samples'`).Scan(&n); err != nil || n != 1 {
-		t.Fatalf("video_samples columns after reopening: %d (%v)", n, err)
-	}
-	// Opening again finds it and changes nothing.
-	c.Close()
-	if c, err = Open(path); err != nil {
-		t.Fatalf("reopen: %v", err)
-	}
-	c.Close()
-}
+func TestInterruptRunning(t *testing.T) { forEachEngine(t, testInterruptRunning) }
 
-func TestInterruptRunning(t *testing.T) {
+func testInterruptRunning(t *testing.T, e engine) {
 	ctx := context.Background()
-	c := openTest(t)
+	c := openTest(t, e)
 	now := time.Now()
 	s := start(t, c, "s1", now)
 	incs, err := c.InterruptRunning(ctx, now)
@@ -164,8 +171,10 @@ func TestInterruptRunning(t *testing.T) {
 	}
 }
 
-func TestUnknownLookups(t *testing.T) {
-	c := openTest(t)
+func TestUnknownLookups(t *testing.T) { forEachEngine(t, testUnknownLookups) }
+
+func testUnknownLookups(t *testing.T, e engine) {
+	c := openTest(t, e)
 	if _, err := c.Camera(context.Background(), "nope"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("camera: %v", err)
 	}
@@ -246,21 +255,22 @@ func BenchmarkDueQuery(b *testing.B) {
 	defer c.Close()
 	ctx := context.Background()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	tx, _ := c.db.BeginTx(ctx, nil)
-	tx.ExecContext(ctx, `INSERT INTO cameras(id, officer, secret_mac, created_at) VALUES('cam','o',x'00',?)`, ts(t0))
+	raw, _ := c.db.BeginTx(ctx, nil)
+	tx := &dbTx{tx: raw, d: c.db.d}
+	tx.ExecContext(ctx, `INSERT INTO cameras(id, officer, secret_mac, created_at) VALUES('cam','o',x'00',?)`, t0)
 	for i := 0; i < 1000; i++ {
 		inc := fmt.Sprintf("inc-%04d", i)
-		tx.ExecContext(ctx, `INSERT INTO incidents(id, camera, officer, started_at, status, head, next_index) VALUES(?,?,?,?,?,?,0)`, inc, "cam", "o", ts(t0), StatusClosed, "")
-		tx.ExecContext(ctx, `INSERT INTO sessions(id, incident, wrapped_key, started_at) VALUES(?,?,x'00',?)`, "s"+inc, inc, ts(t0))
+		tx.ExecContext(ctx, `INSERT INTO incidents(id, camera, officer, started_at, status, head, next_index) VALUES(?,?,?,?,?,?,0)`, inc, "cam", "o", t0, StatusClosed, "")
+		tx.ExecContext(ctx, `INSERT INTO sessions(id, incident, wrapped_key, started_at) VALUES(?,?,x'00',?)`, "s"+inc, inc, t0)
 		for j := 0; j < 100; j++ {
 			deadline := t0.Add(time.Duration(i*100+j) * time.Minute)
 			if _, err := tx.ExecContext(ctx, `INSERT INTO chunks(incident, session, track, seq, object, start_ns, end_ns, wall, retain_until, plain_size, cipher_size, plain_sha256, cipher_sha256)
-				VALUES(?,?,?,?,?,0,0,?,?,0,0,'','')`, inc, "s"+inc, "original", j, fmt.Sprintf("%s/%d", inc, j), ts(t0), ts(deadline)); err != nil {
+				VALUES(?,?,?,?,?,0,0,?,?,0,0,'','')`, inc, "s"+inc, "original", j, fmt.Sprintf("%s/%d", inc, j), t0, deadline); err != nil {
 				b.Fatal(err)
 			}
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if err := raw.Commit(); err != nil {
 		b.Fatal(err)
 	}
 	now := t0.Add(50_000 * time.Minute)

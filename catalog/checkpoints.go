@@ -19,7 +19,7 @@ type PendingAnchor struct {
 // incident and index order.
 func (c *Catalog) PendingAnchors(ctx context.Context, limit int) ([]PendingAnchor, error) {
 	rows, err := c.db.QueryContext(ctx, `SELECT k.incident, k.idx, k.line FROM checkpoints k JOIN incidents i ON i.id = k.incident
-		WHERE i.deleted_at IS NULL AND k.anchored IS NOT 1 ORDER BY k.incident, k.idx LIMIT ?`, limit)
+		WHERE i.deleted_at IS NULL AND k.anchored IS DISTINCT FROM 1 ORDER BY k.incident, k.idx LIMIT ?`, limit)
 	return scanAll(rows, err, "checkpoints without a known anchor", func(sc rowScanner) (PendingAnchor, error) {
 		var p PendingAnchor
 		return p, sc.Scan(&p.Incident, &p.Index, &p.Line)

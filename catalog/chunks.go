@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 
@@ -31,7 +30,7 @@ type Chunk struct {
 // It returns the manifest record.
 func (c *Catalog) CommitChunk(ctx context.Context, ch Chunk) (manifest.Record, error) {
 	var rec manifest.Record
-	err := c.tx(ctx, func(tx *sql.Tx) error {
+	err := c.tx(ctx, func(tx *dbTx) error {
 		var err error
 		rec, err = commitChunk(ctx, tx, ch)
 		return err
@@ -42,10 +41,10 @@ func (c *Catalog) CommitChunk(ctx context.Context, ch Chunk) (manifest.Record, e
 	return rec, nil
 }
 
-func commitChunk(ctx context.Context, tx *sql.Tx, ch Chunk) (manifest.Record, error) {
+func commitChunk(ctx context.Context, tx *dbTx, ch Chunk) (manifest.Record, error) {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO chunks(incident, session, track, seq, object, start_ns, end_ns, wall, retain_until, plain_size, cipher_size, samples, video_samples, plain_sha256, cipher_sha256)
 		VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		ch.Incident, ch.Session, ch.Track, ch.Seq, ch.Object, ch.StartNS, ch.EndNS, ts(ch.Wall), ts(ch.RetainUntil),
+		ch.Incident, ch.Session, ch.Track, ch.Seq, ch.Object, ch.StartNS, ch.EndNS, ch.Wall, ch.RetainUntil,
 		ch.PlainSize, ch.CipherSize, ch.Samples, ch.VideoSamples, ch.PlainSHA256, ch.CipherSHA256); err != nil {
 		return manifest.Record{}, err
 	}
@@ -67,10 +66,10 @@ func (c *Catalog) LiveObjects(ctx context.Context, incident string) ([]string, e
 // LatestDeadline returns the latest deadline among the incident's live
 // chunks (zero if it has none).
 func (c *Catalog) LatestDeadline(ctx context.Context, incident string) (time.Time, error) {
-	var until sql.NullString
+	var until dbTime
 	err := c.db.QueryRowContext(ctx, `SELECT max(retain_until) FROM chunks WHERE incident = ? AND deleted_at IS NULL`, incident).Scan(&until)
 	if err != nil || !until.Valid {
 		return time.Time{}, err
 	}
-	return parseTS(until.String), nil
+	return until.T, nil
 }

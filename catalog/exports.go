@@ -8,27 +8,10 @@ import (
 	"time"
 )
 
-// exportSchema holds export requests. An export writes plaintext footage
+// The exports table (see the migrations) holds export requests. An export writes plaintext footage
 // for the police, so it takes two admins: one requests (with a reason and
 // the police report number), a different one approves. The CHECK keeps
 // that rule even against a caller that forgets it.
-const exportSchema = `
-CREATE TABLE IF NOT EXISTS exports (
-	id TEXT PRIMARY KEY,
-	incident TEXT NOT NULL REFERENCES incidents(id),
-	reason TEXT NOT NULL,
-	reference TEXT NOT NULL,
-	requested_by TEXT NOT NULL,
-	requested_at TEXT NOT NULL,
-	approved_by TEXT,
-	approved_at TEXT,
-	state TEXT NOT NULL,
-	error TEXT NOT NULL DEFAULT '',
-	finished_at TEXT,
-	CHECK (approved_by IS NULL OR approved_by <> requested_by)
-);
-CREATE INDEX IF NOT EXISTS exports_requested ON exports(requested_at);
-`
 
 // Export request states: requested → approved → ready or failed.
 const (
@@ -73,12 +56,12 @@ func (c *Catalog) RequestExport(ctx context.Context, r ExportRequest) (ExportReq
 	r.ID, r.State = NewID("x-", r.RequestedAt), ExportRequested
 	r.RequestedAt = r.RequestedAt.UTC()
 	r.ApprovedBy, r.ApprovedAt, r.Error, r.FinishedAt = "", nil, "", nil
-	err := c.tx(ctx, func(tx *sql.Tx) error {
+	err := c.tx(ctx, func(tx *dbTx) error {
 		if _, err := liveIncident(ctx, tx, r.Incident); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO exports(id, incident, reason, reference, requested_by, requested_at, state) VALUES(?,?,?,?,?,?,?)`,
-			r.ID, r.Incident, r.Reason, r.Reference, r.RequestedBy, ts(r.RequestedAt), r.State); err != nil {
+			r.ID, r.Incident, r.Reason, r.Reference, r.RequestedBy, r.RequestedAt, r.State); err != nil {
 			return err
 		}
 		return appendAudit(ctx, tx, r.RequestedAt, r.RequestedBy, "export.requested", r.Incident,
@@ -99,7 +82,7 @@ func (c *Catalog) ApproveExport(ctx context.Context, id, by string, now time.Tim
 		return ExportRequest{}, fmt.Errorf("approve export %s: who approves is required", id)
 	}
 	var r ExportRequest
-	err := c.tx(ctx, func(tx *sql.Tx) error {
+	err := c.tx(ctx, func(tx *dbTx) error {
 		var err error
 		if r, err = scanExport(tx.QueryRowContext(ctx, `SELECT `+exportCols+` FROM exports WHERE id = ?`, id)); err != nil {
 			return err
@@ -113,7 +96,7 @@ func (c *Catalog) ApproveExport(ctx context.Context, id, by string, now time.Tim
 		// The state in the WHERE makes the transition a compare-and-set,
 		// whatever isolation the database gives.
 		res, err := tx.ExecContext(ctx, `UPDATE exports SET state = ?, approved_by = ?, approved_at = ? WHERE id = ? AND state = ?`,
-			ExportApproved, by, ts(now), id, ExportRequested)
+			ExportApproved, by, now, id, ExportRequested)
 		if err != nil {
 			return err
 		}
@@ -144,13 +127,13 @@ func (c *Catalog) FinishExport(ctx context.Context, id string, ok bool, errText 
 	} else {
 		errText = ""
 	}
-	err := c.tx(ctx, func(tx *sql.Tx) error {
+	err := c.tx(ctx, func(tx *dbTx) error {
 		r, err := scanExport(tx.QueryRowContext(ctx, `SELECT `+exportCols+` FROM exports WHERE id = ?`, id))
 		if err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE exports SET state = ?, error = ?, finished_at = ? WHERE id = ? AND state = ?`,
-			state, errText, ts(now), id, ExportApproved)
+			state, errText, now, id, ExportApproved)
 		if err != nil {
 			return err
 		}
@@ -174,7 +157,7 @@ func (c *Catalog) FinishExport(ctx context.Context, id string, ok bool, errText 
 // that is not ready (ErrExportState).
 func (c *Catalog) ExportDownloaded(ctx context.Context, id, by string, now time.Time) (ExportRequest, error) {
 	var r ExportRequest
-	err := c.tx(ctx, func(tx *sql.Tx) error {
+	err := c.tx(ctx, func(tx *dbTx) error {
 		var err error
 		if r, err = scanExport(tx.QueryRowContext(ctx, `SELECT `+exportCols+` FROM exports WHERE id = ?`, id)); err != nil {
 			return err
@@ -209,8 +192,8 @@ const exportCols = `id, incident, reason, reference, requested_by, requested_at,
 
 func scanExport(s rowScanner) (ExportRequest, error) {
 	var r ExportRequest
-	var requested string
-	var approvedBy, approved, finished sql.NullString
+	var requested, approved, finished dbTime
+	var approvedBy sql.NullString
 	if err := s.Scan(&r.ID, &r.Incident, &r.Reason, &r.Reference, &r.RequestedBy, &requested,
 		&approvedBy, &approved, &r.State, &r.Error, &finished); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
@@ -218,14 +201,7 @@ func scanExport(s rowScanner) (ExportRequest, error) {
 		}
 		return r, err
 	}
-	r.RequestedAt, r.ApprovedBy = parseTS(requested), approvedBy.String
-	if approved.Valid {
-		t := parseTS(approved.String)
-		r.ApprovedAt = &t
-	}
-	if finished.Valid {
-		t := parseTS(finished.String)
-		r.FinishedAt = &t
-	}
+	r.RequestedAt, r.ApprovedBy = requested.T, approvedBy.String
+	r.ApprovedAt, r.FinishedAt = approved.ptr(), finished.ptr()
 	return r, nil
 }

@@ -13,8 +13,10 @@ import (
 // the requester cannot approve; a different admin can, once; the outcome
 // is recorded once; a download is allowed only when ready; every step is
 // in the audit trail with its actor; the list is newest first.
-func TestExportRequestFlow(t *testing.T) {
-	c := openTest(t)
+func TestExportRequestFlow(t *testing.T) { forEachEngine(t, testExportRequestFlow) }
+
+func testExportRequestFlow(t *testing.T, e engine) {
+	c := openTest(t, e)
 	ctx := context.Background()
 	t0 := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
 	inc := start(t, c, "s1", t0).Incident
@@ -125,8 +127,10 @@ func TestExportRequestFlow(t *testing.T) {
 // TestExportApproveConcurrent: two admins approving the same request at
 // once: exactly one succeeds, the other gets ErrExportState, and the
 // audit trail has one approval.
-func TestExportApproveConcurrent(t *testing.T) {
-	c := openTest(t)
+func TestExportApproveConcurrent(t *testing.T) { forEachEngine(t, testExportApproveConcurrent) }
+
+func testExportApproveConcurrent(t *testing.T, e engine) {
+	c := openTest(t, e)
 	ctx := context.Background()
 	t0 := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
 	inc := start(t, c, "s1", t0).Incident
@@ -176,7 +180,11 @@ func TestExportApproveConcurrent(t *testing.T) {
 // table itself, whatever code writes it; a deleted incident cannot be
 // requested.
 func TestExportSchemaRefusesSelfApproval(t *testing.T) {
-	c := openTest(t)
+	forEachEngine(t, testExportSchemaRefusesSelfApproval)
+}
+
+func testExportSchemaRefusesSelfApproval(t *testing.T, e engine) {
+	c := openTest(t, e)
 	ctx := context.Background()
 	inc := start(t, c, "s1", time.Now()).Incident
 	r, err := c.RequestExport(ctx, ExportRequest{Incident: inc, Reason: "court", Reference: "PR-1", RequestedBy: "ann", RequestedAt: time.Now()})
@@ -187,7 +195,7 @@ func TestExportSchemaRefusesSelfApproval(t *testing.T) {
 		t.Fatal("the table let the requester approve")
 	}
 	// An incident deleted by retention can no longer be asked for.
-	if _, err := c.db.ExecContext(ctx, `UPDATE incidents SET deleted_at = ? WHERE id = ?`, ts(time.Now()), inc); err != nil {
+	if _, err := c.db.ExecContext(ctx, `UPDATE incidents SET deleted_at = ? WHERE id = ?`, time.Now(), inc); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.RequestExport(ctx, ExportRequest{Incident: inc, Reason: "court", Reference: "PR-2", RequestedBy: "ann", RequestedAt: time.Now()}); !errors.Is(err, ErrDeleted) {

@@ -16,8 +16,12 @@ import (
 // the gaps say so, with the last durable chunk (session, seq, media end)
 // they follow, rather than "reconnect after 771ms" stamped at the restart.
 func TestCrashAndReconnectGapsCoverTheRealHole(t *testing.T) {
+	forEachEngine(t, testCrashAndReconnectGapsCoverTheRealHole)
+}
+
+func testCrashAndReconnectGapsCoverTheRealHole(t *testing.T, e engine) {
 	ctx := context.Background()
-	c := openTest(t)
+	c := openTest(t, e)
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	s1 := start(t, c, "s1", t0)
 	for seq, span := range [][2]time.Duration{{0, 0}, {0, 2 * time.Second}, {2 * time.Second, 4 * time.Second}} {
@@ -87,9 +91,11 @@ func TestCrashAndReconnectGapsCoverTheRealHole(t *testing.T) {
 
 // TestCrashGapWithoutFootage: a session that crashed before any media
 // chunk was durable has its gap from the session's start.
-func TestCrashGapWithoutFootage(t *testing.T) {
+func TestCrashGapWithoutFootage(t *testing.T) { forEachEngine(t, testCrashGapWithoutFootage) }
+
+func testCrashGapWithoutFootage(t *testing.T, e engine) {
 	ctx := context.Background()
-	c := openTest(t)
+	c := openTest(t, e)
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	s := start(t, c, "s1", t0)
 	if _, err := c.InterruptRunning(ctx, t0.Add(3*time.Second)); err != nil {

@@ -26,7 +26,7 @@ type Hold struct {
 // ActiveHold returns the incident's hold, if any.
 func (c *Catalog) ActiveHold(ctx context.Context, incident string) (*Hold, error) {
 	h := Hold{Incident: incident}
-	var at string
+	var at dbTime
 	err := c.db.QueryRowContext(ctx, `SELECT reason, reference, placed_by, placed_at FROM holds WHERE incident = ? AND released_at IS NULL`, incident).
 		Scan(&h.Reason, &h.Reference, &h.PlacedBy, &at)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -35,7 +35,7 @@ func (c *Catalog) ActiveHold(ctx context.Context, incident string) (*Hold, error
 	if err != nil {
 		return nil, fmt.Errorf("hold of %s: %w", incident, err)
 	}
-	h.PlacedAt = parseTS(at)
+	h.PlacedAt = at.T
 	return &h, nil
 }
 
@@ -45,7 +45,7 @@ func (c *Catalog) PlaceHold(ctx context.Context, h Hold) error {
 	if h.Reason == "" || h.Reference == "" || h.PlacedBy == "" {
 		return errors.New("a legal hold needs a reason, a police report reference and who places it")
 	}
-	err := c.tx(ctx, func(tx *sql.Tx) error {
+	err := c.tx(ctx, func(tx *dbTx) error {
 		camera, err := liveIncident(ctx, tx, h.Incident)
 		if err != nil {
 			return err
@@ -58,7 +58,7 @@ func (c *Catalog) PlaceHold(ctx context.Context, h Hold) error {
 			return ErrHeld
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO holds(incident, reason, reference, placed_by, placed_at) VALUES(?,?,?,?,?)`,
-			h.Incident, h.Reason, h.Reference, h.PlacedBy, ts(h.PlacedAt)); err != nil {
+			h.Incident, h.Reason, h.Reference, h.PlacedBy, h.PlacedAt); err != nil {
 			return err
 		}
 		details := map[string]any{"reason": h.Reason, "reference": h.Reference}
@@ -78,13 +78,13 @@ func (c *Catalog) ReleaseHold(ctx context.Context, incident, by, reason string, 
 	if by == "" || reason == "" {
 		return errors.New("releasing a legal hold needs a reason and who releases it")
 	}
-	err := c.tx(ctx, func(tx *sql.Tx) error {
+	err := c.tx(ctx, func(tx *dbTx) error {
 		camera, err := liveIncident(ctx, tx, incident)
 		if err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE holds SET released_by = ?, released_at = ?, release_reason = ? WHERE incident = ? AND released_at IS NULL`,
-			by, ts(now), reason, incident)
+			by, now, reason, incident)
 		if err != nil {
 			return err
 		}

@@ -41,22 +41,28 @@ type SessionStarted struct {
 // and queues the incident.started alert for a new incident.
 func (c *Catalog) StartSession(ctx context.Context, s SessionStart) (SessionStarted, error) {
 	var out SessionStarted
-	err := c.tx(ctx, func(tx *sql.Tx) error {
+	err := c.tx(ctx, func(tx *dbTx) error {
+		// The camera's row, locked where the engine has row locks: two
+		// sessions of one camera starting at once choose its incident one
+		// after the other.
+		if _, err := tx.ExecContext(ctx, `SELECT id FROM cameras WHERE id = ?`+tx.d.forUpdate, s.Camera); err != nil {
+			return err
+		}
 		var id, status string
-		var ended sql.NullString
+		var ended dbTime
 		err := tx.QueryRowContext(ctx, `SELECT id, status, ended_at FROM incidents WHERE camera = ? ORDER BY started_at DESC LIMIT 1`, s.Camera).
 			Scan(&id, &status, &ended)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
 			return err
-		case status == StatusOpen || (ended.Valid && s.Now.Sub(parseTS(ended.String)) <= s.Grace):
+		case status == StatusOpen || (ended.Valid && s.Now.Sub(ended.T) <= s.Grace):
 			out = SessionStarted{Incident: id, Resumed: true}
 		}
 		if out.Incident == "" {
 			out.Incident = NewID("inc-", s.Now)
 			if _, err := tx.ExecContext(ctx, `INSERT INTO incidents(id, camera, officer, started_at, status, head, next_index) VALUES(?,?,?,?,?,?,0)`,
-				out.Incident, s.Camera, s.Officer, ts(s.Now), StatusOpen, manifest.Genesis); err != nil {
+				out.Incident, s.Camera, s.Officer, s.Now, StatusOpen, manifest.Genesis); err != nil {
 				return err
 			}
 			if err := insertAlert(ctx, tx, "incident.started", s.Camera, out.Incident, s.Now, map[string]any{"officer": s.Officer}); err != nil {
@@ -69,7 +75,7 @@ func (c *Catalog) StartSession(ctx context.Context, s SessionStart) (SessionStar
 				// durable, not from when the session was ended: a session a
 				// crash left running is ended only at the restart, and a
 				// vanished camera only once its stream timed out.
-				from := parseTS(ended.String)
+				from := ended.T
 				last, ok, err := lastDurable(ctx, tx, out.Incident, "")
 				if err != nil {
 					return err
@@ -91,7 +97,7 @@ func (c *Catalog) StartSession(ctx context.Context, s SessionStart) (SessionStar
 			}
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO sessions(id, incident, wrapped_key, started_at) VALUES(?,?,?,?)`,
-			s.Session, out.Incident, s.WrappedKey, ts(s.Now)); err != nil {
+			s.Session, out.Incident, s.WrappedKey, s.Now); err != nil {
 			return err
 		}
 		_, err = appendRecord(ctx, tx, manifest.Record{Incident: out.Incident, Kind: manifest.KindSession, Session: s.Session, Wall: s.Now})
@@ -107,8 +113,8 @@ func (c *Catalog) StartSession(ctx context.Context, s SessionStart) (SessionStar
 // with status unless another session of it is still running.
 func (c *Catalog) EndSession(ctx context.Context, incident, session string, now time.Time, status, note string) (manifest.Record, error) {
 	var rec manifest.Record
-	err := c.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL`, ts(now), session); err != nil {
+	err := c.tx(ctx, func(tx *dbTx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL`, now, session); err != nil {
 			return err
 		}
 		var err error
@@ -123,7 +129,7 @@ func (c *Catalog) EndSession(ctx context.Context, incident, session string, now 
 		if running > 0 {
 			return nil
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE incidents SET status = ?, ended_at = ? WHERE id = ?`, status, ts(now), incident); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE incidents SET status = ?, ended_at = ? WHERE id = ?`, status, now, incident); err != nil {
 			return err
 		}
 		var camera string
@@ -182,18 +188,18 @@ func (c *Catalog) crashGap(ctx context.Context, incident, session string, now ti
 	now = now.UTC()
 	gap := manifest.Record{Incident: incident, Kind: manifest.KindGap, Session: session, Wall: now, ToWall: &now}
 	var last durablePoint
-	err := c.tx(ctx, func(tx *sql.Tx) error {
+	err := c.tx(ctx, func(tx *dbTx) error {
 		var err error
 		var ok bool
 		last, ok, err = lastDurable(ctx, tx, incident, session)
 		if err != nil || ok {
 			return err
 		}
-		var started string
+		var started dbTime
 		if err := tx.QueryRowContext(ctx, `SELECT started_at FROM sessions WHERE id = ?`, session).Scan(&started); err != nil {
 			return err
 		}
-		last = durablePoint{Session: session, EndWall: parseTS(started)}
+		last = durablePoint{Session: session, EndWall: started.T}
 		return nil
 	})
 	if err != nil {
@@ -232,9 +238,9 @@ func (p durablePoint) fill(gap *manifest.Record) {
 // the incident, or of one session when session is not empty. A chunk's
 // wall is the wall-clock time of its start, so its end is wall plus its
 // media duration.
-func lastDurable(ctx context.Context, tx *sql.Tx, incident, session string) (durablePoint, bool, error) {
+func lastDurable(ctx context.Context, tx *dbTx, incident, session string) (durablePoint, bool, error) {
 	var p durablePoint
-	var wall string
+	var wall dbTime
 	var startNS int64
 	err := tx.QueryRowContext(ctx, `SELECT session, seq, start_ns, end_ns, wall FROM chunks
 		WHERE incident = ? AND (? = '' OR session = ?) AND track = 'original' ORDER BY wall DESC, seq DESC LIMIT 1`,
@@ -245,7 +251,7 @@ func lastDurable(ctx context.Context, tx *sql.Tx, incident, session string) (dur
 	if err != nil {
 		return p, false, fmt.Errorf("last durable chunk of %s: %w", incident, err)
 	}
-	p.EndWall = parseTS(wall).Add(time.Duration(p.EndNS - startNS))
+	p.EndWall = wall.T.Add(time.Duration(p.EndNS - startNS))
 	return p, true, nil
 }
 
@@ -305,8 +311,7 @@ func (c *Catalog) Incidents(ctx context.Context) ([]Incident, error) {
 		FROM incidents i ORDER BY i.started_at DESC`)
 	return scanAll(rows, err, "list incidents", func(sc rowScanner) (Incident, error) {
 		var in Incident
-		var started string
-		var ended, until sql.NullString
+		var started, ended, until dbTime
 		if err := sc.Scan(&in.ID, &in.Camera, &in.Officer, &started, &ended, &in.Status, &in.Records, &in.Chunks, &in.Bytes, &in.Samples,
 			&in.VideoFrames, &in.FramesKnown, &until, &in.Held); err != nil {
 			return in, err
@@ -316,15 +321,7 @@ func (c *Catalog) Incidents(ctx context.Context) ([]Incident, error) {
 		} else {
 			in.VideoFrames = 0
 		}
-		if until.Valid {
-			t := parseTS(until.String)
-			in.RetainUntil = &t
-		}
-		in.StartedAt = parseTS(started)
-		if ended.Valid {
-			t := parseTS(ended.String)
-			in.EndedAt = &t
-		}
+		in.StartedAt, in.EndedAt, in.RetainUntil = started.T, ended.ptr(), until.ptr()
 		return in, nil
 	})
 }
@@ -349,10 +346,10 @@ const StatusDeleted = "deleted"
 
 // liveIncident returns the incident's camera, or an error if it does not
 // exist or was deleted.
-func liveIncident(ctx context.Context, tx *sql.Tx, incident string) (string, error) {
+func liveIncident(ctx context.Context, tx *dbTx, incident string) (string, error) {
 	var camera string
-	var deleted sql.NullString
-	err := tx.QueryRowContext(ctx, `SELECT camera, deleted_at FROM incidents WHERE id = ?`, incident).Scan(&camera, &deleted)
+	var deleted dbTime
+	err := tx.QueryRowContext(ctx, `SELECT camera, deleted_at FROM incidents WHERE id = ?`+tx.d.forUpdate, incident).Scan(&camera, &deleted)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("incident %q: %w", incident, ErrNotFound)
 	}
@@ -360,14 +357,14 @@ func liveIncident(ctx context.Context, tx *sql.Tx, incident string) (string, err
 		return "", err
 	}
 	if deleted.Valid {
-		return "", fmt.Errorf("%w on %s", ErrDeleted, parseTS(deleted.String).Format("2006-01-02"))
+		return "", fmt.Errorf("%w on %s", ErrDeleted, deleted.T.Format("2006-01-02"))
 	}
 	return camera, nil
 }
 
 // DeletedAt reports when retention deleted the incident (zero if not).
 func (c *Catalog) DeletedAt(ctx context.Context, incident string) (time.Time, error) {
-	var deleted sql.NullString
+	var deleted dbTime
 	err := c.db.QueryRowContext(ctx, `SELECT deleted_at FROM incidents WHERE id = ?`, incident).Scan(&deleted)
 	if errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, fmt.Errorf("incident %q: %w", incident, ErrNotFound)
@@ -375,5 +372,5 @@ func (c *Catalog) DeletedAt(ctx context.Context, incident string) (time.Time, er
 	if err != nil || !deleted.Valid {
 		return time.Time{}, err
 	}
-	return parseTS(deleted.String), nil
+	return deleted.T, nil
 }

@@ -14,7 +14,7 @@ import (
 	"camvault/format/manifest"
 )
 
-// intentSchema is the intents table: one row for every object the write
+// The intents table (see the migrations) holds one row for every object the write
 // path is about to put or has put and not yet committed, so that no object
 // in the chunk store is unknown to the catalog. A row is written (and
 // committed) before its put and replaced by the chunk row in the
@@ -23,29 +23,6 @@ import (
 // start, or kept as quarantined with its deadline for the sweeper. The row
 // holds everything the chunk row needs, plaintext digest included, so a
 // chunk found in the store can be committed without the identity.
-const intentSchema = `
-CREATE TABLE IF NOT EXISTS intents (
-	object TEXT PRIMARY KEY,
-	incident TEXT NOT NULL REFERENCES incidents(id),
-	session TEXT NOT NULL REFERENCES sessions(id),
-	track TEXT NOT NULL,
-	seq INTEGER NOT NULL,
-	retain_until TEXT NOT NULL,
-	created TEXT NOT NULL,
-	start_ns INTEGER NOT NULL,
-	end_ns INTEGER NOT NULL,
-	wall TEXT NOT NULL,
-	plain_size INTEGER NOT NULL,
-	cipher_size INTEGER NOT NULL,
-	samples INTEGER NOT NULL,
-	video_samples INTEGER NOT NULL,
-	plain_sha256 TEXT NOT NULL,
-	cipher_sha256 TEXT NOT NULL,
-	status TEXT NOT NULL DEFAULT 'pending', -- pending, or quarantined at a reconcile
-	note TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS intents_due ON intents(retain_until);
-`
 
 // Intent statuses.
 const (
@@ -123,12 +100,12 @@ type intentReq struct {
 }
 
 func (c *Catalog) writeIntents(ctx context.Context, batch []*intentReq) error {
-	err := c.tx(ctx, func(tx *sql.Tx) error {
+	err := c.tx(ctx, func(tx *dbTx) error {
 		for _, r := range batch {
 			ch := r.ch
 			if _, err := tx.ExecContext(ctx, `INSERT INTO intents(object, incident, session, track, seq, retain_until, created, start_ns, end_ns, wall,
 				plain_size, cipher_size, samples, video_samples, plain_sha256, cipher_sha256) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-				ch.Object, ch.Incident, ch.Session, ch.Track, ch.Seq, ts(ch.RetainUntil), ts(r.now), ch.StartNS, ch.EndNS, ts(ch.Wall),
+				ch.Object, ch.Incident, ch.Session, ch.Track, ch.Seq, ch.RetainUntil, r.now, ch.StartNS, ch.EndNS, ch.Wall,
 				ch.PlainSize, ch.CipherSize, ch.Samples, ch.VideoSamples, ch.PlainSHA256, ch.CipherSHA256); err != nil {
 				return fmt.Errorf("%s: %w", ch.Object, err)
 			}
@@ -146,10 +123,10 @@ const intentColumns = `object, incident, session, track, seq, retain_until, crea
 
 func scanIntent(sc rowScanner) (Intent, error) {
 	var in Intent
-	var until, created, wall string
+	var until, created, wall dbTime
 	err := sc.Scan(&in.Object, &in.Incident, &in.Session, &in.Track, &in.Seq, &until, &created, &in.StartNS, &in.EndNS, &wall,
 		&in.PlainSize, &in.CipherSize, &in.Samples, &in.VideoSamples, &in.PlainSHA256, &in.CipherSHA256, &in.Status, &in.Note)
-	in.RetainUntil, in.Created, in.Wall = parseTS(until), parseTS(created), parseTS(wall)
+	in.RetainUntil, in.Created, in.Wall = until.T, created.T, wall.T
 	return in, err
 }
 
@@ -203,8 +180,8 @@ var ErrOutOfOrder = errors.New("chunk cannot join its session's chain in order")
 // written) when the session's chain cannot take it.
 func (c *Catalog) CommitRecovered(ctx context.Context, in Intent, now time.Time) (manifest.Record, error) {
 	var rec manifest.Record
-	err := c.tx(ctx, func(tx *sql.Tx) error {
-		var ended sql.NullString
+	err := c.tx(ctx, func(tx *dbTx) error {
+		var ended dbTime
 		err := tx.QueryRowContext(ctx, `SELECT ended_at FROM sessions WHERE id = ? AND incident = ?`, in.Session, in.Incident).Scan(&ended)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: session %s of %s not in the catalog", ErrOutOfOrder, in.Session, in.Incident)
@@ -259,7 +236,7 @@ type DueIntent struct {
 func (c *Catalog) DueIntents(ctx context.Context, now time.Time, limit int) ([]DueIntent, error) {
 	rows, err := c.db.QueryContext(ctx, `SELECT incident, object, status, cipher_size FROM intents
 		WHERE retain_until <= ? AND incident NOT IN (SELECT incident FROM holds WHERE released_at IS NULL)
-		ORDER BY retain_until LIMIT ?`, ts(now), limit)
+		ORDER BY retain_until LIMIT ?`, now, limit)
 	return scanAll(rows, err, "due intents", func(sc rowScanner) (DueIntent, error) {
 		var d DueIntent
 		return d, sc.Scan(&d.Incident, &d.Object, &d.Status, &d.Size)

@@ -23,9 +23,11 @@ func intentChunk(incident, session, track string, seq uint64, t0 time.Time) Chun
 // TestIntentBecomesChunk: an intent is in the catalog from before the put
 // and is replaced by the chunk row in the commit's own transaction, so
 // the object is accounted for at every moment.
-func TestIntentBecomesChunk(t *testing.T) {
+func TestIntentBecomesChunk(t *testing.T) { forEachEngine(t, testIntentBecomesChunk) }
+
+func testIntentBecomesChunk(t *testing.T, e engine) {
 	ctx := context.Background()
-	c := openTest(t)
+	c := openTest(t, e)
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	s := start(t, c, "s1", t0)
 	ch := intentChunk(s.Incident, "s1", "original", 0, t0)
@@ -57,9 +59,11 @@ func TestIntentBecomesChunk(t *testing.T) {
 // session's chain in order (a hole before it on the original track
 // becomes a gap record), and nothing else: not after its session ended,
 // not behind a later chunk of its track.
-func TestCommitRecovered(t *testing.T) {
+func TestCommitRecovered(t *testing.T) { forEachEngine(t, testCommitRecovered) }
+
+func testCommitRecovered(t *testing.T, e engine) {
 	ctx := context.Background()
-	c := openTest(t)
+	c := openTest(t, e)
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	s := start(t, c, "s1", t0)
 	for seq := uint64(0); seq < 2; seq++ {
@@ -122,9 +126,11 @@ func TestCommitRecovered(t *testing.T) {
 
 // TestQuarantineAndDue: a quarantined intent keeps accounting for its
 // object and comes due at its deadline, unless its incident is held.
-func TestQuarantineAndDue(t *testing.T) {
+func TestQuarantineAndDue(t *testing.T) { forEachEngine(t, testQuarantineAndDue) }
+
+func testQuarantineAndDue(t *testing.T, e engine) {
 	ctx := context.Background()
-	c := openTest(t)
+	c := openTest(t, e)
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	s := start(t, c, "s1", t0)
 	ch := intentChunk(s.Incident, "s1", "original", 5, t0)
@@ -170,9 +176,11 @@ func TestQuarantineAndDue(t *testing.T) {
 // TestAccountedAnchors: a checkpoint anchor is accounted for while the
 // catalog holds its checkpoint and the incident is not deleted; a key of
 // any other shape only by a chunk row or an intent.
-func TestAccountedAnchors(t *testing.T) {
+func TestAccountedAnchors(t *testing.T) { forEachEngine(t, testAccountedAnchors) }
+
+func testAccountedAnchors(t *testing.T, e engine) {
 	ctx := context.Background()
-	c := openTest(t)
+	c := openTest(t, e)
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	s := start(t, c, "s1", t0)
 	if err := c.AddCheckpoint(ctx, manifest.Checkpoint{Incident: s.Incident, Index: 0, Head: "h", Time: t0}); err != nil {
@@ -194,9 +202,11 @@ func TestAccountedAnchors(t *testing.T) {
 // TestRecordIntentConcurrently: the store stage's workers record intents
 // at once; they are grouped into shared transactions, and a bad one (an
 // object already announced) fails alone.
-func TestRecordIntentConcurrently(t *testing.T) {
+func TestRecordIntentConcurrently(t *testing.T) { forEachEngine(t, testRecordIntentConcurrently) }
+
+func testRecordIntentConcurrently(t *testing.T, e engine) {
 	ctx := context.Background()
-	c := openTest(t)
+	c := openTest(t, e)
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	s := start(t, c, "s1", t0)
 	dup := intentChunk(s.Incident, "s1", "original", 0, t0)

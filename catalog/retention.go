@@ -26,7 +26,7 @@ func (c *Catalog) DueChunks(ctx context.Context, now time.Time, limit int) ([]Du
 	rows, err := c.db.QueryContext(ctx, `SELECT incident, object, cipher_size FROM chunks
 		WHERE deleted_at IS NULL AND retain_until <= ?
 		AND incident NOT IN (SELECT incident FROM holds WHERE released_at IS NULL)
-		ORDER BY retain_until LIMIT ?`, ts(now), limit)
+		ORDER BY retain_until LIMIT ?`, now, limit)
 	return scanAll(rows, err, "due chunks", func(sc rowScanner) (DueChunk, error) {
 		var d DueChunk
 		if err := sc.Scan(&d.Incident, &d.Object, &d.Size); err != nil {
@@ -38,7 +38,7 @@ func (c *Catalog) DueChunks(ctx context.Context, now time.Time, limit int) ([]Du
 
 // MarkChunkDeleted records that a chunk's object is gone from the store.
 func (c *Catalog) MarkChunkDeleted(ctx context.Context, object string, now time.Time) error {
-	_, err := c.db.ExecContext(ctx, `UPDATE chunks SET deleted_at = ? WHERE object = ? AND deleted_at IS NULL`, ts(now), object)
+	_, err := c.db.ExecContext(ctx, `UPDATE chunks SET deleted_at = ? WHERE object = ? AND deleted_at IS NULL`, now, object)
 	if err != nil {
 		return fmt.Errorf("mark %s deleted: %w", object, err)
 	}
@@ -71,7 +71,7 @@ type Deletion struct {
 // was placed meanwhile.
 func (c *Catalog) Shred(ctx context.Context, incident string, now time.Time) (Deletion, error) {
 	d := Deletion{Incident: incident, At: now.UTC()}
-	err := c.tx(ctx, func(tx *sql.Tx) error {
+	err := c.tx(ctx, func(tx *dbTx) error {
 		camera, err := liveIncident(ctx, tx, incident)
 		if err != nil {
 			return err
@@ -92,10 +92,10 @@ func (c *Catalog) Shred(ctx context.Context, incident string, now time.Time) (De
 		if err := tx.QueryRowContext(ctx, `SELECT head FROM incidents WHERE id = ?`, incident).Scan(&d.ManifestHead); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE sessions SET wrapped_key = X'' WHERE incident = ?`, incident); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE sessions SET wrapped_key = ? WHERE incident = ?`, []byte{}, incident); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE incidents SET status = ?, deleted_at = ? WHERE id = ?`, StatusDeleted, ts(now), incident); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE incidents SET status = ?, deleted_at = ? WHERE id = ?`, StatusDeleted, now, incident); err != nil {
 			return err
 		}
 		details := map[string]any{"chunks": d.Chunks, "bytes": d.Bytes, "manifest_head": d.ManifestHead}
@@ -110,7 +110,12 @@ func (c *Catalog) Shred(ctx context.Context, incident string, now time.Time) (De
 	return d, nil
 }
 
-func appendAudit(ctx context.Context, tx *sql.Tx, at time.Time, actor, action, incident string, details map[string]any) error {
+func appendAudit(ctx context.Context, tx *dbTx, at time.Time, actor, action, incident string, details map[string]any) error {
+	if q := tx.d.serialiseAudit; q != "" {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("lock the audit trail: %w", err)
+		}
+	}
 	head := manifest.Genesis
 	err := tx.QueryRowContext(ctx, `SELECT hash FROM audit ORDER BY id DESC LIMIT 1`).Scan(&head)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -124,7 +129,7 @@ func appendAudit(ctx context.Context, tx *sql.Tx, at time.Time, actor, action, i
 		return err
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO audit(at, actor, action, incident, line, hash) VALUES(?,?,?,?,?,?)`,
-		ts(at), actor, action, incident, line, hash)
+		at, actor, action, incident, line, hash)
 	return err
 }
 
@@ -136,7 +141,7 @@ func (c *Catalog) Extend(ctx context.Context, incident, category string, period 
 		return nil, errors.New("extending retention needs a reason and who extends it")
 	}
 	moved := map[string]time.Time{}
-	err := c.tx(ctx, func(tx *sql.Tx) error {
+	err := c.tx(ctx, func(tx *dbTx) error {
 		if _, err := liveIncident(ctx, tx, incident); err != nil {
 			return err
 		}
@@ -147,9 +152,9 @@ func (c *Catalog) Extend(ctx context.Context, incident, category string, period 
 		rows, err := tx.QueryContext(ctx, `SELECT object, wall, retain_until FROM chunks WHERE incident = ? AND deleted_at IS NULL`, incident)
 		all, err := scanAll(rows, err, "live chunks", func(sc rowScanner) (row, error) {
 			var r row
-			var wall, until string
+			var wall, until dbTime
 			err := sc.Scan(&r.object, &wall, &until)
-			r.wall, r.deadline = parseTS(wall), parseTS(until)
+			r.wall, r.deadline = wall.T, until.T
 			return r, err
 		})
 		if err != nil {
@@ -157,7 +162,7 @@ func (c *Catalog) Extend(ctx context.Context, incident, category string, period 
 		}
 		for _, r := range all {
 			if nd := r.wall.Add(period); nd.After(r.deadline) {
-				if _, err := tx.ExecContext(ctx, `UPDATE chunks SET retain_until = ? WHERE object = ?`, ts(nd), r.object); err != nil {
+				if _, err := tx.ExecContext(ctx, `UPDATE chunks SET retain_until = ? WHERE object = ?`, nd, r.object); err != nil {
 					return err
 				}
 				moved[r.object] = nd

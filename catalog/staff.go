@@ -8,32 +8,9 @@ import (
 	"time"
 )
 
-// staffSchema holds the backoffice's people: accounts, their API tokens
+// The staff tables (see the migrations) hold the backoffice's people: accounts, their API tokens
 // and their login sessions. Tokens and session ids are stored only as
 // SHA-256 digests, so a copy of the catalog hands out no credential.
-const staffSchema = `
-CREATE TABLE IF NOT EXISTS staff (
-	name TEXT PRIMARY KEY,
-	role TEXT NOT NULL,
-	password_hash TEXT NOT NULL,
-	disabled INTEGER NOT NULL DEFAULT 0,
-	created_at TEXT NOT NULL,
-	changed_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS staff_tokens (
-	digest BLOB PRIMARY KEY,
-	name TEXT NOT NULL REFERENCES staff(name),
-	created_at TEXT NOT NULL,
-	revoked_at TEXT
-);
-CREATE TABLE IF NOT EXISTS staff_sessions (
-	digest BLOB PRIMARY KEY,
-	name TEXT NOT NULL REFERENCES staff(name),
-	csrf TEXT NOT NULL,
-	created_at TEXT NOT NULL,
-	seen_at TEXT NOT NULL
-);
-`
 
 // StaffUser is a backoffice account.
 type StaffUser struct {
@@ -48,12 +25,12 @@ type StaffUser struct {
 // AddStaff creates an account with its first API token (digest), audited
 // as done by `by`, in one transaction.
 func (c *Catalog) AddStaff(ctx context.Context, u StaffUser, tokenDigest []byte, by string, now time.Time) error {
-	return c.tx(ctx, func(tx *sql.Tx) error {
+	return c.tx(ctx, func(tx *dbTx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO staff(name, role, password_hash, created_at, changed_at) VALUES(?,?,?,?,?)`,
-			u.Name, u.Role, u.PasswordHash, ts(now), ts(now)); err != nil {
+			u.Name, u.Role, u.PasswordHash, now, now); err != nil {
 			return fmt.Errorf("add user %q: %w", u.Name, err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO staff_tokens(digest, name, created_at) VALUES(?,?,?)`, tokenDigest, u.Name, ts(now)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO staff_tokens(digest, name, created_at) VALUES(?,?,?)`, tokenDigest, u.Name, now); err != nil {
 			return fmt.Errorf("add token of %q: %w", u.Name, err)
 		}
 		return appendAudit(ctx, tx, now, by, "user.add", "", map[string]any{"user": u.Name, "role": u.Role})
@@ -64,14 +41,14 @@ const staffCols = `name, role, password_hash, disabled, created_at, changed_at`
 
 func scanStaff(r rowScanner) (StaffUser, error) {
 	var u StaffUser
-	var created, changed string
+	var created, changed dbTime
 	if err := r.Scan(&u.Name, &u.Role, &u.PasswordHash, &u.Disabled, &created, &changed); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return u, ErrNotFound
 		}
 		return u, err
 	}
-	u.CreatedAt, u.ChangedAt = parseTS(created), parseTS(changed)
+	u.CreatedAt, u.ChangedAt = created.T, changed.T
 	return u, nil
 }
 
@@ -92,7 +69,7 @@ func (c *Catalog) StaffList(ctx context.Context) ([]StaffUser, error) {
 
 // staffChange runs q (which must touch the row of name) and audits it.
 func (c *Catalog) staffChange(ctx context.Context, name, action, by string, now time.Time, q string, args ...any) error {
-	return c.tx(ctx, func(tx *sql.Tx) error {
+	return c.tx(ctx, func(tx *dbTx) error {
 		res, err := tx.ExecContext(ctx, q, args...)
 		if err != nil {
 			return fmt.Errorf("%s %q: %w", action, name, err)
@@ -107,7 +84,7 @@ func (c *Catalog) staffChange(ctx context.Context, name, action, by string, now 
 // SetStaffPassword replaces an account's password hash; its sessions end.
 func (c *Catalog) SetStaffPassword(ctx context.Context, name, hash, by string, now time.Time) error {
 	if err := c.staffChange(ctx, name, "user.passwd", by, now,
-		`UPDATE staff SET password_hash = ?, changed_at = ? WHERE name = ?`, hash, ts(now), name); err != nil {
+		`UPDATE staff SET password_hash = ?, changed_at = ? WHERE name = ?`, hash, now, name); err != nil {
 		return err
 	}
 	return c.EndStaffSessions(ctx, name)
@@ -117,7 +94,7 @@ func (c *Catalog) SetStaffPassword(ctx context.Context, name, hash, by string, n
 // tokens stop working (lookups check the flag, so nothing is cached).
 func (c *Catalog) DisableStaff(ctx context.Context, name, by string, now time.Time) error {
 	if err := c.staffChange(ctx, name, "user.disable", by, now,
-		`UPDATE staff SET disabled = 1, changed_at = ? WHERE name = ?`, ts(now), name); err != nil {
+		`UPDATE staff SET disabled = 1, changed_at = ? WHERE name = ?`, now, name); err != nil {
 		return err
 	}
 	return c.EndStaffSessions(ctx, name)
@@ -125,8 +102,19 @@ func (c *Catalog) DisableStaff(ctx context.Context, name, by string, now time.Ti
 
 // AddStaffToken stores another API token (its digest) for an account.
 func (c *Catalog) AddStaffToken(ctx context.Context, name string, digest []byte, by string, now time.Time) error {
-	return c.staffChange(ctx, name, "user.token", by, now,
-		`INSERT INTO staff_tokens(digest, name, created_at) SELECT ?, name, ? FROM staff WHERE name = ?`, digest, ts(now), name)
+	return c.tx(ctx, func(tx *dbTx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM staff WHERE name = ?`, name).Scan(&n); err != nil {
+			return fmt.Errorf("user.token %q: %w", name, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("user %q: %w", name, ErrNotFound)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO staff_tokens(digest, name, created_at) VALUES(?,?,?)`, digest, name, now); err != nil {
+			return fmt.Errorf("user.token %q: %w", name, err)
+		}
+		return appendAudit(ctx, tx, now, by, "user.token", "", map[string]any{"user": name})
+	})
 }
 
 // RevokeStaffTokens revokes every live token of an account.
@@ -134,8 +122,8 @@ func (c *Catalog) RevokeStaffTokens(ctx context.Context, name, by string, now ti
 	if _, err := c.Staff(ctx, name); err != nil {
 		return err
 	}
-	return c.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE staff_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL`, ts(now), name)
+	return c.tx(ctx, func(tx *dbTx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE staff_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL`, now, name)
 		if err != nil {
 			return fmt.Errorf("revoke tokens of %q: %w", name, err)
 		}
@@ -156,7 +144,7 @@ func (c *Catalog) StaffByToken(ctx context.Context, digest []byte) (StaffUser, e
 // token.
 func (c *Catalog) AddStaffSession(ctx context.Context, digest []byte, name, csrf string, now time.Time) error {
 	_, err := c.db.ExecContext(ctx, `INSERT INTO staff_sessions(digest, name, csrf, created_at, seen_at) VALUES(?,?,?,?,?)`,
-		digest, name, csrf, ts(now), ts(now))
+		digest, name, csrf, now, now)
 	if err != nil {
 		return fmt.Errorf("add session of %q: %w", name, err)
 	}
@@ -169,15 +157,15 @@ func (c *Catalog) AddStaffSession(ctx context.Context, digest []byte, name, csrf
 func (c *Catalog) StaffBySession(ctx context.Context, digest []byte, now time.Time, idle, absolute time.Duration) (StaffUser, string, error) {
 	var u StaffUser
 	var csrf string
-	err := c.tx(ctx, func(tx *sql.Tx) error {
-		var created, seen string
+	err := c.tx(ctx, func(tx *dbTx) error {
+		var created, seen dbTime
 		err := tx.QueryRowContext(ctx, `SELECT csrf, created_at, seen_at FROM staff_sessions WHERE digest = ?`, digest).Scan(&csrf, &created, &seen)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		} else if err != nil {
 			return err
 		}
-		if now.Sub(parseTS(seen)) > idle || now.Sub(parseTS(created)) > absolute {
+		if now.Sub(seen.T) > idle || now.Sub(created.T) > absolute {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM staff_sessions WHERE digest = ?`, digest); err != nil {
 				return err
 			}
@@ -188,7 +176,7 @@ func (c *Catalog) StaffBySession(ctx context.Context, digest []byte, now time.Ti
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE staff_sessions SET seen_at = ? WHERE digest = ?`, ts(now), digest)
+		_, err = tx.ExecContext(ctx, `UPDATE staff_sessions SET seen_at = ? WHERE digest = ?`, now, digest)
 		return err
 	})
 	if errors.Is(err, ErrNotFound) {
@@ -200,7 +188,7 @@ func (c *Catalog) StaffBySession(ctx context.Context, digest []byte, now time.Ti
 // PruneStaffSessions deletes every session expired as of now, so
 // abandoned sessions do not pile up; it returns how many.
 func (c *Catalog) PruneStaffSessions(ctx context.Context, now time.Time, idle, absolute time.Duration) (int64, error) {
-	res, err := c.db.ExecContext(ctx, `DELETE FROM staff_sessions WHERE seen_at < ? OR created_at < ?`, ts(now.Add(-idle)), ts(now.Add(-absolute)))
+	res, err := c.db.ExecContext(ctx, `DELETE FROM staff_sessions WHERE seen_at < ? OR created_at < ?`, now.Add(-idle), now.Add(-absolute))
 	if err != nil {
 		return 0, fmt.Errorf("prune sessions: %w", err)
 	}

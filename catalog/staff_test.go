@@ -14,8 +14,10 @@ import (
 // TestStaffSessions: a session ends after its idle time and after its
 // absolute lifetime, however busy; it ends with logout, a password change
 // and disabling; unknown names are ErrNotFound; changes are audited.
-func TestStaffSessions(t *testing.T) {
-	c := openTest(t)
+func TestStaffSessions(t *testing.T) { forEachEngine(t, testStaffSessions) }
+
+func testStaffSessions(t *testing.T, e engine) {
+	c := openTest(t, e)
 	ctx := context.Background()
 	t0 := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
 	dig := func(s string) []byte { d := sha256.Sum256([]byte(s)); return d[:] }

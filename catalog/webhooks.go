@@ -34,9 +34,9 @@ func (c *Catalog) LastAlertID(ctx context.Context) (int64, error) {
 // the alerts from now on, not the whole history.
 func (c *Catalog) EnsureWebhook(ctx context.Context, url string, now time.Time) (WebhookState, error) {
 	var st WebhookState
-	err := c.tx(ctx, func(tx *sql.Tx) error {
+	err := c.tx(ctx, func(tx *dbTx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries(url, delivered, created_at)
-			VALUES(?, (SELECT coalesce(max(id), 0) FROM alerts), ?) ON CONFLICT(url) DO NOTHING`, url, ts(now)); err != nil {
+			VALUES(?, (SELECT coalesce(max(id), 0) FROM alerts), ?) ON CONFLICT(url) DO NOTHING`, url, now); err != nil {
 			return err
 		}
 		var err error
@@ -59,34 +59,32 @@ func (c *Catalog) Webhooks(ctx context.Context) ([]WebhookState, error) {
 
 func scanWebhook(r rowScanner) (WebhookState, error) {
 	var st WebhookState
-	var last, lastErr sql.NullString
-	var created string
+	var last, created dbTime
+	var lastErr sql.NullString
 	if err := r.Scan(&st.URL, &st.Delivered, &st.Attempts, &last, &lastErr, &created); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return st, ErrNotFound
 		}
 		return st, err
 	}
-	if last.Valid {
-		st.LastAttempt = parseTS(last.String)
-	}
+	st.LastAttempt = last.T
 	st.LastError = lastErr.String
-	st.CreatedAt = parseTS(created)
+	st.CreatedAt = created.T
 	return st, nil
 }
 
 // WebhookDelivered records that url acknowledged alert id: the position
 // moves forward (never back) and the failed attempts reset.
 func (c *Catalog) WebhookDelivered(ctx context.Context, url string, id int64, at time.Time) error {
-	res, err := c.db.ExecContext(ctx, `UPDATE webhook_deliveries SET delivered = max(delivered, ?), attempts = 0,
-		last_attempt_at = ?, last_error = NULL WHERE url = ?`, id, ts(at), url)
+	res, err := c.db.ExecContext(ctx, `UPDATE webhook_deliveries SET delivered = CASE WHEN delivered > ?1 THEN delivered ELSE ?1 END,
+		attempts = 0, last_attempt_at = ?2, last_error = NULL WHERE url = ?3`, id, at, url)
 	return webhookUpdated(res, err, url)
 }
 
 // WebhookFailed records a failed attempt to deliver the next alert to url.
 func (c *Catalog) WebhookFailed(ctx context.Context, url string, at time.Time, why string) error {
 	res, err := c.db.ExecContext(ctx, `UPDATE webhook_deliveries SET attempts = attempts + 1, last_attempt_at = ?, last_error = ?
-		WHERE url = ?`, ts(at), why, url)
+		WHERE url = ?`, at, why, url)
 	return webhookUpdated(res, err, url)
 }
 

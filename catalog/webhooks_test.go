@@ -3,7 +3,6 @@ package catalog
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -11,9 +10,11 @@ import (
 // TestWebhookState: a new webhook starts at the outbox's end, keeps its
 // position when seen again (and across a reopen), counts failures, and
 // its position only moves forward.
-func TestWebhookState(t *testing.T) {
+func TestWebhookState(t *testing.T) { forEachEngine(t, testWebhookState) }
+
+func testWebhookState(t *testing.T, e engine) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "catalog.db")
+	path := e.dsn(t)
 	c, err := Open(path)
 	if err != nil {
 		t.Fatal(err)

@@ -50,8 +50,13 @@ import (
 
 // Config of a node. Zero values take the defaults noted.
 type Config struct {
-	DataDir     string // required
-	RTSPAddress string // default ":8554"
+	DataDir string // required
+	// Catalog is the catalog's DSN (catalog.Open): a postgres:// URL, or
+	// empty for the SQLite file in DataDir. CatalogOptions are Open's
+	// (the PostgreSQL password read from a file).
+	Catalog        string
+	CatalogOptions []catalog.Option
+	RTSPAddress    string // default ":8554"
 	// UDPRTPAddress and UDPRTCPAddress are RTSP over UDP's ports; empty:
 	// no RTSP over UDP. One without a host (":8000") binds RTSPAddress's
 	// host, so that a node told to listen on one address does not open
@@ -194,10 +199,14 @@ func Open(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		log.Info("first start: keys created", "dir", keyDir)
 	}
-	if err := dir.CreateCatalog(); err != nil {
-		return nil, err
+	dsn := cfg.Catalog
+	if dsn == "" {
+		if err := dir.CreateCatalog(); err != nil {
+			return nil, err
+		}
+		dsn = dir.Catalog()
 	}
-	cat, err := catalog.Open(dir.Catalog())
+	cat, err := catalog.Open(dsn, cfg.CatalogOptions...)
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,7 @@ func cmdKeygen(args []string, stdout, stderr io.Writer) error {
 	if err := noArgs(fl, args); err != nil {
 		return err
 	}
-	dir := datadir.New(*data)
+	dir := datadir.New(data.dir)
 	if err := keys.Generate(dir.Keys()); err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func cmdCamera(args []string, stdout, stderr io.Writer) error {
 	id := pos[1]
 	switch pos[0] {
 	case "revoke":
-		n, err := openNode(*data, nil, nil)
+		n, err := openNode(data, nil, nil)
 		if err != nil {
 			return err
 		}
@@ -69,7 +69,7 @@ func cmdCamera(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "camera %s revoked: refused from its next connection on\n", id)
 		return nil
 	case "rotate":
-		secret, err := rotateCamera(context.Background(), *data, id, actor(*by))
+		secret, err := rotateCamera(context.Background(), data, id, actor(*by))
 		if err != nil {
 			return err
 		}
@@ -83,7 +83,7 @@ func cmdCamera(args []string, stdout, stderr io.Writer) error {
 	if *officer == "" {
 		return usagef("missing --officer NAME (who wears the camera): camvault camera add %s --officer NAME", id)
 	}
-	secret, err := addCamera(context.Background(), *data, id, *officer, actor(*by))
+	secret, err := addCamera(context.Background(), data, id, *officer, actor(*by))
 	if err != nil {
 		return err
 	}
@@ -93,14 +93,14 @@ func cmdCamera(args []string, stdout, stderr io.Writer) error {
 }
 
 // addCamera registers a camera and returns its new secret.
-func addCamera(ctx context.Context, data, id, officer, by string) (string, error) {
+func addCamera(ctx context.Context, data *nodeFlags, id, officer, by string) (string, error) {
 	return withNewSecret(data, func(cat *catalog.Catalog, mac []byte) error {
 		return cat.AddCamera(ctx, catalog.Camera{ID: id, Officer: officer, SecretMAC: mac, CreatedAt: time.Now(), AddedBy: by})
 	})
 }
 
 // rotateCamera gives a camera a new secret and returns it.
-func rotateCamera(ctx context.Context, data, id, by string) (string, error) {
+func rotateCamera(ctx context.Context, data *nodeFlags, id, by string) (string, error) {
 	return withNewSecret(data, func(cat *catalog.Catalog, mac []byte) error {
 		return cat.RotateCameraSecret(ctx, id, mac, by, time.Now())
 	})
@@ -108,8 +108,8 @@ func rotateCamera(ctx context.Context, data, id, by string) (string, error) {
 
 // withNewSecret draws a camera secret, lets store record its MAC, and
 // returns the secret (to be shown once) if that succeeded.
-func withNewSecret(data string, store func(*catalog.Catalog, []byte) error) (string, error) {
-	pepper, err := keys.LoadPepper(datadir.New(data).Keys())
+func withNewSecret(data *nodeFlags, store func(*catalog.Catalog, []byte) error) (string, error) {
+	pepper, err := keys.LoadPepper(datadir.New(data.dir).Keys())
 	if err != nil {
 		return "", fmt.Errorf("%w (run camvault keygen first)", err)
 	}
@@ -134,7 +134,7 @@ func cmdIncidents(args []string, stdout, stderr io.Writer) error {
 	if err := noArgs(fl, args); err != nil {
 		return err
 	}
-	n, err := openNode(*data, nil, nil)
+	n, err := openNode(data, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -163,7 +163,7 @@ func cmdAlerts(args []string, stdout, stderr io.Writer) error {
 	if err := noArgs(fl, args); err != nil {
 		return err
 	}
-	n, err := openNode(*data, nil, nil)
+	n, err := openNode(data, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -201,11 +201,11 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	pub, err := loadPub(*data, *pubkey)
+	pub, err := loadPub(data.dir, *pubkey)
 	if err != nil {
 		return err
 	}
-	n, err := openNode(*data, sf, time.Now)
+	n, err := openNode(data, sf, time.Now)
 	if err != nil {
 		return err
 	}
@@ -225,7 +225,7 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 	}
 	src := &evidence.CatalogSource{Catalog: n.cat, Store: st, ID: pos[0]}
 	rep, files, err := evidence.Export(ctx, src, evidence.ExportOptions{
-		DataDir: *data, OutDir: *out, NodeKey: pub, Identities: ids, Info: info, Exporter: newExporter(),
+		DataDir: data.dir, OutDir: *out, NodeKey: pub, Identities: ids, Info: info, Exporter: newExporter(),
 	})
 	if rep != nil && !rep.OK() {
 		rep.WriteText(stderr)
@@ -261,7 +261,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 1 {
 		return argCount(pos, 1, "the export directory or incident", "camvault verify DIR|INCIDENT [--identity FILE] [--pubkey FILE]")
 	}
-	pub, err := loadPub(*data, *pubkey)
+	pub, err := loadPub(data.dir, *pubkey)
 	if err != nil {
 		return err
 	}
@@ -280,7 +280,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		}
 		src = bundle
 	} else {
-		n, err := openNode(*data, sf, time.Now)
+		n, err := openNode(data, sf, time.Now)
 		if err != nil {
 			return err
 		}
@@ -288,7 +288,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		info, err := n.cat.Incident(ctx, pos[0])
 		if err != nil {
 			if errors.Is(err, catalog.ErrNotFound) {
-				return usagef("%s is neither an export directory nor an incident in %s (camvault incidents --data %s lists them)", pos[0], *data, *data)
+				return usagef("%s is neither an export directory nor an incident in %s (camvault incidents --data %s lists them)", pos[0], data.dir, data.dir)
 			}
 			return err
 		}

@@ -38,11 +38,11 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 	var pub []byte
 	if sub == "verify" {
 		// Before opening anything: a missing key is the caller's mistake.
-		if pub, err = loadPub(*data, *pubkey); err != nil {
+		if pub, err = loadPub(data.dir, *pubkey); err != nil {
 			return err
 		}
 	}
-	n, err := openNode(*data, sf, time.Now)
+	n, err := openNode(data, sf, time.Now)
 	if err != nil {
 		return err
 	}

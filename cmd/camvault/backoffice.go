@@ -17,7 +17,7 @@ func cmdBackoffice(args []string, stdout, stderr io.Writer) error {
 	if *bf.identity == "-" {
 		return usagef("the backoffice process is where the identity belongs: give it one (or leave --identity out)")
 	}
-	cfg, log, closeStore, err := bf.config(*data, stderr)
+	cfg, log, closeStore, err := bf.config(data, stderr)
 	if err != nil {
 		return err
 	}
@@ -27,7 +27,7 @@ func cmdBackoffice(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info("camvault backoffice serving", "http", srv.HTTPAddr(), "data", *data)
+	log.Info("camvault backoffice serving", "http", srv.HTTPAddr(), "data", data.dir)
 	fmt.Fprintf(stderr, "backoffice at %s://%s/\n", httpScheme(cfg.TLS), srv.HTTPAddr())
 	return runUntilSignal(srv, log, stdout, "ending alert streams")
 }

@@ -78,7 +78,8 @@ commands:
   simulate --rtsp HOST:PORT --cameras N [--duration D] [--credentials FILE]
                                      simulated bodycams publishing real H.264 over RTSP
 
-common flags: --data DIR (default ./data)
+common flags: --data DIR (default ./data), --catalog DSN (default the SQLite file in --data;
+  postgres://USER@HOST/DB selects PostgreSQL: the password from PGPASSWORD, PGPASSFILE or --catalog-password-file)
 `
 
 func main() {
@@ -207,12 +208,11 @@ func flagError(err error) string {
 // nothing: on a parse error it would print the error and every flag,
 // and main prints the one line instead (usageError); on --help main
 // prints the command's help on stdout (helpRequested).
-func newFlags(name string) (*flag.FlagSet, *string) {
+func newFlags(name string) (*flag.FlagSet, *nodeFlags) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	data := fs.String("data", "./data", "data directory")
-	return fs, data
+	return fs, addNodeFlags(fs)
 }
 
 // printCommandHelp prints a command's lines of the usage text and its

@@ -25,18 +25,25 @@ type node struct {
 	closeStore func()
 }
 
-// openNode opens the catalog of the data directory data, creating the
+// openNode opens the catalog the flags name, creating the data
 // directory. sf (nil for a command without store flags) and now are the
 // store's, for store.
-func openNode(data string, sf *storeFlags, now func() time.Time) (*node, error) {
-	dir := datadir.New(data)
+func openNode(data *nodeFlags, sf *storeFlags, now func() time.Time) (*node, error) {
+	dir := datadir.New(data.dir)
 	if err := dir.Create(); err != nil {
 		return nil, err
 	}
-	if err := dir.CreateCatalog(); err != nil {
+	dsn, opts, err := data.catalog()
+	if err != nil {
 		return nil, err
 	}
-	cat, err := catalog.Open(dir.Catalog())
+	if dsn == "" {
+		if err := dir.CreateCatalog(); err != nil {
+			return nil, err
+		}
+		dsn = dir.Catalog()
+	}
+	cat, err := catalog.Open(dsn, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +70,7 @@ func (n *node) store(ctx context.Context) (chunkStore, error) {
 }
 
 // openNodeStore is openNode for a command that needs the store at once.
-func openNodeStore(data string, sf *storeFlags, now func() time.Time) (*node, chunkStore, error) {
+func openNodeStore(data *nodeFlags, sf *storeFlags, now func() time.Time) (*node, chunkStore, error) {
 	n, err := openNode(data, sf, now)
 	if err != nil {
 		return nil, nil, err

@@ -64,7 +64,7 @@ func cmdRetention(args []string, stdout, stderr io.Writer) error {
 		case *reason == "":
 			return usagef("missing --reason TEXT (why, for the audit trail): %s", extendForm)
 		}
-		return retentionExtend(pos[1], *category, *reason, actor(*by), *data, sf, stdout, stderr)
+		return retentionExtend(pos[1], *category, *reason, actor(*by), data, sf, stdout, stderr)
 	}
 	if len(pos) != 1 {
 		return argCount(pos, 1, "", "camvault retention sweep [--dry-run] [--now TIME]")
@@ -73,7 +73,7 @@ func cmdRetention(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	n, st, err := openNodeStore(*data, sf, now)
+	n, st, err := openNodeStore(data, sf, now)
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func cmdHold(args []string, stdout, stderr io.Writer) error {
 	case pos[0] == "place" && *reference == "":
 		return usagef("missing --reference (the police report number): %s", form)
 	}
-	n, st, err := openNodeStore(*data, sf, time.Now)
+	n, st, err := openNodeStore(data, sf, time.Now)
 	if err != nil {
 		return err
 	}
@@ -144,7 +144,7 @@ func cmdHold(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func retentionExtend(incident, category, reason, by, data string, sf *storeFlags, stdout, stderr io.Writer) error {
+func retentionExtend(incident, category, reason, by string, data *nodeFlags, sf *storeFlags, stdout, stderr io.Writer) error {
 	n, st, err := openNodeStore(data, sf, time.Now)
 	if err != nil {
 		return err

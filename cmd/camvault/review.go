@@ -48,7 +48,7 @@ func cmdReview(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	n, st, err := openNodeStore(*data, sf, time.Now)
+	n, st, err := openNodeStore(data, sf, time.Now)
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err := noArgs(fl, args); err != nil {
 		return err
 	}
-	cfg, log, closeStore, err := bf.config(*data, stderr)
+	cfg, log, closeStore, err := bf.config(data, stderr)
 	if err != nil {
 		return err
 	}
@@ -80,20 +80,20 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx := context.Background()
 	if n, err := srv.Catalog.CameraCount(ctx); err == nil && n == 0 && !*noDemo {
-		secret, err := addCamera(ctx, *data, demoCamera, "demo officer", "camvault serve (demo camera)")
+		secret, err := addCamera(ctx, data, demoCamera, "demo officer", "camvault serve (demo camera)")
 		if err != nil {
 			srv.Close()
 			return err
 		}
 		printFirstStart(stdout, firstStart{
-			program: programPath(), dir: workingDir(), data: *data, secret: secret, tls: cfg.TLS != nil,
+			program: programPath(), dir: workingDir(), data: data.dir, secret: secret, tls: cfg.TLS != nil,
 			rtsp: localAddr(*rtspAddr), whip: *whipAddr, http: localAddr(*bf.http),
 		})
 	}
 	// The addresses bound, after the UDP ports took their TCP listener's host.
 	bound := srv.Config()
 	log.Info("camvault serving", "rtsp", bound.RTSPAddress, "rtsp_udp", bound.UDPRTPAddress, "whip", bound.WHIPAddress,
-		"ice_udp", bound.ICEUDPAddress, "http", srv.HTTPAddr(), "metrics", srv.MetricsAddr(), "data", *data)
+		"ice_udp", bound.ICEUDPAddress, "http", srv.HTTPAddr(), "metrics", srv.MetricsAddr(), "data", data.dir)
 	return runUntilSignal(srv, log, stdout, "ending streams and committing every segment already cut")
 }
 
@@ -125,8 +125,8 @@ func addBackofficeFlags(fl *flag.FlagSet, identityHelp, tlsHelp string) *backoff
 
 // config sets the process up (processSetup) and returns the server
 // configuration the flags give, its log, and what closes the store.
-func (f *backofficeFlags) config(data string, stderr io.Writer) (server.Config, *slog.Logger, func(), error) {
-	cfg := server.Config{DataDir: data, HTTPAddress: *f.http, IdentityFile: *f.identity, ExportDir: *f.exportDir,
+func (f *backofficeFlags) config(data *nodeFlags, stderr io.Writer) (server.Config, *slog.Logger, func(), error) {
+	cfg := server.Config{DataDir: data.dir, HTTPAddress: *f.http, IdentityFile: *f.identity, ExportDir: *f.exportDir,
 		MetricsAddress: *f.metrics}
 	log, err := processSetup(*f.logLevel, stderr)
 	if err != nil {
@@ -143,7 +143,10 @@ func (f *backofficeFlags) config(data string, stderr io.Writer) (server.Config, 
 	if cfg.TLS, err = loadTLS(*f.tlsCert, *f.tlsKey); err != nil {
 		return cfg, nil, nil, err
 	}
-	store, closeStore, err := serverStore(f.store, data)
+	if cfg.Catalog, cfg.CatalogOptions, err = data.catalog(); err != nil {
+		return cfg, nil, nil, err
+	}
+	store, closeStore, err := serverStore(f.store, data.dir)
 	if err != nil {
 		return cfg, nil, nil, err
 	}

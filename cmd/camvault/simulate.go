@@ -47,9 +47,9 @@ func cmdSimulate(args []string, stdout, stderr io.Writer) error {
 	} else {
 		for i := 0; i < *n; i++ {
 			id := fmt.Sprintf("sim%d", i)
-			secret, err := rotateCamera(context.Background(), *data, id, "camvault simulate")
+			secret, err := rotateCamera(context.Background(), data, id, "camvault simulate")
 			if err != nil {
-				if secret, err = addCamera(context.Background(), *data, id, "simulated officer", "camvault simulate"); err != nil {
+				if secret, err = addCamera(context.Background(), data, id, "simulated officer", "camvault simulate"); err != nil {
 					return err
 				}
 			}

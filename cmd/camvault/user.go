@@ -64,7 +64,7 @@ func cmdUser(args []string, stdout, stderr io.Writer) error {
 			return usagef("%v: give a longer one on stdin's first line (or in the variable --password-env names)", err)
 		}
 	}
-	n, err := openNode(*data, nil, nil)
+	n, err := openNode(data, nil, nil)
 	if err != nil {
 		return err
 	}
