@@ -104,8 +104,8 @@ type Config struct {
 	// catalog has at least this much to record the loss with.
 	ReserveSize int64
 	// OnChange, when set, hears of every change of state, on the goroutine
-	// that saw it (Run's, or the caller of Exhausted), after the reserve
-	// is released: it may write to the catalog.
+	// that saw it (Run's, or the caller of Exhausted), one call at a time,
+	// after the reserve is released: it may write to the catalog.
 	OnChange func(State)
 	Log      *slog.Logger
 	// statfs is the file-system query; nil: unix.Statfs (tests replace it).
@@ -134,6 +134,9 @@ type Monitor struct {
 
 	mu    sync.Mutex
 	state State
+	// notify serialises OnChange: the checks and the write paths that
+	// report a full disk run on goroutines of their own.
+	notify sync.Mutex
 }
 
 // New creates (or keeps) the reserve file and takes a first reading. A
@@ -259,7 +262,9 @@ func (m *Monitor) set(st State) State {
 	m.state = st
 	m.mu.Unlock()
 	if (old.Low != st.Low || old.Released != st.Released) && m.cfg.OnChange != nil {
-		m.cfg.OnChange(st)
+		m.notify.Lock()
+		defer m.notify.Unlock()
+		m.cfg.OnChange(m.State()) // the latest, should another change have come meanwhile
 	}
 	return st
 }

@@ -57,6 +57,11 @@ type Committer struct {
 	// Ended, when set, is called once a session's end is committed: its
 	// last item has left the pipeline.
 	Ended func(session string)
+	// Recover, when set, is told of every catalog write that failed; when
+	// it answers true (it freed the room the write needed: a full disk's
+	// reserve) the write is tried again, a few times, before the record
+	// is given up. A full disk must not cost the record of what it cost.
+	Recover func(err error) bool
 	// Log receives what the stage cannot return: a failed commit is an
 	// item's error, logged here; nil discards.
 	Log *slog.Logger
@@ -68,7 +73,11 @@ type Committer struct {
 
 // Chunk commits a stored chunk.
 func (c *Committer) Chunk(ctx context.Context, ch catalog.Chunk) (manifest.Record, error) {
-	rec, err := c.Catalog.CommitChunk(ctx, ch)
+	var rec manifest.Record
+	err := c.retry(ctx, func() (err error) {
+		rec, err = c.Catalog.CommitChunk(ctx, ch)
+		return err
+	})
 	if err != nil {
 		return rec, err
 	}
@@ -104,13 +113,37 @@ func (c *Committer) gap(ctx context.Context, h chunk.Header, note string) error 
 		from, to := h.Wall.UTC(), h.Wall.Add(time.Duration(max(h.EndNS-h.StartNS, 0))).UTC()
 		rec.FromWall, rec.ToWall = &from, &to
 	}
-	_, err := c.Catalog.AppendRecord(ctx, rec)
+	return c.retry(ctx, func() error {
+		_, err := c.Catalog.AppendRecord(ctx, rec)
+		return err
+	})
+}
+
+// retry runs a catalog write, and again while Recover says the failure
+// may have passed: up to retries more times, backing off from 50 ms. Each
+// write is one transaction, so a failed try left nothing behind.
+func (c *Committer) retry(ctx context.Context, write func() error) error {
+	const retries = 4
+	err := write()
+	wait := 50 * time.Millisecond
+	for i := 0; err != nil && i < retries && c.Recover != nil && c.Recover(err); i++ {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return err
+		}
+		wait *= 2
+		err = write()
+	}
 	return err
 }
 
 // End records a session's end and signs a checkpoint.
 func (c *Committer) End(ctx context.Context, incident, session, status, note string) error {
-	if _, err := c.Catalog.EndSession(ctx, incident, session, c.Now(), status, note); err != nil {
+	if err := c.retry(ctx, func() error {
+		_, err := c.Catalog.EndSession(ctx, incident, session, c.Now(), status, note)
+		return err
+	}); err != nil {
 		return err
 	}
 	return c.Checkpoint(ctx, incident)
@@ -124,7 +157,7 @@ func (c *Committer) Checkpoint(ctx context.Context, incident string) error {
 	}
 	cp := manifest.Checkpoint{Incident: incident, Index: idx, Head: head, Time: c.Now().UTC()}
 	cp.Sign(c.Signer)
-	if err := c.Catalog.AddCheckpoint(ctx, cp); err != nil {
+	if err := c.retry(ctx, func() error { return c.Catalog.AddCheckpoint(ctx, cp) }); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", incident, err)
 	}
 	delete(c.sinceCheckpoint, incident)

@@ -49,6 +49,11 @@ type Writer struct {
 	// before Put gives up), so the backoffice learns that storage is
 	// degraded while chunks are still being saved.
 	Failed func(key string, err error)
+	// Gate, when set, is asked before each chunk: an error keeps the chunk
+	// out of the store, its intent unwritten, and it becomes a gap. A disk
+	// out of space says so, to leave what room is left to the catalog's
+	// records of the loss.
+	Gate func() error
 }
 
 // Put stores one chunk. A chunk already stored with the very same bytes
@@ -116,6 +121,12 @@ func (w *Writer) store(ctx context.Context, it *media.Item) (*media.Item, error)
 		return it, nil
 	}
 	defer it.Sealed.Release()
+	if w.Gate != nil {
+		if err := w.Gate(); err != nil {
+			it.Err = fmt.Errorf("store chunk %s: %w", chunk.ObjectKey(it.Header), err)
+			return it, nil
+		}
+	}
 	it.Object = chunk.ObjectKey(it.Header)
 	if w.Intents != nil {
 		now := time.Now
