@@ -182,7 +182,7 @@ type Server struct {
 	// lastSpaceAlert is the last storage.* alert written; only
 	// spaceChanged touches it, which the monitor calls one at a time.
 	lastSpaceAlert string
-	closing         atomic.Bool // Close has begun: /readyz says not ready
+	closing        atomic.Bool // Close has begun: /readyz says not ready
 
 	// Backoffice delivers alerts (SSE at /api/v1/events, webhooks).
 	Backoffice *backoffice.Service

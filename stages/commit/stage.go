@@ -2,8 +2,8 @@ package commit
 
 import (
 	"context"
-	"errors"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"time"
 
