@@ -158,6 +158,10 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 		Anchors: chunks, Alerts: cat, Log: log, Durable: r.durable, Ended: func(session string) { r.src.Forget(session) }}
 	if cfg.Space != nil {
 		r.writer.Gate, r.committer.Recover = cfg.Space.Writable, cfg.Space.Exhausted
+		// Anchors too stay out of a full disk's last room: the signed
+		// checkpoint is in the catalog and the Reanchorer writes its copy
+		// once space returns.
+		r.committer.Anchors = gatedAnchors{chunks, cfg.Space.Writable}
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{r.latency, r.cutDelay, r.startAlert} {
@@ -260,6 +264,19 @@ func (r *Recorder) storageFailed(key string, err error) {
 	if _, aerr := r.cat.AlertOnce(r.ctx, AlertStorageDegraded, incident, r.cfg.Now(), map[string]any{"object": key, "error": err.Error()}); aerr != nil {
 		r.log.Error("storage.degraded alert", "incident", incident, "err", aerr)
 	}
+}
+
+// gatedAnchors is the anchor store behind the chunk writers' gate.
+type gatedAnchors struct {
+	commit.AnchorStore
+	gate func() error
+}
+
+func (g gatedAnchors) Put(ctx context.Context, key string, data []byte, retainUntil time.Time) error {
+	if err := g.gate(); err != nil {
+		return fmt.Errorf("anchor %s: %w", key, err)
+	}
+	return g.AnchorStore.Put(ctx, key, data, retainUntil)
 }
 
 // durable observes the latency metrics of a chunk just committed.

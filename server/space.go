@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"camvault/internal/diskspace"
 	"camvault/storage/fs"
 )
@@ -45,10 +47,31 @@ func (s *Server) openSpace() error {
 	} else {
 		s.cfg.Recorder.Space = remoteChunks{m}
 	}
+	gauge := func(name, help string, v func(diskspace.State) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "camvault", Name: name, Help: help},
+			func() float64 { return v(m.State()) })
+	}
+	s.Registry.MustRegister(
+		gauge("disk_free_bytes", "Free space on the fullest watched file system (data directory, fs store) at the last check.",
+			func(st diskspace.State) float64 { return float64(st.Free) }),
+		gauge("disk_min_free_bytes", "The free space below which new incidents are refused (--min-free) on that file system.",
+			func(st diskspace.State) float64 { return float64(st.Want) }),
+		gauge("disk_reserve_released", "1 while the catalog's disk reserve is released: the disk filled, chunks are not written.",
+			func(st diskspace.State) float64 { return b2f(st.Released) }),
+		gauge("accepting_incidents", "1 while free space allows new incidents.",
+			func(st diskspace.State) float64 { return b2f(!st.Low) }),
+	)
 	st := m.State()
 	s.log.Info("free-space threshold and catalog reserve", "path", st.Path, "free", st.Free, "min_free", st.Want,
 		"reserve", reserve, "reserve_released", st.Released)
 	return nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // remoteChunks is the monitor for a node whose chunks go to a remote
