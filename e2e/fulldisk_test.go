@@ -109,8 +109,9 @@ func waitProbe(t *testing.T, s *server, path string, want int, within time.Durat
 }
 
 // TestFullDisk (issue 13, finding 3): the data directory is a 40 MiB
-// tmpfs, catalog and chunks on it, two cameras recording, and the disk is
-// filled. The server stays up; /healthz and /readyz say 503 with the
+// tmpfs, catalog and chunks on it, two cameras recording (with review
+// proxies and thumbnails, whose derived chunks go the same way), and the
+// disk is filled. The server stays up; /healthz and /readyz say 503 with the
 // reason; a new camera is refused with "storage full" (not a message about
 // keyframes) and storage.full is raised; every segment the live sessions
 // lose is a gap record with its seq and time range, so their manifests
@@ -122,11 +123,11 @@ func waitProbe(t *testing.T, s *server, path string, want int, within time.Durat
 // each camera had no record at all), the new camera was refused at its
 // first keyframe with "nothing recorded", and /healthz said ok.
 func TestFullDisk(t *testing.T) {
-	long := testClip(t, 30)
+	long := testClip(t, 24)
 	short := testClip(t, 7)
 	disk := mountTmpfs(t, "40m")
 	data, secrets := setupDataAt(t, filepath.Join(disk, "data"), "cam1", "cam2", "cam3")
-	s := newServer(t, data, "--min-free", "8MiB", "--disk-reserve", "4MiB")
+	s := newServer(t, data, "--min-free", "8MiB", "--disk-reserve", "4MiB", "--transcode-workers", "1")
 	if _, err := os.Stat(filepath.Join(data, "reserve")); err != nil {
 		t.Fatalf("no catalog reserve: %v", err)
 	}
@@ -136,7 +137,7 @@ func TestFullDisk(t *testing.T) {
 		pub := newRTSPCamera(t, long, false)
 		go func() { pubErr <- pub.run(s.rtspURL(cam, secrets[cam], cam), gortsplib.TransportTCP) }()
 	}
-	time.Sleep(7 * time.Second) // a few segments each
+	time.Sleep(5 * time.Second) // a few segments each
 
 	filler := filepath.Join(disk, "filler")
 	fillDisk(t, filler)
@@ -155,7 +156,7 @@ func TestFullDisk(t *testing.T) {
 	if strings.Contains(s.logs(), "camera stopped before any keyframe") {
 		t.Errorf("the refusal was reported as a stream without a keyframe\n%s", tail(s.logs(), 4000))
 	}
-	time.Sleep(5 * time.Second) // segments lost meanwhile
+	time.Sleep(4 * time.Second) // segments lost meanwhile
 	if u := unaccounted(t, data); len(u) > 0 {
 		t.Errorf("objects in the store without a chunk row or an intent on a full disk: %q", u)
 	}
@@ -246,6 +247,7 @@ func checkGapsCoverLoss(t *testing.T, data, incident, cam string) {
 			}
 		}
 	}
+	t.Logf("%s: original track seq 0..%d, %d gap records", cam, maxSeq, gaps)
 	if len(sessions) != 1 {
 		t.Errorf("%s: %d sessions, want 1: the live session continued", cam, len(sessions))
 	}
