@@ -132,11 +132,13 @@ type Config struct {
 	SpaceEvery time.Duration
 }
 
-// Free-space defaults: a node stops taking new incidents with 1 GiB left
-// (about a minute of 60 cameras at 2 Mbit/s), and keeps 64 MiB for the
-// catalog (some hundred thousand gap records).
+// DefaultMinFree is the free space below which a node stops taking new
+// incidents: 1 GiB, about a minute of 60 cameras at 2 Mbit/s, for the
+// live ones to go on while an operator makes room.
 var DefaultMinFree = diskspace.Threshold{Bytes: 1 << 30}
 
+// DefaultDiskReserve is the catalog's reserve: 64 MiB holds the gap
+// records of tens of thousands of lost segments, and the sessions' ends.
 const DefaultDiskReserve = 64 << 20
 
 // Alerts of the free-space monitor: once each time the node goes below

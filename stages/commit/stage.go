@@ -43,7 +43,12 @@ func (c *Committer) commit(ctx context.Context, it *media.Item) (struct{}, error
 			defer c.Ended(h.Session)
 		}
 		delete(c.shedAlerted, h.Incident) // the catalog remembers the alert from now on
-		if err := c.End(ctx, h.Incident, h.Session, it.EndStatus, it.Note); err != nil {
+		if err := c.End(ctx, h.Incident, h.Session, it.EndStatus, it.Note); errors.Is(err, ErrNotAnchored) {
+			// The end and its signed checkpoint are committed; a
+			// Reanchorer writes the anchor once the store takes it.
+			c.logger().Warn("session end committed, checkpoint not anchored yet", "incident", h.Incident, "err", err)
+			return struct{}{}, err
+		} else if err != nil {
 			c.logger().Error("commit session end", "incident", h.Incident, "err", err)
 			return struct{}{}, err
 		}
