@@ -299,7 +299,11 @@ func (m *Monitor) createReserve() error {
 	if err != nil {
 		return fmt.Errorf("disk reserve %s: %w", m.cfg.Reserve, err)
 	}
-	err = allocate(f, m.cfg.ReserveSize)
+	// A reserve left by a run with a larger size gives the difference back.
+	err = f.Truncate(m.cfg.ReserveSize)
+	if err == nil {
+		err = allocate(f, m.cfg.ReserveSize)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
