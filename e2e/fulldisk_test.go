@@ -208,6 +208,9 @@ func TestFullDisk(t *testing.T) {
 		}
 		byCamera[in.Camera] = in
 	}
+	if byCamera["cam3"].Chunks < 2 {
+		t.Errorf("cam3, taken once space returned, recorded %d chunks", byCamera["cam3"].Chunks)
+	}
 	for _, cam := range []string{"cam1", "cam2"} {
 		checkGapsCoverLoss(t, data, byCamera[cam].ID, cam)
 	}
