@@ -47,16 +47,7 @@ func TestShortOfStorage(t *testing.T) {
 	space := &fakeSpace{}
 	r := newRig(t, Config{Space: space}, "cam-live", "cam-new")
 	live := camera.Camera{ID: "cam-live", Officer: "officer"}
-	sess, err := r.rec.StartSession(r.ctx, live, clip.tracks(), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range clip.frames[:30] {
-		if err := sess.WriteAccessUnit(clip.unit(i, time.Now())); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sess.End(ingest.EndInterrupted, errors.New("camera vanished"))
+	recordSession(t, r, live, clip, 30, ingest.EndInterrupted)
 
 	space.low.Store(true)
 	space.full.Store(true)
@@ -69,16 +60,7 @@ func TestShortOfStorage(t *testing.T) {
 	if err := r.rec.Admit(r.ctx, live); err != nil {
 		t.Fatalf("a camera continuing its incident was refused: %v", err)
 	}
-	sess, err = r.rec.StartSession(r.ctx, live, clip.tracks(), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range clip.frames {
-		if err := sess.WriteAccessUnit(clip.unit(i, time.Now())); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sess.End(ingest.EndTeardown, nil)
+	recordSession(t, r, live, clip, len(clip.frames), ingest.EndTeardown)
 	if err := r.rec.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -107,4 +89,20 @@ func TestShortOfStorage(t *testing.T) {
 	if sessions != 2 || lost < 2 {
 		t.Fatalf("%d sessions, %d segments recorded as lost to the full disk; want 2 and at least 2\n%+v", sessions, lost, o.records)
 	}
+}
+
+// recordSession records the clip's first frames as one session of cam,
+// ended how.
+func recordSession(t *testing.T, r *rig, cam camera.Camera, clip *h264Clip, frames int, how string) {
+	t.Helper()
+	sess, err := r.rec.StartSession(r.ctx, cam, clip.tracks(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range frames {
+		if err := sess.WriteAccessUnit(clip.unit(i, time.Now())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sess.End(how, nil)
 }
