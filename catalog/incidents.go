@@ -35,6 +35,29 @@ type SessionStarted struct {
 	Resumed  bool // true: an earlier incident continues
 }
 
+// resumes is StartSession's rule: a camera's new session continues its
+// latest incident while that is open or ended within the grace window.
+func resumes(status string, ended dbTime, now time.Time, grace time.Duration) bool {
+	return status == StatusOpen || (ended.Valid && now.Sub(ended.T) <= grace)
+}
+
+// Resumable reports whether a session of camera starting at now would
+// continue its latest incident rather than open a new one. It only
+// reads, so it answers on a full disk too.
+func (c *Catalog) Resumable(ctx context.Context, camera string, now time.Time, grace time.Duration) (bool, error) {
+	var status string
+	var ended dbTime
+	err := c.db.QueryRowContext(ctx, `SELECT status, ended_at FROM incidents WHERE camera = ? ORDER BY started_at DESC LIMIT 1`, camera).
+		Scan(&status, &ended)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("latest incident of camera %q: %w", camera, err)
+	}
+	return resumes(status, ended, now, grace), nil
+}
+
 // StartSession attaches a new ingest session to the camera's incident:
 // the one still open or ended within the grace window, else a new one. It
 // records the session (and for a resumed incident the gap) in the manifest
@@ -56,7 +79,7 @@ func (c *Catalog) StartSession(ctx context.Context, s SessionStart) (SessionStar
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
 			return err
-		case status == StatusOpen || (ended.Valid && s.Now.Sub(ended.T) <= s.Grace):
+		case resumes(status, ended, s.Now, s.Grace):
 			out = SessionStarted{Incident: id, Resumed: true}
 		}
 		if out.Incident == "" {

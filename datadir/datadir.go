@@ -7,6 +7,7 @@
 //
 //	<data>/catalog.db                  the SQLite catalog (with its -wal and -shm files)
 //	<data>/chunks/                     the fs chunk store
+//	<data>/reserve                     space kept for the catalog, released when the disk fills
 //	<data>/keys/backoffice.identity    decrypts footage
 //	<data>/keys/recipients.txt         its public recipients: all the ingest side gets
 //	<data>/keys/node.key, node.pub     the node's Ed25519 signing key
@@ -26,6 +27,7 @@ import (
 const (
 	CatalogFile = "catalog.db"
 	ChunksDir   = "chunks"
+	ReserveFile = "reserve"
 	KeysDir     = "keys"
 	// ExportsDir is the default export directory's name, beside (never
 	// inside) the data directory: bundles hold plaintext.
@@ -93,6 +95,11 @@ func (l Layout) CreateCatalog() error {
 
 // Chunks is the fs chunk store's directory.
 func (l Layout) Chunks() string { return filepath.Join(l.root, ChunksDir) }
+
+// Reserve is the catalog's disk reserve: a preallocated file that
+// `serve` removes when the disk fills, so the catalog can still record
+// what is lost, and re-creates when space returns.
+func (l Layout) Reserve() string { return filepath.Join(l.root, ReserveFile) }
 
 // Keys is the key directory.
 func (l Layout) Keys() string { return KeyDir(l.root) }

@@ -76,9 +76,15 @@ func flood(t *testing.T, addr, name string, n int, src func(int) string, slow bo
 
 func healthz(t *testing.T, s *server) (int, string) {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", s.httpPort))
+	return probe(t, s, "/healthz")
+}
+
+// probe GETs path (/healthz, /readyz) on the backoffice listener.
+func probe(t *testing.T, s *server, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", s.httpPort, path))
 	if err != nil {
-		t.Fatalf("healthz: %v\n%s", err, tail(s.logs(), 4000))
+		t.Fatalf("%s: %v\n%s", path, err, tail(s.logs(), 4000))
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)

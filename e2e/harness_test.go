@@ -308,7 +308,12 @@ func waitIncidentEnded(t testing.TB, s *server, camera string) incidentRow {
 // setupData creates keys and one camera; returns the data dir and secret.
 func setupData(t testing.TB, cameras ...string) (string, map[string]string) {
 	t.Helper()
-	data := filepath.Join(t.TempDir(), "data")
+	return setupDataAt(t, filepath.Join(t.TempDir(), "data"), cameras...)
+}
+
+// setupDataAt is setupData in the data directory data.
+func setupDataAt(t testing.TB, data string, cameras ...string) (string, map[string]string) {
+	t.Helper()
 	mustCamvault(t, "keygen", "--data", data)
 	secrets := map[string]string{}
 	for _, c := range cameras {

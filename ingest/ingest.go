@@ -29,6 +29,16 @@ type Recorder interface {
 	StartSession(ctx context.Context, cam camera.Camera, tracks []media.Track, remote string) (Session, error)
 }
 
+// Admitter is a Recorder that can refuse a camera before its stream
+// starts, e.g. a node short of storage that takes no new incidents. The
+// protocol servers ask it once the camera is authenticated and answer a
+// refusal with "service unavailable" and the error's text, which says
+// why: a camera's operator reads it, and a load balancer sends the camera
+// elsewhere.
+type Admitter interface {
+	Admit(ctx context.Context, cam camera.Camera) error
+}
+
 // Session is the Recorder's side of one ingest session.
 type Session interface {
 	// WriteAccessUnit is called in order per track. An error ends the

@@ -54,6 +54,24 @@ type Config struct {
 	SubmitWait time.Duration
 	Transcode  TranscodeConfig
 	Now        func() time.Time
+	// Space, when set, is the node's free-space monitor: it decides
+	// whether new incidents are taken and whether chunks may be written,
+	// and hears of every write that failed, so that a full disk costs
+	// footage but never the records of the loss.
+	Space Space
+}
+
+// Space is what the recorder needs of a free-space monitor
+// (internal/diskspace.Monitor).
+type Space interface {
+	// Accepting is nil while new incidents are taken, else why not.
+	Accepting() error
+	// Writable is nil while chunks may be written to the store, else why
+	// not (the room left is the catalog's).
+	Writable() error
+	// Exhausted is told of a write that failed and reports whether it
+	// freed room for another try.
+	Exhausted(cause error) bool
 }
 
 func (c *Config) defaults() {
@@ -162,6 +180,13 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 		cancel()
 		return nil, err
 	}
+	if cfg.Space != nil {
+		r.writer.Gate, r.committer.Recover = cfg.Space.Writable, cfg.Space.Exhausted
+		// Anchors too stay out of a full disk's last room: the signed
+		// checkpoint is in the catalog and the Reanchorer writes its copy
+		// once space returns.
+		r.committer.Anchors = gatedAnchors{chunks, cfg.Space.Writable}
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{r.latency, r.cutDelay, r.startAlert, r.dropped, commitRetries} {
 			if err := reg.Register(c); err != nil {
@@ -256,10 +281,26 @@ const AlertStorageDegraded = "storage.degraded"
 // storageFailed alerts the backoffice that the chunk store refused a
 // write of key's incident (retried, or given up and recorded as a gap).
 func (r *Recorder) storageFailed(key string, err error) {
+	if r.cfg.Space != nil {
+		r.cfg.Space.Exhausted(err) // a disk out of space releases its reserve now, before the alert needs it
+	}
 	incident, _, _ := strings.Cut(key, "/")
 	if _, aerr := r.cat.AlertOnce(r.ctx, AlertStorageDegraded, incident, r.cfg.Now(), map[string]any{"object": key, "error": err.Error()}); aerr != nil {
 		r.log.Error("storage.degraded alert", "incident", incident, "err", aerr)
 	}
+}
+
+// gatedAnchors is the anchor store behind the chunk writers' gate.
+type gatedAnchors struct {
+	commit.AnchorStore
+	gate func() error
+}
+
+func (g gatedAnchors) Put(ctx context.Context, key string, data []byte, retainUntil time.Time) error {
+	if err := g.gate(); err != nil {
+		return fmt.Errorf("anchor %s: %w", key, err)
+	}
+	return g.AnchorStore.Put(ctx, key, data, retainUntil)
 }
 
 // durable observes the latency metrics of a chunk just committed.
@@ -270,9 +311,32 @@ func (r *Recorder) durable(it *media.Item, at time.Time) {
 	}
 }
 
+// Admit implements ingest.Admitter: while the node is short of storage it
+// takes no new incidents, but a camera continuing its incident (a
+// reconnect within the grace window) is a live one and is taken.
+func (r *Recorder) Admit(ctx context.Context, cam camera.Camera) error {
+	if r.cfg.Space == nil {
+		return nil
+	}
+	refused := r.cfg.Space.Accepting()
+	if refused == nil {
+		return nil
+	}
+	if ok, err := r.cat.Resumable(ctx, cam.ID, r.cfg.Now(), r.cfg.Grace); err != nil {
+		return errors.Join(refused, err)
+	} else if ok {
+		return nil
+	}
+	return refused
+}
+
 // StartSession implements ingest.Recorder: called at the first keyframe.
 func (r *Recorder) StartSession(ctx context.Context, cam camera.Camera, tracks []media.Track, remote string) (ingest.Session, error) {
 	keyframe := time.Now() // StartSession runs at the first keyframe, on its packet's goroutine
+	// Admitted before its stream began; the disk may have filled since.
+	if err := r.Admit(ctx, cam); err != nil {
+		return nil, err
+	}
 	key, err := chunk.NewSessionKey(r.recipients)
 	if err != nil {
 		return nil, err

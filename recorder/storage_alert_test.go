@@ -39,16 +39,7 @@ func TestStorageDegradedAlert(t *testing.T) {
 		f.fails.Store(3)
 		return f
 	}, "cam-s")
-	sess, err := r.rec.StartSession(r.ctx, camera.Camera{ID: "cam-s", Officer: "officer"}, clip.tracks(), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range clip.frames {
-		if err := sess.WriteAccessUnit(clip.unit(i, time.Now())); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sess.End(ingest.EndTeardown, nil)
+	recordSession(t, r, camera.Camera{ID: "cam-s", Officer: "officer"}, clip, len(clip.frames), ingest.EndTeardown)
 	if err := r.rec.Close(); err != nil {
 		t.Fatal(err)
 	}

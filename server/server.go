@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
@@ -38,6 +39,7 @@ import (
 	"camvault/ingest"
 	"camvault/ingest/rtsp"
 	"camvault/ingest/whip"
+	"camvault/internal/diskspace"
 	"camvault/internal/netguard"
 	"camvault/keys"
 	"camvault/recorder"
@@ -123,7 +125,33 @@ type Config struct {
 	// in total and DefaultRTSPPerAddr or DefaultWHIPPerAddr per address,
 	// negative ones no cap; the RTSP AuthTimeout defaults to 10 s.
 	RTSPLimits, WHIPLimits netguard.Limits
+	// MinFree is the free space, on the data directory's file system and
+	// the fs store's, below which the node takes no new incidents and
+	// /healthz and /readyz answer 503; zero: DefaultMinFree.
+	MinFree diskspace.Threshold
+	// DiskReserve is the size of the reserve file kept for the catalog
+	// (released when the disk fills, so gap records and session ends can
+	// still be committed); zero: DefaultDiskReserve, negative: none.
+	DiskReserve int64
+	// SpaceEvery is how often free space is checked; default 1 s.
+	SpaceEvery time.Duration
 }
+
+// DefaultMinFree is the free space below which a node stops taking new
+// incidents: 1 GiB, about a minute of 60 cameras at 2 Mbit/s, for the
+// live ones to go on while an operator makes room.
+var DefaultMinFree = diskspace.Threshold{Bytes: 1 << 30}
+
+// DefaultDiskReserve is the catalog's reserve: 64 MiB holds the gap
+// records of tens of thousands of lost segments, and the sessions' ends.
+const DefaultDiskReserve = 64 << 20
+
+// Alerts of the free-space monitor: once each time the node goes below
+// its threshold, and once when it is back above it with its reserve.
+const (
+	AlertStorageFull      = "storage.full"
+	AlertStorageRecovered = "storage.recovered"
+)
 
 // selfTester is a store that can prove it enforces retention.
 type selfTester interface {
@@ -157,6 +185,11 @@ type Server struct {
 
 	backofficeGuard *netguard.Guard
 	healthChecks    []func() error // beside the listeners', for /healthz
+	space           *diskspace.Monitor
+	// lastSpaceAlert is the last storage.* alert written; only
+	// spaceChanged touches it, which the monitor calls one at a time.
+	lastSpaceAlert string
+	closing        atomic.Bool // Close has begun: /readyz says not ready
 
 	// Backoffice delivers alerts (SSE at /api/v1/events, webhooks).
 	Backoffice *backoffice.Service
@@ -273,6 +306,9 @@ func (s *Server) open() error {
 	}
 
 	s.auditor = &audit.Anchorer{Catalog: s.Catalog, Store: s.Store, Signer: signer, Now: time.Now}
+	if err := s.openSpace(); err != nil {
+		return err
+	}
 	if s.Recorder, err = recorder.New(s.cfg.Recorder, s.Catalog, s.Store, recipients, signer, s.Registry, s.log); err != nil {
 		return err
 	}
@@ -365,6 +401,17 @@ func (s *Server) Start() error {
 		go func() {
 			defer s.sweepers.Done()
 			sw.Run(ctx, every)
+		}()
+	}
+	if s.space != nil {
+		every := s.cfg.SpaceEvery
+		if every <= 0 {
+			every = time.Second
+		}
+		s.sweepers.Add(1)
+		go func() {
+			defer s.sweepers.Done()
+			s.space.Run(ctx.Done(), every)
 		}()
 	}
 	if every := s.cfg.AuditAnchorEvery; every >= 0 {
@@ -467,6 +514,7 @@ func (s *Server) serveHTTP() error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metricsHandler(true))
 	mux.HandleFunc("GET /healthz", s.serveHealthz)
+	mux.HandleFunc("GET /readyz", s.serveReadyz)
 	s.Backoffice.Register(mux)
 	l, err := net.Listen("tcp", s.cfg.HTTPAddress)
 	if err != nil {
@@ -505,6 +553,7 @@ func (s *Server) HTTPAddr() string { return s.httpAddr }
 // Close ends every stream, commits every segment already cut, and closes
 // the catalog.
 func (s *Server) Close() error {
+	s.closing.Store(true)
 	if s.stop != nil {
 		s.stop()
 		s.sweepers.Wait()

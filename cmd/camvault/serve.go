@@ -20,6 +20,7 @@ import (
 
 	"camvault/codec"
 	"camvault/datadir"
+	"camvault/internal/diskspace"
 	"camvault/internal/netguard"
 	"camvault/recorder"
 	"camvault/server"
@@ -51,10 +52,20 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	whipPerAddr := fl.Int("whip-max-conns-per-addr", server.DefaultWHIPPerAddr, "most WHIP and camera-event HTTP connections per remote address (negative: no cap)")
 	sweepEvery := fl.Duration("sweep-every", 10*time.Minute, "how often the retention sweeper runs")
 	transcodeWorkers := fl.Int("transcode-workers", -1, "review proxies and thumbnails at ingest with N low-priority threads (-1: cores-1, at least 1; 0: off)")
+	minFree := fl.String("min-free", "1GiB", "below this free space (bytes, e.g. 512MiB, or a percentage, e.g. 5%) on the data directory's disk, take no new incidents and answer 503 on /healthz and /readyz")
+	diskReserve := fl.String("disk-reserve", "64MiB", "space kept in <data>/reserve for the catalog, released when the disk fills so every loss is still recorded (0: none)")
 	noDemo := fl.Bool("no-demo", false, "do not create the demo camera on first start")
 	pprofAddr := fl.String("pprof", "", "serve Go profiling on this address (loopback only; off by default)")
 	if err := noArgs(fl, args); err != nil {
 		return err
+	}
+	threshold, err := diskspace.ParseThreshold(*minFree)
+	if err != nil {
+		return usagef("--min-free: %v", err)
+	}
+	reserve, err := diskspace.ParseBytes(*diskReserve)
+	if err != nil {
+		return usagef("--disk-reserve: %v", err)
 	}
 	cfg, log, closeStore, err := bf.config(data, stderr)
 	if err != nil {
@@ -64,6 +75,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	cfg.RTSPAddress, cfg.UDPRTPAddress, cfg.UDPRTCPAddress = *rtspAddr, *rtpAddr, *rtcpAddr
 	cfg.WHIPAddress, cfg.ICEUDPAddress, cfg.ICETCPAddress, cfg.PublicIPs = *whipAddr, *iceUDP, *iceTCP, splitList(*publicIPs)
 	cfg.ReadTimeout, cfg.SweepEvery = *readTimeout, *sweepEvery
+	cfg.MinFree, cfg.DiskReserve = threshold, int64(reserve)
+	if reserve == 0 {
+		cfg.DiskReserve = -1
+	}
 	cfg.RTSPLimits = netguard.Limits{MaxConns: *rtspMax, MaxPerAddr: *rtspPerAddr, AuthTimeout: *rtspAuth}
 	cfg.WHIPLimits = netguard.Limits{MaxConns: *whipMax, MaxPerAddr: *whipPerAddr}
 	cfg.Recorder = recorder.Config{Retention: *retention, SegmentTarget: *segmentDur, Grace: *grace,

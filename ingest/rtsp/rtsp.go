@@ -345,6 +345,13 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Re
 		return s.refuse(base.StatusForbidden, remote, ctx.Path, "camera "+cam.ID+" may publish only to /"+cam.ID), nil
 	}
 
+	if a, ok := s.recorder.(ingest.Admitter); ok {
+		if err := a.Admit(s.ctx, cam); err != nil {
+			res := s.refuse(base.StatusServiceUnavailable, remote, ctx.Path, err.Error())
+			res.StatusMessage = statusLine(err.Error())
+			return res, nil
+		}
+	}
 	p := &publisher{cam: cam, ss: ctx.Session, desc: ctx.Description, remote: remote,
 		depack: map[*description.Media]map[uint8]*trackDepack{}}
 	for _, medi := range ctx.Description.Medias {
@@ -385,6 +392,17 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Re
 	}
 	ctx.Session.SetUserData(p)
 	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// statusLine makes why fit an RTSP status line: one line of printable
+// ASCII, so the camera sees the reason beside the code.
+func statusLine(why string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r > '~' {
+			return ' '
+		}
+		return r
+	}, why)
 }
 
 func hasVideo(ts []media.Track) bool {

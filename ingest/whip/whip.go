@@ -463,6 +463,12 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusServiceUnavailable, "server shutting down")
 		return
 	}
+	if a, ok := s.recorder.(ingest.Admitter); ok {
+		if err := a.Admit(r.Context(), cam); err != nil {
+			s.refuse(w, r, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+	}
 	silent, err := s.cfg.Live.Claim(cam.ID, p, s.cfg.StaleAfter)
 	if err != nil {
 		s.refuse(w, r, http.StatusConflict, "camera "+cam.ID+" already has a live publisher")

@@ -583,3 +583,28 @@ func TestWHIPSessionResource(t *testing.T) {
 		t.Fatalf("POST after DELETE: %d", resp.StatusCode)
 	}
 }
+
+// refusingRecorder is a Recorder that takes no new camera, as a node
+// short of storage does.
+type refusingRecorder struct {
+	memRecorder
+	why error
+}
+
+func (r *refusingRecorder) Admit(context.Context, camera.Camera) error { return r.why }
+
+// TestWHIPRefusedByTheRecorder: a recorder that refuses (ingest.Admitter)
+// gets its camera a 503 with its reason, before any session is started,
+// and nothing reaches the recorder; before, the refusal came only at the
+// first keyframe, after a 201, as an unexplained end.
+func TestWHIPRefusedByTheRecorder(t *testing.T) {
+	rec := &refusingRecorder{why: errors.New("storage full: not accepting new incidents (0 B free on /data, minimum 1.0 GiB)")}
+	s := startWHIP(t, whip.Config{}, rec)
+	code, body := post(t, endpoint(s, "cam1"), "secret1", "application/sdp", offerFromPion(t))
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "storage full: not accepting new incidents") {
+		t.Fatalf("refused by the recorder: %d %q, want 503 with the reason", code, body)
+	}
+	if rec.count() != 0 {
+		t.Fatalf("%d sessions started for a refused camera", rec.count())
+	}
+}

@@ -60,6 +60,12 @@ type Committer struct {
 	// Ended, when set, is called once a session's end is committed: its
 	// last item has left the pipeline.
 	Ended func(session string)
+	// Recover, when set, is told of every catalog write that failed
+	// before it is retried, so that a full disk's reserve is released
+	// and the retry has the room it needs: a full disk must not cost the
+	// record of what it cost. Its answer (whether it freed room) is only
+	// informative; the retry follows RetryFor either way.
+	Recover func(err error) bool
 	// Log receives what the stage cannot return: a failed commit is an
 	// item's error, logged here; nil discards.
 	Log *slog.Logger
@@ -120,6 +126,11 @@ func (c *Committer) retry(ctx context.Context, what string, write func() error) 
 			return err
 		}
 		c.logger().Warn("catalog write failed, retrying", "write", what, "attempt", i+1, "err", err)
+		if c.Recover != nil {
+			// A full disk: the monitor releases the reserve, so the
+			// next try has the room to record the loss.
+			c.Recover(err)
+		}
 		if c.Retries != nil {
 			c.Retries.Inc()
 		}

@@ -3,6 +3,7 @@ package commit
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -42,7 +43,12 @@ func (c *Committer) commit(ctx context.Context, it *media.Item) (struct{}, error
 			defer c.Ended(h.Session)
 		}
 		delete(c.shedAlerted, h.Incident) // the catalog remembers the alert from now on
-		if err := c.End(ctx, h.Incident, h.Session, it.EndStatus, it.Note); err != nil {
+		if err := c.End(ctx, h.Incident, h.Session, it.EndStatus, it.Note); errors.Is(err, ErrNotAnchored) {
+			// The end and its signed checkpoint are committed; a
+			// Reanchorer writes the anchor once the store takes it.
+			c.logger().Warn("session end committed, checkpoint not anchored yet", "incident", h.Incident, "err", err)
+			return struct{}{}, err
+		} else if err != nil {
 			c.logger().Error("commit session end", "incident", h.Incident, "err", err)
 			return struct{}{}, err
 		}
@@ -60,15 +66,27 @@ func (c *Committer) commit(ctx context.Context, it *media.Item) (struct{}, error
 		err := c.gap(ctx, h, "segment lost: "+it.Err.Error())
 		return struct{}{}, err
 	}
-	_, err := c.Chunk(ctx, catalog.Chunk{
+	rec, err := c.Chunk(ctx, catalog.Chunk{
 		Incident: h.Incident, Session: h.Session, Track: h.Track, Seq: h.Seq, Object: it.Object,
 		StartNS: h.StartNS, EndNS: h.EndNS, Wall: h.Wall, RetainUntil: h.RetainUntil,
 		PlainSize: int64(it.Sealed.PlainSize), CipherSize: int64(it.CipherSize), Samples: int64(it.Samples),
 		VideoSamples: int64(it.VideoSamples),
 		PlainSHA256:  hex.EncodeToString(it.Sealed.PlainSHA256[:]), CipherSHA256: hex.EncodeToString(it.Sealed.CipherSHA256[:]),
 	})
+	if err != nil && rec.Kind != "" {
+		// Committed; the checkpoint after it failed (the next one covers it).
+		c.logger().Error("checkpoint after chunk", "incident", h.Incident, "seq", h.Seq, "err", err)
+		return struct{}{}, err
+	}
 	if err != nil {
+		// The object is stored and its intent stays (the commit's
+		// transaction, which deletes it, did not happen): the next
+		// start's reconcile or the sweeper settles it. Here the
+		// manifest records that the segment is not in it.
 		c.logger().Error("commit chunk", "incident", h.Incident, "seq", h.Seq, "err", err)
+		if gerr := c.gap(ctx, h, "segment stored but not committed: "+err.Error()); gerr != nil {
+			return struct{}{}, errors.Join(err, gerr)
+		}
 		return struct{}{}, err
 	}
 	if c.Durable != nil {

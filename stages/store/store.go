@@ -65,6 +65,11 @@ type Writer struct {
 	// Metrics, if set, counts retries, give-ups and the time spent
 	// waiting to retry (NewMetrics).
 	Metrics *Metrics
+	// Gate, when set, is asked before each chunk: an error keeps the chunk
+	// out of the store, its intent unwritten, and it becomes a gap. A disk
+	// out of space says so, to leave what room is left to the catalog's
+	// records of the loss.
+	Gate func() error
 }
 
 // Metrics are the store stage's retry collectors: the pipeline's own
@@ -231,6 +236,12 @@ func (w *Writer) store(ctx context.Context, it *media.Item) (*media.Item, error)
 		return it, nil
 	}
 	defer it.Sealed.Release()
+	if w.Gate != nil {
+		if err := w.Gate(); err != nil {
+			it.Err = fmt.Errorf("store chunk %s: %w", chunk.ObjectKey(it.Header), err)
+			return it, nil
+		}
+	}
 	it.Object = chunk.ObjectKey(it.Header)
 	if w.Intents != nil {
 		now := time.Now

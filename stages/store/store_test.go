@@ -218,3 +218,26 @@ func TestStageRecordsTheIntentBeforeThePut(t *testing.T) {
 		t.Fatal("the sealed buffer was not released")
 	}
 }
+
+// TestGateKeepsChunksOutOfAFullDisk: while the gate refuses (the disk's
+// reserve is released, the room left is the catalog's), a chunk is
+// neither announced nor put, and carries the gate's reason to its gap;
+// once the gate opens again chunks are stored as before.
+func TestGateKeepsChunksOutOfAFullDisk(t *testing.T) {
+	mem := newMemStore()
+	log := &intentLog{store: mem}
+	full := errors.New("storage full: disk out of space")
+	gate := full
+	w := &Writer{Store: mem, Intents: log, Gate: func() error { return gate }}
+	out, err := w.Stage(1).Fn(context.Background(), sealedItem(1, "ciphertext"))
+	if err != nil || !errors.Is(out.Err, full) || out.Object != "" {
+		t.Fatalf("gate closed: err %v, item err %v, object %q", err, out.Err, out.Object)
+	}
+	if mem.puts != 0 || len(log.rows) != 0 || out.Sealed.Bytes != nil {
+		t.Fatalf("gate closed: %d puts, %d intents, buffer released %v", mem.puts, len(log.rows), out.Sealed.Bytes == nil)
+	}
+	gate = nil
+	if out, err := w.Stage(1).Fn(context.Background(), sealedItem(2, "ciphertext")); err != nil || out.Err != nil || mem.puts != 1 {
+		t.Fatalf("gate open: %v / %v, %d puts", err, out.Err, mem.puts)
+	}
+}
