@@ -63,6 +63,7 @@ func writeTestBundleKeys(t testing.TB, recs []manifest.Record) (string, ed25519.
 			}
 			r.Object = chunk.ObjectKey(h)
 			r.CipherSHA256 = hex.EncodeToString(sealed.CipherSHA256[:])
+			r.PlainSHA256 = hex.EncodeToString(sealed.PlainSHA256[:])
 			p := filepath.Join(dir, BundleChunks, filepath.FromSlash(r.Object))
 			os.MkdirAll(filepath.Dir(p), 0o700)
 			if err := os.WriteFile(p, sealed.Bytes, 0o600); err != nil {
@@ -179,6 +180,12 @@ func withDerived(recs []manifest.Record, skip map[string]uint64, replace ...mani
 func verifyRecords(t *testing.T, recs []manifest.Record) *Report {
 	t.Helper()
 	dir, pub := writeTestBundle(t, recs)
+	return verifyDir(t, dir, pub)
+}
+
+// verifyDir verifies the bundle in dir without an identity.
+func verifyDir(t *testing.T, dir string, pub ed25519.PublicKey) *Report {
+	t.Helper()
 	src, err := OpenBundle(dir)
 	if err != nil {
 		t.Fatal(err)
