@@ -86,6 +86,11 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 			return nil, fmt.Errorf("line %d: want NAME ROLE TOKEN, got %d fields", n, len(f))
 		}
 		role, err := ParseRole(f[1])
+		if err != nil && len(f[1]) >= minTokenLen {
+			// As long as a token: perhaps the columns are swapped, and the
+			// message goes to the log. Never quote a possible secret.
+			return nil, fmt.Errorf("line %d: the second field of %s is not a role (roles: operator, reviewer, admin, auditor); the columns are NAME ROLE TOKEN", n, f[0])
+		}
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %w", n, err)
 		}

@@ -52,7 +52,7 @@ func TestCatalogRewriteCaughtByAnchors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 1; i <= 4; i++ {
+	for i := 0; i <= 4; i++ {
 		obj := chunk.ObjectKey(chunk.Header{Incident: s.Incident, Session: "ses1", Track: chunk.TrackOriginal, Seq: uint64(i)})
 		ch, err := key.Seal(chunk.Header{Incident: s.Incident, Session: "ses1", Track: chunk.TrackOriginal, Seq: uint64(i), Wall: now, RetainUntil: now.Add(time.Hour)}, []byte(fmt.Sprintf("segment %d", i)))
 		if err != nil {

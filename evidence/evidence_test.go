@@ -1,7 +1,6 @@
 package evidence
 
 import (
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -46,14 +45,7 @@ func TestHostileBundlePathsStayInside(t *testing.T) {
 	os.WriteFile(outside, []byte("not evidence"), 0o600)
 	for _, obj := range []string{"../../../../../../" + outside, outside, "a/../../x", "x\x00y"} {
 		dir, pub := hostileBundle(t, obj)
-		src, err := OpenBundle(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rep, err := Verify(context.Background(), src, pub, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		rep := verifyDir(t, dir, pub)
 		if rep.OK() || !strings.Contains(rep.Problems[0].String(), "invalid key") {
 			t.Fatalf("object %q: %+v", obj, rep.Problems)
 		}

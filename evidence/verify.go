@@ -120,6 +120,7 @@ func Verify(ctx context.Context, src Source, nodeKey ed25519.PublicKey, identiti
 	if len(lines) == 0 {
 		rep.fail(nil, "", "manifest is empty")
 	}
+	verifyComplete(rep, recs)
 	verifyCheckpoints(ctx, src, rep, lines, nodeKey)
 	if as, ok := src.(AnchorSource); ok {
 		rep.anchorsRead = true
@@ -439,9 +440,9 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(&b, "derived: %d of the chunks are review proxies and thumbnails that camvault made from the original chunks of the same session and sequence number; they are not the camera's recording, and the media files carry only the originals\n", r.Derived)
 	}
 	if r.Decrypted {
-		b.WriteString("checked: hash chain, signatures, ciphertext hashes, AEAD tags, plaintext hashes\n")
+		b.WriteString("checked: hash chain, completeness (sequence numbers and media time, or the gaps recorded), signatures, ciphertext hashes, AEAD tags, plaintext hashes\n")
 	} else {
-		b.WriteString("checked: hash chain, signatures, ciphertext hashes (no identity: AEAD tags and plaintext not checked). " +
+		b.WriteString("checked: hash chain, completeness (sequence numbers and media time, or the gaps recorded), signatures, ciphertext hashes (no identity: AEAD tags and plaintext not checked). " +
 			"The result covers the sealed bytes, unchanged since the node signed them, not what they decrypt to: --identity FILE (the backoffice identity) checks that too\n")
 	}
 	for _, m := range r.MediaChecked {

@@ -69,8 +69,9 @@ func TestUnanchoredCheckpointIsRetried(t *testing.T) {
 		return &anchorRefusingStore{Store: fst}
 	}
 
-	// Record an incident of three chunks: the checkpoint after the second
-	// is anchored, the store then refuses the final one's anchor.
+	// Record an incident of an init and three media chunks: the
+	// checkpoint after the third chunk is anchored, the store then
+	// refuses the final one's anchor.
 	cat, err := catalog.Open(dir.Catalog())
 	if err != nil {
 		t.Fatal(err)
@@ -89,8 +90,8 @@ func TestUnanchoredCheckpointIsRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &commit.Committer{Catalog: cat, Signer: signer, Now: time.Now, Anchors: st, CheckpointEvery: 2}
-	for i := uint64(1); i <= 3; i++ {
+	c := &commit.Committer{Catalog: cat, Signer: signer, Now: time.Now, Anchors: st, CheckpointEvery: 3}
+	for i := uint64(0); i <= 3; i++ {
 		if i == 3 {
 			st.refuse.Store(true)
 		}
@@ -124,7 +125,7 @@ func TestUnanchoredCheckpointIsRetried(t *testing.T) {
 		return out, code
 	}
 	out, code := verify()
-	if code != 3 || !strings.Contains(out, "warning: the last 2 record(s) (3..4)") || !strings.Contains(out, "result: OK, with the warning above") {
+	if code != 3 || !strings.Contains(out, "warning: the last 2 record(s) (4..5)") || !strings.Contains(out, "result: OK, with the warning above") {
 		t.Fatalf("verify with the final anchor missing: exit %d, want 3:\n%s", code, out)
 	}
 	jout, _, code := runCmd(t, "verify", s.Incident, "--json", "--data", data)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 )
@@ -9,9 +10,8 @@ import (
 // started with `serve --identity -`: the identity then lives only in this
 // process, which parses no camera input.
 func cmdBackoffice(args []string, stdout, stderr io.Writer) error {
-	fl, data := newFlags("backoffice")
-	bf := addBackofficeFlags(fl, "backoffice identity (default <data>/keys/backoffice.identity)", "serve HTTPS with this certificate (with --tls-key)")
-	if err := noArgs(fl, args); err != nil {
+	fl, data, bf := newBackofficeFlags()
+	if err := parseWithConfig(fl, args); err != nil {
 		return err
 	}
 	if *bf.identity == "-" {
@@ -30,4 +30,11 @@ func cmdBackoffice(args []string, stdout, stderr io.Writer) error {
 	log.Info("camvault backoffice serving", "http", srv.HTTPAddr(), "data", data.dir)
 	fmt.Fprintf(stderr, "backoffice at %s://%s/\n", httpScheme(cfg.TLS), srv.HTTPAddr())
 	return runUntilSignal(srv, log, stdout, "ending alert streams")
+}
+
+// newBackofficeFlags defines backoffice's flags.
+func newBackofficeFlags() (*flag.FlagSet, *nodeFlags, *backofficeFlags) {
+	fl, data := newFlags("backoffice")
+	bf := addBackofficeFlags(fl, "backoffice identity (default <data>/keys/backoffice.identity)", "serve HTTPS with this certificate (with --tls-key)")
+	return fl, data, bf
 }

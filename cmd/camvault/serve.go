@@ -30,85 +30,122 @@ import (
 // demoCamera is registered on a first start so a new user can stream at once.
 const demoCamera = "demo-cam"
 
-func cmdServe(args []string, stdout, stderr io.Writer) error {
+// serveFlags are serve's flags, defined in one place so that a test can
+// apply a configuration file to exactly the set serve parses.
+type serveFlags struct {
+	data             *nodeFlags
+	rtspAddr         *string
+	rtpAddr          *string
+	rtcpAddr         *string
+	whipAddr         *string
+	iceUDP           *string
+	iceTCP           *string
+	publicIPs        *string
+	bf               *backofficeFlags
+	retention        *time.Duration
+	segmentDur       *time.Duration
+	grace            *time.Duration
+	readTimeout      *time.Duration
+	rtspMax          *int
+	rtspPerAddr      *int
+	rtspAuth         *time.Duration
+	whipMax          *int
+	whipPerAddr      *int
+	sweepEvery       *time.Duration
+	transcodeWorkers *int
+	minFree          *string
+	diskReserve      *string
+	noDemo           *bool
+	pprofAddr        *string
+}
+
+// newServeFlags defines serve's flags.
+func newServeFlags() (*flag.FlagSet, *serveFlags) {
 	fl, data := newFlags("serve")
-	rtspAddr := fl.String("rtsp", ":8554", "RTSP listen address")
-	rtpAddr := fl.String("rtsp-rtp", ":8000", "RTSP over UDP: RTP port, on --rtsp's host unless given one (empty disables UDP)")
-	rtcpAddr := fl.String("rtsp-rtcp", ":8001", "RTSP over UDP: RTCP port, on --rtsp's host unless given one")
-	whipAddr := fl.String("whip", ":8889", `WebRTC (WHIP) ingest listen address; "-" disables it`)
-	iceUDP := fl.String("ice-udp", ":8189", "the one UDP port for all WebRTC media (ICE UDP mux), on --whip's host unless given one")
-	iceTCP := fl.String("ice-tcp", "", "also accept WebRTC media over ICE-TCP on this address (off by default)")
-	publicIPs := fl.String("public-ip", "", "comma-separated public addresses to announce for WebRTC (1:1 NAT)")
-	bf := addBackofficeFlags(fl, `backoffice identity, for watching and exporting footage in the backoffice (default <data>/keys/backoffice.identity; "-": none, no footage here)`,
-		"certificate for every listener: RTSPS, WHIP and camera events over HTTPS, the backoffice over HTTPS (with --tls-key)")
-	retention := fl.Duration("retention", 28*24*time.Hour, "retention period")
-	segmentDur := fl.Duration("segment", 2*time.Second, "target segment duration")
-	grace := fl.Duration("grace", 60*time.Second, "a reconnect within this continues the incident")
-	readTimeout := fl.Duration("read-timeout", 10*time.Second, "end a stream silent this long")
-	rtspMax := fl.Int("rtsp-max-conns", 0, "most RTSP connections open at once, cameras included (0: a share of the open-file limit; negative: no cap)")
-	rtspPerAddr := fl.Int("rtsp-max-conns-per-addr", server.DefaultRTSPPerAddr, "most RTSP connections per remote address that are not recording yet (negative: no cap)")
-	rtspAuth := fl.Duration("rtsp-auth-timeout", server.DefaultRTSPAuthTimeout, "close an RTSP connection that has not authenticated and started recording within this (negative: never)")
-	whipMax := fl.Int("whip-max-conns", 0, "most WHIP and camera-event HTTP connections open at once (0: a share of the open-file limit; negative: no cap)")
-	whipPerAddr := fl.Int("whip-max-conns-per-addr", server.DefaultWHIPPerAddr, "most WHIP and camera-event HTTP connections per remote address (negative: no cap)")
-	sweepEvery := fl.Duration("sweep-every", 10*time.Minute, "how often the retention sweeper runs")
-	transcodeWorkers := fl.Int("transcode-workers", -1, "review proxies and thumbnails at ingest with N low-priority threads (-1: cores-1, at least 1; 0: off)")
-	minFree := fl.String("min-free", "1GiB", "below this free space (bytes, e.g. 512MiB, or a percentage, e.g. 5%) on the data directory's disk, take no new incidents and answer 503 on /healthz and /readyz")
-	diskReserve := fl.String("disk-reserve", "64MiB", "space kept in <data>/reserve for the catalog, released when the disk fills so every loss is still recorded (0: none)")
-	noDemo := fl.Bool("no-demo", false, "do not create the demo camera on first start")
-	pprofAddr := fl.String("pprof", "", "serve Go profiling on this address (loopback only; off by default)")
-	if err := noArgs(fl, args); err != nil {
+	return fl, &serveFlags{
+		data:      data,
+		rtspAddr:  fl.String("rtsp", ":8554", "RTSP listen address"),
+		rtpAddr:   fl.String("rtsp-rtp", ":8000", "RTSP over UDP: RTP port, on --rtsp's host unless given one (empty disables UDP)"),
+		rtcpAddr:  fl.String("rtsp-rtcp", ":8001", "RTSP over UDP: RTCP port, on --rtsp's host unless given one"),
+		whipAddr:  fl.String("whip", ":8889", `WebRTC (WHIP) ingest listen address; "-" disables it`),
+		iceUDP:    fl.String("ice-udp", ":8189", "the one UDP port for all WebRTC media (ICE UDP mux), on --whip's host unless given one"),
+		iceTCP:    fl.String("ice-tcp", "", "also accept WebRTC media over ICE-TCP on this address (off by default)"),
+		publicIPs: fl.String("public-ip", "", "comma-separated public addresses to announce for WebRTC (1:1 NAT)"),
+		bf: addBackofficeFlags(fl, `backoffice identity, for watching and exporting footage in the backoffice (default <data>/keys/backoffice.identity; "-": none, no footage here)`,
+			"certificate for every listener: RTSPS, WHIP and camera events over HTTPS, the backoffice over HTTPS (with --tls-key)"),
+		retention:        fl.Duration("retention", 28*24*time.Hour, "retention period"),
+		segmentDur:       fl.Duration("segment", 2*time.Second, "target segment duration"),
+		grace:            fl.Duration("grace", 60*time.Second, "a reconnect within this continues the incident"),
+		readTimeout:      fl.Duration("read-timeout", 10*time.Second, "end a stream silent this long"),
+		rtspMax:          fl.Int("rtsp-max-conns", 0, "most RTSP connections open at once, cameras included (0: a share of the open-file limit; negative: no cap)"),
+		rtspPerAddr:      fl.Int("rtsp-max-conns-per-addr", server.DefaultRTSPPerAddr, "most RTSP connections per remote address that are not recording yet (negative: no cap)"),
+		rtspAuth:         fl.Duration("rtsp-auth-timeout", server.DefaultRTSPAuthTimeout, "close an RTSP connection that has not authenticated and started recording within this (negative: never)"),
+		whipMax:          fl.Int("whip-max-conns", 0, "most WHIP and camera-event HTTP connections open at once (0: a share of the open-file limit; negative: no cap)"),
+		whipPerAddr:      fl.Int("whip-max-conns-per-addr", server.DefaultWHIPPerAddr, "most WHIP and camera-event HTTP connections per remote address (negative: no cap)"),
+		sweepEvery:       fl.Duration("sweep-every", 10*time.Minute, "how often the retention sweeper runs"),
+		transcodeWorkers: fl.Int("transcode-workers", -1, "review proxies and thumbnails at ingest with N low-priority threads (-1: cores-1, at least 1; 0: off)"),
+		minFree:          fl.String("min-free", "1GiB", "below this free space (bytes, e.g. 512MiB, or a percentage, e.g. 5%) on the data directory's disk, take no new incidents and answer 503 on /healthz and /readyz"),
+		diskReserve:      fl.String("disk-reserve", "64MiB", "space kept in <data>/reserve for the catalog, released when the disk fills so every loss is still recorded (0: none)"),
+		noDemo:           fl.Bool("no-demo", false, "do not create the demo camera on first start"),
+		pprofAddr:        fl.String("pprof", "", "serve Go profiling on this address (loopback only; off by default)"),
+	}
+}
+
+func cmdServe(args []string, stdout, stderr io.Writer) error {
+	fl, f := newServeFlags()
+	if err := parseWithConfig(fl, args); err != nil {
 		return err
 	}
-	threshold, err := diskspace.ParseThreshold(*minFree)
+	threshold, err := diskspace.ParseThreshold(*f.minFree)
 	if err != nil {
 		return usagef("--min-free: %v", err)
 	}
-	reserve, err := diskspace.ParseBytes(*diskReserve)
+	reserve, err := diskspace.ParseBytes(*f.diskReserve)
 	if err != nil {
 		return usagef("--disk-reserve: %v", err)
 	}
-	cfg, log, closeStore, err := bf.config(data, stderr)
+	cfg, log, closeStore, err := f.bf.config(f.data, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	cfg.RTSPAddress, cfg.UDPRTPAddress, cfg.UDPRTCPAddress = *rtspAddr, *rtpAddr, *rtcpAddr
-	cfg.WHIPAddress, cfg.ICEUDPAddress, cfg.ICETCPAddress, cfg.PublicIPs = *whipAddr, *iceUDP, *iceTCP, splitList(*publicIPs)
-	cfg.ReadTimeout, cfg.SweepEvery = *readTimeout, *sweepEvery
+	cfg.RTSPAddress, cfg.UDPRTPAddress, cfg.UDPRTCPAddress = *f.rtspAddr, *f.rtpAddr, *f.rtcpAddr
+	cfg.WHIPAddress, cfg.ICEUDPAddress, cfg.ICETCPAddress, cfg.PublicIPs = *f.whipAddr, *f.iceUDP, *f.iceTCP, splitList(*f.publicIPs)
+	cfg.ReadTimeout, cfg.SweepEvery = *f.readTimeout, *f.sweepEvery
 	cfg.MinFree, cfg.DiskReserve = threshold, int64(reserve)
 	if reserve == 0 {
 		cfg.DiskReserve = -1
 	}
-	cfg.RTSPLimits = netguard.Limits{MaxConns: *rtspMax, MaxPerAddr: *rtspPerAddr, AuthTimeout: *rtspAuth}
-	cfg.WHIPLimits = netguard.Limits{MaxConns: *whipMax, MaxPerAddr: *whipPerAddr}
-	cfg.Recorder = recorder.Config{Retention: *retention, SegmentTarget: *segmentDur, Grace: *grace,
-		Transcode: recorder.TranscodeConfig{Enabled: *transcodeWorkers != 0, Workers: *transcodeWorkers}}
+	cfg.RTSPLimits = netguard.Limits{MaxConns: *f.rtspMax, MaxPerAddr: *f.rtspPerAddr, AuthTimeout: *f.rtspAuth}
+	cfg.WHIPLimits = netguard.Limits{MaxConns: *f.whipMax, MaxPerAddr: *f.whipPerAddr}
+	cfg.Recorder = recorder.Config{Retention: *f.retention, SegmentTarget: *f.segmentDur, Grace: *f.grace,
+		Transcode: recorder.TranscodeConfig{Enabled: *f.transcodeWorkers != 0, Workers: *f.transcodeWorkers}}
 	srv, err := startServer(cfg, log)
 	if err != nil {
 		return err
 	}
-	if *pprofAddr != "" {
-		if err := servePprof(*pprofAddr); err != nil {
+	if *f.pprofAddr != "" {
+		if err := servePprof(*f.pprofAddr); err != nil {
 			srv.Close()
 			return err
 		}
 	}
 	ctx := context.Background()
-	if n, err := srv.Catalog.CameraCount(ctx); err == nil && n == 0 && !*noDemo {
-		secret, err := addCamera(ctx, data, demoCamera, "demo officer", "camvault serve (demo camera)")
+	if n, err := srv.Catalog.CameraCount(ctx); err == nil && n == 0 && !*f.noDemo {
+		secret, err := addCamera(ctx, f.data, demoCamera, "demo officer", "camvault serve (demo camera)")
 		if err != nil {
 			srv.Close()
 			return err
 		}
 		printFirstStart(stdout, firstStart{
-			program: programPath(), dir: workingDir(), data: data.dir, secret: secret, tls: cfg.TLS != nil,
-			rtsp: localAddr(*rtspAddr), whip: *whipAddr, http: localAddr(*bf.http),
+			program: programPath(), dir: workingDir(), data: f.data.dir, secret: secret, tls: cfg.TLS != nil,
+			rtsp: localAddr(*f.rtspAddr), whip: *f.whipAddr, http: localAddr(*f.bf.http),
 		})
 	}
 	// The addresses bound, after the UDP ports took their TCP listener's host.
 	bound := srv.Config()
 	log.Info("camvault serving", "rtsp", bound.RTSPAddress, "rtsp_udp", bound.UDPRTPAddress, "whip", bound.WHIPAddress,
-		"ice_udp", bound.ICEUDPAddress, "http", srv.HTTPAddr(), "metrics", srv.MetricsAddr(), "data", data.dir)
+		"ice_udp", bound.ICEUDPAddress, "http", srv.HTTPAddr(), "metrics", srv.MetricsAddr(), "data", f.data)
 	return runUntilSignal(srv, log, stdout, "ending streams and committing every segment already cut")
 }
 

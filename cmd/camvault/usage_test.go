@@ -13,6 +13,8 @@ import (
 func TestUsageErrors(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	d := func(args ...string) []string { return append(args, "--data", data) }
+	badKey := writeConfig(t, "rtsp: \":8554\"\nrtsp-port: 8554\n")
+	badValue := writeConfig(t, "grace: 5s\nsegment: soon\n")
 	if _, errs, code := runCmd(t, d("keygen")...); code != 0 {
 		t.Fatalf("keygen: %d %s", code, errs)
 	}
@@ -26,6 +28,9 @@ func TestUsageErrors(t *testing.T) {
 		{"serve", d("serve", "extra"), `unexpected argument "extra"`, ""},
 		{"serve", d("serve", "--segment", "soon"), `invalid value "soon" for --segment`, ""},
 		{"serve", d("serve", "--log-level", "loud", "--no-demo"), "--log-level", ""},
+		{"serve", d("serve", "--config", badKey), `line 2: unknown key "rtsp-port"`, ""},
+		{"serve", d("serve", "--config", badValue), `line 2: key "segment": invalid value "soon"`, ""},
+		{"backoffice", d("backoffice", "--config", badKey), `line 1: unknown key "rtsp"`, ""},
 		{"backoffice", d("backoffice", "extra"), `unexpected argument "extra"`, ""},
 		{"backoffice", d("backoffice", "--identity", "-"), "give it one", ""},
 		{"keygen", d("keygen", "extra"), `unexpected argument "extra"`, ""},
