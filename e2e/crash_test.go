@@ -3,6 +3,7 @@ package e2e
 import (
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,16 +24,27 @@ import (
 // buildCrashtest builds the camvault binary with the crashtest tag: its
 // failpoints (internal/failpoint) read CAMVAULT_CRASH_AT and kill the
 // process with SIGKILL at the hit named there, e.g. right after a put,
-// before the chunk's commit. Only the crash tests' binary has them.
+// before the chunk's commit. Only the crash tests' binary has them; it is
+// built once per run, beside camvaultBin.
 func buildCrashtest(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "camvault-crashtest")
-	build := exec.Command("go", "build", "-race", "-tags", "crashtest", "-o", bin, "camvault/cmd/camvault")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build camvault -tags crashtest: %v\n%s", err, out)
+	bin, err := crashtestBinary()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
+
+// crashtestBinary builds the crashtest binary once; a test may start it
+// early in a goroutine and ask for it (buildCrashtest) when it needs it.
+var crashtestBinary = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(filepath.Dir(camvaultBin), "camvault-crashtest")
+	build := exec.Command("go", "build", "-race", "-tags", "crashtest", "-o", bin, "camvault/cmd/camvault")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build camvault -tags crashtest: %v\n%s", err, out)
+	}
+	return bin, nil
+})
 
 // storeState reads what the catalog and the store hold: the live chunk
 // rows' objects, the intents, and the footage objects (chunks) and
