@@ -461,28 +461,27 @@ type span struct{ from, to time.Time }
 func cameraChunks(t *testing.T, data, camera string) []span {
 	t.Helper()
 	db := openCatalog(t, data)
-	defer db.Close()
-	r, err := db.Query(`SELECT m.line FROM manifest m JOIN incidents i ON i.id = m.incident WHERE i.camera = ?`, camera)
+	r, err := db.Query(`SELECT id FROM incidents WHERE camera = ?`, camera)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
-	var spans []span
+	var ids []string
 	for r.Next() {
-		var line []byte
-		var rec manifest.Record
-		if err := r.Scan(&line); err != nil {
+		var id string
+		if err := r.Scan(&id); err != nil {
 			t.Fatal(err)
 		}
-		if err := json.Unmarshal(line, &rec); err != nil {
-			t.Fatal(err)
-		}
-		if rec.Kind == manifest.KindChunk && rec.Track == "original" && rec.EndNS > rec.StartNS {
-			spans = append(spans, span{rec.Wall, rec.Wall.Add(time.Duration(rec.EndNS - rec.StartNS))})
-		}
+		ids = append(ids, id)
 	}
-	if err := r.Err(); err != nil {
-		t.Fatal(err)
+	r.Close()
+	db.Close()
+	var spans []span
+	for _, id := range ids {
+		for _, rec := range manifestRecords(t, data, id) {
+			if rec.Kind == manifest.KindChunk && rec.Track == "original" && rec.EndNS > rec.StartNS {
+				spans = append(spans, span{rec.Wall, rec.Wall.Add(time.Duration(rec.EndNS - rec.StartNS))})
+			}
+		}
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].from.Before(spans[j].from) })
 	return spans
@@ -584,14 +583,14 @@ func waitCamerasRecording(t *testing.T, s *server, live []*liveCamera, since tim
 // approve it: serve writes its bundle in the background.
 func requestExport(t *testing.T, api string, tokens map[string]string, incident string) string {
 	t.Helper()
-	code, b := apiCall(t, tokens["ann"], "POST", api+"/incidents/"+incident+"/exports", `{"reason":"crash test","reference":"PR-13"}`)
+	code, b, _ := apiCall(t, tokens["ann"], "POST", api+"/incidents/"+incident+"/exports", `{"reason":"crash test","reference":"PR-13"}`)
 	var x struct {
 		ID string `json:"id"`
 	}
 	if code != http.StatusCreated || json.Unmarshal(b, &x) != nil {
 		t.Fatalf("request the export of %s: %d %s", incident, code, b)
 	}
-	if code, b := apiCall(t, tokens["ben"], "POST", api+"/exports/"+x.ID+"/approve", ""); code != http.StatusAccepted {
+	if code, b, _ := apiCall(t, tokens["ben"], "POST", api+"/exports/"+x.ID+"/approve", ""); code != http.StatusAccepted {
 		t.Fatalf("approve export %s: %d %s", x.ID, code, b)
 	}
 	return x.ID
@@ -604,7 +603,7 @@ func waitExportsReady(t *testing.T, api, token string, exports map[string]string
 	deadline := time.Now().Add(60 * time.Second)
 	for id := range exports {
 		for {
-			code, b := apiCall(t, token, "GET", api+"/exports/"+id, "")
+			code, b, _ := apiCall(t, token, "GET", api+"/exports/"+id, "")
 			var x struct {
 				State string `json:"state"`
 				Error string `json:"error"`
@@ -621,7 +620,8 @@ func waitExportsReady(t *testing.T, api, token string, exports map[string]string
 	}
 }
 
-func apiCall(t *testing.T, token, method, url, body string) (int, []byte) {
+// apiCall calls the backoffice API with a staff API token.
+func apiCall(t testing.TB, token, method, url, body string) (int, []byte, http.Header) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -634,5 +634,5 @@ func apiCall(t *testing.T, token, method, url, body string) (int, []byte) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	return resp.StatusCode, b, resp.Header
 }
