@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"camvault/catalog"
+	"camvault/internal/failpoint"
 )
 
 // ExportStore keeps export requests and their two-person approval (the
@@ -170,6 +171,8 @@ func (s *Service) writeBundle(ctx context.Context, x catalog.ExportRequest) {
 		}
 		s.log.Warn("backoffice: export failed", "export", x.ID, "incident", x.Incident, "err", err)
 	}
+	// The bundle written (or removed), its outcome not yet in the catalog.
+	failpoint.Hit("backoffice.export-before-finish", x.ID)
 	// The outcome is recorded even when shutdown cancelled the bundle.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,18 +29,7 @@ func TestBackofficeProcess(t *testing.T) {
 
 	call := func(method, url, body string) (int, []byte, http.Header) {
 		t.Helper()
-		req, _ := http.NewRequest(method, url, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b, resp.Header
+		return apiCall(t, token, method, url, body)
 	}
 	ingestAPI := fmt.Sprintf("http://127.0.0.1:%d/api/v1", s.httpPort)
 	if code, b, _ := call("GET", ingestAPI+"/incidents/"+inc.ID, ""); code != http.StatusOK {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,18 +22,29 @@ import (
 )
 
 // buildCrashtest builds the camvault binary with the crashtest tag: its
-// store stage reads CAMVAULT_CRASH_AFTER_PUT and kills the process right
-// after that put, before the chunk's commit. Only this test's binary has
-// the hook.
+// failpoints (internal/failpoint) read CAMVAULT_CRASH_AT and kill the
+// process with SIGKILL at the hit named there, e.g. right after a put,
+// before the chunk's commit. Only the crash tests' binary has them; it is
+// built once per run, beside camvaultBin.
 func buildCrashtest(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "camvault-crashtest")
-	build := exec.Command("go", "build", "-race", "-tags", "crashtest", "-o", bin, "camvault/cmd/camvault")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build camvault -tags crashtest: %v\n%s", err, out)
+	bin, err := crashtestBinary()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
+
+// crashtestBinary builds the crashtest binary once; a test may start it
+// early in a goroutine and ask for it (buildCrashtest) when it needs it.
+var crashtestBinary = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(filepath.Dir(camvaultBin), "camvault-crashtest")
+	build := exec.Command("go", "build", "-race", "-tags", "crashtest", "-o", bin, "camvault/cmd/camvault")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build camvault -tags crashtest: %v\n%s", err, out)
+	}
+	return bin, nil
+})
 
 // storeState reads what the catalog and the store hold: the live chunk
 // rows' objects, the intents, and the footage objects (chunks) and
@@ -117,7 +130,7 @@ func TestCrashBetweenPutAndCommit(t *testing.T) {
 	bin := buildCrashtest(t)
 	// Put 3 is original/00000002.chunk (the init segment is put 1), cut
 	// at ~4 s: the point the issue's inotify watch killed the server at.
-	s := &server{t: t, data: data, bin: bin, env: []string{"CAMVAULT_CRASH_AFTER_PUT=3"}}
+	s := &server{t: t, data: data, bin: bin, env: []string{"CAMVAULT_CRASH_AT=store.after-put:3"}}
 	s.rtspPort = freePort(t)
 	s.rtp, s.rtcp = evenPortPair(t)
 	s.httpPort, s.whipPort, s.icePort = freePort(t), freePort(t), freePort(t)
@@ -130,7 +143,7 @@ func TestCrashBetweenPutAndCommit(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("the crashtest hook did not kill the server\n%s", s.logs())
 	}
-	m := regexp.MustCompile(`crashtest: SIGKILL after put 3 \((\S+)\)`).FindStringSubmatch(s.logs())
+	m := regexp.MustCompile(`failpoint: SIGKILL at store.after-put hit 3 \((\S+)\)`).FindStringSubmatch(s.logs())
 	if m == nil {
 		t.Fatalf("server exited (%v) without the crash hook\n%s", s.exitErr, s.logs())
 	}

@@ -166,6 +166,15 @@ func newServerVia(t testing.TB, data string, prefix []string, extra ...string) *
 }
 
 func (s *server) start() {
+	s.t.Helper()
+	if !s.launch() {
+		s.t.Fatalf("camvault serve exited at start: %v\n%s", s.exitErr, s.logs())
+	}
+}
+
+// launch starts serve and waits for its "ready": false when it exited
+// before (a crash test's failpoint may kill it during its recovery).
+func (s *server) launch() bool {
 	t := s.t
 	t.Helper()
 	args := append([]string{"serve", "--data", s.data, "--no-demo",
@@ -219,11 +228,13 @@ func (s *server) start() {
 	}()
 	select {
 	case <-ready:
+		return true
 	case <-s.exited:
-		t.Fatalf("camvault serve exited at start: %v\n%s", s.exitErr, s.logs())
+		return false
 	case <-time.After(30 * time.Second):
 		t.Fatalf("camvault serve not ready\n%s", s.logs())
 	}
+	return false
 }
 
 type writerFunc func([]byte) (int, error)

@@ -35,6 +35,8 @@ type rtspCamera struct {
 	sendBad  bool          // interleave RTP packets carrying broken H.264 NAL units
 	onlyNonI bool          // send only non-IDR pictures: a stream that never has a keyframe
 	hold     chan struct{} // if set, stay connected and silent after the last frame until closed
+	stop     chan struct{} // if set, closing it ends the stream early (a clean teardown)
+	started  func()        // if set, called once the server accepted the stream (RECORD)
 	tls      bool
 }
 
@@ -89,6 +91,9 @@ func (cam *rtspCamera) run(url string, transport gortsplib.Transport) error {
 		return err
 	}
 	defer cam.client.Close()
+	if cam.started != nil {
+		cam.started()
+	}
 	venc, err := cam.vf.CreateEncoder()
 	if err != nil {
 		return err
@@ -113,6 +118,11 @@ func (cam *rtspCamera) run(url string, transport gortsplib.Transport) error {
 		pts := time.Duration(i) * time.Second / 30
 		if d := time.Until(start.Add(pts)); d > 0 {
 			time.Sleep(d)
+		}
+		select {
+		case <-cam.stop: // nil: never
+			return nil
+		default:
 		}
 		pkts, err := venc.Encode(au)
 		if err != nil {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"filippo.io/age"
+
+	"camvault/internal/failpoint"
 )
 
 // ErrInsideDataDir refuses an export that would put plaintext in the data
@@ -87,6 +89,8 @@ func Export(ctx context.Context, src Source, opt ExportOptions) (*Report, []stri
 			return rep, nil, fmt.Errorf("write %s: %w", name, err)
 		}
 		files = append(files, out)
+		// Plaintext on disk, the bundle half written.
+		failpoint.Hit("evidence.export-media", out)
 		if opt.Exporter != nil {
 			if err := rep.noteDerivation(name, &m); err != nil {
 				return rep, nil, err

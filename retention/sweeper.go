@@ -34,6 +34,7 @@ import (
 	"camvault/audit"
 	"camvault/catalog"
 	"camvault/format/manifest"
+	"camvault/internal/failpoint"
 	"camvault/storage"
 )
 
@@ -141,6 +142,9 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (*Result, error) {
 			default:
 				return res, fmt.Errorf("delete chunk %s: %w", d.Object, err)
 			}
+			// Gone from the store, still live in the catalog: the next
+			// sweep finds it due again and its delete not found.
+			failpoint.Hit("retention.after-delete", d.Object)
 			if err := s.Catalog.MarkChunkDeleted(ctx, d.Object, now); err != nil {
 				return res, err
 			}
@@ -174,6 +178,7 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (*Result, error) {
 		if err != nil {
 			return res, err
 		}
+		failpoint.Hit("retention.after-shred", id)
 		s.removeAnchors(ctx, id)
 		s.log().Info("incident deleted by retention", "incident", id, "chunks", d.Chunks, "bytes", d.Bytes)
 		res.Incidents = append(res.Incidents, d)

@@ -174,6 +174,12 @@ var rules = []rule{
 		Why:  "key files are loaded by the command and server for both sides; they must not drag either side in",
 	},
 	{
+		Pkgs: []string{"camvault/internal/failpoint"},
+		Deny: []string{"camvault/..."},
+		Why: "the crash tests' kill points sit in every layer's hot path (store, commit, retention, export), " +
+			"so anything may import failpoint and it imports nothing of camvault",
+	},
+	{
 		Pkgs: []string{"camvault/internal/..."},
 		Only: []string{"camvault/internal/..."},
 		Why:  "small shared helpers sit under everything (media may use them), so they depend on nothing above",

@@ -18,6 +18,7 @@ import (
 	"camvault/catalog"
 	"camvault/format/chunk"
 	"camvault/format/manifest"
+	"camvault/internal/failpoint"
 	"camvault/media"
 	"camvault/pipeline"
 	"camvault/storage"
@@ -190,6 +191,8 @@ func (c *Committer) Checkpoint(ctx context.Context, incident string) error {
 	if c.Anchors == nil {
 		return nil
 	}
+	// Signed and in the catalog, not yet anchored: the Reanchorer's case.
+	failpoint.Hit("commit.checkpoint-before-anchor", incident)
 	line, err := json.Marshal(&cp)
 	if err != nil {
 		return err
@@ -199,6 +202,8 @@ func (c *Committer) Checkpoint(ctx context.Context, incident string) error {
 	if err := putAnchor(ctx, c.Catalog, c.Anchors, incident, idx, cp.Time, line); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotAnchored, err)
 	}
+	// Anchored, not yet marked so in the catalog (the Reanchorer marks it).
+	failpoint.Hit("commit.checkpoint-after-anchor", incident)
 	return nil
 }
 

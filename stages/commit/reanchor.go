@@ -11,6 +11,7 @@ import (
 
 	"camvault/catalog"
 	"camvault/format/manifest"
+	"camvault/internal/failpoint"
 	"camvault/storage"
 )
 
@@ -95,6 +96,7 @@ func (r *Reanchorer) anchor(ctx context.Context, p catalog.PendingAnchor) (wrote
 	default:
 		return false, fmt.Errorf("look up anchor %s: %w", key, err)
 	}
+	failpoint.Hit("commit.reanchor-before-mark", key)
 	return wrote, r.Catalog.MarkAnchored(ctx, p.Incident, p.Index)
 }
 
