@@ -188,7 +188,11 @@ func (s *server) launch() bool {
 		"--segment", "2s", "--read-timeout", "5s", "--log-level", "debug",
 		// Proxies only where a test asks for them (the flag may be given
 		// again in extra): they cost CPU every other test does not need.
-		"--transcode-workers", "0"}, s.extra...)
+		"--transcode-workers", "0",
+		// A small reserve and threshold: tests make many data
+		// directories, and a machine short of disk must not turn every
+		// camera away (TestFullDisk sets its own).
+		"--min-free", "64MiB", "--disk-reserve", "4MiB"}, s.extra...)
 	bin := camvaultBin
 	if s.bin != "" {
 		bin = s.bin
