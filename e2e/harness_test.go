@@ -50,9 +50,20 @@ func requireTool(t testing.TB, name string) string {
 	return testenv.Require(t, name)[0]
 }
 
-// freePort returns a loopback port free for TCP and UDP at the time of asking.
+// handedOut holds every port freePort has returned in this process: the
+// e2e tests run in parallel, and two of them drawing the same free port
+// before either binds it made one server fail to start.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// freePort returns a loopback port free for TCP and UDP at the time of
+// asking, and never the same one twice in one test run.
 func freePort(t testing.TB) int {
 	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	// Below the kernel's ephemeral range (32768-60999 by default): the
 	// package tests running beside e2e bind port 0 all the time, and one of
 	// them taking the port between this check and the server's bind made
@@ -60,6 +71,10 @@ func freePort(t testing.TB) int {
 	const lo, hi = 20000, 32000
 	for i := 0; i < 200; i++ {
 		port := lo + rand.IntN(hi-lo)
+		if handedOut.ports[port] || handedOut.ports[port^1] {
+			// port^1: evenPortPair takes the pair around a port.
+			continue
+		}
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue
@@ -70,6 +85,7 @@ func freePort(t testing.TB) int {
 			continue
 		}
 		u.Close()
+		handedOut.ports[port] = true
 		return port
 	}
 	t.Fatal("no free port")
