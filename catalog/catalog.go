@@ -45,6 +45,8 @@ var ErrNotFound = errors.New("catalog: not found")
 type Catalog struct {
 	db          *db
 	intentBatch intentBatch // RecordIntent's group commit
+	wakes       localWakes  // this process's outbox watchers (alerts_watch.go)
+	pg          *pgx.ConnConfig
 }
 
 // Option adjusts how Open connects.
@@ -73,6 +75,7 @@ func Open(dsn string, opts ...Option) (*Catalog, error) {
 	}
 	var sdb *sql.DB
 	var d *dialect
+	var pgcfg *pgx.ConnConfig
 	if IsPostgres(dsn) {
 		cfg, err := pgx.ParseConfig(dsn)
 		if err != nil {
@@ -82,7 +85,7 @@ func Open(dsn string, opts ...Option) (*Catalog, error) {
 		if o.password != "" {
 			cfg.Password = o.password
 		}
-		sdb, d = stdlib.OpenDB(*cfg), pgDialect
+		sdb, d, pgcfg = stdlib.OpenDB(*cfg), pgDialect, cfg
 		sdb.SetMaxOpenConns(16)
 	} else {
 		var err error
@@ -99,7 +102,7 @@ func Open(dsn string, opts ...Option) (*Catalog, error) {
 		sdb.Close()
 		return nil, err
 	}
-	return &Catalog{db: &db{DB: sdb, d: d}}, nil
+	return &Catalog{db: &db{DB: sdb, d: d}, pg: pgcfg}, nil
 }
 
 // Close closes the database.
@@ -246,9 +249,16 @@ func (c *Catalog) tx(ctx context.Context, fn func(*dbTx) error) error {
 	if err != nil {
 		return err
 	}
-	if err := fn(&dbTx{tx: t, d: c.db.d}); err != nil {
+	dtx := &dbTx{tx: t, d: c.db.d}
+	if err := fn(dtx); err != nil {
 		t.Rollback()
 		return err
 	}
-	return t.Commit()
+	if err := t.Commit(); err != nil {
+		return err
+	}
+	if dtx.alerted {
+		c.wakes.wake()
+	}
+	return nil
 }

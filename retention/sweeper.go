@@ -72,9 +72,23 @@ type Sweeper struct {
 	// costs a request per thousand objects on S3 and a directory walk on
 	// fs, so serve scans daily rather than every ten minutes.
 	ScanEvery time.Duration
+	// Lock, when set, keeps Run's sweeps on one node at a time among
+	// those sharing the catalog (nil: this is the only node). A sweep
+	// stopped midway (its node killed, its lock's connection lost) leaves
+	// work that the next sweep, on whichever node, finishes: deleting a
+	// chunk gone already is no error, and the catalog marks it deleted.
+	Lock Singleton
 
 	lastScan time.Time
 }
+
+// Singleton runs a job unless another node runs it at the moment.
+type Singleton interface {
+	Exclusive(ctx context.Context, job string, fn func(context.Context) error) (ran bool, err error)
+}
+
+// lockJob names the sweep for Singleton.
+const lockJob = "retention sweep"
 
 // Result says what one sweep did (or, dry, would do).
 type Result struct {
@@ -300,7 +314,7 @@ func (s *Sweeper) Run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		if _, err := s.Sweep(ctx, false); err != nil && ctx.Err() == nil {
+		if err := s.sweepOnce(ctx); err != nil && ctx.Err() == nil {
 			s.log().Error("retention sweep", "err", err)
 		}
 		select {
@@ -309,6 +323,22 @@ func (s *Sweeper) Run(ctx context.Context, every time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// sweepOnce sweeps unless another node (holding Lock) does right now.
+func (s *Sweeper) sweepOnce(ctx context.Context) error {
+	sweep := func(ctx context.Context) error {
+		_, err := s.Sweep(ctx, false)
+		return err
+	}
+	if s.Lock == nil {
+		return sweep(ctx)
+	}
+	ran, err := s.Lock.Exclusive(ctx, lockJob, sweep)
+	if err == nil && !ran {
+		s.log().Debug("retention sweep left to the node that runs it now")
+	}
+	return err
 }
 
 func (s *Sweeper) log() *slog.Logger {
