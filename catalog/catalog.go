@@ -12,12 +12,22 @@
 // versioned (migrate.go, migrations/), and Open brings a catalog to the
 // current version, an unversioned SQLite catalog included.
 //
+// Several nodes may share one PostgreSQL catalog. The alert outbox is then
+// their common truth: ids follow commit order (a lock held from an
+// alert's insert to its commit), each commit notifies the channel
+// camvault_alerts, and WatchAlerts (alerts_watch.go) wakes a reader on
+// every node, which reads after the last id it saw; a lost notification
+// delays, never loses. Exclusive (singleton.go) keeps a job (the
+// retention sweep, the audit-head signer, a webhook URL's delivery) on one
+// node at a time with an advisory lock.
+//
 // One file a concern: this one holds Open, the database and the
 // incident manifest's chain; cameras.go, incidents.go (and their
 // sessions), chunks.go, intents.go (objects put and not yet committed),
 // checkpoints.go (which anchors are written), holds.go, retention.go (due
 // chunks, shredding, longer categories, and the audit trail's chain link),
-// audit.go, alerts.go, staff.go, exports.go, webhooks.go the rest.
+// audit.go, alerts.go (and alerts_watch.go), staff.go, exports.go,
+// webhooks.go and singleton.go the rest.
 package catalog
 
 import (
