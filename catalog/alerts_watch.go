@@ -72,10 +72,21 @@ func (c *Catalog) WatchAlerts(ctx context.Context, wake func(), onErr func(error
 		return ctx.Err()
 	}
 	var delay time.Duration
+	var connected time.Time // when the last connection was made; zero after a failed dial
+	backoff := func() { delay = min(max(2*delay, 100*time.Millisecond), 10*time.Second) }
 	l := &pgxlisten.Listener{
 		// The backoff is Connect's: pgxlisten's own delay is fixed.
 		ReconnectDelay: -1,
 		Connect: func(ctx context.Context) (*pgx.Conn, error) {
+			if !connected.IsZero() {
+				// A connection that lasted is dialled again at once; one
+				// lost as soon as made (LISTEN refused, say) backs off too.
+				if time.Since(connected) < time.Second {
+					backoff()
+				} else {
+					delay = 0
+				}
+			}
 			if delay > 0 {
 				t := time.NewTimer(delay)
 				select {
@@ -93,10 +104,11 @@ func (c *Catalog) WatchAlerts(ctx context.Context, wake func(), onErr func(error
 			cfg.RuntimeParams["application_name"] = app + ListenerSuffix
 			conn, err := pgx.ConnectConfig(ctx, cfg)
 			if err != nil {
-				delay = min(max(2*delay, 100*time.Millisecond), 10*time.Second)
+				backoff()
+				connected = time.Time{}
 				return nil, fmt.Errorf("connect the alert listener: %w", err)
 			}
-			delay = 0
+			connected = time.Now()
 			return conn, nil
 		},
 		LogError: func(ctx context.Context, err error) {
