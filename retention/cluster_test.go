@@ -81,7 +81,7 @@ func TestSweepersOnTwoNodes(t *testing.T) {
 	for _, sw := range nodes {
 		wg.Go(func() {
 			<-start
-			if err := sw.sweepOnce(ctx); err != nil {
+			if _, _, err := sw.SweepExclusive(ctx, false); err != nil {
 				t.Error(err)
 			}
 		})
@@ -114,14 +114,14 @@ func TestSweepersOnTwoNodes(t *testing.T) {
 	kctx, cancel := context.WithCancel(ctx)
 	killer := nodes[0]
 	killer.Store = &killingStore{Store: killer.Store.(countingStore).Store, n: 1, cancel: cancel}
-	if err := killer.sweepOnce(kctx); err == nil {
+	if _, _, err := killer.SweepExclusive(kctx, false); err == nil {
 		t.Fatal("the killed sweep reported success")
 	}
 	if in := must(w.cat.Incident(ctx, notYet)); in.Status == catalog.StatusDeleted {
 		t.Fatal("the killed sweep finished everything")
 	}
-	if err := nodes[1].sweepOnce(ctx); err != nil {
-		t.Fatal(err)
+	if _, ran, err := nodes[1].SweepExclusive(ctx, false); err != nil || !ran {
+		t.Fatalf("the other node's sweep: ran %v, %v", ran, err)
 	}
 	if in := must(w.cat.Incident(ctx, notYet)); in.Status != catalog.StatusDeleted || w.exists(t, notYet) {
 		t.Fatalf("incident left by the killed sweep: %s", in.Status)

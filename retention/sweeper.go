@@ -314,8 +314,10 @@ func (s *Sweeper) Run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		if err := s.sweepOnce(ctx); err != nil && ctx.Err() == nil {
+		if _, ran, err := s.SweepExclusive(ctx, false); err != nil && ctx.Err() == nil {
 			s.log().Error("retention sweep", "err", err)
+		} else if !ran {
+			s.log().Debug("retention sweep left to the node that runs it now")
 		}
 		select {
 		case <-ctx.Done():
@@ -325,20 +327,18 @@ func (s *Sweeper) Run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// sweepOnce sweeps unless another node (holding Lock) does right now.
-func (s *Sweeper) sweepOnce(ctx context.Context) error {
+// SweepExclusive is Sweep under Lock: while another node sweeps, it does
+// nothing and returns ran=false. Without a Lock it always sweeps.
+func (s *Sweeper) SweepExclusive(ctx context.Context, dryRun bool) (res *Result, ran bool, err error) {
 	sweep := func(ctx context.Context) error {
-		_, err := s.Sweep(ctx, false)
+		res, err = s.Sweep(ctx, dryRun)
 		return err
 	}
 	if s.Lock == nil {
-		return sweep(ctx)
+		return res, true, sweep(ctx)
 	}
-	ran, err := s.Lock.Exclusive(ctx, lockJob, sweep)
-	if err == nil && !ran {
-		s.log().Debug("retention sweep left to the node that runs it now")
-	}
-	return err
+	ran, err = s.Lock.Exclusive(ctx, lockJob, sweep)
+	return res, ran, err
 }
 
 func (s *Sweeper) log() *slog.Logger {
