@@ -86,9 +86,18 @@ type Anchorer struct {
 	Store   AnchorStore // nil: the head is kept in the catalog only
 	Signer  ed25519.PrivateKey
 	Now     func() time.Time
+	// Lock, when set, keeps the signing on one node at a time among those
+	// sharing the catalog (nil: this is the only node): Anchor returns
+	// ok=false while another node signs.
+	Lock Singleton
 
 	mu   sync.Mutex
 	last uint64 // newest record id when this Anchorer last signed
+}
+
+// Singleton runs a job unless another node runs it at the moment.
+type Singleton interface {
+	Exclusive(ctx context.Context, job string, fn func(context.Context) error) (ran bool, err error)
 }
 
 // ErrBroken is returned by Anchor when the trail fails its own chain check:
@@ -100,6 +109,18 @@ var ErrBroken = errors.New("audit trail is broken; not signing it")
 // already signed this length. It refuses (ErrBroken) to sign a trail whose
 // chain does not verify.
 func (a *Anchorer) Anchor(ctx context.Context) (h Head, ok bool, err error) {
+	if a.Lock == nil {
+		return a.anchor(ctx)
+	}
+	_, err = a.Lock.Exclusive(ctx, "audit head signing", func(ctx context.Context) error {
+		var err error
+		h, ok, err = a.anchor(ctx)
+		return err
+	})
+	return h, ok, err
+}
+
+func (a *Anchorer) anchor(ctx context.Context) (h Head, ok bool, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	n, err := a.Catalog.AuditLastID(ctx)

@@ -1,6 +1,7 @@
 package backoffice_test
 
 import (
+	"context"
 	"fmt"
 	"net/http/httptest"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"camvault/backoffice"
+	"camvault/internal/pgtest"
 )
 
 // BenchmarkAlertLatency publishes b.N new incidents over RTSP (a camera
@@ -67,3 +69,25 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// BenchmarkAlertAcrossNodes: node A commits an alert to the shared
+// PostgreSQL catalog; node B's SSE client sees it (B woken by NOTIFY). It
+// reports that delay's p50 and p99.
+func BenchmarkAlertAcrossNodes(b *testing.B) {
+	dsn := pgtest.NewCatalog(b)
+	a := openShared(b, dsn, "bench-node-a")
+	nb := startPGNode(b, dsn, "bench-node-b", backoffice.Config{})
+	cl, _ := dialSSE(b, nb.web.URL+"/api/v1/events", tokAlice, "")
+	var lat []time.Duration
+	for b.Loop() {
+		t := time.Now()
+		if err := a.AddAlert(context.Background(), "camera.warning", camID, "", t, nil); err != nil {
+			b.Fatal(err)
+		}
+		ev := cl.next(b, 10*time.Second)
+		lat = append(lat, ev.At.Sub(t))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(ms(quantile(lat, 0.5)), "commit-to-sse-p50-ms")
+	b.ReportMetric(ms(quantile(lat, 0.99)), "commit-to-sse-p99-ms")
+}

@@ -17,15 +17,34 @@ type Outbox interface {
 	LastAlertID(ctx context.Context) (int64, error)
 }
 
+// Waker is an outbox that says when it may have grown, sooner than a
+// poll would find out (the catalog: after this process's commits, and on
+// PostgreSQL on every node's, by LISTEN/NOTIFY). A wake is only a hint
+// to read after the last id seen: the outbox stays the truth, so a lost
+// wake delays an alert by one poll and loses nothing.
+type Waker interface {
+	// WatchAlerts calls wake (which never blocks) until ctx ends; onErr
+	// hears why a listening connection was lost.
+	WatchAlerts(ctx context.Context, wake func(), onErr func(error)) error
+	// WatchesEveryWriter reports whether wakes come for every process's
+	// alerts; the poll is then only a safety net and runs at safetyPoll.
+	WatchesEveryWriter() bool
+}
+
+// safetyPoll is how often the outbox is read when a Waker hears every
+// writer: what a wake lost (a notification sent while the listener was
+// reconnecting) arrives within it.
+const safetyPoll = 2 * time.Second
+
 // pageSize bounds one outbox read.
 const pageSize = 256
 
-// hub is the one reader of the outbox for every live consumer. It polls
-// rather than being told by the catalog because other processes (the CLI
-// placing a hold, the retention sweep) write the same outbox; a poll of
-// `id > last` on SQLite's primary key costs tens of microseconds, and
-// SQLite's single writer assigns ids in commit order, so nothing is
-// skipped.
+// hub is the one reader of the outbox for every live consumer. It reads
+// `id > last` when woken (Waker) and on a poll, the safety net that also
+// finds what other processes wrote (the CLI placing a hold on SQLite);
+// that read costs tens of microseconds on the primary key, and the
+// catalog assigns ids in commit order (SQLite's single writer, a lock on
+// PostgreSQL), so nothing is skipped.
 type hub struct {
 	src   Outbox
 	every time.Duration
@@ -36,10 +55,24 @@ type hub struct {
 	subs    map[*subscription]struct{}
 	changed chan struct{} // closed and replaced whenever last advances
 	closed  bool
+
+	woken chan struct{} // one pending wake
 }
 
 func newHub(src Outbox, every time.Duration, log *slog.Logger) *hub {
-	return &hub{src: src, every: every, log: log, subs: map[*subscription]struct{}{}, changed: make(chan struct{})}
+	if w, ok := src.(Waker); ok && w.WatchesEveryWriter() {
+		every = max(every, safetyPoll)
+	}
+	return &hub{src: src, every: every, log: log, subs: map[*subscription]struct{}{}, changed: make(chan struct{}),
+		woken: make(chan struct{}, 1)}
+}
+
+// wake asks run to read the outbox now; wakes while one is pending merge.
+func (h *hub) wake() {
+	select {
+	case h.woken <- struct{}{}:
+	default:
+	}
 }
 
 // init positions the hub at the outbox's end: live consumers get what is
@@ -56,9 +89,20 @@ func (h *hub) init(ctx context.Context) error {
 	return nil
 }
 
-// run polls until ctx ends, then ends every subscription.
+// run reads the outbox when woken and at every poll until ctx ends, then
+// ends every subscription.
 func (h *hub) run(ctx context.Context) {
 	defer h.close()
+	if w, ok := h.src.(Waker); ok {
+		watching := make(chan struct{})
+		defer func() { <-watching }()
+		go func() {
+			defer close(watching)
+			w.WatchAlerts(ctx, h.wake, func(err error) {
+				h.log.Warn("alert listener lost; reconnecting (the outbox is read after the last id seen)", "err", err)
+			})
+		}()
+	}
 	t := time.NewTicker(h.every)
 	defer t.Stop()
 	failing := false
@@ -67,6 +111,7 @@ func (h *hub) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-h.woken:
 		}
 		for {
 			n, err := h.poll(ctx)

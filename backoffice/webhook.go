@@ -34,12 +34,21 @@ func checkWebhookURL(s string) error {
 	return nil
 }
 
+// Singleton keeps a job on one node at a time: the catalog's advisory
+// locks on PostgreSQL, where several nodes deliver the same webhooks.
+type Singleton interface {
+	Exclusive(ctx context.Context, job string, fn func(context.Context) error) (ran bool, err error)
+}
+
 // webhook delivers the outbox to one URL, in outbox order, one alert at a
 // time: the next is sent only once the receiver acknowledged the last one
 // with a 2xx and that is recorded in the catalog. A crash between the
 // receiver's 2xx and that record means the alert is sent again after the
 // restart (at least once); otherwise each alert is sent until acknowledged
-// and then never again.
+// and then never again. Where the catalog is shared (Singleton), one node
+// at a time delivers a URL: a batch runs under the URL's lock and starts
+// from the position the catalog holds, so the nodes take turns and none
+// sends what another already delivered.
 type webhook struct {
 	svc *Service
 	url string
@@ -48,6 +57,7 @@ type webhook struct {
 
 func (w *webhook) run(ctx context.Context) {
 	s := w.svc
+	lock, shared := s.cat.(Singleton)
 	for ctx.Err() == nil {
 		last, changed := s.hub.position()
 		if last <= w.pos {
@@ -58,21 +68,56 @@ func (w *webhook) run(ctx context.Context) {
 			}
 			continue
 		}
-		page, err := s.cat.AlertsAfter(ctx, w.pos, pageSize)
-		if err != nil || len(page) == 0 {
-			if err != nil && ctx.Err() == nil {
-				s.log.Error("webhook: read outbox", "url", w.url, "err", err)
+		if !shared {
+			if !w.batch(ctx) {
+				sleep(ctx, s.cfg.RetryMin)
 			}
-			sleep(ctx, s.cfg.RetryMin)
 			continue
 		}
-		for _, a := range page {
-			if !w.deliver(ctx, a) {
-				return
+		progress := false
+		ran, err := lock.Exclusive(ctx, "webhook "+w.url, func(ctx context.Context) error {
+			st, err := s.cat.EnsureWebhook(ctx, w.url, s.cfg.Now())
+			if err != nil {
+				return err
 			}
-			w.pos = a.ID
+			w.pos = max(w.pos, st.Delivered)
+			if w.pos >= last { // another node's turn delivered it all
+				progress = true
+				return nil
+			}
+			progress = w.batch(ctx)
+			return nil
+		})
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("webhook: take its turn", "url", w.url, "err", err)
+		}
+		if err != nil || !ran || !progress {
+			// Another node delivers this URL now (or the catalog failed):
+			// look again in a while. Its position moves in the catalog,
+			// which the next turn starts from.
+			sleep(ctx, s.cfg.RetryMin)
 		}
 	}
+}
+
+// batch delivers one page of the outbox after pos; false when it read
+// nothing (or failed to), and the caller waits before it tries again.
+func (w *webhook) batch(ctx context.Context) bool {
+	s := w.svc
+	page, err := s.cat.AlertsAfter(ctx, w.pos, pageSize)
+	if err != nil || len(page) == 0 {
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("webhook: read outbox", "url", w.url, "err", err)
+		}
+		return false
+	}
+	for _, a := range page {
+		if !w.deliver(ctx, a) {
+			break
+		}
+		w.pos = a.ID
+	}
+	return true
 }
 
 // deliver sends a until a 2xx, backing off exponentially with jitter

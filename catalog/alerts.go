@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -22,8 +24,23 @@ func insertAlert(ctx context.Context, tx *dbTx, typ, camera, incident string, at
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO alerts(type, camera, incident, at, data) VALUES(?,?,?,?,?)`, typ, camera, incident, at, string(b))
-	return err
+	if q := tx.d.serialiseAlerts; q != "" {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("lock the alert outbox: %w", err)
+		}
+	}
+	var id int64
+	if err := tx.QueryRowContext(ctx, `INSERT INTO alerts(type, camera, incident, at, data) VALUES(?,?,?,?,?) RETURNING id`,
+		typ, camera, incident, at, string(b)).Scan(&id); err != nil {
+		return err
+	}
+	if q := tx.d.notifyAlert; q != "" {
+		if _, err := tx.ExecContext(ctx, q, strconv.FormatInt(id, 10)); err != nil {
+			return fmt.Errorf("notify alert %d: %w", id, err)
+		}
+	}
+	tx.alerted = true
+	return nil
 }
 
 // AddAlert writes one event to the outbox on its own: events that are not

@@ -12,12 +12,22 @@
 // versioned (migrate.go, migrations/), and Open brings a catalog to the
 // current version, an unversioned SQLite catalog included.
 //
+// Several nodes may share one PostgreSQL catalog. The alert outbox is then
+// their common truth: ids follow commit order (a lock held from an
+// alert's insert to its commit), each commit notifies the channel
+// camvault_alerts, and WatchAlerts (alerts_watch.go) wakes a reader on
+// every node, which reads after the last id it saw; a lost notification
+// delays, never loses. Exclusive (singleton.go) keeps a job (the
+// retention sweep, the audit-head signer, a webhook URL's delivery) on one
+// node at a time with an advisory lock.
+//
 // One file a concern: this one holds Open, the database and the
 // incident manifest's chain; cameras.go, incidents.go (and their
 // sessions), chunks.go, intents.go (objects put and not yet committed),
 // checkpoints.go (which anchors are written), holds.go, retention.go (due
 // chunks, shredding, longer categories, and the audit trail's chain link),
-// audit.go, alerts.go, staff.go, exports.go, webhooks.go the rest.
+// audit.go, alerts.go (and alerts_watch.go), staff.go, exports.go,
+// webhooks.go and singleton.go the rest.
 package catalog
 
 import (
@@ -45,6 +55,8 @@ var ErrNotFound = errors.New("catalog: not found")
 type Catalog struct {
 	db          *db
 	intentBatch intentBatch // RecordIntent's group commit
+	wakes       localWakes  // this process's outbox watchers (alerts_watch.go)
+	pg          *pgx.ConnConfig
 }
 
 // Option adjusts how Open connects.
@@ -73,6 +85,7 @@ func Open(dsn string, opts ...Option) (*Catalog, error) {
 	}
 	var sdb *sql.DB
 	var d *dialect
+	var pgcfg *pgx.ConnConfig
 	if IsPostgres(dsn) {
 		cfg, err := pgx.ParseConfig(dsn)
 		if err != nil {
@@ -82,7 +95,7 @@ func Open(dsn string, opts ...Option) (*Catalog, error) {
 		if o.password != "" {
 			cfg.Password = o.password
 		}
-		sdb, d = stdlib.OpenDB(*cfg), pgDialect
+		sdb, d, pgcfg = stdlib.OpenDB(*cfg), pgDialect, cfg
 		sdb.SetMaxOpenConns(16)
 	} else {
 		var err error
@@ -99,7 +112,7 @@ func Open(dsn string, opts ...Option) (*Catalog, error) {
 		sdb.Close()
 		return nil, err
 	}
-	return &Catalog{db: &db{DB: sdb, d: d}}, nil
+	return &Catalog{db: &db{DB: sdb, d: d}, pg: pgcfg}, nil
 }
 
 // Close closes the database.
@@ -246,9 +259,16 @@ func (c *Catalog) tx(ctx context.Context, fn func(*dbTx) error) error {
 	if err != nil {
 		return err
 	}
-	if err := fn(&dbTx{tx: t, d: c.db.d}); err != nil {
+	dtx := &dbTx{tx: t, d: c.db.d}
+	if err := fn(dtx); err != nil {
 		t.Rollback()
 		return err
 	}
-	return t.Commit()
+	if err := t.Commit(); err != nil {
+		return err
+	}
+	if dtx.alerted {
+		c.wakes.wake()
+	}
+	return nil
 }

@@ -25,7 +25,21 @@ type dialect struct {
 	// when transactions on several connections append to it (PostgreSQL);
 	// empty where one writer at a time is the engine's rule.
 	serialiseAudit string
+	// serialiseAlerts makes alert ids follow commit order where several
+	// connections insert alerts at once (PostgreSQL): a sequence hands out
+	// ids at insert, so without it a reader of `id > last` could pass over
+	// an id whose transaction commits after a later one's. Held from the
+	// insert to the commit; SQLite's one writer already does this.
+	serialiseAlerts string
+	// notifyAlert wakes every node listening on the outbox (alertChannel)
+	// when the transaction commits; empty where one node is all there is.
+	notifyAlert string
 }
+
+// alertChannel is the PostgreSQL notification channel of the alert
+// outbox. A notification only wakes its listeners: its payload (the id)
+// is a hint, and the outbox is read after the last id each has seen.
+const alertChannel = "camvault_alerts"
 
 var (
 	sqliteDialect = &dialect{name: "sqlite"}
@@ -36,6 +50,9 @@ var (
 		// Transaction-scoped: released at commit or rollback. The key is
 		// the catalog's alone (ASCII "cvaudit").
 		serialiseAudit: `SELECT pg_advisory_xact_lock(27989425469679988)`,
+		// ASCII "cvalerts", the outbox's own key.
+		serialiseAlerts: `SELECT pg_advisory_xact_lock(7166182850165781619)`,
+		notifyAlert:     `SELECT pg_notify('` + alertChannel + `', ?::text)`,
 	}
 )
 
@@ -166,6 +183,9 @@ func (db *db) QueryRowContext(ctx context.Context, q string, args ...any) *sql.R
 type dbTx struct {
 	tx *sql.Tx
 	d  *dialect
+	// alerted is set when the transaction queued an alert: once it
+	// commits, the catalog wakes this process's outbox readers.
+	alerted bool
 }
 
 func (tx *dbTx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {

@@ -72,9 +72,23 @@ type Sweeper struct {
 	// costs a request per thousand objects on S3 and a directory walk on
 	// fs, so serve scans daily rather than every ten minutes.
 	ScanEvery time.Duration
+	// Lock, when set, keeps Run's sweeps on one node at a time among
+	// those sharing the catalog (nil: this is the only node). A sweep
+	// stopped midway (its node killed, its lock's connection lost) leaves
+	// work that the next sweep, on whichever node, finishes: deleting a
+	// chunk gone already is no error, and the catalog marks it deleted.
+	Lock Singleton
 
 	lastScan time.Time
 }
+
+// Singleton runs a job unless another node runs it at the moment.
+type Singleton interface {
+	Exclusive(ctx context.Context, job string, fn func(context.Context) error) (ran bool, err error)
+}
+
+// lockJob names the sweep for Singleton.
+const lockJob = "retention sweep"
 
 // Result says what one sweep did (or, dry, would do).
 type Result struct {
@@ -300,8 +314,10 @@ func (s *Sweeper) Run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		if _, err := s.Sweep(ctx, false); err != nil && ctx.Err() == nil {
+		if _, ran, err := s.SweepExclusive(ctx, false); err != nil && ctx.Err() == nil {
 			s.log().Error("retention sweep", "err", err)
+		} else if !ran {
+			s.log().Debug("retention sweep left to the node that runs it now")
 		}
 		select {
 		case <-ctx.Done():
@@ -309,6 +325,20 @@ func (s *Sweeper) Run(ctx context.Context, every time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// SweepExclusive is Sweep under Lock: while another node sweeps, it does
+// nothing and returns ran=false. Without a Lock it always sweeps.
+func (s *Sweeper) SweepExclusive(ctx context.Context, dryRun bool) (res *Result, ran bool, err error) {
+	sweep := func(ctx context.Context) error {
+		res, err = s.Sweep(ctx, dryRun)
+		return err
+	}
+	if s.Lock == nil {
+		return res, true, sweep(ctx)
+	}
+	ran, err = s.Lock.Exclusive(ctx, lockJob, sweep)
+	return res, ran, err
 }
 
 func (s *Sweeper) log() *slog.Logger {

@@ -32,16 +32,23 @@ func (c *clock) day(n int) time.Time { t := day0.Add(time.Duration(n) * day); c.
 type world struct {
 	cat   *catalog.Catalog
 	store *fs.Store
+	dir   string // the store's
 	clock *clock
 	sw    *Sweeper
 	// cameras counts the cameras registered so far.
 	cameras atomic.Int64
 }
 
-func newWorld(t testing.TB) *world {
+func newWorld(t testing.TB) *world { return newWorldOn(t, "") }
+
+// newWorldOn is a world on the catalog dsn ("": a new SQLite file).
+func newWorldOn(t testing.TB, dsn string) *world {
 	t.Helper()
 	dir := t.TempDir()
-	cat, err := catalog.Open(filepath.Join(dir, "catalog.db"))
+	if dsn == "" {
+		dsn = filepath.Join(dir, "catalog.db")
+	}
+	cat, err := catalog.Open(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +60,7 @@ func newWorld(t testing.TB) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return &world{cat: cat, store: st, clock: c, sw: &Sweeper{Catalog: cat, Store: st, Now: c.now}}
+	return &world{cat: cat, store: st, dir: filepath.Join(dir, "chunks"), clock: c, sw: &Sweeper{Catalog: cat, Store: st, Now: c.now}}
 }
 
 // record stores an ended incident of n chunks recorded at `at`, with the

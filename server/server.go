@@ -305,7 +305,7 @@ func (s *Server) open() error {
 		return nil
 	}
 
-	s.auditor = &audit.Anchorer{Catalog: s.Catalog, Store: s.Store, Signer: signer, Now: time.Now}
+	s.auditor = &audit.Anchorer{Catalog: s.Catalog, Store: s.Store, Signer: signer, Now: time.Now, Lock: s.Catalog}
 	if err := s.openSpace(); err != nil {
 		return err
 	}
@@ -396,7 +396,8 @@ func (s *Server) Start() error {
 		if every == 0 {
 			every = 10 * time.Minute
 		}
-		sw := &retention.Sweeper{Catalog: s.Catalog, Store: s.Store, Now: time.Now, Log: s.log, ScanEvery: 24 * time.Hour}
+		// Lock: on a shared (PostgreSQL) catalog one node sweeps at a time.
+		sw := &retention.Sweeper{Catalog: s.Catalog, Store: s.Store, Now: time.Now, Log: s.log, ScanEvery: 24 * time.Hour, Lock: s.Catalog}
 		s.sweepers.Add(1)
 		go func() {
 			defer s.sweepers.Done()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os/user"
@@ -80,10 +81,21 @@ func cmdRetention(args []string, stdout, stderr io.Writer) error {
 	defer n.Close()
 	// An operator's sweep also lists the store: it is run rarely, and it
 	// is how leftovers the catalog does not account for are found.
-	sw := &retention.Sweeper{Catalog: n.cat, Store: st, Now: now, ScanEvery: -1}
-	res, err := sw.Sweep(context.Background(), *dry)
+	// Lock: on a shared catalog, not while a node sweeps it (a dry run
+	// changes nothing and needs no turn).
+	sw := &retention.Sweeper{Catalog: n.cat, Store: st, Now: now, ScanEvery: -1, Lock: n.cat}
+	var res *retention.Result
+	ran := true
+	if *dry {
+		res, err = sw.Sweep(context.Background(), true)
+	} else {
+		res, ran, err = sw.SweepExclusive(context.Background(), false)
+	}
 	if err != nil {
 		return err
+	}
+	if !ran {
+		return errors.New("another node is sweeping this catalog now; nothing done (try again later)")
 	}
 	if err := writeJSON(stdout, res); err != nil {
 		return err
