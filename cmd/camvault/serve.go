@@ -61,6 +61,7 @@ type serveFlags struct {
 	pprofAddr        *string
 	node             *string
 	lease            *time.Duration
+	checkpointEvery  *int
 }
 
 // newServeFlags defines serve's flags.
@@ -93,6 +94,7 @@ func newServeFlags() (*flag.FlagSet, *serveFlags) {
 		noDemo:           fl.Bool("no-demo", false, "do not create the demo camera on first start"),
 		pprofAddr:        fl.String("pprof", "", "serve Go profiling on this address (loopback only; off by default)"),
 		node:             fl.String("node", "", "this node's id among the nodes sharing a catalog, registered with its key (default the host name)"),
+		checkpointEvery:  fl.Int("checkpoint-every", 30, "sign an incident's manifest head after this many chunks (and at every session end)"),
 		lease:            fl.Duration("lease", catalog.DefaultLease, "a recording camera's lease: another node takes the camera over once this node has not renewed it for this long"),
 	}
 }
@@ -128,7 +130,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if *f.lease < time.Second {
 		return usagef("--lease %v: at least 1s (it is renewed every third of it)", *f.lease)
 	}
-	cfg.Recorder = recorder.Config{Lease: *f.lease, Retention: *f.retention, SegmentTarget: *f.segmentDur, Grace: *f.grace,
+	cfg.Recorder = recorder.Config{Lease: *f.lease, CheckpointEvery: *f.checkpointEvery, Retention: *f.retention, SegmentTarget: *f.segmentDur, Grace: *f.grace,
 		Transcode: recorder.TranscodeConfig{Enabled: *f.transcodeWorkers != 0, Workers: *f.transcodeWorkers}}
 	srv, err := startServer(cfg, log)
 	if err != nil {
