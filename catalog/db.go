@@ -25,6 +25,10 @@ type dialect struct {
 	// when transactions on several connections append to it (PostgreSQL);
 	// empty where one writer at a time is the engine's rule.
 	serialiseAudit string
+	// shared: several nodes may open the catalog (PostgreSQL). A SQLite
+	// catalog is its one node's, whatever that node is called now (a
+	// container's host name changes at every start).
+	shared bool
 }
 
 var (
@@ -32,6 +36,7 @@ var (
 	pgDialect     = &dialect{
 		name:      "postgres",
 		dollar:    true,
+		shared:    true,
 		forUpdate: " FOR UPDATE",
 		// Transaction-scoped: released at commit or rollback. The key is
 		// the catalog's alone (ASCII "cvaudit").

@@ -236,10 +236,12 @@ func (c *Catalog) endStale(ctx context.Context, tx *dbTx, l lease) error {
 // and one of its own that another node took over meanwhile was ended by
 // the takeover (endStale), in the chain's order, so it is not running.
 // Sessions recorded before nodes were (node NULL) are this node's: such
-// a catalog had one.
+// a catalog had one. So is every session of a SQLite catalog, which no
+// other node opens, whatever its node was called.
 func (c *Catalog) InterruptRunning(ctx context.Context, now time.Time) ([]string, error) {
 	type pair struct{ session, incident string }
-	rows, err := c.db.QueryContext(ctx, `SELECT id, incident FROM sessions WHERE ended_at IS NULL AND (node = ? OR node IS NULL)`, c.node)
+	rows, err := c.db.QueryContext(ctx, `SELECT id, incident FROM sessions WHERE ended_at IS NULL AND (node = ? OR node IS NULL OR ?)`,
+		c.node, !c.db.d.shared)
 	open, err := scanAll(rows, err, "find running sessions", func(sc rowScanner) (pair, error) {
 		var p pair
 		return p, sc.Scan(&p.session, &p.incident)
@@ -257,7 +259,9 @@ func (c *Catalog) InterruptRunning(ctx context.Context, now time.Time) ([]string
 		err = c.tx(ctx, func(tx *dbTx) error {
 			// Checked again under the lease row's lock: a takeover that
 			// ended the session since it was listed settled it.
-			if err := c.checkLease(ctx, tx, p.incident, p.session); errors.Is(err, ErrLeaseLost) {
+			if !tx.d.shared {
+				// The lease may name this node by its old name.
+			} else if err := c.checkLease(ctx, tx, p.incident, p.session); errors.Is(err, ErrLeaseLost) {
 				return nil
 			} else if err != nil {
 				return err
