@@ -53,6 +53,7 @@ var ErrNotFound = errors.New("catalog: not found")
 
 // Catalog is the SQL catalog. It is safe for concurrent use.
 type Catalog struct {
+	node        string // this node's id (WithNode)
 	db          *db
 	intentBatch intentBatch // RecordIntent's group commit
 	wakes       localWakes  // this process's outbox watchers (alerts_watch.go)
@@ -62,7 +63,15 @@ type Catalog struct {
 // Option adjusts how Open connects.
 type Option func(*options)
 
-type options struct{ password string }
+type options struct{ password, node string }
+
+// DefaultNode is the node id of a catalog opened without WithNode: the
+// one node of a catalog that no other node shares.
+const DefaultNode = "local"
+
+// WithNode names the node the catalog works for: the sessions it starts
+// are this node's, and so are the leases they take (leases.go).
+func WithNode(id string) Option { return func(o *options) { o.node = id } }
 
 // WithPassword is the PostgreSQL password, for a caller that read it from
 // a file of its own; without it pgx takes PGPASSWORD or the PGPASSFILE
@@ -79,7 +88,7 @@ func IsPostgres(dsn string) bool {
 // to the current version (migrate): a PostgreSQL URL, or else the path of
 // a SQLite file, created if needed.
 func Open(dsn string, opts ...Option) (*Catalog, error) {
-	var o options
+	o := options{node: DefaultNode}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -112,7 +121,7 @@ func Open(dsn string, opts ...Option) (*Catalog, error) {
 		sdb.Close()
 		return nil, err
 	}
-	return &Catalog{db: &db{DB: sdb, d: d}, pg: pgcfg}, nil
+	return &Catalog{node: o.node, db: &db{DB: sdb, d: d}, pg: pgcfg}, nil
 }
 
 // Close closes the database.
@@ -128,10 +137,16 @@ func NewID(prefix string, now time.Time) string {
 }
 
 // AppendRecord appends a record (gap, end, ...) to an incident's manifest.
-// Index and Prev are filled in.
+// Index and Prev are filled in. A record of a session fails with
+// ErrLeaseLost once the session may no longer write (checkLease).
 func (c *Catalog) AppendRecord(ctx context.Context, r manifest.Record) (manifest.Record, error) {
 	var out manifest.Record
 	err := c.tx(ctx, func(tx *dbTx) error {
+		if r.Session != "" {
+			if err := c.checkLease(ctx, tx, r.Incident, r.Session); err != nil {
+				return err
+			}
+		}
 		var err error
 		out, err = appendRecord(ctx, tx, r)
 		return err

@@ -27,10 +27,14 @@ type Chunk struct {
 // CommitChunk makes a stored chunk durable in the catalog: its row and its
 // manifest record in one transaction, which also deletes the chunk's
 // intent (RecordIntent), so the object is known to the catalog throughout.
-// It returns the manifest record.
+// It returns the manifest record. ErrLeaseLost: the session may no longer
+// write (checkLease).
 func (c *Catalog) CommitChunk(ctx context.Context, ch Chunk) (manifest.Record, error) {
 	var rec manifest.Record
 	err := c.tx(ctx, func(tx *dbTx) error {
+		if err := c.checkLease(ctx, tx, ch.Incident, ch.Session); err != nil {
+			return err
+		}
 		var err error
 		rec, err = commitChunk(ctx, tx, ch)
 		return err

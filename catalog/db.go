@@ -34,6 +34,10 @@ type dialect struct {
 	// notifyAlert wakes every node listening on the outbox (alertChannel)
 	// when the transaction commits; empty where one node is all there is.
 	notifyAlert string
+	// shared: several nodes may open the catalog (PostgreSQL). A SQLite
+	// catalog is its one node's, whatever that node is called now (a
+	// container's host name changes at every start).
+	shared bool
 }
 
 // alertChannel is the PostgreSQL notification channel of the alert
@@ -46,6 +50,7 @@ var (
 	pgDialect     = &dialect{
 		name:      "postgres",
 		dollar:    true,
+		shared:    true,
 		forUpdate: " FOR UPDATE",
 		// Transaction-scoped: released at commit or rollback. The key is
 		// the catalog's alone (ASCII "cvaudit").

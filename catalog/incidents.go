@@ -27,6 +27,9 @@ type SessionStart struct {
 	// Grace is how long after an incident ended a new session of the same
 	// camera continues it instead of opening a new one.
 	Grace time.Duration
+	// Lease is how long the camera's lease, taken for the session, lasts
+	// unless renewed (RenewLease); 0 is DefaultLease.
+	Lease time.Duration
 }
 
 // SessionStarted tells the caller which incident the session belongs to.
@@ -62,8 +65,20 @@ func (c *Catalog) Resumable(ctx context.Context, camera string, now time.Time, g
 // the one still open or ended within the grace window, else a new one. It
 // records the session (and for a resumed incident the gap) in the manifest
 // and queues the incident.started alert for a new incident.
+//
+// The session takes the camera's lease in the same transaction: refused
+// with a *LeaseHeldError (ErrLeaseHeld) while another node's lease is
+// live. A lease of another node that expired is taken over: the session
+// that held it, left running by a node that stopped renewing it, is ended
+// here, as interrupted when its lease expired, before anything of the new
+// session; the incident then resumes by the grace rule, from that end,
+// with the reconnect gap from its last durable footage.
 func (c *Catalog) StartSession(ctx context.Context, s SessionStart) (SessionStarted, error) {
 	var out SessionStarted
+	ttl := s.Lease
+	if ttl <= 0 {
+		ttl = DefaultLease
+	}
 	err := c.tx(ctx, func(tx *dbTx) error {
 		// The camera's row, locked where the engine has row locks: two
 		// sessions of one camera starting at once choose its incident one
@@ -71,9 +86,18 @@ func (c *Catalog) StartSession(ctx context.Context, s SessionStart) (SessionStar
 		if _, err := tx.ExecContext(ctx, `SELECT id FROM cameras WHERE id = ?`+tx.d.forUpdate, s.Camera); err != nil {
 			return err
 		}
+		old, replaced, err := c.acquireLease(ctx, tx, s.Camera, s.Session, s.Now, ttl)
+		if err != nil {
+			return err
+		}
+		if replaced && old.Node != c.node {
+			if err := c.endStale(ctx, tx, old); err != nil {
+				return err
+			}
+		}
 		var id, status string
 		var ended dbTime
-		err := tx.QueryRowContext(ctx, `SELECT id, status, ended_at FROM incidents WHERE camera = ? ORDER BY started_at DESC LIMIT 1`, s.Camera).
+		err = tx.QueryRowContext(ctx, `SELECT id, status, ended_at FROM incidents WHERE camera = ? ORDER BY started_at DESC LIMIT 1`, s.Camera).
 			Scan(&id, &status, &ended)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
@@ -119,8 +143,8 @@ func (c *Catalog) StartSession(ctx context.Context, s SessionStart) (SessionStar
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO sessions(id, incident, wrapped_key, started_at) VALUES(?,?,?,?)`,
-			s.Session, out.Incident, s.WrappedKey, s.Now); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO sessions(id, incident, wrapped_key, started_at, node) VALUES(?,?,?,?,?)`,
+			s.Session, out.Incident, s.WrappedKey, s.Now, c.node); err != nil {
 			return err
 		}
 		_, err = appendRecord(ctx, tx, manifest.Record{Incident: out.Incident, Kind: manifest.KindSession, Session: s.Session, Wall: s.Now})
@@ -133,37 +157,18 @@ func (c *Catalog) StartSession(ctx context.Context, s SessionStart) (SessionStar
 }
 
 // EndSession records the end of an ingest session, and ends the incident
-// with status unless another session of it is still running.
+// with status unless another session of it is still running. The session
+// releases its camera's lease. ErrLeaseLost: the session was taken over
+// (and ended) by another node, which wrote its end.
 func (c *Catalog) EndSession(ctx context.Context, incident, session string, now time.Time, status, note string) (manifest.Record, error) {
 	var rec manifest.Record
 	err := c.tx(ctx, func(tx *dbTx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL`, now, session); err != nil {
+		if err := c.checkLease(ctx, tx, incident, session); err != nil {
 			return err
 		}
 		var err error
-		rec, err = appendRecord(ctx, tx, manifest.Record{Incident: incident, Kind: manifest.KindEnd, Session: session, Wall: now, Note: status + ": " + note})
-		if err != nil {
-			return err
-		}
-		var running int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sessions WHERE incident = ? AND ended_at IS NULL`, incident).Scan(&running); err != nil {
-			return err
-		}
-		if running > 0 {
-			return nil
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE incidents SET status = ?, ended_at = ? WHERE id = ?`, status, now, incident); err != nil {
-			return err
-		}
-		var camera string
-		if err := tx.QueryRowContext(ctx, `SELECT camera FROM incidents WHERE id = ?`, incident).Scan(&camera); err != nil {
-			return err
-		}
-		typ := "incident.ended"
-		if status == StatusInterrupted {
-			typ = "incident.interrupted"
-		}
-		return insertAlert(ctx, tx, typ, camera, incident, now, map[string]any{"note": note})
+		rec, err = endSession(ctx, tx, incident, session, now, status, note)
+		return err
 	})
 	if err != nil {
 		return rec, fmt.Errorf("end session %s: %w", session, err)
@@ -171,12 +176,72 @@ func (c *Catalog) EndSession(ctx context.Context, incident, session string, now 
 	return rec, nil
 }
 
-// InterruptRunning marks sessions left running by a crash as ended, with a
-// gap record each, and returns their incidents. It runs at start-up, before
-// ingest.
+func endSession(ctx context.Context, tx *dbTx, incident, session string, now time.Time, status, note string) (manifest.Record, error) {
+	if _, err := tx.ExecContext(ctx, `UPDATE sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL`, now, session); err != nil {
+		return manifest.Record{}, err
+	}
+	if err := releaseLease(ctx, tx, session); err != nil {
+		return manifest.Record{}, err
+	}
+	rec, err := appendRecord(ctx, tx, manifest.Record{Incident: incident, Kind: manifest.KindEnd, Session: session, Wall: now, Note: status + ": " + note})
+	if err != nil {
+		return rec, err
+	}
+	var running int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sessions WHERE incident = ? AND ended_at IS NULL`, incident).Scan(&running); err != nil {
+		return rec, err
+	}
+	if running > 0 {
+		return rec, nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE incidents SET status = ?, ended_at = ? WHERE id = ?`, status, now, incident); err != nil {
+		return rec, err
+	}
+	var camera string
+	if err := tx.QueryRowContext(ctx, `SELECT camera FROM incidents WHERE id = ?`, incident).Scan(&camera); err != nil {
+		return rec, err
+	}
+	typ := "incident.ended"
+	if status == StatusInterrupted {
+		typ = "incident.interrupted"
+	}
+	return rec, insertAlert(ctx, tx, typ, camera, incident, now, map[string]any{"note": note})
+}
+
+// endStale ends the session whose expired lease another node's session
+// takes over, if it is still running: its node stopped renewing it (a
+// crash, a lost network) and never ended it. It ends when its lease
+// expired, the last moment it was allowed to write; its node, if it comes
+// back, finds it ended and leaves it (InterruptRunning settles running
+// sessions only), and any write it still tries fails with ErrLeaseLost.
+func (c *Catalog) endStale(ctx context.Context, tx *dbTx, l lease) error {
+	var incident string
+	var ended dbTime
+	err := tx.QueryRowContext(ctx, `SELECT incident, ended_at FROM sessions WHERE id = ?`, l.Session).Scan(&incident, &ended)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && ended.Valid) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("session %s of the expired lease: %w", l.Session, err)
+	}
+	note := fmt.Sprintf("node %s stopped renewing the camera's lease, which expired at %s; node %s took the camera over",
+		l.Node, l.Expires.UTC().Format(gapTime), c.node)
+	_, err = endSession(ctx, tx, incident, l.Session, l.Expires, StatusInterrupted, note)
+	return err
+}
+
+// InterruptRunning marks sessions of this node left running by a crash as
+// ended, with a gap record each, and returns their incidents. It runs at
+// start-up, before ingest. Another node's sessions are not its to settle,
+// and one of its own that another node took over meanwhile was ended by
+// the takeover (endStale), in the chain's order, so it is not running.
+// Sessions recorded before nodes were (node NULL) are this node's: such
+// a catalog had one. So is every session of a SQLite catalog, which no
+// other node opens, whatever its node was called.
 func (c *Catalog) InterruptRunning(ctx context.Context, now time.Time) ([]string, error) {
 	type pair struct{ session, incident string }
-	rows, err := c.db.QueryContext(ctx, `SELECT id, incident FROM sessions WHERE ended_at IS NULL`)
+	rows, err := c.db.QueryContext(ctx, `SELECT id, incident FROM sessions WHERE ended_at IS NULL AND (node = ? OR node IS NULL OR ?)`,
+		c.node, !c.db.d.shared)
 	open, err := scanAll(rows, err, "find running sessions", func(sc rowScanner) (pair, error) {
 		var p pair
 		return p, sc.Scan(&p.session, &p.incident)
@@ -190,13 +255,32 @@ func (c *Catalog) InterruptRunning(ctx context.Context, now time.Time) ([]string
 		if err != nil {
 			return nil, err
 		}
-		if _, err := c.AppendRecord(ctx, gap); err != nil {
-			return nil, err
+		settled := false
+		err = c.tx(ctx, func(tx *dbTx) error {
+			// Checked again under the lease row's lock: a takeover that
+			// ended the session since it was listed settled it.
+			if !tx.d.shared {
+				// The lease may name this node by its old name.
+			} else if err := c.checkLease(ctx, tx, p.incident, p.session); errors.Is(err, ErrLeaseLost) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			if _, err := appendRecord(ctx, tx, gap); err != nil {
+				return err
+			}
+			if _, err := endSession(ctx, tx, p.incident, p.session, now, StatusInterrupted, "server restart"); err != nil {
+				return err
+			}
+			settled = true
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("settle session %s left running: %w", p.session, err)
 		}
-		if _, err := c.EndSession(ctx, p.incident, p.session, now, StatusInterrupted, "server restart"); err != nil {
-			return nil, err
+		if settled {
+			incidents = append(incidents, p.incident)
 		}
-		incidents = append(incidents, p.incident)
 	}
 	return incidents, nil
 }

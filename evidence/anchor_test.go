@@ -71,7 +71,7 @@ func TestCatalogRewriteCaughtByAnchors(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := &CatalogSource{Catalog: cat, Store: st, ID: s.Incident}
-	rep, err := Verify(ctx, src, pub, nil)
+	rep, err := Verify(ctx, src, KeysOf(pub), nil)
 	if err != nil || !rep.OK() || rep.Anchored < 2 {
 		t.Fatalf("honest incident: ok %v, %d anchored, %v %v", rep.OK(), rep.Anchored, rep.Problems, err)
 	}
@@ -103,11 +103,11 @@ func TestCatalogRewriteCaughtByAnchors(t *testing.T) {
 	}
 	// Without the anchors the forgery is consistent...
 	plain := &CatalogSource{Catalog: cat, Store: noLister{st}, ID: s.Incident}
-	if rep, _ := Verify(ctx, plain, pub, nil); !rep.OK() {
+	if rep, _ := Verify(ctx, plain, KeysOf(pub), nil); !rep.OK() {
 		t.Fatalf("forgery should pass chain and signature checks: %v", rep.Problems)
 	}
 	// ...and the anchors expose it.
-	rep, _ = Verify(ctx, src, pub, nil)
+	rep, _ = Verify(ctx, src, KeysOf(pub), nil)
 	if rep.OK() || !strings.Contains(fmt.Sprint(rep.Problems), "truncated") {
 		t.Fatalf("rewritten catalog not caught: %v", rep.Problems)
 	}

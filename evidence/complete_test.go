@@ -190,7 +190,7 @@ func verifyDir(t *testing.T, dir string, pub ed25519.PublicKey) *Report {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Verify(context.Background(), src, pub, nil)
+	rep, err := Verify(context.Background(), src, KeysOf(pub), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package evidence
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,7 +35,7 @@ type MediaExporter interface {
 type ExportOptions struct {
 	DataDir    string // plaintext is refused anywhere under it
 	OutDir     string // created; must not exist or be empty
-	NodeKey    ed25519.PublicKey
+	NodeKeys   NodeKeys
 	Identities []age.Identity
 	Exporter   MediaExporter // nil: the stored media (fragmented MP4, WebM stream) is written as is
 	Info       any           // incident metadata for incident.json
@@ -52,7 +51,7 @@ func Export(ctx context.Context, src Source, opt ExportOptions) (*Report, []stri
 	if err := checkOutside(opt.DataDir, opt.OutDir); err != nil {
 		return nil, nil, err
 	}
-	rep, err := Verify(ctx, src, opt.NodeKey, opt.Identities)
+	rep, err := Verify(ctx, src, opt.NodeKeys, opt.Identities)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -129,6 +128,10 @@ func copyEvidence(ctx context.Context, src Source, rep *Report, opt ExportOption
 	}
 	kb, _ := json.MarshalIndent(keys, "", "  ")
 	if err := write(BundleKeys, kb); err != nil {
+		return err
+	}
+	nb, _ := json.MarshalIndent(rep.Signers, "", "  ")
+	if err := write(BundleNodeKeys, nb); err != nil {
 		return err
 	}
 	info := map[string]any{"id": src.Incident(), "incident": opt.Info}

@@ -33,7 +33,7 @@ func FuzzVerifyBundle(f *testing.F) {
 	seed, pub, id := writeTestBundleKeys(f, recs)
 	if src, err := OpenBundle(seed); err != nil {
 		f.Fatal(err)
-	} else if rep, err := Verify(context.Background(), src, pub, []age.Identity{id}); err != nil || !rep.OK() || rep.Chunks != 8 {
+	} else if rep, err := Verify(context.Background(), src, KeysOf(pub), []age.Identity{id}); err != nil || !rep.OK() || rep.Chunks != 8 {
 		f.Fatalf("the seed bundle does not verify: %v %v", err, rep.Problems)
 	}
 	chunkObj := chunk.ObjectKey(chunk.Header{Incident: testIncident, Session: "ses1", Track: chunk.TrackOriginal, Seq: 2})
@@ -87,7 +87,7 @@ func FuzzVerifyBundle(f *testing.F) {
 		if err != nil {
 			return // refused: not a bundle
 		}
-		rep, err := Verify(context.Background(), src, pub, []age.Identity{id})
+		rep, err := Verify(context.Background(), src, KeysOf(pub), []age.Identity{id})
 		if err != nil || !rep.OK() {
 			return
 		}

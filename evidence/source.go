@@ -84,6 +84,7 @@ const (
 	BundleManifest    = "manifest.jsonl"
 	BundleCheckpoints = "checkpoints.jsonl"
 	BundleKeys        = "keys.json"
+	BundleNodeKeys    = "node_keys.json" // the public key of each node that signed a checkpoint, by node id
 	BundleChunks      = "chunks"
 	BundleReport      = "report.txt"
 	BundleInfo        = "incident.json"

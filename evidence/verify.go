@@ -6,7 +6,6 @@ package evidence
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -71,6 +70,9 @@ type Report struct {
 	Notes        []string  `json:"notes,omitempty"`         // what a reader of the export must know (not problems)
 	CipherBytes  int64     `json:"cipher_bytes"`
 	Problems     []Problem `json:"problems,omitempty"`
+	// Signers are the public keys (base64) that verified the checkpoints,
+	// by the node that signed them.
+	Signers map[string]string `json:"signers,omitempty"`
 	// Program is how the reader runs camvault, for the commands the text
 	// suggests ("camvault" when empty); not part of the report itself.
 	Program       string `json:"-"`
@@ -97,10 +99,10 @@ func (r *Report) fail(rec *manifest.Record, object, format string, args ...any) 
 }
 
 // Verify checks an incident: the manifest's hash chain, the checkpoint
-// signatures against nodeKey (obtained out of band, never from the bundle
-// being verified), every chunk's ciphertext hash and header, and, when
+// signatures against the node keys (obtained out of band, never from the
+// bundle being verified), every chunk's ciphertext hash and header, and, when
 // identities are given, every AEAD tag and plaintext hash.
-func Verify(ctx context.Context, src Source, nodeKey ed25519.PublicKey, identities []age.Identity) (*Report, error) {
+func Verify(ctx context.Context, src Source, nodeKeys NodeKeys, identities []age.Identity) (*Report, error) {
 	rep := &Report{Incident: src.Incident()}
 	lines, err := src.ManifestLines(ctx)
 	if err != nil {
@@ -121,10 +123,10 @@ func Verify(ctx context.Context, src Source, nodeKey ed25519.PublicKey, identiti
 		rep.fail(nil, "", "manifest is empty")
 	}
 	verifyComplete(rep, recs)
-	verifyCheckpoints(ctx, src, rep, lines, nodeKey)
+	verifyCheckpoints(ctx, src, rep, lines, nodeKeys)
 	if as, ok := src.(AnchorSource); ok {
 		rep.anchorsRead = true
-		verifyAnchors(ctx, as, rep, lines, nodeKey)
+		verifyAnchors(ctx, as, rep, lines, nodeKeys)
 	}
 
 	if len(identities) > 0 {
@@ -163,7 +165,7 @@ func Verify(ctx context.Context, src Source, nodeKey ed25519.PublicKey, identiti
 	return rep, nil
 }
 
-func verifyCheckpoints(ctx context.Context, src Source, rep *Report, lines [][]byte, nodeKey ed25519.PublicKey) {
+func verifyCheckpoints(ctx context.Context, src Source, rep *Report, lines [][]byte, nodeKeys NodeKeys) {
 	cps, err := src.CheckpointLines(ctx)
 	if err != nil {
 		rep.fail(nil, "", "read checkpoints: %v", err)
@@ -181,10 +183,12 @@ func verifyCheckpoints(ctx context.Context, src Source, rep *Report, lines [][]b
 			rep.fail(nil, "", "checkpoint for another incident %q", cp.Incident)
 			continue
 		}
-		if err := cp.Verify(nodeKey); err != nil {
+		pub, err := nodeKeys.check(&cp)
+		if err != nil {
 			rep.fail(nil, "", "%v", err)
 			continue
 		}
+		rep.noteSigner(cp.Node, pub)
 		if cp.Index >= uint64(len(lines)) {
 			rep.fail(nil, "", "signed checkpoint covers record %d but the manifest has only %d records (records were removed)", cp.Index, len(lines))
 			continue
@@ -212,7 +216,7 @@ type AnchorSource interface {
 // verifyAnchors checks the catalog's manifest against every checkpoint
 // anchored in the store: a truncated or rewritten manifest, even one
 // re-signed with the node key, disagrees with them.
-func verifyAnchors(ctx context.Context, src AnchorSource, rep *Report, lines [][]byte, nodeKey ed25519.PublicKey) {
+func verifyAnchors(ctx context.Context, src AnchorSource, rep *Report, lines [][]byte, nodeKeys NodeKeys) {
 	anchors, err := src.Anchors(ctx)
 	if err != nil {
 		rep.fail(nil, "", "read checkpoint anchors: %v", err)
@@ -230,7 +234,7 @@ func verifyAnchors(ctx context.Context, src AnchorSource, rep *Report, lines [][
 			rep.fail(nil, "", "unparsable checkpoint anchor: %v", err)
 			continue
 		}
-		if err := cp.Verify(nodeKey); err != nil {
+		if _, err := nodeKeys.check(&cp); err != nil {
 			rep.fail(nil, "", "anchor: %v", err)
 			continue
 		}

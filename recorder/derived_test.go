@@ -201,7 +201,7 @@ func (r *rig) open(t testing.TB, camera string) *opened {
 		t.Fatalf("no incident of %s", camera)
 	}
 	src := &evidence.CatalogSource{Catalog: r.cat, Store: r.st, ID: o.id}
-	rep, err := evidence.Verify(r.ctx, src, r.pub, r.ids)
+	rep, err := evidence.Verify(r.ctx, src, evidence.KeysOf(r.pub), r.ids)
 	if err != nil {
 		t.Fatal(err)
 	}

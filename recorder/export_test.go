@@ -108,7 +108,7 @@ func TestH264AACExportIsTheCamerasBytes(t *testing.T) {
 	src := &evidence.CatalogSource{Catalog: cat, Store: st, ID: incs[0].ID}
 	out := filepath.Join(t.TempDir(), "export")
 	rep, files, err := evidence.Export(ctx, src, evidence.ExportOptions{
-		DataDir: data, OutDir: out, NodeKey: pub, Identities: ids, Exporter: codec.Exporter{},
+		DataDir: data, OutDir: out, NodeKeys: evidence.KeysOf(pub), Identities: ids, Exporter: codec.Exporter{},
 	})
 	if err != nil || len(files) != 1 || filepath.Base(files[0]) != "incident.mp4" {
 		t.Fatalf("export: %v, %v (%v)", files, err, rep.Problems)
@@ -148,7 +148,7 @@ func TestH264AACExportIsTheCamerasBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err = evidence.Verify(ctx, bundle, pub, ids)
+	rep, err = evidence.Verify(ctx, bundle, evidence.KeysOf(pub), ids)
 	if err != nil || !rep.OK() {
 		t.Fatalf("verify: %v, %v", err, rep.Problems)
 	}

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
@@ -59,6 +60,10 @@ type Config struct {
 	// and hears of every write that failed, so that a full disk costs
 	// footage but never the records of the loss.
 	Space Space
+	// Lease is how long a camera's lease lasts (catalog leases: one node
+	// records a camera at a time), renewed every third of it while the
+	// session lives; default catalog.DefaultLease.
+	Lease time.Duration
 }
 
 // Space is what the recorder needs of a free-space monitor
@@ -96,6 +101,9 @@ func (c *Config) defaults() {
 	if c.SubmitWait <= 0 {
 		c.SubmitWait = time.Second
 	}
+	if c.Lease <= 0 {
+		c.Lease = catalog.DefaultLease
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -127,6 +135,7 @@ type Recorder struct {
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
+	renewing map[string]context.CancelFunc // session id -> its lease renewal's stop
 	closed   bool
 }
 
@@ -147,6 +156,7 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 		writer:   &store.Writer{Store: chunks, Intents: cat, Now: cfg.Now},
 		chunks:   chunks,
 		sessions: map[*session]struct{}{},
+		renewing: map[string]context.CancelFunc{},
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "camvault", Name: "ingest_to_durable_seconds",
 			Help:    "Time from a segment's first frame reaching the server to its chunk being durable (stored and committed).",
@@ -172,9 +182,12 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 		Namespace: "camvault", Subsystem: "commit", Name: "retries_total",
 		Help: "Catalog writes of the commit stage that failed and were retried.",
 	})
-	r.committer = &commit.Committer{Catalog: cat, Signer: signer, Now: cfg.Now, CheckpointEvery: cfg.CheckpointEvery,
-		Anchors: chunks, Alerts: cat, Log: log, Durable: r.durable, Ended: func(session string) { r.src.Forget(session) },
-		Retries: commitRetries}
+	r.committer = &commit.Committer{Catalog: cat, Signer: signer, Node: cat.Node(), Now: cfg.Now, CheckpointEvery: cfg.CheckpointEvery,
+		Anchors: chunks, Alerts: cat, Log: log, Durable: r.durable, Retries: commitRetries,
+		Ended: func(session string) {
+			r.src.Forget(session)
+			r.stopRenewing(session)
+		}}
 	var err error
 	if r.writer.Metrics, err = store.NewMetrics(reg); err != nil {
 		cancel()
@@ -236,7 +249,7 @@ func (r *Recorder) RecoverInterrupted(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("end interrupted sessions: %w", err)
 	}
-	c := &commit.Committer{Catalog: r.cat, Signer: r.committer.Signer, Now: r.cfg.Now, Anchors: r.committer.Anchors}
+	c := &commit.Committer{Catalog: r.cat, Signer: r.committer.Signer, Node: r.committer.Node, Now: r.cfg.Now, Anchors: r.committer.Anchors}
 	for _, inc := range interrupted {
 		// A store that refuses the anchor now must not keep the node
 		// from recording: the signed checkpoint is in the catalog and the
@@ -315,6 +328,12 @@ func (r *Recorder) durable(it *media.Item, at time.Time) {
 // takes no new incidents, but a camera continuing its incident (a
 // reconnect within the grace window) is a live one and is taken.
 func (r *Recorder) Admit(ctx context.Context, cam camera.Camera) error {
+	// Another node records the camera: the camera is told which, and
+	// retries (behind a load balancer, possibly here again once that
+	// node's lease has expired).
+	if err := r.cat.LeaseHolder(ctx, cam.ID, r.cfg.Now()); err != nil {
+		return err
+	}
 	if r.cfg.Space == nil {
 		return nil
 	}
@@ -351,17 +370,61 @@ func (r *Recorder) StartSession(ctx context.Context, cam camera.Camera, tracks [
 	r.sessions[s] = struct{}{}
 	r.mu.Unlock()
 	started, err := r.cat.StartSession(ctx, catalog.SessionStart{Camera: cam.ID, Officer: cam.Officer, Session: s.id,
-		WrappedKey: key.Wrapped(), Now: now, Grace: r.cfg.Grace})
+		WrappedKey: key.Wrapped(), Now: now, Grace: r.cfg.Grace, Lease: r.cfg.Lease})
 	if err != nil {
 		r.forget(s)
 		return nil, err
 	}
 	s.incident = started.Incident
+	r.startRenewing(s)
 	if !started.Resumed {
 		r.startAlert.Observe(time.Since(keyframe).Seconds())
 	}
 	r.log.Info("recording", "camera", cam.ID, "incident", s.incident, "session", s.id, "resumed", started.Resumed, "remote", remote)
 	return s, nil
+}
+
+// startRenewing renews s's lease every third of its length until the
+// session's end is committed (stopRenewing) or the recorder closes. A
+// renewal that fails because the lease is lost ends the session; one that
+// fails otherwise (the catalog briefly unreachable) is retried at the next
+// tick, the lease's length leaving room for two.
+func (r *Recorder) startRenewing(s *session) {
+	ctx, cancel := context.WithCancel(r.ctx)
+	r.mu.Lock()
+	r.renewing[s.id] = cancel
+	r.mu.Unlock()
+	go func() {
+		t := time.NewTicker(r.cfg.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			err := r.cat.RenewLease(ctx, s.cam.ID, s.id, r.cfg.Now(), r.cfg.Lease)
+			switch {
+			case err == nil || ctx.Err() != nil:
+			case errors.Is(err, catalog.ErrLeaseLost):
+				r.log.Error("camera's lease lost: ending the session, which may write no more", "camera", s.cam.ID, "session", s.id, "err", err)
+				s.lost.Store(&err)
+				return
+			default:
+				r.log.Warn("renew camera's lease", "camera", s.cam.ID, "session", s.id, "err", err)
+			}
+		}
+	}()
+}
+
+func (r *Recorder) stopRenewing(session string) {
+	r.mu.Lock()
+	cancel := r.renewing[session]
+	delete(r.renewing, session)
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 }
 
 func (r *Recorder) forget(s *session) {
@@ -379,6 +442,9 @@ type session struct {
 	key       *chunk.SessionKey
 	tracks    []media.Track
 	wallStart time.Time
+	// lost is set when the session's lease could not be renewed because
+	// another node holds it: the next access unit ends the session.
+	lost atomic.Pointer[error]
 
 	mu       sync.Mutex
 	seg      *segment.Segmenter
@@ -405,6 +471,9 @@ func (s *session) WriteAccessUnit(au *media.AccessUnit) error {
 	defer s.mu.Unlock()
 	if s.ended {
 		return errors.New("session ended")
+	}
+	if err := s.lost.Load(); err != nil {
+		return *err // the ingest side ends the session
 	}
 	if s.seg == nil {
 		if !s.paramsKnown(au) {

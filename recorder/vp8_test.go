@@ -213,7 +213,7 @@ func TestVP8SessionExportedAsH264AAC(t *testing.T) {
 
 	out := filepath.Join(t.TempDir(), "export")
 	rep, files, err := evidence.Export(ctx, src, evidence.ExportOptions{
-		DataDir: data, OutDir: out, NodeKey: pub, Identities: ids, Exporter: codec.Exporter{},
+		DataDir: data, OutDir: out, NodeKeys: evidence.KeysOf(pub), Identities: ids, Exporter: codec.Exporter{},
 	})
 	if err != nil {
 		t.Fatalf("export: %v (%v)", err, rep.Problems)
@@ -254,7 +254,7 @@ func TestVP8SessionExportedAsH264AAC(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rep, err := evidence.Verify(ctx, bundle, pub, ids)
+		rep, err := evidence.Verify(ctx, bundle, evidence.KeysOf(pub), ids)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,7 +60,17 @@ type Config struct {
 	// (the PostgreSQL password read from a file).
 	Catalog        string
 	CatalogOptions []catalog.Option
-	RTSPAddress    string // default ":8554"
+	// Node is this node's id among the nodes sharing the catalog; default
+	// the host name. It is registered in the catalog with the node's
+	// checkpoint key, names the checkpoints it signs and holds the leases
+	// of the cameras it records.
+	Node string
+	// StoreID describes the chunk store (its kind and where it is, no
+	// secret). A PostgreSQL catalog records the first node's and refuses
+	// a node with another: a shared catalog needs a shared store. Empty:
+	// the fs store in DataDir, described with the host name and path.
+	StoreID     string
+	RTSPAddress string // default ":8554"
 	// UDPRTPAddress and UDPRTCPAddress are RTSP over UDP's ports; empty:
 	// no RTSP over UDP. One without a host (":8000") binds RTSPAddress's
 	// host, so that a node told to listen on one address does not open
@@ -239,7 +251,13 @@ func Open(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		dsn = dir.Catalog()
 	}
-	cat, err := catalog.Open(dsn, cfg.CatalogOptions...)
+	if cfg.Node == "" {
+		var err error
+		if cfg.Node, err = os.Hostname(); err != nil {
+			return nil, fmt.Errorf("node id: no --node and no host name: %w", err)
+		}
+	}
+	cat, err := catalog.Open(dsn, append(slices.Clip(cfg.CatalogOptions), catalog.WithNode(cfg.Node))...)
 	if err != nil {
 		return nil, err
 	}
@@ -283,6 +301,16 @@ func (s *Server) open() error {
 		}
 		s.Store = fst
 	}
+	if catalog.IsPostgres(s.cfg.Catalog) {
+		id := s.cfg.StoreID
+		if id == "" {
+			host, _ := os.Hostname()
+			id = "fs on " + host + " at " + s.dir.Chunks()
+		}
+		if err := s.Catalog.UseStore(ctx, id); err != nil {
+			return fmt.Errorf("refusing to start: %w", err)
+		}
+	}
 	if st, ok := s.Store.(selfTester); ok {
 		if err := st.SelfTest(ctx, time.Now()); err != nil {
 			return fmt.Errorf("refusing to start: %w", err)
@@ -305,6 +333,9 @@ func (s *Server) open() error {
 		return nil
 	}
 
+	if err := s.Catalog.RegisterNode(ctx, signer.Public().(ed25519.PublicKey), time.Now()); err != nil {
+		return fmt.Errorf("refusing to start: %w", err)
+	}
 	s.auditor = &audit.Anchorer{Catalog: s.Catalog, Store: s.Store, Signer: signer, Now: time.Now, Lock: s.Catalog}
 	if err := s.openSpace(); err != nil {
 		return err
@@ -653,8 +684,13 @@ func (b bundler) Bundle(ctx context.Context, incident, dir string) error {
 	if err != nil {
 		return err
 	}
+	keys, err := b.cat.NodeKeys(ctx)
+	if err != nil {
+		return err
+	}
 	src := &evidence.CatalogSource{Catalog: b.cat, Store: b.store, ID: incident}
-	rep, _, err := evidence.Export(ctx, src, evidence.ExportOptions{DataDir: b.dataDir, OutDir: dir, NodeKey: b.nodeKey,
+	rep, _, err := evidence.Export(ctx, src, evidence.ExportOptions{DataDir: b.dataDir, OutDir: dir,
+		NodeKeys:   evidence.NodeKeys{ByNode: keys, Any: []ed25519.PublicKey{b.nodeKey}},
 		Identities: b.ids, Info: info, Exporter: codec.Exporter{}})
 	if err == nil && rep != nil && !rep.OK() {
 		err = fmt.Errorf("incident %s fails verification", incident)

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -182,7 +185,8 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 	fl, data := newFlags("export")
 	identity := fl.String("identity", "", "backoffice identity file (required)")
 	out := fl.String("out", "", "export directory, outside the data directory (required)")
-	pubkey := fl.String("pubkey", "", "node public key (default <data>/keys/node.pub)")
+	var pubkeys pubkeyFlag
+	fl.Var(&pubkeys, "pubkey", "node public key file (node.pub) or node keys file (node_keys.json), repeatable (default <data>/keys/node.pub and the catalog's registered nodes)")
 	sf := addStoreFlags(fl)
 	pos, err := parseInterspersed(fl, args)
 	if err != nil {
@@ -201,16 +205,16 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	pub, err := loadPub(data.dir, *pubkey)
-	if err != nil {
-		return err
-	}
 	n, err := openNode(data, sf, time.Now)
 	if err != nil {
 		return err
 	}
 	defer n.Close()
 	ctx := context.Background()
+	nodeKeys, err := loadNodeKeys(ctx, data.dir, pubkeys, n.cat)
+	if err != nil {
+		return err
+	}
 	info, err := n.cat.Incident(ctx, pos[0])
 	if err != nil {
 		return err
@@ -225,7 +229,7 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 	}
 	src := &evidence.CatalogSource{Catalog: n.cat, Store: st, ID: pos[0]}
 	rep, files, err := evidence.Export(ctx, src, evidence.ExportOptions{
-		DataDir: data.dir, OutDir: *out, NodeKey: pub, Identities: ids, Info: info, Exporter: newExporter(),
+		DataDir: data.dir, OutDir: *out, NodeKeys: nodeKeys, Identities: ids, Info: info, Exporter: newExporter(),
 	})
 	if rep != nil && !rep.OK() {
 		rep.WriteText(stderr)
@@ -248,10 +252,72 @@ func loadPub(data, path string) ([]byte, error) {
 	return keys.LoadNodePublic(path)
 }
 
+// pubkeyFlag is a repeatable --pubkey.
+type pubkeyFlag []string
+
+func (p *pubkeyFlag) String() string     { return strings.Join(*p, ",") }
+func (p *pubkeyFlag) Set(v string) error { *p = append(*p, v); return nil }
+
+// loadNodeKeys reads the node keys checkpoints are checked against: each
+// --pubkey file, a node.pub (a key without its node) or a node keys file
+// (a JSON object of base64 keys by node id, as an export's node_keys.json
+// lists them); without any, <data>/keys/node.pub and, when cat is not nil,
+// the keys of the nodes registered in the catalog.
+func loadNodeKeys(ctx context.Context, data string, paths []string, cat *catalog.Catalog) (evidence.NodeKeys, error) {
+	var nk evidence.NodeKeys
+	if len(paths) == 0 {
+		pub, err := loadPub(data, "")
+		if err != nil && cat == nil {
+			return nk, err
+		}
+		if err == nil {
+			nk.Any = append(nk.Any, pub)
+		}
+		if cat != nil {
+			if nk.ByNode, err = cat.NodeKeys(ctx); err != nil {
+				return nk, err
+			}
+		}
+		if len(nk.Any) == 0 && len(nk.ByNode) == 0 {
+			return nk, errors.New("no node public key: give --pubkey FILE")
+		}
+		return nk, nil
+	}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nk, fmt.Errorf("node public key: %w", err)
+		}
+		if !bytes.HasPrefix(bytes.TrimSpace(b), []byte("{")) {
+			pub, err := keys.LoadNodePublic(p)
+			if err != nil {
+				return nk, err
+			}
+			nk.Any = append(nk.Any, pub)
+			continue
+		}
+		var byNode map[string][]byte
+		if err := json.Unmarshal(b, &byNode); err != nil {
+			return nk, fmt.Errorf("node keys file %s: %w", p, err)
+		}
+		for node, pub := range byNode {
+			if len(pub) != ed25519.PublicKeySize {
+				return nk, fmt.Errorf("node keys file %s: the key of %q is not an Ed25519 public key", p, node)
+			}
+			if nk.ByNode == nil {
+				nk.ByNode = map[string]ed25519.PublicKey{}
+			}
+			nk.ByNode[node] = pub
+		}
+	}
+	return nk, nil
+}
+
 func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	fl, data := newFlags("verify")
 	identity := fl.String("identity", "", "backoffice identity: also check AEAD tags and plaintext hashes")
-	pubkey := fl.String("pubkey", "", "node public key, obtained out of band (default <data>/keys/node.pub)")
+	var pubkeys pubkeyFlag
+	fl.Var(&pubkeys, "pubkey", "node public key, obtained out of band: a node.pub file, or a node keys file (JSON, node id to base64 key); repeatable (default <data>/keys/node.pub; for an incident also the catalog's registered nodes)")
 	asJSON := fl.Bool("json", false, "JSON report on stdout")
 	sf := addStoreFlags(fl)
 	pos, err := parseInterspersed(fl, args)
@@ -259,11 +325,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if len(pos) != 1 {
-		return argCount(pos, 1, "the export directory or incident", "camvault verify DIR|INCIDENT [--identity FILE] [--pubkey FILE]")
-	}
-	pub, err := loadPub(data.dir, *pubkey)
-	if err != nil {
-		return err
+		return argCount(pos, 1, "the export directory or incident", "camvault verify DIR|INCIDENT [--identity FILE] [--pubkey FILE]...")
 	}
 	var ids []age.Identity
 	if *identity != "" {
@@ -274,11 +336,15 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	ctx := context.Background()
 	var src evidence.Source
 	var bundle *evidence.DirSource
+	var nodeKeys evidence.NodeKeys
 	if st, err := os.Stat(pos[0]); err == nil && st.IsDir() {
 		if bundle, err = evidence.OpenBundle(pos[0]); err != nil {
 			return err
 		}
 		src = bundle
+		if nodeKeys, err = loadNodeKeys(ctx, data.dir, pubkeys, nil); err != nil {
+			return err
+		}
 	} else {
 		n, err := openNode(data, sf, time.Now)
 		if err != nil {
@@ -302,8 +368,11 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		src = &evidence.CatalogSource{Catalog: n.cat, Store: store, ID: pos[0]}
+		if nodeKeys, err = loadNodeKeys(ctx, data.dir, pubkeys, n.cat); err != nil {
+			return err
+		}
 	}
-	rep, err := evidence.Verify(ctx, src, pub, ids)
+	rep, err := evidence.Verify(ctx, src, nodeKeys, ids)
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ commands:
                                      one segment's review proxy to stdout (| ffplay -); made on demand if none was stored
   export INCIDENT --identity FILE --out DIR
                                      verify and write an export bundle for the police
-  verify DIR|INCIDENT [--identity FILE] [--pubkey FILE] [--json]
+  verify DIR|INCIDENT [--identity FILE] [--pubkey FILE]... [--json]
                                      verify an export bundle or a stored incident; exit 1 if it fails,
                                      3 if it passes but the incident's last records are not anchored in the store yet
   hold place INCIDENT --reason TEXT --reference POLICE-REPORT-NO [--by NAME]

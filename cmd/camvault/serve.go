@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/asticode/go-astiav"
 
+	"camvault/catalog"
 	"camvault/codec"
 	"camvault/datadir"
 	"camvault/internal/diskspace"
@@ -57,6 +59,9 @@ type serveFlags struct {
 	diskReserve      *string
 	noDemo           *bool
 	pprofAddr        *string
+	node             *string
+	lease            *time.Duration
+	checkpointEvery  *int
 }
 
 // newServeFlags defines serve's flags.
@@ -88,6 +93,9 @@ func newServeFlags() (*flag.FlagSet, *serveFlags) {
 		diskReserve:      fl.String("disk-reserve", "64MiB", "space kept in <data>/reserve for the catalog, released when the disk fills so every loss is still recorded (0: none)"),
 		noDemo:           fl.Bool("no-demo", false, "do not create the demo camera on first start"),
 		pprofAddr:        fl.String("pprof", "", "serve Go profiling on this address (loopback only; off by default)"),
+		node:             fl.String("node", "", "this node's id among the nodes sharing a catalog, registered with its key (default the host name)"),
+		checkpointEvery:  fl.Int("checkpoint-every", 30, "sign an incident's manifest head after this many chunks (and at every session end)"),
+		lease:            fl.Duration("lease", catalog.DefaultLease, "a recording camera's lease: another node takes the camera over once this node has not renewed it for this long"),
 	}
 }
 
@@ -118,7 +126,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg.RTSPLimits = netguard.Limits{MaxConns: *f.rtspMax, MaxPerAddr: *f.rtspPerAddr, AuthTimeout: *f.rtspAuth}
 	cfg.WHIPLimits = netguard.Limits{MaxConns: *f.whipMax, MaxPerAddr: *f.whipPerAddr}
-	cfg.Recorder = recorder.Config{Retention: *f.retention, SegmentTarget: *f.segmentDur, Grace: *f.grace,
+	cfg.Node = *f.node
+	if *f.lease < time.Second {
+		return usagef("--lease %v: at least 1s (it is renewed every third of it)", *f.lease)
+	}
+	cfg.Recorder = recorder.Config{Lease: *f.lease, CheckpointEvery: *f.checkpointEvery, Retention: *f.retention, SegmentTarget: *f.segmentDur, Grace: *f.grace,
 		Transcode: recorder.TranscodeConfig{Enabled: *f.transcodeWorkers != 0, Workers: *f.transcodeWorkers}}
 	srv, err := startServer(cfg, log)
 	if err != nil {
@@ -202,7 +214,7 @@ func (f *backofficeFlags) config(data *nodeFlags, stderr io.Writer) (server.Conf
 	if err != nil {
 		return cfg, nil, nil, err
 	}
-	cfg.Store = store
+	cfg.Store, cfg.StoreID = store, f.store.id()
 	return cfg, log, closeStore, nil
 }
 
@@ -281,7 +293,12 @@ func serverStore(sf *storeFlags, data string) (storage.ChunkStore, func(), error
 // startServer opens the node and starts its listeners.
 func startServer(cfg server.Config, log *slog.Logger) (*server.Server, error) {
 	srv, err := server.Open(cfg, log)
-	if err != nil {
+	switch {
+	case errors.Is(err, catalog.ErrNodeKeyMismatch):
+		return nil, usagef("%v: give this node an id of its own (--node), or run it with the keys that id was registered with", err)
+	case errors.Is(err, catalog.ErrStoreMismatch):
+		return nil, usagef("%v: start this node with the chunk store the other nodes use (--store s3 and its bucket)", err)
+	case err != nil:
 		return nil, err
 	}
 	if err := srv.Start(); err != nil {

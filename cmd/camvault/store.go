@@ -31,6 +31,16 @@ func addStoreFlags(fl *flag.FlagSet) *storeFlags {
 	return f
 }
 
+// id describes the store the flags name for the catalog's comparison of
+// the nodes' stores (server.Config.StoreID): "" for fs, which the server
+// describes itself (host and path), the endpoint and bucket for s3.
+func (f *storeFlags) id() string {
+	if f.kind != "s3" {
+		return ""
+	}
+	return "s3 bucket " + f.bucket + " at " + f.endpoint
+}
+
 // chunkStore is what the commands need of a store.
 type chunkStore interface {
 	storage.ChunkStore

@@ -107,7 +107,12 @@ func VerifyChain(incident string, lines [][]byte) ([]Record, string, error) {
 
 // Checkpoint commits to the chain's head at Index.
 type Checkpoint struct {
-	Incident  string    `json:"incident"`
+	Incident string `json:"incident"`
+	// Node is the id of the node that signed it, whose key verifies it;
+	// absent in checkpoints written before nodes had ids (one node's key
+	// verifies those). It is not under the signature: a checkpoint that
+	// names another node is checked against that node's key and fails.
+	Node      string    `json:"node,omitempty"`
 	Index     uint64    `json:"index"` // index of the last record covered
 	Head      string    `json:"head"`  // hash of that record
 	Time      time.Time `json:"time"`

@@ -44,7 +44,10 @@ type AnchorStore interface {
 type Committer struct {
 	Catalog Catalog
 	Signer  ed25519.PrivateKey
-	Now     func() time.Time
+	// Node is the id of the node whose key Signer is, named in every
+	// checkpoint so that a verifier checks it against that node's key.
+	Node string
+	Now  func() time.Time
 	// Anchors, when set, receives a copy of every signed checkpoint, kept
 	// as long as the incident's chunks: a WORM copy of the signed head
 	// that whoever can rewrite the catalog cannot rewrite too.
@@ -123,7 +126,9 @@ func (c *Committer) retry(ctx context.Context, what string, write func() error) 
 	giveUp := time.Now().Add(retryFor)
 	for i := 0; ; i++ {
 		err := write()
-		if err == nil || ctx.Err() != nil || time.Now().After(giveUp) {
+		// A session that lost its camera's lease may never write again:
+		// no retry can change that.
+		if err == nil || ctx.Err() != nil || time.Now().After(giveUp) || errors.Is(err, catalog.ErrLeaseLost) {
 			return err
 		}
 		c.logger().Warn("catalog write failed, retrying", "write", what, "attempt", i+1, "err", err)
@@ -182,7 +187,7 @@ func (c *Committer) Checkpoint(ctx context.Context, incident string) error {
 	if err != nil || !ok {
 		return err
 	}
-	cp := manifest.Checkpoint{Incident: incident, Index: idx, Head: head, Time: c.Now().UTC()}
+	cp := manifest.Checkpoint{Incident: incident, Node: c.Node, Index: idx, Head: head, Time: c.Now().UTC()}
 	cp.Sign(c.Signer)
 	if err := c.retry(ctx, "add checkpoint", func() error { return c.Catalog.AddCheckpoint(ctx, cp) }); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", incident, err)
