@@ -27,7 +27,9 @@ type WHIPOptions struct {
 	// Loss drops this fraction of outgoing RTP packets at random, below
 	// the NACK responder, so retransmissions can be lost too. The first
 	// picture is spared: a real camera answers camvault's keyframe request
-	// at start with a new one, which a looped clip cannot.
+	// at start with a new one, which a looped clip cannot. So is the last:
+	// no packet follows it to show the receiver a hole, so no NACK can
+	// ask for what it loses (a loss there is a gap, never a repair).
 	Loss float64
 	// Drop drops every transmission of the packets it selects
 	// (retransmissions included): loss no NACK can repair.
@@ -160,6 +162,9 @@ func (c *Clip) PublishWHIP(ctx context.Context, opt WHIPOptions) (WHIPResult, er
 			return res, ctx.Err()
 		case <-time.After(time.Until(p.at(start, i))):
 		}
+		if i == p.total-1 {
+			loss.spareFrom(seq)
+		}
 		err := c.eachPacket(i, &seq, func(pkt *rtp.Packet) error {
 			res.Packets++
 			return track.WriteRTP(pkt)
@@ -231,11 +236,26 @@ type lossyInterceptor struct {
 	drop    func(uint16) bool
 	spare   uint16 // sequence numbers below this are never dropped at random
 	dropped atomic.Int64
+	// tail, once set, is 1 + the first sequence number of the last
+	// picture: from there on nothing is dropped at random.
+	tail atomic.Uint32
+}
+
+// spareFrom spares the packets from seq on (the last picture's).
+func (l *lossyInterceptor) spareFrom(seq uint16) { l.tail.Store(uint32(seq) + 1) }
+
+// spared says whether seq is exempt from random loss.
+func (l *lossyInterceptor) spared(seq uint16) bool {
+	if seq < l.spare {
+		return true
+	}
+	t := l.tail.Load()
+	return t != 0 && int16(seq-uint16(t-1)) >= 0
 }
 
 func (l *lossyInterceptor) BindLocalStream(_ *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
-		if (l.drop != nil && l.drop(h.SequenceNumber)) || (l.rate > 0 && h.SequenceNumber >= l.spare && rand.Float64() < l.rate) {
+		if (l.drop != nil && l.drop(h.SequenceNumber)) || (l.rate > 0 && !l.spared(h.SequenceNumber) && rand.Float64() < l.rate) {
 			l.dropped.Add(1)
 			return len(payload), nil
 		}

@@ -68,6 +68,14 @@ type rtcTrack struct {
 	broken     bool
 	brokenFrom int64
 	brokenLost int
+	brokenWhy  string // an undecodable payload among the causes, if any
+	// seenPTS is the timestamp of the last packet handed to the
+	// depacketizer; open says that packet did not end its video picture
+	// (no marker bit), so the depacketizer holds part of a picture. A
+	// session that ends open lost the rest of that picture: no later
+	// packet came to show the hole to the reorder buffer or to NACK.
+	seenPTS int64
+	open    bool
 }
 
 // negotiate applies the offer and returns the complete answer (all host
@@ -234,11 +242,18 @@ func (p *publisher) deliver(in *rtcTrack, res ingest.ReorderResult, now time.Tim
 			continue
 		}
 		if lost := res.LostBefore[i]; lost > 0 {
-			p.onLoss(in, lost, pts, now)
+			p.onLoss(in, lost, nil, pts, now)
 		}
 		aus, err := in.d.Decode(pkt, pts, now)
+		in.seenPTS, in.open = pts, p.tracks[in.id].IsVideo() && !pkt.Marker
 		if err != nil {
 			p.s.log.Debug("rtp decode error", "camera", p.cam.ID, "err", err)
+			if len(aus) == 0 {
+				// What the camera sent is not recorded: as much a hole
+				// as a lost packet, and the pictures after an undecodable
+				// one are undecodable until the next keyframe.
+				p.onLoss(in, 0, err, pts, now)
+			}
 		}
 		for _, au := range aus {
 			p.writeAU(in, au, now)
@@ -246,23 +261,36 @@ func (p *publisher) deliver(in *rtcTrack, res ingest.ReorderResult, now time.Tim
 	}
 }
 
-// onLoss handles packets given up on before the one at pts. Audio loses
-// just those frames; video is undecodable until the next keyframe, so the
-// depacketizer starts over there and a keyframe is asked for at once.
-func (p *publisher) onLoss(in *rtcTrack, lost int, pts int64, now time.Time) {
+// onLoss handles media given up on: lost packets before the one at pts,
+// or that packet's payload when it could not be decoded (undecodable). Audio
+// loses just those frames; video is undecodable until the next keyframe,
+// so the depacketizer starts over there and a keyframe is asked for at
+// once.
+func (p *publisher) onLoss(in *rtcTrack, lost int, undecodable error, pts int64, now time.Time) {
 	if err := in.d.Reset(); err != nil {
 		p.fail(fmt.Errorf("reset depacketizer: %w", err))
 		return
 	}
+	in.open = false // what the depacketizer held is gone with the reset
 	if p.session == nil || !in.havePTS {
 		return // nothing recorded yet: nothing is missing from the evidence
 	}
+	why := ""
+	if undecodable != nil {
+		why = fmt.Sprintf("undecodable RTP payload on track %d (%v)", in.id, undecodable)
+	}
 	if !p.tracks[in.id].IsVideo() {
-		p.session.Lost(in.id, in.lastPTS, pts, fmt.Sprintf("%d RTP packet(s) of track %d lost in transit and not repaired", lost, in.id))
+		if why == "" {
+			why = fmt.Sprintf("%d RTP packet(s) of track %d lost in transit and not repaired", lost, in.id)
+		}
+		p.session.Lost(in.id, in.lastPTS, pts, why)
 		return
 	}
 	if !in.broken {
 		in.broken, in.brokenFrom = true, in.lastPTS
+	}
+	if in.brokenWhy == "" {
+		in.brokenWhy = why
 	}
 	in.brokenLost += lost
 	p.wantKey = true
@@ -286,13 +314,25 @@ func (p *publisher) writeAU(in *rtcTrack, au *media.AccessUnit, now time.Time) {
 		p.session = sess
 	}
 	if in.broken {
-		p.session.Lost(in.id, in.brokenFrom, au.PTS, fmt.Sprintf("%d RTP packet(s) of track %d lost in transit and not repaired: frames up to the next keyframe left out", in.brokenLost, in.id))
-		in.broken, in.brokenLost = false, 0
+		p.session.Lost(in.id, in.brokenFrom, au.PTS, in.brokenNote()+": frames up to the next keyframe left out")
+		in.broken, in.brokenLost, in.brokenWhy = false, 0, ""
 	}
 	in.lastPTS, in.havePTS = au.PTS, true
 	if err := p.session.WriteAccessUnit(au); err != nil {
 		p.fail(err)
 	}
+}
+
+// brokenNote says why a video track's frames were left out.
+func (in *rtcTrack) brokenNote() string {
+	lost := fmt.Sprintf("%d RTP packet(s) of track %d lost in transit and not repaired", in.brokenLost, in.id)
+	switch {
+	case in.brokenWhy == "":
+		return lost
+	case in.brokenLost == 0:
+		return in.brokenWhy
+	}
+	return in.brokenWhy + "; " + lost
 }
 
 // fail ends the session with err; p.mu is held.
@@ -392,8 +432,15 @@ func (p *publisher) finish(how string, cause error) {
 	}
 	if p.session != nil {
 		for _, in := range p.inputs {
-			if in.broken {
-				p.session.Lost(in.id, in.brokenFrom, in.lastPTS, fmt.Sprintf("%d RTP packet(s) of track %d lost in transit before the end", in.brokenLost, in.id))
+			switch {
+			case !in.havePTS:
+			case in.broken:
+				p.session.Lost(in.id, in.brokenFrom, max(in.seenPTS, in.lastPTS), in.brokenNote()+": frames up to the end left out")
+			case in.open:
+				// The tail of the last picture never came, and nothing
+				// after it could show the hole: without this it would
+				// be missing from the evidence without a word.
+				p.session.Lost(in.id, in.lastPTS, in.seenPTS, fmt.Sprintf("the last picture of track %d was not complete when the session ended: its last RTP packet(s) never arrived", in.id))
 			}
 		}
 	}

@@ -35,6 +35,7 @@ type memSession struct {
 	tracks []media.Track
 	aus    []*media.AccessUnit
 	lost   []string
+	gaps   []gapRange
 	ended  chan struct{}
 	how    string
 	cause  error
@@ -75,6 +76,7 @@ func (s *memSession) Lost(track int, from, to int64, note string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lost = append(s.lost, fmt.Sprintf("track %d %d..%d: %s", track, from, to, note))
+	s.gaps = append(s.gaps, gapRange{track, from, to})
 }
 
 func (s *memSession) End(how string, cause error) {
@@ -91,6 +93,12 @@ func (s *memSession) wait(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("session did not end")
 	}
+}
+
+// gapRange is one Lost call's span, in the track's clock rate.
+type gapRange struct {
+	track    int
+	from, to int64
 }
 
 type staticAuth map[string]string // camera -> secret
@@ -141,15 +149,32 @@ func endpoint(s *whip.Server, cam string) string {
 }
 
 // checkFrames asserts that every access unit recorded is one of the
-// clip's pictures, whole and in order, and returns how many of the sent
-// ones are missing. The picture is its slices (VCL NAL units), which must
-// all be there byte for byte; a parameter-set packet lost on the way in
-// front of an IDR leaves a whole, decodable picture (the stream's
-// parameter sets are already known), so it is not compared.
+// clip's pictures, whole and in order, and that every sent picture that
+// is not recorded lies within a gap record (a loss is never silent); it
+// returns how many of the sent ones are missing. The picture is its
+// slices (VCL NAL units), which must all be there byte for byte; a
+// parameter-set packet lost on the way in front of an IDR leaves a whole,
+// decodable picture (the stream's parameter sets are already known), so
+// it is not compared.
 func checkFrames(t *testing.T, c *bench.Clip, sess *memSession, sent int64) int64 {
 	t.Helper()
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
+	recorded := map[int64]bool{}
+	defer func() {
+		for i := int64(0); i < sent; i++ {
+			if recorded[i] {
+				continue
+			}
+			pts, covered := i*90000/int64(c.FPS), false
+			for _, g := range sess.gaps {
+				covered = covered || (g.track == 0 && g.from <= pts && pts <= g.to)
+			}
+			if !covered {
+				t.Errorf("picture %d (pts %d) missing without a gap record; gaps %v", i, pts, sess.lost)
+			}
+		}
+	}()
 	prev := int64(-1)
 	for _, au := range sess.aus {
 		i := au.PTS * int64(c.FPS) / 90000 // the publisher stamps picture i at i/FPS s
@@ -169,6 +194,7 @@ func checkFrames(t *testing.T, c *bench.Clip, sess *memSession, sent int64) int6
 			}
 		}
 		prev = i
+		recorded[i] = true
 	}
 	return sent - int64(len(sess.aus))
 }
@@ -213,7 +239,8 @@ func TestWHIPPublishIsLossless(t *testing.T) {
 
 // With 5 % random loss each way a packet goes (retransmissions too), NACK
 // repair leaves no picture missing; without it, pictures go missing and
-// each hole is a gap record.
+// each hole is a gap record. The lossy link spares the last picture: a
+// loss there cannot be repaired (TestWHIPLossAtTheEndIsAGap).
 func TestWHIPLossRepairedByNACK(t *testing.T) {
 	c := testClip(t)
 	for _, nackOn := range []bool{true, false} {
@@ -268,6 +295,58 @@ func TestWHIPUnrepairableLossIsAGap(t *testing.T) {
 	}
 	if len(sess.lost) != 1 || !strings.Contains(sess.lost[0], "6 RTP packet(s)") {
 		t.Fatalf("gaps %v, want one for the 6 lost packets", sess.lost)
+	}
+}
+
+// The last packets before teardown, where nothing after them shows a
+// hole and NACK cannot help: a picture whose tail never arrives, or a hole
+// still waiting for its retransmission when DELETE comes, is a gap record,
+// never a picture silently missing.
+func TestWHIPLossAtTheEndIsAGap(t *testing.T) {
+	c := testClip(t)
+	const seconds = 3
+	pictures := seconds * c.FPS
+	var total int
+	for i := 0; i < pictures; i++ {
+		total += len(c.Frames[i%len(c.Frames)])
+	}
+	lastLen := len(c.Frames[(pictures-1)%len(c.Frames)])
+	if lastLen < 3 {
+		t.Fatalf("the last picture has %d packets; the cases need 3", lastLen)
+	}
+	last := uint16(total - 1) // the last picture's last packet: the marker
+	for _, tc := range []struct {
+		name string
+		drop func(seq uint16) bool
+		cfg  whip.Config
+	}{
+		{"last packet", func(seq uint16) bool { return seq == last }, whip.Config{}},
+		{"last two packets", func(seq uint16) bool { return seq >= last-1 }, whip.Config{}},
+		// The publisher waits 700 ms before DELETE: a hole held open
+		// longer is still waiting for its retransmission at teardown.
+		{"hole pending at teardown", func(seq uint16) bool { return seq == last-1 }, whip.Config{ReorderWait: 5 * time.Second}},
+		{"hole given up before teardown", func(seq uint16) bool { return seq == last-1 }, whip.Config{ReorderWait: 200 * time.Millisecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &memRecorder{}
+			s := startWHIP(t, tc.cfg, rec)
+			res, err := c.PublishWHIP(context.Background(), bench.WHIPOptions{Endpoint: endpoint(s, "cam1"), Token: "secret1",
+				Duration: seconds * time.Second, Teardown: true, Drop: tc.drop})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sess := rec.last(t)
+			sess.wait(t)
+			if res.Packets != int64(total) || res.Dropped == 0 {
+				t.Fatalf("sent %d packets (want %d), %d transmissions dropped", res.Packets, total, res.Dropped)
+			}
+			if missing := checkFrames(t, c, sess, res.Frames); missing != 1 {
+				t.Fatalf("%d pictures missing, want the last one; gaps %v", missing, sess.lost)
+			}
+			if len(sess.lost) != 1 {
+				t.Fatalf("gaps %v, want one for the last picture", sess.lost)
+			}
+		})
 	}
 }
 
