@@ -44,6 +44,9 @@ type WHIPOptions struct {
 	// PreEvent is the buffer from before activation sent first, faster
 	// than real time.
 	PreEvent time.Duration
+	// Linger is how long the camera stays connected after its last
+	// picture, answering NACKs, before DELETE or closing; default 700 ms.
+	Linger time.Duration
 }
 
 // WHIPResult is what a simulated WebRTC camera sent.
@@ -175,7 +178,15 @@ func (c *Clip) PublishWHIP(ctx context.Context, opt WHIPOptions) (WHIPResult, er
 		res.Frames++
 	}
 	// Leave time for the last NACKs to be answered.
-	time.Sleep(700 * time.Millisecond)
+	linger := opt.Linger
+	if linger <= 0 {
+		linger = 700 * time.Millisecond
+	}
+	select {
+	case <-time.After(linger):
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
 	res.Dropped = loss.dropped.Load()
 	if opt.Teardown {
 		if err := deleteSession(ctx, opt.Endpoint, loc, opt.Token); err != nil {
