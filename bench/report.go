@@ -25,17 +25,17 @@ type Report struct {
 }
 
 // RunRatios measures every stage ratio and checks them against the floors.
-func RunRatios(workDir string, rounds int) (*Report, error) {
+func RunRatios(workDir string, rs Rounds) (*Report, error) {
 	floors, err := Floors()
 	if err != nil {
 		return nil, err
 	}
 	rep := &Report{When: time.Now().UTC(), CPU: cpuModel(), Cores: runtime.NumCPU(), Go: runtime.Version(), Commit: commit()}
-	s, err := MeasureSeal(rounds)
+	s, err := MeasureSeal(rs, floors["seal"])
 	if err != nil {
 		return nil, err
 	}
-	st, err := MeasureStore(workDir, rounds)
+	st, err := MeasureStore(workDir, rs, floors["store_fs"])
 	if err != nil {
 		return nil, err
 	}
@@ -46,20 +46,16 @@ func RunRatios(workDir string, rounds int) (*Report, error) {
 	if _, err := exec.LookPath("ffmpeg"); err != nil && os.Getenv("CI") != "true" {
 		rep.Skipped = append(rep.Skipped, "proxy_720p: no ffmpeg CLI to compare with")
 	} else {
-		p, err := MeasureProxy(workDir, rounds)
+		p, err := MeasureProxy(workDir, rs, floors["proxy_720p"])
 		if err != nil {
 			return nil, err
 		}
 		ratios = append(ratios, p)
 	}
 	for _, r := range ratios {
-		r.AboveMin = true
-		if f, ok := floors[r.Name]; ok {
-			r.Floor = f
-			if r.Ratio < f {
-				r.AboveMin = false
-				rep.Failing = append(rep.Failing, fmt.Sprintf("%s: ratio %.2f below its floor %.2f", r.Name, r.Ratio, f))
-			}
+		if !r.AboveMin {
+			rep.Failing = append(rep.Failing, fmt.Sprintf("%s: ratio %.2f below its floor %.2f in each of %d measurements (last: pairs %.2f–%.2f)",
+				r.Name, r.Ratio, r.Floor, r.Attempts, r.Spread.Min, r.Spread.Max))
 		}
 		rep.Ratios = append(rep.Ratios, r)
 	}
@@ -69,8 +65,8 @@ func RunRatios(workDir string, rounds int) (*Report, error) {
 // WriteMarkdown prints the report as a table.
 func (r *Report) WriteMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "camvault bench — %s, %d cores, %s, commit %s\n\n", r.CPU, r.Cores, r.Go, r.Commit)
-	fmt.Fprintln(w, "| stage | what | camvault | raw | unit | ratio | floor | camvault per CPU-s | raw per CPU-s |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(w, "| stage | what | camvault | raw | unit | ratio (median) | pairs min / median / max | measurements | floor | camvault per CPU-s | raw per CPU-s | ratio per CPU-s |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, x := range r.Ratios {
 		floor := "—"
 		if x.Floor > 0 {
@@ -80,8 +76,8 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		if unit == "" {
 			unit = "MB/s"
 		}
-		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %s | %.2f | %s | %.0f | %.0f |\n", x.Name, x.What, x.OursMBs, x.RawMBs, unit, x.Ratio, floor,
-			x.OursPerCPU, x.RawPerCPU)
+		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %s | %.2f | %.2f / %.2f / %.2f (%d pairs) | %d | %s | %.0f | %.0f | %.2f |\n", x.Name, x.What, x.OursMBs, x.RawMBs, unit, x.Ratio,
+			x.Spread.Min, x.Spread.Median, x.Spread.Max, x.Pairs, x.Attempts, floor, x.OursPerCPU, x.RawPerCPU, x.CPURatio)
 	}
 	for _, s := range r.Skipped {
 		fmt.Fprintf(w, "\nskipped: %s\n", s)

@@ -16,7 +16,8 @@ import (
 func cmdBench(args []string, stdout, stderr io.Writer) error {
 	fl, _ := newFlags("bench")
 	out := fl.String("json-out", "", "also write the report as JSON here")
-	rounds := fl.Int("rounds", 5, "alternating measurement rounds per stage")
+	rounds := fl.Int("rounds", bench.DefaultRounds.Pairs, fmt.Sprintf("alternating (camvault, raw) pairs per measurement; at least %d", bench.MinPairs))
+	retries := fl.Int("retries", bench.DefaultRounds.Retries, "re-measurements of a ratio below its floor before it fails")
 	if err := noArgs(fl, args); err != nil {
 		return err
 	}
@@ -27,7 +28,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	rep, err := bench.RunRatios(work, *rounds)
+	rep, err := bench.RunRatios(work, bench.Rounds{Pairs: *rounds, Retries: *retries})
 	if err != nil {
 		return err
 	}
