@@ -244,6 +244,11 @@ func (p *publisher) deliver(in *rtcTrack, res ingest.ReorderResult, now time.Tim
 		if lost := res.LostBefore[i]; lost > 0 {
 			p.onLoss(in, lost, nil, pts, now)
 		}
+		if len(pkt.Payload) == 0 {
+			// Padding only: senders probe bandwidth with these between
+			// pictures. No media, so nothing to decode and nothing lost.
+			continue
+		}
 		aus, err := in.d.Decode(pkt, pts, now)
 		in.seenPTS, in.open = pts, p.tracks[in.id].IsVideo() && !pkt.Marker
 		if err != nil {
