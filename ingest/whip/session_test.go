@@ -64,6 +64,20 @@ func pathPublisher(t *testing.T, rec *pathRecorder) (*publisher, *rtcTrack) {
 	return p, in
 }
 
+// feed hands one picture's packets, stamped ts and numbered on from seq,
+// to p as its track reader would.
+func feed(p *publisher, in *rtcTrack, seq *uint16, ts uint32, pkts []*rtp.Packet) {
+	now := time.Now()
+	for _, src := range pkts {
+		pkt := *src
+		pkt.Timestamp, pkt.SequenceNumber = ts, *seq
+		*seq++
+		p.mu.Lock()
+		p.deliver(in, in.reorder.Push(&pkt, now), now)
+		p.mu.Unlock()
+	}
+}
+
 // A payload the depacketizer cannot decode (here a NAL unit of a type no
 // encoder writes, in place of a picture) loses that picture and the ones
 // that refer to it up to the next keyframe: a gap that says why, never
@@ -77,21 +91,12 @@ func TestUndecodablePayloadIsAGap(t *testing.T) {
 	p, in := pathPublisher(t, rec)
 	const bad = 10
 	var seq uint16
-	now := time.Now()
 	for i := 0; i < 3*c.FPS; i++ {
-		ts := uint32(i * 90000 / c.FPS)
 		pkts := c.Frames[i%len(c.Frames)]
 		if i == bad {
 			pkts = []*rtp.Packet{{Header: rtp.Header{Marker: true}, Payload: []byte{0x00, 0x01, 0x02}}}
 		}
-		for _, src := range pkts {
-			pkt := *src
-			pkt.Timestamp, pkt.SequenceNumber = ts, seq
-			seq++
-			p.mu.Lock()
-			p.deliver(in, in.reorder.Push(&pkt, now), now)
-			p.mu.Unlock()
-		}
+		feed(p, in, &seq, uint32(i*90000/c.FPS), pkts)
 	}
 	p.finish(ingest.EndTeardown, nil)
 	gop := 2 * c.FPS // the clip's keyframe interval
@@ -114,7 +119,6 @@ func TestOpenPictureAtTheEndIsAGap(t *testing.T) {
 		rec := &pathRecorder{}
 		p, in := pathPublisher(t, rec)
 		var seq uint16
-		now := time.Now()
 		n := len(c.Frames)
 		for i := 0; i < n; i++ {
 			pkts := c.Frames[i]
@@ -124,14 +128,7 @@ func TestOpenPictureAtTheEndIsAGap(t *testing.T) {
 				}
 				pkts = pkts[:len(pkts)-1]
 			}
-			for _, src := range pkts {
-				pkt := *src
-				pkt.Timestamp, pkt.SequenceNumber = uint32(i*90000/c.FPS), seq
-				seq++
-				p.mu.Lock()
-				p.deliver(in, in.reorder.Push(&pkt, now), now)
-				p.mu.Unlock()
-			}
+			feed(p, in, &seq, uint32(i*90000/c.FPS), pkts)
 		}
 		p.finish(ingest.EndTeardown, nil)
 		switch {
@@ -153,22 +150,9 @@ func TestPaddingIsNotALoss(t *testing.T) {
 	rec := &pathRecorder{}
 	p, in := pathPublisher(t, rec)
 	var seq uint16
-	now := time.Now()
-	push := func(pkt rtp.Packet) {
-		pkt.SequenceNumber = seq
-		seq++
-		p.mu.Lock()
-		p.deliver(in, in.reorder.Push(&pkt, now), now)
-		p.mu.Unlock()
-	}
 	for i, pkts := range c.Frames {
-		ts := uint32(i * 90000 / c.FPS)
-		for _, src := range pkts {
-			pkt := *src
-			pkt.Timestamp = ts
-			push(pkt)
-		}
-		push(rtp.Packet{Header: rtp.Header{Padding: true, Timestamp: ts}, PaddingSize: 200})
+		padding := &rtp.Packet{Header: rtp.Header{Padding: true}, PaddingSize: 200}
+		feed(p, in, &seq, uint32(i*90000/c.FPS), append(pkts[:len(pkts):len(pkts)], padding))
 	}
 	p.finish(ingest.EndTeardown, nil)
 	if len(rec.pts) != len(c.Frames) || len(rec.gaps) != 0 {
