@@ -4,8 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"net/url"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"camvault/internal/pgtest"
 )
 
 // TestAlertIDsFollowCommitOrder: an alert inserted while another's
@@ -136,4 +140,40 @@ func openDSN(t *testing.T, dsn string) *Catalog {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// TestSeveralHosts: a catalog URL may list several PostgreSQL hosts (a
+// primary and its standbys) with target_session_attrs=read-write, as
+// libpq's do: pgx tries them in order and keeps the first that takes
+// writes, so a first host that is down (a failed primary) is passed over.
+// Promotion of a real standby is not exercised here.
+func TestSeveralHosts(t *testing.T) {
+	u, err := url.Parse(pgtest.NewCatalog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	if h := q.Get("host"); h != "" {
+		// Unix sockets: a directory where no server listens comes first.
+		q.Set("host", filepath.Join(t.TempDir(), "no-server")+","+h)
+	} else {
+		port := u.Port()
+		if port == "" {
+			port = "5432"
+		}
+		u.Host = "127.0.0.1:1," + u.Hostname() + ":" + port
+	}
+	q.Set("target_session_attrs", "read-write")
+	u.RawQuery = q.Encode()
+	c, err := Open(u.String())
+	if err != nil {
+		t.Fatalf("open with a dead first host: %v", err)
+	}
+	defer c.Close()
+	if err := c.AddCamera(context.Background(), Camera{ID: "cam1", Officer: "o", SecretMAC: []byte("m"), CreatedAt: time.Now()}); err != nil {
+		t.Fatalf("write through the second host: %v", err)
+	}
+	if n, err := c.CameraCount(context.Background()); err != nil || n != 1 {
+		t.Fatalf("cameras: %d, %v", n, err)
+	}
 }
