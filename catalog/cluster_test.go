@@ -227,7 +227,7 @@ func TestSettleAbandoned(t *testing.T) {
 	}
 	now := t0.Add(10*time.Second + grace + time.Second)
 	for _, s := range []struct {
-		on            *Catalog
+		on           *Catalog
 		cam, session string
 	}{{b, "cam2", "sb"}, {c, "cam3", "sc"}} {
 		if err := s.on.RenewLease(ctx, s.cam, s.session, now, 10*time.Second); err != nil {
