@@ -474,7 +474,7 @@ func (s *Server) Start() error {
 		if every == 0 {
 			every = time.Minute
 		}
-		re := &commit.Reanchorer{Catalog: s.Catalog, Store: s.Store, Log: s.log}
+		re := &commit.Reanchorer{Catalog: s.Catalog, Store: s.Store, Log: s.log, Lock: s.Catalog}
 		s.sweepers.Add(1)
 		go func() {
 			defer s.sweepers.Done()
