@@ -33,7 +33,9 @@ import (
 //
 // CAMVAULT_BENCH_TWO_NODES_STREAMS (default 10) is N,
 // CAMVAULT_BENCH_TWO_NODES_ROUNDS (default 1) the rounds, and
-// CAMVAULT_BENCH_SECONDS (default 20) how long each camera streams.
+// CAMVAULT_BENCH_SECONDS (default 20) how long each camera streams;
+// CAMVAULT_BENCH_SERVER_ENV (e.g. GOMAXPROCS=1) is added to every node's
+// environment.
 func BenchmarkTwoNodes(b *testing.B) {
 	bin, clip := loadSetup(b, "4M")
 	n := envInt(b, "CAMVAULT_BENCH_TWO_NODES_STREAMS", 10)
@@ -170,7 +172,7 @@ func runNodes(b *testing.B, bin string, clip *Clip, g *s3test.Gateway, nodes, ca
 		if i == 0 {
 			args = append(args, "--s3-create-bucket")
 		}
-		servers[i] = &soakServer{bin: bin, data: data[i], args: args}
+		servers[i] = &soakServer{bin: bin, data: data[i], args: args, env: strings.Fields(os.Getenv("CAMVAULT_BENCH_SERVER_ENV"))}
 		// One after the other: the first creates the bucket.
 		if err := servers[i].start(); err != nil {
 			for _, s := range servers[:i] {
