@@ -148,9 +148,10 @@ func latencyQuantiles(metricsPort int, name string, qs ...float64) ([]time.Durat
 	return out, nil
 }
 
-// durableSamples sums the access units durable per camera.
-func durableSamples(bin, data string) (map[string]int64, error) {
-	out, err := exec.Command(bin, "incidents", "--json", "--data", data).Output()
+// durableSamples sums the access units durable per camera (extra: e.g.
+// --catalog for a node on PostgreSQL).
+func durableSamples(bin, data string, extra ...string) (map[string]int64, error) {
+	out, err := exec.Command(bin, append([]string{"incidents", "--json", "--data", data}, extra...)...).Output()
 	if err != nil {
 		return nil, fmt.Errorf("incidents: %w", err)
 	}

@@ -99,6 +99,7 @@ func (r *soakResult) RSSGrowth() float64 {
 type soakServer struct {
 	bin, data string
 	args      []string
+	env       []string // added to the server's environment
 	mu        sync.Mutex
 	cmd       *exec.Cmd
 	started   time.Time
@@ -107,6 +108,7 @@ type soakServer struct {
 
 func (s *soakServer) start() error {
 	cmd := exec.Command(s.bin, append([]string{"serve", "--data", s.data}, s.args...)...)
+	cmd.Env = append(os.Environ(), s.env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err

@@ -4,8 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"camvault/internal/pgtest"
 )
 
 // TestAlertIDsFollowCommitOrder: an alert inserted while another's
@@ -136,4 +142,164 @@ func openDSN(t *testing.T, dsn string) *Catalog {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// TestSeveralHosts: a catalog URL may list several PostgreSQL hosts (a
+// primary and its standbys) with target_session_attrs=read-write, as
+// libpq's do: pgx tries them in order and keeps the first that takes
+// writes, so a first host that is down (a failed primary) is passed over.
+// Promotion of a real standby is not exercised here.
+func TestSeveralHosts(t *testing.T) {
+	u, err := url.Parse(pgtest.NewCatalog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	if h := q.Get("host"); h != "" {
+		// Unix sockets: a directory where no server listens comes first.
+		q.Set("host", filepath.Join(t.TempDir(), "no-server")+","+h)
+	} else {
+		port := u.Port()
+		if port == "" {
+			port = "5432"
+		}
+		u.Host = "127.0.0.1:1," + u.Hostname() + ":" + port
+	}
+	q.Set("target_session_attrs", "read-write")
+	u.RawQuery = q.Encode()
+	c, err := Open(u.String())
+	if err != nil {
+		t.Fatalf("open with a dead first host: %v", err)
+	}
+	defer c.Close()
+	if err := c.AddCamera(context.Background(), Camera{ID: "cam1", Officer: "o", SecretMAC: []byte("m"), CreatedAt: time.Now()}); err != nil {
+		t.Fatalf("write through the second host: %v", err)
+	}
+	if n, err := c.CameraCount(context.Background()); err != nil || n != 1 {
+		t.Fatalf("cameras: %d, %v", n, err)
+	}
+}
+
+// TestSettleAbandoned: node a dies mid-session and its camera never comes
+// back. Until its lease has been expired for the grace window nothing
+// settles it; then nodes b and c, settling at the same moment, end it
+// once between them: a gap from its last durable chunk and its end at
+// the lease's expiry, the incident interrupted. b's live session (its
+// lease renewed) is not touched, nor is a session of the settling node
+// itself; a's late writes fail with ErrLeaseLost.
+func TestSettleAbandoned(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a, b, dsn := twoNodes(t, engines[1])
+	c, err := Open(dsn, WithNode("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	for _, cam := range []string{"cam2", "cam3"} {
+		if err := a.AddCamera(ctx, Camera{ID: cam, Officer: "o", SecretMAC: []byte("m"), CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	startCam := func(on *Catalog, cam, session string) SessionStarted {
+		t.Helper()
+		s, err := on.StartSession(ctx, SessionStart{Camera: cam, Officer: "o", Session: session, WrappedKey: []byte("k"),
+			Now: t0, Grace: time.Minute, Lease: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	sa := startCam(a, "cam1", "sa") // a's lease runs to t0+10s, never renewed
+	if _, err := a.CommitChunk(ctx, chunkOf(sa, "sa", 1, t0.Add(2*time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	sb := startCam(b, "cam2", "sb")
+	sc := startCam(c, "cam3", "sc")
+	const grace = time.Minute
+
+	// 30 s after a's lease expired: the camera may still come back.
+	for _, n := range []*Catalog{b, c} {
+		if got, err := n.SettleAbandoned(ctx, t0.Add(40*time.Second), grace); err != nil || len(got) != 0 {
+			t.Fatalf("node %s within the grace window: %v, %v; want nothing settled", n.Node(), got, err)
+		}
+	}
+	now := t0.Add(10*time.Second + grace + time.Second)
+	for _, s := range []struct {
+		on           *Catalog
+		cam, session string
+	}{{b, "cam2", "sb"}, {c, "cam3", "sc"}} {
+		if err := s.on.RenewLease(ctx, s.cam, s.session, now, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	var got [2][]string
+	var errs [2]error
+	gate := make(chan struct{})
+	for i, n := range []*Catalog{b, c} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-gate
+			got[i], errs[i] = n.SettleAbandoned(ctx, now, grace)
+		}()
+	}
+	close(gate)
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("settling: %v, %v", errs[0], errs[1])
+	}
+	if all := append(got[0], got[1]...); len(all) != 1 || all[0] != sa.Incident {
+		t.Fatalf("settled by b %v and by c %v; want a's incident %s once", got[0], got[1], sa.Incident)
+	}
+	for _, n := range []*Catalog{b, c} {
+		if again, err := n.SettleAbandoned(ctx, now, grace); err != nil || len(again) != 0 {
+			t.Fatalf("node %s settling again: %v, %v; want nothing", n.Node(), again, err)
+		}
+	}
+	// c's own session, its lease long expired, is c's recorder's
+	// business, never its settler's.
+	if _, err := c.db.ExecContext(ctx, `UPDATE leases SET expires_at = ? WHERE session = 'sc'`, t0); err != nil {
+		t.Fatal(err)
+	}
+	if own, err := c.SettleAbandoned(ctx, now, grace); err != nil || len(own) != 0 {
+		t.Fatalf("node c settling its own session: %v, %v; want nothing", own, err)
+	}
+
+	recs := records(t, a, sa.Incident)
+	var kinds []string
+	for _, r := range recs {
+		kinds = append(kinds, r.Kind+"/"+r.Session)
+	}
+	if got, want := strings.Join(kinds, " "), "session/sa chunk/sa gap/sa end/sa"; got != want {
+		t.Fatalf("a's chain %s, want %s", got, want)
+	}
+	expiry := t0.Add(10 * time.Second)
+	gap, end := recs[2], recs[3]
+	if gap.FromSeq != 1 || gap.Seq != 2 || gap.ToWall == nil || !gap.ToWall.Equal(expiry) ||
+		!strings.Contains(gap.Note, "node a stopped renewing") || !strings.Contains(gap.Note, "no node took the camera over") {
+		t.Errorf("gap: %+v", gap)
+	}
+	if !end.Wall.Equal(expiry) || !strings.HasPrefix(end.Note, StatusInterrupted+": node a stopped renewing") || !strings.Contains(end.Note, "settled by node") {
+		t.Errorf("end: %+v", end)
+	}
+	if inc, err := a.Incident(ctx, sa.Incident); err != nil || inc.Status != StatusInterrupted {
+		t.Errorf("a's incident: %+v, %v; want interrupted", inc, err)
+	}
+	if _, err := a.CommitChunk(ctx, chunkOf(sa, "sa", 2, now)); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("a's chunk after the settlement: %v, want ErrLeaseLost", err)
+	}
+	// The live sessions record on.
+	if _, err := b.CommitChunk(ctx, chunkOf(sb, "sb", 1, now)); err != nil {
+		t.Errorf("b's live session: %v", err)
+	}
+	if _, err := c.CommitChunk(ctx, chunkOf(sc, "sc", 1, now)); err != nil {
+		t.Errorf("c's own session: %v", err)
+	}
+	// The camera back later starts a new incident on any node.
+	if s, err := startOn(b, "sa-back", now.Add(time.Minute)); err != nil || s.Resumed {
+		t.Errorf("the camera back after the settlement: %+v, %v; want a new incident", s, err)
+	}
 }

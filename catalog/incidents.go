@@ -292,23 +292,28 @@ func (c *Catalog) InterruptRunning(ctx context.Context, now time.Time) ([]string
 // last durable chunk's end to where the session would have been at the
 // restart (an upper bound of what was lost).
 func (c *Catalog) crashGap(ctx context.Context, incident, session string, now time.Time) (manifest.Record, error) {
-	now = now.UTC()
-	gap := manifest.Record{Incident: incident, Kind: manifest.KindGap, Session: session, Wall: now, ToWall: &now}
-	var last durablePoint
+	var gap manifest.Record
 	err := c.tx(ctx, func(tx *dbTx) error {
 		var err error
-		var ok bool
-		last, ok, err = lastDurable(ctx, tx, incident, session)
-		if err != nil || ok {
-			return err
-		}
-		var started dbTime
-		if err := tx.QueryRowContext(ctx, `SELECT started_at FROM sessions WHERE id = ?`, session).Scan(&started); err != nil {
-			return err
-		}
-		last = durablePoint{Session: session, EndWall: started.T}
-		return nil
+		gap, err = lostGap(ctx, tx, incident, session, now, "server stopped without ending the session",
+			"the restart at "+now.UTC().Format(gapTime))
+		return err
 	})
+	return gap, err
+}
+
+// lostGap is the gap record of a session that stopped without a trace at
+// some point before now: from its last durable chunk (or its start) to
+// now. cause says why it stopped, until what now is ("the restart at …").
+func lostGap(ctx context.Context, tx *dbTx, incident, session string, now time.Time, cause, until string) (manifest.Record, error) {
+	now = now.UTC()
+	gap := manifest.Record{Incident: incident, Kind: manifest.KindGap, Session: session, Wall: now, ToWall: &now}
+	last, ok, err := lastDurable(ctx, tx, incident, session)
+	if err == nil && !ok {
+		var started dbTime
+		err = tx.QueryRowContext(ctx, `SELECT started_at FROM sessions WHERE id = ?`, session).Scan(&started)
+		last = durablePoint{Session: session, EndWall: started.T}
+	}
 	if err != nil {
 		return gap, fmt.Errorf("crash gap of session %s: %w", session, err)
 	}
@@ -319,8 +324,7 @@ func (c *Catalog) crashGap(ctx context.Context, incident, session string, now ti
 	if last.Seq > 0 {
 		what = fmt.Sprintf("nothing after segment %d (ending %s) was durable", last.Seq, last.EndWall.Format(gapTime))
 	}
-	gap.Note = fmt.Sprintf("server stopped without ending the session: the segment being cut was lost; %s, and nothing up to the restart at %s",
-		what, now.Format(gapTime))
+	gap.Note = fmt.Sprintf("%s: the segment being cut was lost; %s, and nothing up to %s", cause, what, until)
 	return gap, nil
 }
 

@@ -26,6 +26,10 @@ var ErrStoreMismatch = errors.New("the catalog is used with a different chunk st
 // sessions it starts, whose leases it holds and whose crash it settles.
 func (c *Catalog) Node() string { return c.node }
 
+// Shared says whether several nodes may open this catalog (PostgreSQL):
+// only then are there other nodes' sessions to settle.
+func (c *Catalog) Shared() bool { return c.db.d.shared }
+
 // RegisterNode records this node's checkpoint public key at start, or
 // confirms the one registered, and updates when it was last seen.
 func (c *Catalog) RegisterNode(ctx context.Context, pub ed25519.PublicKey, now time.Time) error {

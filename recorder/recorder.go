@@ -249,19 +249,65 @@ func (r *Recorder) RecoverInterrupted(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("end interrupted sessions: %w", err)
 	}
+	return r.signSettled(ctx, interrupted, "incident interrupted by a server stop")
+}
+
+// signSettled signs the head of each incident whose sessions a
+// reconciliation just ended, so that the manifest's signed head says
+// what was kept and what was lost, and logs each with what.
+func (r *Recorder) signSettled(ctx context.Context, incidents []string, what string) error {
 	c := &commit.Committer{Catalog: r.cat, Signer: r.committer.Signer, Node: r.committer.Node, Now: r.cfg.Now, Anchors: r.committer.Anchors}
-	for _, inc := range interrupted {
+	for _, inc := range incidents {
 		// A store that refuses the anchor now must not keep the node
 		// from recording: the signed checkpoint is in the catalog and the
 		// server's re-anchoring writes its copy once the store takes it.
 		if err := c.Checkpoint(ctx, inc); errors.Is(err, commit.ErrNotAnchored) {
-			r.log.Warn("checkpoint of an interrupted incident not anchored yet", "incident", inc, "err", err)
+			r.log.Warn("checkpoint of a settled incident not anchored yet", "incident", inc, "err", err)
 		} else if err != nil {
 			return err
 		}
-		r.log.Warn("incident interrupted by a server stop", "incident", inc)
+		r.log.Warn(what, "incident", inc)
 	}
 	return nil
+}
+
+// settleJob names the cluster-wide lock of SettleAbandoned.
+const settleJob = "settle abandoned sessions"
+
+// SettleAbandoned is the crash reconciliation of the other nodes, which a
+// dead node cannot run: on one node of those sharing the catalog at a
+// time (the catalog's lock; ran is false while another runs it), it ends
+// the sessions whose camera's lease expired more than the grace window
+// ago without any node taking the camera over, with their gap records
+// (catalog.SettleAbandoned), and signs each settled incident's head with
+// this node's key. Before the grace window has passed the camera may still
+// reconnect, to any node, and continue the incident.
+func (r *Recorder) SettleAbandoned(ctx context.Context) (settled []string, ran bool, err error) {
+	ran, err = r.cat.Exclusive(ctx, settleJob, func(ctx context.Context) error {
+		var err error
+		if settled, err = r.cat.SettleAbandoned(ctx, r.cfg.Now(), r.cfg.Grace); err != nil {
+			return err
+		}
+		return r.signSettled(ctx, settled, "incident of a node that stopped renewing its lease settled")
+	})
+	return settled, ran, err
+}
+
+// RunSettler calls SettleAbandoned every interval until ctx ends.
+func (r *Recorder) RunSettler(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, _, err := r.SettleAbandoned(ctx); err != nil && ctx.Err() == nil {
+			// The next round tries again: every step is safe to repeat.
+			r.log.Error("settle other nodes' abandoned sessions", "err", err)
+		}
+	}
 }
 
 // Close ends every running session (their segments already cut are

@@ -106,6 +106,10 @@ type Config struct {
 	// store this often when the trail grew (and always at Close); default
 	// 1 min, negative disables the periodic run.
 	AuditAnchorEvery time.Duration
+	// SettleEvery looks this often, on a shared catalog, for sessions of
+	// dead nodes that no node took over (Recorder.SettleAbandoned, on one
+	// node at a time); default 30 s, negative: never.
+	SettleEvery time.Duration
 	// AnchorRetryEvery looks this often for signed checkpoints whose
 	// anchor the store refused, and writes them (backing off while it
 	// still refuses); default 1 min, negative disables it.
@@ -456,11 +460,21 @@ func (s *Server) Start() error {
 			s.auditor.Run(ctx, every, s.log)
 		}()
 	}
+	if every := s.cfg.SettleEvery; every >= 0 && s.Catalog.Shared() {
+		if every == 0 {
+			every = 30 * time.Second
+		}
+		s.sweepers.Add(1)
+		go func() {
+			defer s.sweepers.Done()
+			s.Recorder.RunSettler(ctx, every)
+		}()
+	}
 	if every := s.cfg.AnchorRetryEvery; every >= 0 {
 		if every == 0 {
 			every = time.Minute
 		}
-		re := &commit.Reanchorer{Catalog: s.Catalog, Store: s.Store, Log: s.log}
+		re := &commit.Reanchorer{Catalog: s.Catalog, Store: s.Store, Log: s.log, Lock: s.Catalog}
 		s.sweepers.Add(1)
 		go func() {
 			defer s.sweepers.Done()

@@ -237,3 +237,12 @@ func NonEnforcing() http.Handler {
 		}
 	})
 }
+
+// Pid is the gateway's process id (0 while it is killed), for a benchmark
+// that reads the store's CPU from /proc.
+func (g *Gateway) Pid() int {
+	if g.cmd == nil || g.cmd.Process == nil {
+		return 0
+	}
+	return g.cmd.Process.Pid
+}

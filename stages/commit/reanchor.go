@@ -35,9 +35,9 @@ type ReanchorStore interface {
 // the anchor). Until its anchor is in the store a checkpoint is only in
 // the catalog, where whoever holds the node key can rewrite it with the
 // manifest; verify on the node warns of such an incident. The server runs
-// one beside the pipeline; it is safe to run while Checkpoint anchors the
-// same checkpoints (the store takes each key once; both write the same
-// line with the same deadline).
+// one beside the pipeline, its rounds on one node at a time (Lock); it is
+// safe to run while Checkpoint anchors the same checkpoints (the store
+// takes each key once; both write the same line with the same deadline).
 type Reanchorer struct {
 	Catalog ReanchorCatalog
 	Store   ReanchorStore
@@ -46,6 +46,34 @@ type Reanchorer struct {
 	// MaxWait bounds the backoff while the store refuses; default 10 min.
 	MaxWait time.Duration
 	Log     *slog.Logger // nil discards
+	// Lock, when set, runs Run's rounds on one node of those sharing the
+	// catalog at a time (the catalog's advisory lock): a round is safe to
+	// run on several at once, this spares the store and the catalog the
+	// work done twice.
+	Lock Locker
+}
+
+// Locker runs a job on one node at a time (catalog.Catalog.Exclusive).
+type Locker interface {
+	Exclusive(ctx context.Context, job string, fn func(context.Context) error) (ran bool, err error)
+}
+
+// reanchorJob names the Reanchorer's lock.
+const reanchorJob = "re-anchor checkpoints"
+
+// RoundExclusive is Round under Lock: while another node runs a round, it
+// does nothing and returns ran=false.
+func (r *Reanchorer) RoundExclusive(ctx context.Context) (written int, more, ran bool, err error) {
+	if r.Lock == nil {
+		written, more, err = r.Round(ctx)
+		return written, more, true, err
+	}
+	ran, err = r.Lock.Exclusive(ctx, reanchorJob, func(ctx context.Context) error {
+		var err error
+		written, more, err = r.Round(ctx)
+		return err
+	})
+	return written, more, ran, err
 }
 
 // Round looks at one batch of checkpoints not known to be anchored: each
@@ -122,7 +150,7 @@ func (r *Reanchorer) Run(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		written, more, err := r.Round(ctx)
+		written, more, _, err := r.RoundExclusive(ctx)
 		if written > 0 {
 			log.Info("checkpoint anchors written by the retry", "count", written)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"camvault/catalog"
 	"camvault/format/manifest"
+	"camvault/internal/pgtest"
 	"camvault/storage/fs"
 )
 
@@ -117,5 +118,59 @@ func TestReanchorerWritesRefusedAnchors(t *testing.T) {
 	st.gets = 0
 	if written, more, err := r.Round(ctx); written != 0 || more || err != nil || st.gets != 0 {
 		t.Fatalf("round after all are anchored: %d written, more %v, %v, %d reads", written, more, err, st.gets)
+	}
+}
+
+// TestReanchorerOneNodeAtATime: two nodes share a PostgreSQL catalog, and
+// a checkpoint's anchor is missing. While node a runs a round, node b's
+// round does nothing (ran false, no store read); once a is done, b's
+// round runs and writes the anchor.
+func TestReanchorerOneNodeAtATime(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.NewCatalog(t)
+	var cats [2]*catalog.Catalog
+	for i, node := range []string{"a", "b"} {
+		c, err := catalog.Open(dsn, catalog.WithNode(node))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cats[i] = c
+	}
+	fst, err := fs.Open(filepath.Join(t.TempDir(), "chunks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fst.Close()
+	st := &flakyAnchors{Store: fst, down: true}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	now := time.Now()
+	cats[0].AddCamera(ctx, catalog.Camera{ID: "cam1", Officer: "o", SecretMAC: []byte("m"), CreatedAt: now})
+	s, err := cats[0].StartSession(ctx, catalog.SessionStart{Camera: "cam1", Officer: "o", Session: "ses1", WrappedKey: []byte("k"), Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Committer{Catalog: cats[0], Signer: priv, Now: time.Now, Anchors: st}
+	if err := c.Checkpoint(ctx, s.Incident); !errors.Is(err, ErrNotAnchored) {
+		t.Fatalf("checkpoint while the store refuses: %v", err)
+	}
+	st.down = false
+	a := &Reanchorer{Catalog: cats[0], Store: st, Lock: cats[0]}
+	b := &Reanchorer{Catalog: cats[1], Store: st, Lock: cats[1]}
+	ran, err := cats[0].Exclusive(ctx, reanchorJob, func(ctx context.Context) error {
+		written, _, ran, err := b.RoundExclusive(ctx)
+		if ran || written != 0 || err != nil || st.gets != 0 {
+			t.Errorf("b's round while a runs one: ran %v, %d written, %v, %d store reads; want nothing done", ran, written, err, st.gets)
+		}
+		return nil
+	})
+	if !ran || err != nil {
+		t.Fatalf("a's round: ran %v, %v", ran, err)
+	}
+	if written, _, ran, err := b.RoundExclusive(ctx); !ran || written != 1 || err != nil {
+		t.Fatalf("b's round after a's: ran %v, %d written, %v; want the anchor written", ran, written, err)
+	}
+	if written, _, ran, err := a.RoundExclusive(ctx); !ran || written != 0 || err != nil {
+		t.Fatalf("a's round after b's: ran %v, %d written, %v; want nothing left", ran, written, err)
 	}
 }
