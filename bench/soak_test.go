@@ -339,15 +339,6 @@ func runSoak(b *testing.B, bin string, clip *Clip, cfg soakConfig, work string) 
 	return res, nil
 }
 
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	v = slices.Clone(v)
-	slices.Sort(v)
-	return v[len(v)/2]
-}
-
 // soakGaps finds every hole longer than a second between one chunk of a
 // camera's original track and the next (across its incidents, on the wall
 // clock) and checks that a gap record of the camera starts at the hole:

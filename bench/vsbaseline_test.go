@@ -1,0 +1,198 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+)
+
+// BenchmarkVsBaseline runs camvault beside the plain recorder of
+// bench/baseline (gortsplib + mediacommon's fMP4 writer, 2 s segments, no
+// crypto, no fsync) with the same simulated 4 Mbit/s 720p30 RTSP/TCP
+// cameras: at each camera count, CAMVAULT_BENCH_ROUNDS rounds (default 2)
+// of `serve` with its defaults, the baseline, and `serve
+// --transcode-workers 0`, one after the other, so the machine's other load
+// moves all three alike. It prints the table (CPU and RSS per stream, loss,
+// p99 ingest-to-durable, camvault / baseline), then a WHIP row, and saves
+// bench/results/vs-baseline.json. Camera counts come from
+// CAMVAULT_BENCH_STREAMS (default "100,200"), run length from
+// CAMVAULT_BENCH_SECONDS (default 20), the WHIP row's cameras from
+// CAMVAULT_BENCH_VS_WHIP (default 25, 0 for none).
+func BenchmarkVsBaseline(b *testing.B) {
+	bin, clip := loadSetup(b, "4M")
+	base, err := BuildBaseline(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	streams := envStreams(b, "CAMVAULT_BENCH_STREAMS", 100, 200)
+	seconds := envSeconds(b)
+	rounds := envInt(b, "CAMVAULT_BENCH_ROUNDS", 2)
+	whipN := 0
+	if os.Getenv("CAMVAULT_BENCH_VS_WHIP") != "0" {
+		whipN = envInt(b, "CAMVAULT_BENCH_VS_WHIP", 25)
+	}
+	rep := &VsReport{}
+	for _, n := range streams {
+		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
+			var r *VsReport
+			for i := 0; i < b.N; i++ {
+				r, err = RunVsBaseline(context.Background(), VsConfig{Camvault: bin, Baseline: base, Clip: clip, Cameras: []int{n},
+					Duration: time.Duration(seconds) * time.Second, Rounds: rounds, WorkDir: b.TempDir(), Logf: b.Logf})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			for _, s := range r.Summary {
+				switch s.Server {
+				case ServerBaseline:
+					b.ReportMetric(s.CPUMedian*1000, "baseline-millicores/stream")
+					b.ReportMetric(s.RSSMedian, "baseline-MiB/stream")
+				case ServerDefaults:
+					b.ReportMetric(s.CPUMedian*1000, "defaults-millicores/stream")
+					b.ReportMetric(s.RSSMedian, "defaults-MiB/stream")
+					b.ReportMetric(s.CPURatio, "defaults/baseline-cpu")
+					b.ReportMetric(s.RSSRatio, "defaults/baseline-rss")
+					b.ReportMetric(s.P99MaxMs, "defaults-p99-ms")
+				case ServerTranscodeOff:
+					b.ReportMetric(s.CPUMedian*1000, "off-millicores/stream")
+					b.ReportMetric(s.RSSMedian, "off-MiB/stream")
+					b.ReportMetric(s.CPURatio, "off/baseline-cpu")
+					b.ReportMetric(s.RSSRatio, "off/baseline-rss")
+					b.ReportMetric(s.P99MaxMs, "off-p99-ms")
+				}
+			}
+			*rep = mergeVs(*rep, *r)
+		})
+	}
+	if whipN > 0 {
+		b.Run(fmt.Sprintf("whip=%d", whipN), func(b *testing.B) {
+			var w *VsWHIP
+			for i := 0; i < b.N; i++ {
+				if w, err = measureWHIP(b, bin, whipN, seconds); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(w.WHIPCoresPerStream*1000, "whip-millicores/stream")
+			b.ReportMetric(w.RTSPCoresPerStream*1000, "rtsp-millicores/stream")
+			b.ReportMetric(w.Ratio, "whip/rtsp-cpu")
+			rep.WHIP = w
+		})
+	}
+	if len(rep.Summary) == 0 {
+		return
+	}
+	rep.WriteMarkdown(os.Stdout)
+	if err := rep.WriteJSON("results/vs-baseline.json"); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// measureWHIP runs n WebRTC cameras and then n RTSP cameras with the same
+// 2 Mbit/s clip against camvault (originals only, like BenchmarkWHIPLoad)
+// and compares their CPU per stream.
+func measureWHIP(b *testing.B, bin string, n, seconds int) (*VsWHIP, error) {
+	clip, err := MakeClip(4, "2M")
+	if err != nil {
+		return nil, err
+	}
+	w := &VsWHIP{Cameras: n, Bitrate: "2M"}
+	for _, proto := range []string{"rtsp", "whip"} {
+		res, err := RunLoad(context.Background(), LoadConfig{Binary: bin, Cameras: n, Protocol: proto,
+			Duration: time.Duration(seconds) * time.Second, Clip: clip, WorkDir: b.TempDir()})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", proto, err)
+		}
+		if proto == "rtsp" {
+			w.RTSPCoresPerStream, w.RTSPZeroLoss = res.CoresPerStream, res.ZeroLoss
+		} else {
+			w.WHIPCoresPerStream, w.WHIPZeroLoss = res.CoresPerStream, res.ZeroLoss
+		}
+	}
+	if w.RTSPCoresPerStream > 0 {
+		w.Ratio = w.WHIPCoresPerStream / w.RTSPCoresPerStream
+	}
+	return w, nil
+}
+
+// mergeVs appends one camera count's report to another.
+func mergeVs(a, b VsReport) VsReport {
+	if a.When.IsZero() {
+		a.When, a.CPU, a.Cores, a.Go, a.Commit, a.Seconds, a.Rounds = b.When, b.CPU, b.Cores, b.Go, b.Commit, b.Seconds, b.Rounds
+	}
+	a.Rows = append(a.Rows, b.Rows...)
+	a.Summary = append(a.Summary, b.Summary...)
+	return a
+}
+
+// BenchmarkVsBaselineGuard is CI's short check of the side-by-side ratio:
+// CAMVAULT_BENCH_GUARD_STREAMS cameras (default 10) for
+// CAMVAULT_BENCH_GUARD_SECONDS (default 8), CAMVAULT_BENCH_GUARD_ROUNDS
+// alternating rounds (default 3) of `serve` with its defaults and the
+// baseline. The ratio is the median over the rounds of camvault / baseline
+// CPU per stream, each round's two runs taken back to back; it fails when
+// the ratio is above vs_baseline_cpu_max in bench/floors.json (lower is
+// cheaper), but only after a second set of rounds confirms it (the median
+// over both sets), so one disturbed round on a shared machine does not
+// fail CI and a real regression does.
+func BenchmarkVsBaselineGuard(b *testing.B) {
+	floors, err := Floors()
+	if err != nil {
+		b.Fatal(err)
+	}
+	limit, ok := floors["vs_baseline_cpu_max"]
+	if !ok || limit <= 0 {
+		b.Fatal("bench/floors.json has no vs_baseline_cpu_max")
+	}
+	bin, clip := loadSetup(b, "4M")
+	base, err := BuildBaseline(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := envInt(b, "CAMVAULT_BENCH_GUARD_STREAMS", 10)
+	seconds := envInt(b, "CAMVAULT_BENCH_GUARD_SECONDS", 8)
+	rounds := envInt(b, "CAMVAULT_BENCH_GUARD_ROUNDS", 3)
+	cfg := VsConfig{Camvault: bin, Baseline: base, Clip: clip, Cameras: []int{n}, Duration: time.Duration(seconds) * time.Second,
+		Rounds: rounds, Servers: []string{ServerDefaults, ServerBaseline}, Logf: b.Logf}
+	for i := 0; i < b.N; i++ {
+		cfg.WorkDir = b.TempDir()
+		rep, err := RunVsBaseline(context.Background(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ratio := rep.CPURatio(n)
+		if ratio > limit {
+			b.Logf("camvault defaults / baseline CPU %.2f above %.2f: measuring again", ratio, limit)
+			cfg.WorkDir = b.TempDir()
+			again, err := RunVsBaseline(context.Background(), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for j := range again.Rows {
+				again.Rows[j].Round += rounds
+			}
+			rep.Rows = append(rep.Rows, again.Rows...)
+			rep.Rounds += again.Rounds
+			rep.Summary = summarize(n, cfg.Servers, rep.Rows)
+			ratio = rep.CPURatio(n)
+		}
+		rep.CPUMax = limit
+		if ratio > limit {
+			rep.Failing = append(rep.Failing, fmt.Sprintf("vs_baseline_cpu: camvault defaults / baseline CPU %.2f above its maximum %.2f", ratio, limit))
+		}
+		rep.WriteMarkdown(os.Stdout)
+		if err := rep.WriteJSON("results/vs-baseline-guard.json"); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(ratio, "defaults/baseline-cpu")
+		for _, s := range rep.Summary {
+			if s.Server == ServerDefaults {
+				b.ReportMetric(s.RSSRatio, "defaults/baseline-rss")
+			}
+		}
+		if len(rep.Failing) > 0 {
+			b.Fatal(rep.Failing[0])
+		}
+	}
+}
