@@ -6,7 +6,7 @@ export CGO_ENABLED := 1
 # versitygw (the tests' S3 server) is built here by scripts/deps.sh.
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: all deps test-deps build run test bench bench-short fuzz-short vet fmt clean
+.PHONY: all deps test-deps build run test bench bench-short bench-vs-baseline fuzz-short vet fmt clean
 
 all: build
 
@@ -37,6 +37,14 @@ bench-short: test-deps
 	$(GO) run ./cmd/camvault bench --json-out bench/results/latest.json
 	CAMVAULT_BENCH_STREAMS=25 CAMVAULT_BENCH_WHIP_STREAMS=10 CAMVAULT_BENCH_SECONDS=10 \
 		$(GO) test -run '^$$' -bench 'RTSPLoad|WHIPLoad' -benchtime 1x -timeout 10m ./bench
+
+# camvault serve (defaults) beside the plain recorder of bench/baseline:
+# 10 cameras, 3 alternating rounds; fails when the median CPU ratio is
+# above vs_baseline_cpu_max in bench/floors.json. Separate from
+# bench-short: on 2 cores it takes about N s.
+bench-vs-baseline: test-deps
+	mkdir -p bench/results
+	$(GO) test -run '^$$' -bench 'VsBaselineGuard' -benchtime 1x -timeout 15m ./bench
 
 # Every fuzz target in the tree for 10 s each (CI runs it after the
 # tests); FUZZTIME=1m make fuzz-short explores longer.

@@ -360,6 +360,7 @@ func vsRounds(ctx context.Context, cfg VsConfig, servers []string, n int, logf f
 				return nil, err
 			}
 			var res *LoadResult
+			began := time.Now()
 			switch s {
 			case ServerBaseline:
 				res, err = RunBaseline(ctx, BaselineConfig{Binary: cfg.Baseline, Cameras: n, Duration: cfg.Duration, Clip: cfg.Clip, WorkDir: work})
@@ -382,8 +383,8 @@ func vsRounds(ctx context.Context, cfg VsConfig, servers []string, n int, logf f
 			} else {
 				row.Errors = res.Errors
 			}
-			logf("%d cameras, round %d, %s: %.2f millicores/stream, %.2f MiB/stream, %d/%d zero loss, p99 %.0f ms",
-				n, round, s, row.CoresPerStream*1000, row.MiBPerStream, row.ZeroLoss, n, row.P99Ms)
+			logf("%d cameras, round %d, %s: %.2f millicores/stream, %.2f MiB/stream, %d/%d zero loss, p99 %.0f ms (run took %.0f s)",
+				n, round, s, row.CoresPerStream*1000, row.MiBPerStream, row.ZeroLoss, n, row.P99Ms, time.Since(began).Seconds())
 			for _, e := range row.Errors {
 				logf("  %s", e)
 			}

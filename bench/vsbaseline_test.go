@@ -145,11 +145,13 @@ func BenchmarkVsBaselineGuard(b *testing.B) {
 	if !ok || limit <= 0 {
 		b.Fatal("bench/floors.json has no vs_baseline_cpu_max")
 	}
+	setup := time.Now()
 	bin, clip := loadSetup(b, "4M")
 	base, err := BuildBaseline(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Logf("setup (build camvault and the baseline, encode the clip): %.0f s", time.Since(setup).Seconds())
 	n := envInt(b, "CAMVAULT_BENCH_GUARD_STREAMS", 10)
 	seconds := envInt(b, "CAMVAULT_BENCH_GUARD_SECONDS", 8)
 	rounds := envInt(b, "CAMVAULT_BENCH_GUARD_ROUNDS", 3)
