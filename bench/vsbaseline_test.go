@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -196,5 +198,49 @@ func BenchmarkVsBaselineGuard(b *testing.B) {
 		if len(rep.Failing) > 0 {
 			b.Fatal(rep.Failing[0])
 		}
+	}
+}
+
+// TestSummarizeRatiosPerRound: each round's ratio is taken against the
+// baseline of the same round, and the summary is their median, so a round
+// where the whole machine was slower moves both sides.
+func TestSummarizeRatiosPerRound(t *testing.T) {
+	rows := []VsRow{
+		{Server: ServerDefaults, Round: 1, CoresPerStream: 0.02, MiBPerStream: 3, ZeroLoss: 10},
+		{Server: ServerBaseline, Round: 1, CoresPerStream: 0.01, MiBPerStream: 1.5, ZeroLoss: 10},
+		{Server: ServerDefaults, Round: 2, CoresPerStream: 0.06, MiBPerStream: 3, ZeroLoss: 9, P99Ms: 2100},
+		{Server: ServerBaseline, Round: 2, CoresPerStream: 0.02, MiBPerStream: 1, ZeroLoss: 10},
+		{Server: ServerDefaults, Round: 3, CoresPerStream: 0.05, MiBPerStream: 4, ZeroLoss: 10, P99Ms: 2050},
+		{Server: ServerBaseline, Round: 3, CoresPerStream: 0.02, MiBPerStream: 2, ZeroLoss: 10},
+	}
+	sum := summarize(10, []string{ServerDefaults, ServerBaseline}, rows)
+	if len(sum) != 2 {
+		t.Fatalf("%d summaries, want 2", len(sum))
+	}
+	d, base := sum[0], sum[1]
+	// Per round: CPU 2, 3, 2.5 → median 2.5; RSS 2, 3, 2 → median 2.
+	if d.CPURatio != 2.5 || d.RSSRatio != 2 {
+		t.Fatalf("ratios %.3f CPU, %.3f RSS, want 2.5 and 2", d.CPURatio, d.RSSRatio)
+	}
+	if d.CPUMedian != 0.05 || d.CPUMin != 0.02 || d.CPUMax != 0.06 || d.MinZeroLoss != 9 || d.P99MaxMs != 2100 {
+		t.Fatalf("defaults summary %+v", d)
+	}
+	if base.CPURatio != 0 || base.CPUMedian != 0.02 {
+		t.Fatalf("baseline summary %+v: it has no ratio to itself", base)
+	}
+	if m := median([]float64{4, 1, 3, 2}); m != 2.5 {
+		t.Fatalf("median of 1..4 = %v, want 2.5", m)
+	}
+}
+
+// TestCountRecordedRefusesBrokenFiles: a segment that does not parse is an
+// error naming the file, not a camera with fewer pictures.
+func TestCountRecordedRefusesBrokenFiles(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "load0"), 0o755)
+	name := filepath.Join(dir, "load0", "x.mp4")
+	os.WriteFile(name, []byte("\x00\x00\x00\x10moovgarbage!"), 0o644)
+	if _, err := countRecorded(dir); err == nil || !strings.Contains(err.Error(), name) {
+		t.Fatalf("countRecorded on a broken file: %v, want an error naming %s", err, name)
 	}
 }
