@@ -38,10 +38,11 @@ bench-short: test-deps
 	CAMVAULT_BENCH_STREAMS=25 CAMVAULT_BENCH_WHIP_STREAMS=10 CAMVAULT_BENCH_SECONDS=10 \
 		$(GO) test -run '^$$' -bench 'RTSPLoad|WHIPLoad' -benchtime 1x -timeout 10m ./bench
 
-# camvault serve (defaults) beside the plain recorder of bench/baseline:
-# 10 cameras, 3 alternating rounds; fails when the median CPU ratio is
-# above vs_baseline_cpu_max in bench/floors.json. Separate from
-# bench-short: on 2 cores it takes about N s.
+# camvault serve (defaults, and transcode off) beside the plain recorder
+# of bench/baseline: 10 cameras, 3 alternating rounds; fails when a median
+# CPU ratio is above its maximum in bench/floors.json (vs_baseline_cpu_max,
+# vs_baseline_off_cpu_max). Not in bench-short: on the loaded 2-core
+# development machine it took 4.5 minutes (45 s of builds, then nine runs).
 bench-vs-baseline: test-deps
 	mkdir -p bench/results
 	$(GO) test -run '^$$' -bench 'VsBaselineGuard' -benchtime 1x -timeout 15m ./bench

@@ -318,10 +318,12 @@ type VsReport struct {
 	Rows    []VsRow     `json:"runs"`
 	Summary []VsSummary `json:"summary"`
 	WHIP    *VsWHIP     `json:"whip,omitempty"`
-	// CPUMax is the guard's limit on camvault defaults / baseline CPU
-	// (bench/floors.json vs_baseline_cpu_max), when the guard ran.
-	CPUMax  float64  `json:"vs_baseline_cpu_max,omitempty"`
-	Failing []string `json:"failing,omitempty"`
+	// CPUMax and OffCPUMax are the guard's limits on camvault / baseline
+	// CPU, defaults and transcode off (bench/floors.json
+	// vs_baseline_cpu_max, vs_baseline_off_cpu_max), when the guard ran.
+	CPUMax    float64  `json:"vs_baseline_cpu_max,omitempty"`
+	OffCPUMax float64  `json:"vs_baseline_off_cpu_max,omitempty"`
+	Failing   []string `json:"failing,omitempty"`
 }
 
 // RunVsBaseline runs every round and summarizes it.
@@ -467,7 +469,8 @@ func (r *VsReport) WriteMarkdown(w io.Writer) {
 			x.Cameras, x.Bitrate, x.WHIPCoresPerStream, x.RTSPCoresPerStream, x.Ratio, x.Cameras-x.WHIPZeroLoss, x.Cameras-x.RTSPZeroLoss)
 	}
 	if r.CPUMax > 0 {
-		fmt.Fprintf(w, "\nguard: camvault defaults / baseline CPU at most %.2f (bench/floors.json vs_baseline_cpu_max)\n", r.CPUMax)
+		fmt.Fprintf(w, "\nguard (bench/floors.json): camvault / baseline CPU at most %.2f with the defaults (vs_baseline_cpu_max), "+
+			"%.2f with transcode off (vs_baseline_off_cpu_max)\n", r.CPUMax, r.OffCPUMax)
 	}
 	for _, f := range r.Failing {
 		fmt.Fprintf(w, "\nFAIL: %s\n", f)
@@ -484,15 +487,4 @@ func (r *VsReport) WriteJSON(path string) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
-}
-
-// CPURatio is the summary's camvault-defaults / baseline CPU ratio at n
-// cameras (0 when it was not measured).
-func (r *VsReport) CPURatio(n int) float64 {
-	for _, s := range r.Summary {
-		if s.Cameras == n && s.Server == ServerDefaults {
-			return s.CPURatio
-		}
-	}
-	return 0
 }
