@@ -7,7 +7,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -273,38 +272,11 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	}
 	srv.Args = append(srv.Args, cfg.ServerArgs...)
 	srv.Env = append(os.Environ(), cfg.Env...)
-	stdout, _ := srv.StdoutPipe()
-	var logs strings.Builder
-	var logMu sync.Mutex
-	srv.Stderr = writerFunc(func(p []byte) (int, error) {
-		logMu.Lock()
-		defer logMu.Unlock()
-		if logs.Len() < 1<<20 {
-			logs.Write(p)
-		}
-		return len(p), nil
-	})
-	if err := srv.Start(); err != nil {
+	logs, kill, err := startReady(srv)
+	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		srv.Process.Kill()
-		srv.Wait()
-	}()
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if sc.Text() == "ready" {
-				close(ready)
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		return nil, errors.New("server not ready")
-	}
+	defer kill()
 	pid := srv.Process.Pid
 	res := &LoadResult{Cameras: cfg.Cameras}
 	res.RSSBaseMiB = rssMiB(pid)
@@ -406,31 +378,6 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	if res.StoredBytes, err = dirBytes(datadir.New(data).Chunks()); err != nil {
 		return nil, err
 	}
-	for i := 0; i < cfg.Cameras; i++ {
-		res.SentBytes += cfg.Clip.payloadBytes(sent[i])
-		res.Sent += sent[i]
-		d := durable[fmt.Sprintf("load%d", i)]
-		res.Durable += d
-		if errs[i] == nil && d == sent[i] {
-			res.ZeroLoss++
-		} else if errs[i] != nil {
-			res.Errors = append(res.Errors, fmt.Sprintf("load%d: %v", i, errs[i]))
-		} else {
-			res.Errors = append(res.Errors, fmt.Sprintf("load%d: sent %d, durable %d", i, sent[i], d))
-		}
-	}
-	if res.ZeroLoss < cfg.Cameras {
-		logMu.Lock()
-		lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
-		logMu.Unlock()
-		if len(lines) > 15 {
-			lines = lines[len(lines)-15:]
-		}
-		res.Errors = append(res.Errors, lines...)
-	}
+	res.tally(cfg.Clip, sent, errs, durable, "durable", logs.String())
 	return res, nil
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

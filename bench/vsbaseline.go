@@ -95,33 +95,11 @@ func RunBaseline(ctx context.Context, cfg BaselineConfig) (*LoadResult, error) {
 	dir := filepath.Join(cfg.WorkDir, fmt.Sprintf("baseline-%d", cfg.Cameras))
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
 	srv := exec.Command(cfg.Binary, "--rtsp", addr, "--dir", dir)
-	stdout, err := srv.StdoutPipe()
+	logs, kill, err := startReady(srv)
 	if err != nil {
 		return nil, err
 	}
-	logs := &limitedBuffer{max: 1 << 20}
-	srv.Stderr = logs
-	if err := srv.Start(); err != nil {
-		return nil, err
-	}
-	defer func() {
-		srv.Process.Kill()
-		srv.Wait()
-	}()
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if sc.Text() == "ready" {
-				close(ready)
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		return nil, fmt.Errorf("baseline not ready: %s", logs.String())
-	}
+	defer kill()
 	pid := srv.Process.Pid
 	res := &LoadResult{Cameras: cfg.Cameras, RSSBaseMiB: rssMiB(pid)}
 	cpu0, t0 := cpuSeconds(pid), time.Now()
@@ -163,28 +141,37 @@ func RunBaseline(ctx context.Context, cfg BaselineConfig) (*LoadResult, error) {
 	if res.StoredBytes, err = dirBytes(dir); err != nil {
 		return nil, err
 	}
-	for i := 0; i < cfg.Cameras; i++ {
-		res.SentBytes += cfg.Clip.payloadBytes(sent[i])
+	res.tally(cfg.Clip, sent, errs, recorded, "recorded", logs.String())
+	return res, nil
+}
+
+// tally adds up what camera loadN sent (sent[N], ended by errs[N]) against
+// what the server kept of it (kept["loadN"], in access units): a stream
+// counts as kept with zero loss when it ended cleanly and every access
+// unit it sent was kept. When one was not, the server's last log lines
+// are added to the errors.
+func (res *LoadResult) tally(clip *Clip, sent []int64, errs []error, kept map[string]int64, keptAs, logs string) {
+	for i := range sent {
+		res.SentBytes += clip.payloadBytes(sent[i])
 		res.Sent += sent[i]
-		d := recorded[fmt.Sprintf("load%d", i)]
+		d := kept[fmt.Sprintf("load%d", i)]
 		res.Durable += d
 		switch {
 		case errs[i] != nil:
 			res.Errors = append(res.Errors, fmt.Sprintf("load%d: %v", i, errs[i]))
 		case d != sent[i]:
-			res.Errors = append(res.Errors, fmt.Sprintf("load%d: sent %d, recorded %d", i, sent[i], d))
+			res.Errors = append(res.Errors, fmt.Sprintf("load%d: sent %d, %s %d", i, sent[i], keptAs, d))
 		default:
 			res.ZeroLoss++
 		}
 	}
-	if res.ZeroLoss < cfg.Cameras {
-		lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if res.ZeroLoss < len(sent) {
+		lines := strings.Split(strings.TrimSpace(logs), "\n")
 		if len(lines) > 15 {
 			lines = lines[len(lines)-15:]
 		}
 		res.Errors = append(res.Errors, lines...)
 	}
-	return res, nil
 }
 
 // countRecorded reads every segment the baseline wrote under dir (one
@@ -223,6 +210,43 @@ func countRecorded(dir string) (map[string]int64, error) {
 		}
 	}
 	return out, nil
+}
+
+// startReady starts a server process (camvault serve or the baseline),
+// keeps the first MiB of its standard error, and waits up to 30 s for it
+// to print "ready". kill ends it and reaps it; after a graceful stop it
+// does nothing.
+func startReady(srv *exec.Cmd) (logs *limitedBuffer, kill func(), err error) {
+	stdout, err := srv.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	logs = &limitedBuffer{max: 1 << 20}
+	srv.Stderr = logs
+	if err := srv.Start(); err != nil {
+		return nil, nil, err
+	}
+	kill = func() {
+		srv.Process.Kill()
+		srv.Wait()
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for said := false; sc.Scan(); {
+			if sc.Text() == "ready" && !said {
+				said = true
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+		return logs, kill, nil
+	case <-time.After(30 * time.Second):
+		kill()
+		return nil, nil, fmt.Errorf("%s not ready within 30 s: %s", filepath.Base(srv.Path), logs.String())
+	}
 }
 
 // limitedBuffer keeps the first max bytes written to it.

@@ -264,3 +264,20 @@ func TestCountRecordedRefusesBrokenFiles(t *testing.T) {
 		t.Fatalf("countRecorded on a broken file: %v, want an error naming %s", err, name)
 	}
 }
+
+// TestGuardFailures: only a guarded server above its maximum fails, and
+// the message names the floors.json key.
+func TestGuardFailures(t *testing.T) {
+	rep := &VsReport{Summary: []VsSummary{
+		{Server: ServerDefaults, CPURatio: 3.1},
+		{Server: ServerBaseline},
+		{Server: ServerTranscodeOff, CPURatio: 2.3},
+	}}
+	got := guardFailures(rep, map[string]float64{ServerDefaults: 4, ServerTranscodeOff: 2.2})
+	if len(got) != 1 || !strings.Contains(got[0], "vs_baseline_off_cpu_max") || !strings.Contains(got[0], "2.30") {
+		t.Fatalf("guard failures %q, want one for transcode off at 2.30", got)
+	}
+	if got := guardFailures(rep, map[string]float64{ServerDefaults: 4, ServerTranscodeOff: 2.4}); len(got) != 0 {
+		t.Fatalf("guard failures %q under both maxima", got)
+	}
+}
