@@ -6,7 +6,7 @@ export CGO_ENABLED := 1
 # versitygw (the tests' S3 server) is built here by scripts/deps.sh.
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: all deps test-deps build run test bench bench-short fuzz-short vet fmt clean
+.PHONY: all deps test-deps build run test bench bench-short bench-vs-baseline fuzz-short vet fmt clean
 
 all: build
 
@@ -37,6 +37,15 @@ bench-short: test-deps
 	$(GO) run ./cmd/camvault bench --json-out bench/results/latest.json
 	CAMVAULT_BENCH_STREAMS=25 CAMVAULT_BENCH_WHIP_STREAMS=10 CAMVAULT_BENCH_SECONDS=10 \
 		$(GO) test -run '^$$' -bench 'RTSPLoad|WHIPLoad' -benchtime 1x -timeout 10m ./bench
+
+# camvault serve (defaults, and transcode off) beside the plain recorder
+# of bench/baseline: 10 cameras, 3 alternating rounds; fails when a median
+# CPU ratio is above its maximum in bench/floors.json (vs_baseline_cpu_max,
+# vs_baseline_off_cpu_max). Not in bench-short: on the loaded 2-core
+# development machine it took 4.5 minutes (45 s of builds, then nine runs).
+bench-vs-baseline: test-deps
+	mkdir -p bench/results
+	$(GO) test -run '^$$' -bench 'VsBaselineGuard' -benchtime 1x -timeout 15m ./bench
 
 # Every fuzz target in the tree for 10 s each (CI runs it after the
 # tests); FUZZTIME=1m make fuzz-short explores longer.

@@ -7,7 +7,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
@@ -198,6 +196,9 @@ type LoadConfig struct {
 	GortsplibClient bool
 	// Protocol is "rtsp" (the default) or "whip": pion WebRTC cameras.
 	Protocol string
+	// Defaults runs serve with its own defaults for derived renditions
+	// (transcode on) instead of originals only (--transcode-workers 0).
+	Defaults bool
 }
 
 // LoadResult is what a run measured.
@@ -263,74 +264,25 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	srv := exec.Command(cfg.Binary, "serve", "--data", data, "--no-demo", "--rtsp-rtp", "", "--rtsp-rtcp", "",
 		"--rtsp", fmt.Sprintf("127.0.0.1:%d", rtspPort), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--log-level", "warn",
 		"--metrics", fmt.Sprintf("127.0.0.1:%d", metricsPort),
-		"--whip", fmt.Sprintf("127.0.0.1:%d", whipPort), "--ice-udp", fmt.Sprintf("127.0.0.1:%d", icePort),
+		"--whip", fmt.Sprintf("127.0.0.1:%d", whipPort), "--ice-udp", fmt.Sprintf("127.0.0.1:%d", icePort))
+	if !cfg.Defaults {
 		// Originals only: what ingest → seal → store sustains (transcoding
 		// has its own benchmark, and sheds under load by design).
-		"--transcode-workers", "0")
+		srv.Args = append(srv.Args, "--transcode-workers", "0")
+	}
 	srv.Args = append(srv.Args, cfg.ServerArgs...)
 	srv.Env = append(os.Environ(), cfg.Env...)
-	stdout, _ := srv.StdoutPipe()
-	var logs strings.Builder
-	var logMu sync.Mutex
-	srv.Stderr = writerFunc(func(p []byte) (int, error) {
-		logMu.Lock()
-		defer logMu.Unlock()
-		if logs.Len() < 1<<20 {
-			logs.Write(p)
-		}
-		return len(p), nil
-	})
-	if err := srv.Start(); err != nil {
+	logs, kill, err := startReady(srv)
+	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		srv.Process.Kill()
-		srv.Wait()
-	}()
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if sc.Text() == "ready" {
-				close(ready)
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		return nil, errors.New("server not ready")
-	}
+	defer kill()
 	pid := srv.Process.Pid
 	res := &LoadResult{Cameras: cfg.Cameras}
 	res.RSSBaseMiB = rssMiB(pid)
 	cpu0, t0 := cpuSeconds(pid), time.Now()
 
-	var peak, firstHalf, secondHalf atomic.Int64
-	stopSampling := make(chan struct{})
-	sampled := make(chan struct{})
-	half := t0.Add(cfg.Duration / 2)
-	go func() {
-		defer close(sampled)
-		for {
-			select {
-			case <-stopSampling:
-				return
-			case <-time.After(500 * time.Millisecond):
-				r := int64(rssMiB(pid) * 1024)
-				if r > peak.Load() {
-					peak.Store(r)
-				}
-				h := &firstHalf
-				if time.Now().After(half) {
-					h = &secondHalf
-				}
-				if r > h.Load() {
-					h.Store(r)
-				}
-			}
-		}
-	}()
+	rss := sampleRSS(pid, t0.Add(cfg.Duration/2))
 	// Scrape the latency histogram when every camera is streaming and
 	// again when the first stops: their difference is the steady state.
 	type scrape struct {
@@ -377,12 +329,9 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	}
 	wg.Wait()
 	cpu1, t1 := cpuSeconds(pid), time.Now()
-	close(stopSampling)
-	<-sampled
-	res.RSSFirstHalfMiB, res.RSSSecondHalfMiB = float64(firstHalf.Load())/1024, float64(secondHalf.Load())/1024
+	res.RSSPeakMiB, res.RSSFirstHalfMiB, res.RSSSecondHalfMiB = rss.finish()
 	res.ServerCores = (cpu1 - cpu0) / t1.Sub(t0).Seconds()
 	res.CoresPerStream = res.ServerCores / float64(cfg.Cameras)
-	res.RSSPeakMiB = float64(peak.Load()) / 1024
 	res.MiBPerStream = (res.RSSPeakMiB - res.RSSBaseMiB) / float64(cfg.Cameras)
 
 	if v, err := scrapeGauge(metricsPort, "go_memstats_heap_inuse_bytes"); err == nil {
@@ -429,31 +378,6 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	if res.StoredBytes, err = dirBytes(datadir.New(data).Chunks()); err != nil {
 		return nil, err
 	}
-	for i := 0; i < cfg.Cameras; i++ {
-		res.SentBytes += cfg.Clip.payloadBytes(sent[i])
-		res.Sent += sent[i]
-		d := durable[fmt.Sprintf("load%d", i)]
-		res.Durable += d
-		if errs[i] == nil && d == sent[i] {
-			res.ZeroLoss++
-		} else if errs[i] != nil {
-			res.Errors = append(res.Errors, fmt.Sprintf("load%d: %v", i, errs[i]))
-		} else {
-			res.Errors = append(res.Errors, fmt.Sprintf("load%d: sent %d, durable %d", i, sent[i], d))
-		}
-	}
-	if res.ZeroLoss < cfg.Cameras {
-		logMu.Lock()
-		lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
-		logMu.Unlock()
-		if len(lines) > 15 {
-			lines = lines[len(lines)-15:]
-		}
-		res.Errors = append(res.Errors, lines...)
-	}
+	res.tally(cfg.Clip, sent, errs, durable, "durable", logs.String())
 	return res, nil
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -192,6 +192,12 @@ var rules = []rule{
 		Pkgs: []string{"camvault/bench/...", "camvault/e2e/..."},
 		Why:  "harnesses drive camvault from outside, like a camera or an operator would (pion and gortsplib as clients)",
 	},
+	{
+		Pkgs: []string{"camvault/bench/baseline/..."},
+		Deny: []string{"camvault/..."},
+		Why: "the plain recorder the benchmarks compare camvault with shares none of camvault's code, " +
+			"so a change to camvault cannot make the yardstick cheaper or dearer",
+	},
 }
 
 // pkg is what the checker needs of one `go list` package.
