@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,6 +88,7 @@ func benchSegments(b *testing.B, w, h, seconds int) (init []byte, segs [][]byte)
 type camerasRun struct {
 	offered, made, shed [2]atomic.Int64 // by Kind
 	busy                atomic.Int64    // nanoseconds workers spent on proxies
+	cpu                 float64         // CPU-seconds the stage measured on its threads
 }
 
 func (r *camerasRun) accounted() int64 {
@@ -97,7 +99,13 @@ func (r *camerasRun) accounted() int64 {
 // offer it: every 2 s per camera (phases spread at random) a thumbnail
 // and a proxy job of one segment, for d; then closes the stage.
 func runCameras(b *testing.B, n int, d time.Duration, init []byte, segs [][]byte) *camerasRun {
-	st, err := New(Config{}, codec.NewProxyRenderer(codec.ProxyConfig{}), nil, nil)
+	return runCamerasWith(b, Config{}, codec.ProxyConfig{}, n, d, init, segs)
+}
+
+// runCamerasWith is runCameras with the stage's and the renderer's
+// configuration.
+func runCamerasWith(b *testing.B, cfg Config, pc codec.ProxyConfig, n int, d time.Duration, init []byte, segs [][]byte) *camerasRun {
+	st, err := New(cfg, codec.NewProxyRenderer(pc), nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -148,6 +156,7 @@ func runCameras(b *testing.B, n int, d time.Duration, init []byte, segs [][]byte
 		}
 	}
 	st.Close()
+	res.cpu = count(b, st.m.cpu.WithLabelValues("thumb")) + count(b, st.m.cpu.WithLabelValues("proxy"))
 	return res
 }
 
@@ -191,4 +200,49 @@ func BenchmarkCameras(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkCamerasBudget: the CPU the transcode stage costs per camera,
+// with n real-time 720p30 cameras offering it every segment, as it was
+// (no budget, FFmpeg choosing its threads) and with a CPU budget (one
+// thread per job, as the recorder now runs it), in the same run so that
+// the machine's other load weighs on both. cores/camera is the process's
+// CPU over the run (nothing else runs in it) per camera; stage_cores the
+// CPU the stage measured on its threads; proxy_made/op the fraction of
+// segments that got a proxy.
+func BenchmarkCamerasBudget(b *testing.B) {
+	astiav.SetLogLevel(astiav.LogLevelError)
+	const d = 20 * time.Second
+	init, segs := benchSegments(b, 1280, 720, 6)
+	for _, n := range []int{4, 16} {
+		for _, tc := range []struct {
+			name    string
+			cpu     float64
+			threads int
+		}{{"before", 0, 0}, {"budget=0.25", 0.25, 1}} {
+			b.Run(fmt.Sprintf("cameras=%d/%s", n, tc.name), func(b *testing.B) {
+				var r *camerasRun
+				var cores, stage float64
+				for range b.N {
+					cpu0, t0 := processCPUTime(), time.Now()
+					r = runCamerasWith(b, Config{CPU: tc.cpu}, codec.ProxyConfig{Threads: tc.threads}, n, d, init, segs)
+					cores = (processCPUTime() - cpu0).Seconds() / time.Since(t0).Seconds()
+					stage = r.cpu / d.Seconds()
+				}
+				b.ReportMetric(cores/float64(n), "cores/camera")
+				b.ReportMetric(stage, "stage_cores")
+				b.ReportMetric(float64(r.made[Proxy].Load())/float64(max(r.offered[Proxy].Load(), 1)), "proxy_made/op")
+				b.ReportMetric(float64(r.made[Thumb].Load())/float64(max(r.offered[Thumb].Load(), 1)), "thumb_made/op")
+			})
+		}
+	}
+}
+
+// processCPUTime is the process's CPU time so far, all threads.
+func processCPUTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
