@@ -405,9 +405,9 @@ func openSegment(init, segment []byte) (_ *segmentInput, err error) {
 	if IsEBML(init) {
 		format = "matroska"
 	}
-	data := make([]byte, 0, len(init)+len(segment))
-	data = append(append(data, init...), segment...)
-	fc, closeFC, err := openMemoryInput(data, format, false)
+	// Read in place: a job's segment is already the stage's copy, and a
+	// thumbnail reads only up to its first keyframe.
+	fc, closeFC, err := openReaderInput(newPartsReader(init, segment), format, false)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
 	}
