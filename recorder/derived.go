@@ -18,7 +18,7 @@ type TranscodeConfig struct {
 	// default 4 per worker (thumbnails have their own, longer queue).
 	Queue int
 	// QueueBytes bounds the bytes of segment copies waiting or being
-	// rendered; default 8 MiB per worker.
+	// rendered; default 16 MiB per worker.
 	QueueBytes int
 	// CPU is the derived work's budget in cores; work beyond it is shed
 	// (gap records) before anything is copied or decoded. Zero: no

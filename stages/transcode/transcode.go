@@ -141,7 +141,7 @@ type Config struct {
 	Nice int
 	// QueueBytes bounds the bytes of segment copies the stage holds for
 	// jobs waiting or running (a thumbnail and a proxy of one segment
-	// share one copy); default 8 MiB per worker. Beyond it jobs are shed
+	// share one copy); default 16 MiB per worker. Beyond it jobs are shed
 	// as with a full queue: the item limits alone would let cameras of a
 	// high bitrate pin many megabytes each.
 	QueueBytes int
@@ -173,7 +173,7 @@ func (c *Config) defaults() {
 		c.Nice = 10
 	}
 	if c.QueueBytes <= 0 {
-		c.QueueBytes = 8 << 20 * c.Workers
+		c.QueueBytes = 16 << 20 * c.Workers
 	}
 	if c.Burst <= 0 {
 		c.Burst = 10 * time.Second
