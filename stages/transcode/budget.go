@@ -13,16 +13,23 @@ import "time"
 // the job's estimated cost (the running mean of its kind), so that a
 // burst of offers cannot all be admitted against the same credit.
 type budget struct {
-	rate, depth float64 // cores; CPU-seconds
-	tokens      float64 // CPU-seconds available (negative: debt)
-	reserved    float64 // estimates of admitted jobs not yet charged
-	est         [2]float64
+	rate, depth float64    // cores; CPU-seconds
+	tokens      float64    // CPU-seconds available (negative: debt)
+	reserved    float64    // estimates of admitted jobs not yet charged
+	est         [2]float64 // by Kind: the running mean of measured costs
+	measured    [2]bool
 	at          time.Time // when tokens was last refilled
 }
 
+// Estimates before the first job of a kind is measured: on the high
+// side of a 720p segment's (a thumbnail ~0.02 CPU-s, a proxy ~0.2 on one
+// thread), so that a burst of offers at start-up cannot all be admitted
+// against credit whose cost nobody knows yet.
+var initialEstimate = [2]float64{Thumb: 0.05, Proxy: 0.5}
+
 func newBudget(cores float64, burst time.Duration, now time.Time) *budget {
 	depth := cores * burst.Seconds()
-	return &budget{rate: cores, depth: depth, tokens: depth, at: now}
+	return &budget{rate: cores, depth: depth, tokens: depth, at: now, est: initialEstimate}
 }
 
 func (b *budget) refill(now time.Time) {
@@ -52,8 +59,8 @@ func (b *budget) charge(k Kind, reserved, cpu float64, now time.Time) {
 	b.refill(now)
 	b.reserved = max(0, b.reserved-reserved)
 	b.tokens -= cpu
-	if b.est[k] == 0 {
-		b.est[k] = cpu
+	if !b.measured[k] {
+		b.est[k], b.measured[k] = cpu, true
 	} else {
 		b.est[k] += (cpu - b.est[k]) / 4
 	}
