@@ -14,7 +14,65 @@ import (
 // keeps every I/O context's callbacks in a global map it never cleans, so
 // release drops the data to keep the plaintext from living on there.
 type memoryReader struct {
-	r *bytes.Reader
+	r sizedReader
+}
+
+// sizedReader is an input in memory: a bytes.Reader, or a partsReader
+// over pieces read as one without being copied together.
+type sizedReader interface {
+	io.ReadSeeker
+	Size() int64
+}
+
+// partsReader reads its parts one after the other as a single input.
+type partsReader struct {
+	parts [][]byte
+	size  int64
+	off   int64
+}
+
+func newPartsReader(parts ...[]byte) *partsReader {
+	r := &partsReader{parts: parts}
+	for _, p := range parts {
+		r.size += int64(len(p))
+	}
+	return r
+}
+
+func (r *partsReader) Size() int64 { return r.size }
+
+func (r *partsReader) Read(b []byte) (int, error) {
+	if r.off >= r.size {
+		return 0, io.EOF
+	}
+	n, base := 0, int64(0)
+	for _, p := range r.parts {
+		end := base + int64(len(p))
+		if r.off < end && n < len(b) {
+			k := copy(b[n:], p[r.off-base:])
+			n += k
+			r.off += int64(k)
+		}
+		base = end
+	}
+	return n, nil
+}
+
+func (r *partsReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += r.off
+	case io.SeekEnd:
+		offset += r.size
+	default:
+		return 0, fmt.Errorf("seek: whence %d", whence)
+	}
+	if offset < 0 {
+		return 0, errors.New("seek: negative position")
+	}
+	r.off = offset
+	return offset, nil
 }
 
 // FFmpeg's seek flags (libavformat/avio.h), which go-astiav passes through.
@@ -61,11 +119,16 @@ func openMemory(data []byte, format string) (*astiav.FormatContext, func(), erro
 // first frames) only when probe is set: MP4 and WebM headers already
 // describe their streams, and the transcoders need nothing more.
 func openMemoryInput(data []byte, format string, probe bool) (_ *astiav.FormatContext, _ func(), err error) {
+	return openReaderInput(bytes.NewReader(data), format, probe)
+}
+
+// openReaderInput is openMemoryInput over any input held in memory.
+func openReaderInput(r sizedReader, format string, probe bool) (_ *astiav.FormatContext, _ func(), err error) {
 	in := astiav.AllocFormatContext()
 	if in == nil {
 		return nil, nil, errors.New("cannot allocate input context")
 	}
-	mr := &memoryReader{r: bytes.NewReader(data)}
+	mr := &memoryReader{r: r}
 	ioc, err := astiav.AllocIOContext(64<<10, false, mr.read, mr.seek, nil)
 	if err != nil {
 		in.Free()

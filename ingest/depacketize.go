@@ -153,7 +153,29 @@ func (d *h264Depacketizer) Decode(pkt *rtp.Packet, pts int64, now time.Time) ([]
 	if err != nil {
 		return nil, fmt.Errorf("h264 timestamps: %w", err)
 	}
-	return []*media.AccessUnit{{Track: d.track, PTS: pts, DTS: dts, Key: key, NALUs: copyNALUs(nalus), Received: now}}, invalid
+	return newAU(d.track, pts, dts, key, nalus, now), invalid
+}
+
+// auBox is an access unit, the one-element list Decode returns it in, and
+// room for the NAL unit slices of a usual picture (parameter sets, SEI,
+// a slice), in one allocation: with the payload's own, two allocations
+// per access unit on camvault's side of the read path instead of four.
+type auBox struct {
+	au    media.AccessUnit
+	list  [1]*media.AccessUnit
+	nalus [4][]byte
+}
+
+// newAU returns one access unit holding a copy of nalus.
+func newAU(track int, pts, dts int64, key bool, nalus [][]byte, now time.Time) []*media.AccessUnit {
+	b := &auBox{au: media.AccessUnit{Track: track, PTS: pts, DTS: dts, Key: key, Received: now}}
+	dst := b.nalus[:0]
+	if len(nalus) > len(b.nalus) {
+		dst = make([][]byte, 0, len(nalus))
+	}
+	b.au.NALUs = copyNALUs(dst, nalus)
+	b.list[0] = &b.au
+	return b.list[:]
 }
 
 // Reset starts over at the next IDR. The parameter sets seen so far are
@@ -198,20 +220,20 @@ func validNALU(n []byte) bool {
 	return len(n) > 0 && n[0]&0x80 == 0 && n[0]&0x1f != 0 && n[0]&0x1f < 24
 }
 
-// copyNALUs copies an access unit into one allocation: the transport
-// reuses its packet buffers, and the segmenter keeps the unit until its
-// segment is cut. (Pooling these was measured: no CPU gain, more RSS.)
-func copyNALUs(nalus [][]byte) [][]byte {
+// copyNALUs copies an access unit's payload into one allocation, its
+// slices appended to out: the transport reuses its packet buffers, and
+// the segmenter keeps the unit until its segment is cut. (Pooling these
+// was measured: no CPU gain, more RSS.)
+func copyNALUs(out, nalus [][]byte) [][]byte {
 	n := 0
 	for _, b := range nalus {
 		n += len(b)
 	}
 	buf := make([]byte, 0, n)
-	out := make([][]byte, len(nalus))
-	for i, b := range nalus {
+	for _, b := range nalus {
 		start := len(buf)
 		buf = append(buf, b...)
-		out[i] = buf[start:len(buf):len(buf)]
+		out = append(out, buf[start:len(buf):len(buf)])
 	}
 	return out
 }
@@ -260,7 +282,7 @@ func (d *opusDepacketizer) Decode(pkt *rtp.Packet, pts int64, now time.Time) ([]
 	if len(frame) == 0 {
 		return nil, nil
 	}
-	return []*media.AccessUnit{{Track: d.track, PTS: pts, DTS: pts, Key: true, NALUs: [][]byte{clone(frame)}, Received: now}}, nil
+	return newAU(d.track, pts, pts, true, [][]byte{frame}, now), nil
 }
 
 type vp8Depacketizer struct {
@@ -286,7 +308,7 @@ func (d *vp8Depacketizer) Decode(pkt *rtp.Packet, pts int64, now time.Time) ([]*
 		return nil, nil // inter frames before the first keyframe are undecodable
 	}
 	d.ready = true
-	return []*media.AccessUnit{{Track: d.track, PTS: pts, DTS: pts, Key: key, NALUs: [][]byte{clone(frame)}, Received: now}}, nil
+	return newAU(d.track, pts, pts, key, [][]byte{frame}, now), nil
 }
 
 func (d *vp8Depacketizer) Reset() (err error) {

@@ -17,10 +17,23 @@ type TranscodeConfig struct {
 	// Queue is how many proxy jobs may wait before new ones are shed;
 	// default 4 per worker (thumbnails have their own, longer queue).
 	Queue int
+	// QueueBytes bounds the bytes of segment copies waiting or being
+	// rendered; default 16 MiB per worker.
+	QueueBytes int
+	// CPU is the derived work's budget in cores; work beyond it is shed
+	// (gap records) before anything is copied or decoded. Zero: no
+	// budget (serve's default is DefaultTranscodeCPU).
+	CPU float64
 	// Renderer makes the renditions; default a codec.ProxyRenderer making
-	// 640×360 H.264 proxies at 600 kbit/s.
+	// 640×360 H.264 proxies at 600 kbit/s, one thread per job.
 	Renderer transcode.Renderer
 }
+
+// DefaultTranscodeCPU is serve's CPU budget for derived work: an eighth
+// of the cores (a quarter of a core on a 2-core node), so that proxies and
+// thumbnails cost a bounded share beside the evidence path however many
+// cameras there are.
+func DefaultTranscodeCPU() float64 { return float64(runtime.NumCPU()) / 8 }
 
 // DefaultTranscodeWorkers is the pool size when none is configured: every
 // core but one, which is left to ingest.

@@ -210,10 +210,13 @@ func New(cfg Config, cat *catalog.Catalog, chunks storage.ChunkStore, recipients
 	}
 	if cfg.Transcode.Enabled {
 		if cfg.Transcode.Renderer == nil {
+			// One thread per job: the workers are the parallelism, and the
+			// CPU budget measures each job on its worker's thread.
 			cfg.Transcode.Renderer = codec.NewProxyRenderer(codec.ProxyConfig{
-				Width: codec.DefaultProxyWidth, Height: codec.DefaultProxyHeight, Bitrate: codec.DefaultProxyBitrate})
+				Width: codec.DefaultProxyWidth, Height: codec.DefaultProxyHeight, Bitrate: codec.DefaultProxyBitrate, Threads: 1})
 		}
-		d, err := transcode.New(transcode.Config{Workers: cfg.Transcode.Workers, Queue: cfg.Transcode.Queue}, cfg.Transcode.Renderer, reg, log)
+		d, err := transcode.New(transcode.Config{Workers: cfg.Transcode.Workers, Queue: cfg.Transcode.Queue,
+			QueueBytes: cfg.Transcode.QueueBytes, CPU: cfg.Transcode.CPU}, cfg.Transcode.Renderer, reg, log)
 		if err != nil {
 			cancel()
 			return nil, err
@@ -608,11 +611,12 @@ func (s *session) submitSegment(seg *segment.Segment) error {
 	it := &media.Item{Plain: seg.Data, First: s.segFirst, Received: seg.Received, Samples: seg.Samples, VideoSamples: seg.VideoSamples}
 	s.nextSeq = seg.Seq + 1
 	if s.d != nil && seg.Seq >= 1 {
-		// Copied before the original is queued (once queued, its buffer
-		// may be sealed and pooled at any moment), handed to the
-		// transcode stage after, so a shed job's gap follows the chunk.
-		plain, h := append([]byte(nil), seg.Data...), s.header(seg.Seq, int64(seg.Start), int64(seg.End))
-		defer func() { s.d.Segment(h, plain) }()
+		// Offered before the original is queued (once queued, its buffer
+		// may be sealed and pooled at any moment): the stage copies it
+		// only for the renditions it takes, and is handed the jobs after,
+		// so the derived items, and the gaps of shed ones, follow the chunk.
+		queue := s.d.Segment(s.header(seg.Seq, int64(seg.Start), int64(seg.End)), seg.Data)
+		defer queue()
 	}
 	return s.submit(it, seg.Seq, int64(seg.Start), int64(seg.End))
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -55,6 +56,7 @@ type serveFlags struct {
 	whipPerAddr      *int
 	sweepEvery       *time.Duration
 	transcodeWorkers *int
+	transcodeCPU     *float64
 	minFree          *string
 	diskReserve      *string
 	noDemo           *bool
@@ -89,13 +91,15 @@ func newServeFlags() (*flag.FlagSet, *serveFlags) {
 		whipPerAddr:      fl.Int("whip-max-conns-per-addr", server.DefaultWHIPPerAddr, "most WHIP and camera-event HTTP connections per remote address (negative: no cap)"),
 		sweepEvery:       fl.Duration("sweep-every", 10*time.Minute, "how often the retention sweeper runs"),
 		transcodeWorkers: fl.Int("transcode-workers", -1, "review proxies and thumbnails at ingest with N low-priority threads (-1: cores-1, at least 1; 0: off)"),
-		minFree:          fl.String("min-free", "1GiB", "below this free space (bytes, e.g. 512MiB, or a percentage, e.g. 5%) on the data directory's disk, take no new incidents and answer 503 on /healthz and /readyz"),
-		diskReserve:      fl.String("disk-reserve", "64MiB", "space kept in <data>/reserve for the catalog, released when the disk fills so every loss is still recorded (0: none)"),
-		noDemo:           fl.Bool("no-demo", false, "do not create the demo camera on first start"),
-		pprofAddr:        fl.String("pprof", "", "serve Go profiling on this address (loopback only; off by default)"),
-		node:             fl.String("node", "", "this node's id among the nodes sharing a catalog, registered with its key (default the host name)"),
-		checkpointEvery:  fl.Int("checkpoint-every", 30, "sign an incident's manifest head after this many chunks (and at every session end)"),
-		lease:            fl.Duration("lease", catalog.DefaultLease, "a recording camera's lease: another node takes the camera over once this node has not renewed it for this long"),
+		transcodeCPU: fl.Float64("transcode-cpu", recorder.DefaultTranscodeCPU(),
+			"CPU budget of review proxies and thumbnails, in cores (default an eighth of the cores); work beyond it is shed as gap records before it is copied or decoded (0: no budget)"),
+		minFree:         fl.String("min-free", "1GiB", "below this free space (bytes, e.g. 512MiB, or a percentage, e.g. 5%) on the data directory's disk, take no new incidents and answer 503 on /healthz and /readyz"),
+		diskReserve:     fl.String("disk-reserve", "64MiB", "space kept in <data>/reserve for the catalog, released when the disk fills so every loss is still recorded (0: none)"),
+		noDemo:          fl.Bool("no-demo", false, "do not create the demo camera on first start"),
+		pprofAddr:       fl.String("pprof", "", "serve Go profiling on this address (loopback only; off by default)"),
+		node:            fl.String("node", "", "this node's id among the nodes sharing a catalog, registered with its key (default the host name)"),
+		checkpointEvery: fl.Int("checkpoint-every", 30, "sign an incident's manifest head after this many chunks (and at every session end)"),
+		lease:           fl.Duration("lease", catalog.DefaultLease, "a recording camera's lease: another node takes the camera over once this node has not renewed it for this long"),
 	}
 }
 
@@ -127,11 +131,14 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	cfg.RTSPLimits = netguard.Limits{MaxConns: *f.rtspMax, MaxPerAddr: *f.rtspPerAddr, AuthTimeout: *f.rtspAuth}
 	cfg.WHIPLimits = netguard.Limits{MaxConns: *f.whipMax, MaxPerAddr: *f.whipPerAddr}
 	cfg.Node = *f.node
+	if *f.transcodeCPU < 0 || math.IsNaN(*f.transcodeCPU) || math.IsInf(*f.transcodeCPU, 0) {
+		return usagef("--transcode-cpu %v: a number of cores, at least 0", *f.transcodeCPU)
+	}
 	if *f.lease < time.Second {
 		return usagef("--lease %v: at least 1s (it is renewed every third of it)", *f.lease)
 	}
 	cfg.Recorder = recorder.Config{Lease: *f.lease, CheckpointEvery: *f.checkpointEvery, Retention: *f.retention, SegmentTarget: *f.segmentDur, Grace: *f.grace,
-		Transcode: recorder.TranscodeConfig{Enabled: *f.transcodeWorkers != 0, Workers: *f.transcodeWorkers}}
+		Transcode: recorder.TranscodeConfig{Enabled: *f.transcodeWorkers != 0, Workers: *f.transcodeWorkers, CPU: *f.transcodeCPU}}
 	srv, err := startServer(cfg, log)
 	if err != nil {
 		return err

@@ -15,7 +15,7 @@ import (
 	"camvault/pipeline"
 )
 
-func testKey(t *testing.T) (*chunk.SessionKey, *chunk.Opener) {
+func testKey(t testing.TB) (*chunk.SessionKey, *chunk.Opener) {
 	t.Helper()
 	id, err := age.GenerateX25519Identity()
 	if err != nil {

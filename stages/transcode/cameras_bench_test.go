@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 
 	"camvault/codec"
+	"camvault/format/chunk"
 	"camvault/internal/testenv"
 	"camvault/media"
 	"camvault/stages/segment"
@@ -87,6 +89,7 @@ func benchSegments(b *testing.B, w, h, seconds int) (init []byte, segs [][]byte)
 type camerasRun struct {
 	offered, made, shed [2]atomic.Int64 // by Kind
 	busy                atomic.Int64    // nanoseconds workers spent on proxies
+	cpu                 float64         // CPU-seconds the stage measured on its threads
 }
 
 func (r *camerasRun) accounted() int64 {
@@ -97,7 +100,13 @@ func (r *camerasRun) accounted() int64 {
 // offer it: every 2 s per camera (phases spread at random) a thumbnail
 // and a proxy job of one segment, for d; then closes the stage.
 func runCameras(b *testing.B, n int, d time.Duration, init []byte, segs [][]byte) *camerasRun {
-	st, err := New(Config{}, codec.NewProxyRenderer(codec.ProxyConfig{}), nil, nil)
+	return runCamerasWith(b, Config{}, codec.ProxyConfig{}, n, d, init, segs)
+}
+
+// runCamerasWith is runCameras with the stage's and the renderer's
+// configuration.
+func runCamerasWith(b *testing.B, cfg Config, pc codec.ProxyConfig, n int, d time.Duration, init []byte, segs [][]byte) *camerasRun {
+	st, err := New(cfg, codec.NewProxyRenderer(pc), nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -120,17 +129,7 @@ func runCameras(b *testing.B, n int, d time.Duration, init []byte, segs [][]byte
 					res.offered[kind].Add(1)
 					t0 := time.Now()
 					err := st.TrySubmit(&Job{Kind: kind, Group: strconv.Itoa(c), Init: init, Segment: seg, Done: func(r Result) {
-						switch {
-						case r.Err == nil:
-							res.made[kind].Add(1)
-							if kind == Proxy {
-								res.busy.Add(int64(time.Since(t0)))
-							}
-						case IsShed(r.Err):
-							res.shed[kind].Add(1)
-						default:
-							b.Errorf("%s: %v", kind, r.Err)
-						}
+						res.result(b, kind, r, t0)
 					}})
 					if err != nil {
 						res.shed[kind].Add(1)
@@ -140,14 +139,83 @@ func runCameras(b *testing.B, n int, d time.Duration, init []byte, segs [][]byte
 		}()
 	}
 	wg.Wait()
-	// The last segments' jobs get the time a camera's next segment would
-	// give them; what is still queued after it counts as shed.
+	res.settle(b, st)
+	return res
+}
+
+func (res *camerasRun) result(b *testing.B, kind Kind, r Result, t0 time.Time) {
+	switch {
+	case r.Err == nil:
+		res.made[kind].Add(1)
+		if kind == Proxy {
+			res.busy.Add(int64(time.Since(t0)))
+		}
+	case IsShed(r.Err):
+		res.shed[kind].Add(1)
+	default:
+		b.Errorf("%s: %v", kind, r.Err)
+	}
+}
+
+// settle gives the last segments' jobs the time a camera's next segment
+// would give them (what is still queued after it counts as shed), then
+// closes the stage.
+func (res *camerasRun) settle(b testing.TB, st *Stage) {
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if res.accounted() == res.offered[Thumb].Load()+res.offered[Proxy].Load() {
 			break
 		}
 	}
 	st.Close()
+	res.cpu = count(b, st.m.cpu.WithLabelValues("thumb")) + count(b, st.m.cpu.WithLabelValues("proxy"))
+}
+
+// runSessions is runCamerasWith offering each camera's segments as the
+// recorder does, through a Session: the stage decides before copying,
+// and a segment's two jobs share one pooled copy.
+func runSessions(b *testing.B, cfg Config, pc codec.ProxyConfig, n int, d time.Duration, init []byte, segs [][]byte) *camerasRun {
+	st, err := New(cfg, codec.NewProxyRenderer(pc), nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	res := &camerasRun{}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := range n {
+		wg.Add(1)
+		emit := func(it *media.Item) error {
+			kind := Thumb
+			if it.Header.Track == chunk.TrackProxy {
+				kind = Proxy
+			}
+			switch {
+			case it.Kind == media.ItemGap && it.Shed:
+				res.shed[kind].Add(1)
+			case it.Kind == media.ItemGap:
+				b.Errorf("%s: %s", kind, it.Note)
+			case it.Header.Seq > 0 || kind == Thumb: // not the proxy's init
+				res.made[kind].Add(1)
+			}
+			return nil
+		}
+		ds := st.NewSession(strconv.Itoa(c), init, chunk.Header{}, emit, nil)
+		go func() {
+			defer wg.Done()
+			phase := time.Duration(rand.Int64N(int64(2 * time.Second)))
+			for k := 0; ; k++ {
+				at := phase + time.Duration(k)*2*time.Second
+				if at >= d {
+					return
+				}
+				time.Sleep(time.Until(start.Add(at)))
+				res.offered[Thumb].Add(1)
+				res.offered[Proxy].Add(1)
+				ds.Segment(chunk.Header{Seq: uint64(k + 1)}, segs[(k+c)%len(segs)])()
+			}
+		}()
+	}
+	wg.Wait()
+	res.settle(b, st)
 	return res
 }
 
@@ -191,4 +259,52 @@ func BenchmarkCameras(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkCamerasBudget: the CPU the transcode stage costs per camera,
+// with n real-time 720p30 cameras offering it every segment, as it was
+// (no budget, FFmpeg choosing its threads) and with a CPU budget (one
+// thread per job, as the recorder now runs it, and the preset chosen by
+// BenchmarkProxyPreset in place of veryfast), in the same run so that
+// the machine's other load weighs on both. cores/camera is the process's
+// CPU over the run (nothing else runs in it) per camera; stage_cores the
+// CPU the stage measured on its threads; proxy_made/op the fraction of
+// segments that got a proxy.
+func BenchmarkCamerasBudget(b *testing.B) {
+	astiav.SetLogLevel(astiav.LogLevelError)
+	const d = 20 * time.Second
+	init, segs := benchSegments(b, 1280, 720, 6)
+	for _, n := range []int{8} {
+		for _, tc := range []struct {
+			name    string
+			cpu     float64
+			threads int
+			preset  string
+			bytes   int
+		}{{"before", 0, 0, "veryfast", 1 << 40}, {"budget=0.25", 0.25, 1, "", 0}} {
+			b.Run(fmt.Sprintf("cameras=%d/%s", n, tc.name), func(b *testing.B) {
+				var r *camerasRun
+				var cores, stage float64
+				for range b.N {
+					cpu0, t0 := processCPUTime(), time.Now()
+					r = runSessions(b, Config{CPU: tc.cpu, QueueBytes: tc.bytes}, codec.ProxyConfig{Threads: tc.threads, Preset: tc.preset}, n, d, init, segs)
+					cores = (processCPUTime() - cpu0).Seconds() / time.Since(t0).Seconds()
+					stage = r.cpu / d.Seconds()
+				}
+				b.ReportMetric(cores/float64(n), "cores/camera")
+				b.ReportMetric(stage, "stage_cores")
+				b.ReportMetric(float64(r.made[Proxy].Load())/float64(max(r.offered[Proxy].Load(), 1)), "proxy_made/op")
+				b.ReportMetric(float64(r.made[Thumb].Load())/float64(max(r.offered[Thumb].Load(), 1)), "thumb_made/op")
+			})
+		}
+	}
+}
+
+// processCPUTime is the process's CPU time so far, all threads.
+func processCPUTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

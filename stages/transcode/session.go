@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"camvault/format/chunk"
+	"camvault/internal/bufpool"
 	"camvault/media"
 )
 
@@ -44,18 +45,47 @@ func (s *Stage) NewSession(group string, init []byte, initH chunk.Header, emit f
 	return &Session{stage: s, group: group, init: append([]byte(nil), init...), initH: initH, emit: emit, log: log}
 }
 
-// Segment hands original chunk h.Seq to the workers: a thumbnail job and
-// a proxy job sharing plain, the caller's copy of the plaintext. It never
-// waits: a job the stage refuses becomes a gap record on its track at
-// once.
-func (d *Session) Segment(h chunk.Header, plain []byte) {
+// Segment offers original chunk h.Seq to the workers: a thumbnail job
+// and a proxy job. It decides at once, before anything is copied, which
+// of them the stage takes (queue room in items and bytes, CPU budget);
+// only if it takes one is plain copied, into one pooled buffer both jobs
+// share, and plain is never kept. It never waits. The returned function
+// queues the jobs taken and emits a gap record for each one refused; the
+// caller calls it exactly once, after queueing the original chunk, so
+// that the derived items follow the original in the session's order.
+func (d *Session) Segment(h chunk.Header, plain []byte) (queue func()) {
+	var jobs [2]*Job
+	var refused [2]error
+	hd := &hold{n: len(plain)}
+	taken := false
 	for _, kind := range []Kind{Thumb, Proxy} {
-		d.jobs.Add(1)
-		err := d.stage.TrySubmit(&Job{Kind: kind, Group: d.group, Init: d.init, Segment: plain,
-			Done: func(res Result) { defer d.jobs.Done(); d.done(h, res) }})
-		if err != nil { // refused: Done will never be called
-			d.jobs.Done()
-			d.done(h, Result{Kind: kind, Err: err})
+		j := &Job{Kind: kind, Group: d.group, Init: d.init}
+		j.Done = func(res Result) { defer d.jobs.Done(); d.done(h, res) }
+		if refused[kind] = d.stage.admit(j, hd); refused[kind] == nil {
+			jobs[kind], taken = j, true
+		}
+	}
+	if taken {
+		hd.buf = bufpool.Get(len(plain))
+		copy(hd.buf, plain)
+		d.stage.m.copied.Add(float64(len(plain)))
+		for _, j := range jobs {
+			if j != nil {
+				j.Segment = hd.buf
+			}
+		}
+	}
+	return func() {
+		for kind, j := range jobs {
+			if j == nil {
+				d.done(h, Result{Kind: Kind(kind), Err: refused[kind]})
+				continue
+			}
+			d.jobs.Add(1)
+			if err := d.stage.enqueue(j); err != nil { // closed meanwhile: Done will never be called
+				d.jobs.Done()
+				d.done(h, Result{Kind: j.Kind, Err: err})
+			}
 		}
 	}
 }

@@ -110,7 +110,7 @@ func newStage(t *testing.T, cfg Config, r Renderer) (*Stage, *prometheus.Registr
 }
 
 // count reads a counter's or gauge's value.
-func count(t *testing.T, c prometheus.Metric) float64 {
+func count(t testing.TB, c prometheus.Metric) float64 {
 	t.Helper()
 	var m dto.Metric
 	if err := c.Write(&m); err != nil {
