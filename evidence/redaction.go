@@ -184,3 +184,7 @@ func fileSHA256(path string) (int64, string, error) {
 }
 
 func jsonIndent(v any) ([]byte, error) { return json.MarshalIndent(v, "", "  ") }
+
+// CheckOutside refuses out when it is dataDir or below it (plaintext
+// never goes into the data directory), following symlinks.
+func CheckOutside(dataDir, out string) error { return checkOutside(dataDir, out) }

@@ -54,6 +54,14 @@ type RedactionPlan struct {
 	Plan    redact.Plan `json:"plan"`
 }
 
+// NewRedactor is the Redactor `camvault redact` uses outside a server:
+// node names the node whose key signs the reports ("" : the report names
+// none, and verifying tries every known node key).
+func NewRedactor(cat *catalog.Catalog, store storage.ChunkStore, nodeKey ed25519.PublicKey, signer ed25519.PrivateKey,
+	node string, ids []age.Identity) backoffice.Redactor {
+	return &redactor{cat: cat, store: store, nodeKey: nodeKey, signer: signer, node: node, ids: ids, now: time.Now}
+}
+
 func (r *redactor) source(incident string) *evidence.CatalogSource {
 	return &evidence.CatalogSource{Catalog: r.cat, Store: r.store, ID: incident}
 }
