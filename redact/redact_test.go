@@ -216,9 +216,9 @@ func TestPlanValidate(t *testing.T) {
 	tr := Track{ID: 1, Detections: []Detection{{Box: Box{0.1, 0.1, 0.2, 0.2}}}}
 	bad := []Plan{
 		{From: 2 * time.Second, To: time.Second},
-		{Tracks: []Track{tr}, Edits: []Edit{{Kind: EditTrack, Track: 1, Keep: true}}},                                       // no reason
-		{Tracks: []Track{tr}, Edits: []Edit{{Kind: EditTrack, Track: 2, Keep: true, Reason: "x"}}},                          // no such track
-		{Edits: []Edit{{Kind: EditMute, From: time.Second, To: time.Second, Reason: "x"}}},                                  // empty range
+		{Tracks: []Track{tr}, Edits: []Edit{{Kind: EditTrack, Track: 1, Keep: true}}},                                        // no reason
+		{Tracks: []Track{tr}, Edits: []Edit{{Kind: EditTrack, Track: 2, Keep: true, Reason: "x"}}},                           // no such track
+		{Edits: []Edit{{Kind: EditMute, From: time.Second, To: time.Second, Reason: "x"}}},                                   // empty range
 		{Edits: []Edit{{Kind: EditBox, To: time.Second, Start: Box{0.9, 0.9, 0.5, 0.5}, End: Box{0, 0, 1, 1}, Reason: "x"}}}, // outside
 		{Edits: []Edit{{Kind: "smudge", To: time.Second, Reason: "x"}}},
 	}
