@@ -253,7 +253,7 @@ func TestRedactionBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check, err := evidence.VerifyRedaction(t.Context(), out, evidence.KeysOf(pub))
+	check, err := evidence.VerifyRedactedBundle(t.Context(), out, evidence.KeysOf(pub))
 	if err != nil || !check.OK() {
 		t.Fatalf("verify the redacted bundle: %v %v", err, check.Problems)
 	}
@@ -265,7 +265,7 @@ func TestRedactionBundle(t *testing.T) {
 	p := filepath.Join(out, evidence.BundleRedactionReport)
 	raw, _ := os.ReadFile(p)
 	os.WriteFile(p, []byte(strings.Replace(string(raw), `"approved_by":"ann"`, `"approved_by":"bea"`, 1)), 0o600)
-	if check, err := evidence.VerifyRedaction(t.Context(), out, evidence.KeysOf(pub)); err != nil || check.OK() {
+	if check, err := evidence.VerifyRedactedBundle(t.Context(), out, evidence.KeysOf(pub)); err != nil || check.OK() {
 		t.Fatalf("a changed report verified: %v %v", err, check.Problems)
 	}
 	want := []string{"redaction.requested by rita", "redaction.approved by ann", "redaction.ready by camvault", "redaction.downloaded by rita"}

@@ -91,7 +91,7 @@ func (d *Detector) Faces(grey []byte, width, height, stride int, o DetectOptions
 	}
 	raw := d.cascade.RunCascade(params, 0)
 	raw = d.cascade.ClusterDetections(raw, 0.2)
-	var out []Detection
+	var found []Detection
 	for _, r := range raw {
 		if float64(r.Q) < o.MinScore {
 			continue
@@ -99,7 +99,30 @@ func (d *Detector) Faces(grey []byte, width, height, stride int, o DetectOptions
 		s := float64(r.Scale)
 		b := Box{X: (float64(r.Col) - s/2) / float64(width), Y: (float64(r.Row) - s/2) / float64(height),
 			W: s / float64(width), H: s / float64(height)}
-		out = append(out, Detection{Box: clip01(b), Score: float64(r.Q)})
+		found = append(found, Detection{Box: clip01(b), Score: float64(r.Q)})
+	}
+	return suppress(found)
+}
+
+// suppress keeps the surest of detections that are the same face: pigo's
+// clustering leaves neighbouring windows of one face apart when their
+// overlap is just under its threshold, which would make two tracks.
+func suppress(found []Detection) []Detection {
+	sort.Slice(found, func(i, j int) bool { return found[i].Score > found[j].Score })
+	var out []Detection
+	for _, d := range found {
+		same := false
+		cx, cy := d.Box.X+d.Box.W/2, d.Box.Y+d.Box.H/2
+		for _, k := range out {
+			inside := cx >= k.Box.X && cx <= k.Box.X+k.Box.W && cy >= k.Box.Y && cy <= k.Box.Y+k.Box.H
+			if inside || IoU(d.Box, k.Box) > 0.3 {
+				same = true
+				break
+			}
+		}
+		if !same {
+			out = append(out, d)
+		}
 	}
 	return out
 }

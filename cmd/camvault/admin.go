@@ -409,7 +409,7 @@ func verifyRedacted(ctx context.Context, dir, data string, pubkeys []string, asJ
 	if err != nil {
 		return err
 	}
-	check, err := evidence.VerifyRedaction(ctx, dir, nodeKeys)
+	check, err := evidence.VerifyRedactedBundle(ctx, dir, nodeKeys)
 	if err != nil {
 		return err
 	}
