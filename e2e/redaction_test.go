@@ -102,12 +102,19 @@ func (w *dirWatch) changed() []string {
 	return out
 }
 
-// hashTree is the SHA-256 of every file under dir, by path.
+// isAnchor reports whether a path relative to the data directory is a
+// signed audit head anchored in the chunk store (public, not footage).
+func isAnchor(rel string) bool {
+	return strings.Contains(filepath.ToSlash(rel), "audit/heads/")
+}
+
+// hashTree is the SHA-256 of every sealed file under dir (the anchored
+// audit heads, which the server adds every minute, aside), by path.
 func hashTree(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || e.IsDir() {
+		if err != nil || e.IsDir() || isAnchor(p) {
 			return err
 		}
 		b, err := os.ReadFile(p)
@@ -216,8 +223,12 @@ func TestRedactionWorkflow(t *testing.T) {
 	}
 	changed := watch.changed()
 	for _, p := range changed {
-		if rel, _ := filepath.Rel(data, p); strings.HasPrefix(filepath.Base(p), "catalog.db") && !strings.Contains(rel, string(filepath.Separator)) {
+		rel, _ := filepath.Rel(data, p)
+		if strings.HasPrefix(filepath.Base(p), "catalog.db") && !strings.Contains(rel, string(filepath.Separator)) {
 			continue // the catalog: requests and audit records
+		}
+		if isAnchor(rel) {
+			continue // the audit trail's signed heads, anchored every minute
 		}
 		t.Errorf("written during detection or rendering: %s", p)
 	}
@@ -250,6 +261,31 @@ func TestRedactionWorkflow(t *testing.T) {
 	os.WriteFile(report, []byte(strings.Replace(string(raw), `"reference":"SAR-2026-11"`, `"reference":"SAR-2026-12"`, 1)), 0o600)
 	if o, e, code := camvault(t, "verify", out, "--data", data); code != 1 || !strings.Contains(o, "FAIL") {
 		t.Fatalf("verify a changed report: exit %d, want 1\n%s%s", code, o, e)
+	}
+
+	// The same from a shell: request with a plan file, the requester's
+	// approval refused, a second admin's accepted, rendered and checked.
+	planFile := filepath.Join(t.TempDir(), "plan.json")
+	os.WriteFile(planFile, plan, 0o600)
+	if _, e, code := camvault(t, "redact", "request", inc.ID, "--plan", planFile, "--reason", "subject access request", "--data", data, "--by", "ann"); code != 2 || !strings.Contains(e, "--reference") {
+		t.Fatalf("redact request without a reference: exit %d %s", code, e)
+	}
+	id := strings.TrimSpace(mustCamvault(t, "redact", "request", inc.ID, "--plan", planFile, "--reason", "subject access request",
+		"--reference", "SAR-2026-12", "--data", data, "--by", "ann"))
+	if _, e, code := camvault(t, "redact", "approve", id, "--data", data, "--by", "ann"); code == 0 || !strings.Contains(e, "second admin") {
+		t.Fatalf("redact approve by the requester: exit %d %s", code, e)
+	}
+	mustCamvault(t, "redact", "approve", id, "--data", data, "--by", "ben")
+	if _, e, code := camvault(t, "redact", "download", id, "--identity", identityPath(data), "--out", filepath.Join(data, "x"), "--data", data); code == 0 || !strings.Contains(e, "inside the data directory") {
+		t.Fatalf("redact download into the data directory: exit %d %s", code, e)
+	}
+	cliOut := filepath.Join(t.TempDir(), "cli")
+	mustCamvault(t, "redact", "download", id, "--identity", identityPath(data), "--out", cliOut, "--data", data, "--by", "ben")
+	if o, e, code := camvault(t, "verify", cliOut, "--data", data); code != 0 {
+		t.Fatalf("verify the CLI's redacted bundle: exit %d\n%s%s", code, o, e)
+	}
+	if list := mustCamvault(t, "redact", "list", "--data", data); !strings.Contains(list, id) || !strings.Contains(list, "ready") {
+		t.Fatalf("redact list:\n%s", list)
 	}
 
 	after := hashTree(t, filepath.Join(data, "chunks"))

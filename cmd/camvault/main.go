@@ -62,7 +62,7 @@ commands:
   export INCIDENT --identity FILE --out DIR
                                      verify and write an export bundle for the police
   verify DIR|INCIDENT [--identity FILE] [--pubkey FILE]... [--json]
-                                     verify an export bundle or a stored incident; exit 1 if it fails,
+                                     verify an export bundle, a redacted bundle or a stored incident; exit 1 if it fails,
                                      3 if it passes but the incident's last records are not anchored in the store yet
   redact detect INCIDENT --identity FILE --reason TEXT
                                      the faces in an incident, as tracks with thumbnails (JSON)
