@@ -202,30 +202,9 @@ func (s *Service) renderInBackground(x catalog.Redaction) {
 }
 
 func (s *Service) writeRedaction(ctx context.Context, x catalog.Redaction) {
-	dir, err := s.bundleDir(x.ID)
-	if err == nil {
-		err = os.MkdirAll(s.cfg.ExportDir, 0o700)
-	}
-	if err == nil {
-		if err = s.cfg.Redactor.Render(ctx, x, dir); err != nil {
-			if rerr := os.RemoveAll(dir); rerr != nil {
-				s.log.Error("backoffice: remove a failed redaction's partial bundle", "redaction", x.ID, "dir", dir, "err", rerr)
-			}
-		}
-	}
-	errText := ""
-	if err != nil {
-		errText = err.Error()
-		if len(errText) > maxExportError {
-			errText = errText[:maxExportError] + "…"
-		}
-		s.log.Warn("backoffice: redaction failed", "redaction", x.ID, "incident", x.Incident, "err", err)
-	}
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if ferr := s.cfg.Redactions.FinishRedaction(fctx, x.ID, err == nil, errText, s.cfg.Now()); ferr != nil {
-		s.log.Error("backoffice: record a redaction's outcome", "redaction", x.ID, "err", ferr)
-	}
+	s.produce(ctx, "redaction", x.ID, x.Incident, "backoffice.redaction-before-finish",
+		func(ctx context.Context, dir string) error { return s.cfg.Redactor.Render(ctx, x, dir) },
+		s.cfg.Redactions.FinishRedaction)
 }
 
 // resumeRedactions renders again the redactions approved but not finished
@@ -259,32 +238,8 @@ func (s *Service) serveRedactionBundle(w http.ResponseWriter, r *http.Request, p
 	if s.failed(w, err, "no such redaction", "redaction bundle") {
 		return
 	}
-	if x.State != catalog.ExportReady {
-		http.Error(w, fmt.Sprintf("this redaction is %s, not ready", x.State), http.StatusConflict)
-		return
-	}
-	dir, err := s.bundleDir(x.ID)
-	if err != nil {
-		s.internal(w, "redaction bundle", err)
-		return
-	}
-	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
-		http.Error(w, "this redaction's bundle is no longer on disk", http.StatusGone)
-		return
-	}
-	if _, err := s.cfg.Redactions.RedactionDownloaded(ctx, x.ID, p.Name, s.cfg.Now()); errors.Is(err, catalog.ErrExportState) {
-		http.Error(w, "this redaction is not ready", http.StatusConflict)
-		return
-	} else if err != nil {
-		s.internal(w, "redaction bundle", err)
-		return
-	}
-	w.Header().Set("Content-Type", "application/x-tar")
-	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.tar"`, x.ID))
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if err := writeTar(w, dir, x.ID); err != nil {
-		s.log.Error("backoffice: stream redaction bundle", "redaction", x.ID, "err", err)
-		panic(http.ErrAbortHandler)
-	}
+	s.serveBundle(w, "redaction", x.ID, x.State, func() error {
+		_, err := s.cfg.Redactions.RedactionDownloaded(ctx, x.ID, p.Name, s.cfg.Now())
+		return err
+	})
 }
