@@ -18,8 +18,7 @@ import (
 
 // Clip is one ingest session's plaintext original in memory. Times in
 // this package are on the clip's picture clock: 0 is the session's first
-// picture, which is the media time (manifest start_ns) of its first
-// media chunk.
+// picture (the stored video's start time), whatever its timestamps.
 type Clip interface {
 	// Media is the session's stored media: its init segment followed by
 	// its media segments (fragmented MP4 for H.264, WebM for VP8).
