@@ -18,7 +18,9 @@ import (
 
 // Clip is one ingest session's plaintext original in memory. Times in
 // this package are on the clip's picture clock: 0 is the session's first
-// picture (the stored video's start time), whatever its timestamps.
+// picture (the stored video's start time), whatever its timestamps. A
+// clip may also be the init segment and a run of consecutive media
+// segments; its clock then starts at the first of those.
 type Clip interface {
 	// Media is the session's stored media: its init segment followed by
 	// its media segments (fragmented MP4 for H.264, WebM for VP8).
