@@ -108,34 +108,20 @@ func (x Exporter) ExportMP4(ctx context.Context, stored []byte, outPath string) 
 		return fmt.Errorf("write header: %w", err)
 	}
 
-	pkt := astiav.AllocPacket()
-	if pkt == nil {
-		return errors.New("cannot allocate a packet")
-	}
-	defer pkt.Free()
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := in.ReadFrame(pkt); err != nil {
-			if errors.Is(err, astiav.ErrEof) {
-				break
-			}
-			return fmt.Errorf("read packet: %w", err)
-		}
+	if err := eachPacket(ctx, in, func(pkt *astiav.Packet) error {
 		s, ok := streams[pkt.StreamIndex()]
 		if !ok {
-			pkt.Unref()
-			continue
+			return nil
 		}
 		if !s.video || packetShown(s.in.CodecParameters().CodecID(), pkt) {
 			s.packets++
 		}
-		err := s.write(out, pkt)
-		pkt.Unref()
-		if err != nil {
+		if err := s.write(out, pkt); err != nil {
 			return fmt.Errorf("stream %d: %w", s.in.Index(), err)
 		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	for _, s := range order {
 		if err := s.flush(out); err != nil {

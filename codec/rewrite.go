@@ -75,6 +75,33 @@ func fromDuration(d time.Duration, tb astiav.Rational) int64 {
 	return astiav.RescaleQ(int64(d), astiav.NewRational(1, int(time.Second)), tb)
 }
 
+// eachPacket reads every packet of in and hands it to fn, which must
+// not keep it (it is unreferenced after fn), until the end of the input,
+// ctx's end or fn's error.
+func eachPacket(ctx context.Context, in *astiav.FormatContext, fn func(*astiav.Packet) error) error {
+	pkt := astiav.AllocPacket()
+	if pkt == nil {
+		return errors.New("cannot allocate a packet")
+	}
+	defer pkt.Free()
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := in.ReadFrame(pkt); err != nil {
+			if errors.Is(err, astiav.ErrEof) {
+				return nil
+			}
+			return fmt.Errorf("read packet: %w", err)
+		}
+		err := fn(pkt)
+		pkt.Unref()
+		if err != nil {
+			return err
+		}
+	}
+}
+
 // Pictures decodes the video of stored media (a session's plaintext init
 // and media segments, fragmented MP4 or WebM, in memory) and calls fn for
 // every every-th picture (every ≤ 1: all of them), in presentation
@@ -141,30 +168,13 @@ func Pictures(ctx context.Context, stored []byte, every, threads int, fn func(*P
 		}
 		return fn(picture(pic, at))
 	}
-	pkt := astiav.AllocPacket()
-	if pkt == nil {
-		return errors.New("pictures: cannot allocate a packet")
-	}
-	defer pkt.Free()
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := in.ReadFrame(pkt); err != nil {
-			if errors.Is(err, astiav.ErrEof) {
-				break
-			}
-			return fmt.Errorf("pictures: read packet: %w", err)
-		}
+	if err := eachPacket(ctx, in, func(pkt *astiav.Packet) error {
 		if pkt.StreamIndex() != vs.Index() {
-			pkt.Unref()
-			continue
+			return nil
 		}
-		err := dec.Decode(pkt, emit)
-		pkt.Unref()
-		if err != nil {
-			return fmt.Errorf("pictures: %w", err)
-		}
+		return dec.Decode(pkt, emit)
+	}); err != nil {
+		return fmt.Errorf("pictures: %w", err)
 	}
 	if err := dec.Decode(nil, emit); err != nil {
 		return fmt.Errorf("pictures: %w", err)
@@ -306,31 +316,17 @@ func (x Exporter) RewriteMP4(ctx context.Context, stored []byte, rw Rewrite, w i
 	if err := out.WriteHeader(nil); err != nil {
 		return fmt.Errorf("write header: %w", err)
 	}
-	pkt := astiav.AllocPacket()
-	if pkt == nil {
-		return errors.New("cannot allocate a packet")
-	}
-	defer pkt.Free()
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := in.ReadFrame(pkt); err != nil {
-			if errors.Is(err, astiav.ErrEof) {
-				break
-			}
-			return fmt.Errorf("read packet: %w", err)
-		}
+	if err := eachPacket(ctx, in, func(pkt *astiav.Packet) error {
 		s, ok := streams[pkt.StreamIndex()]
 		if !ok {
-			pkt.Unref()
-			continue
+			return nil
 		}
-		err := s.write(out, pkt)
-		pkt.Unref()
-		if err != nil {
+		if err := s.write(out, pkt); err != nil {
 			return fmt.Errorf("stream %d: %w", s.in.Index(), err)
 		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	for _, s := range order {
 		if err := s.flush(out); err != nil {

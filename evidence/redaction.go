@@ -99,3 +99,15 @@ func (k NodeKeys) checkRedaction(rep *redaction.Report) error {
 	}
 	return err
 }
+
+// RedactionChunks lists a session's original chunks (init segment
+// first), as a redaction report names the chunks its copy was made from.
+func (r *Report) RedactionChunks(session string) []redaction.Chunk {
+	var out []redaction.Chunk
+	for _, rec := range r.records {
+		if rec.Kind == manifest.KindChunk && rec.Session == session && rec.Track == chunk.TrackOriginal {
+			out = append(out, redaction.Chunk{Seq: rec.Seq, Object: rec.Object, CipherSHA256: rec.CipherSHA256, PlainSHA256: rec.PlainSHA256})
+		}
+	}
+	return out
+}

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"camvault/format/chunk"
-	"camvault/format/manifest"
 	"camvault/format/redaction"
 )
 
@@ -31,10 +29,9 @@ func TestVerifyRedaction(t *testing.T) {
 		FromNS: 0, ToNS: int64(3 * time.Second), Tracks: []redaction.Track{}, Edits: []redaction.Edit{},
 		Output:      redaction.File{Name: "redacted.mp4", Size: int64(len(media)), SHA256: hex.EncodeToString(sum[:])},
 		RequestedBy: "alice", ApprovedBy: "bob", Node: "n1"}
-	for _, rec := range rep.records {
-		if rec.Kind == manifest.KindChunk && rec.Track == chunk.TrackOriginal {
-			r.Chunks = append(r.Chunks, redaction.Chunk{Seq: rec.Seq, Object: rec.Object, CipherSHA256: rec.CipherSHA256, PlainSHA256: rec.PlainSHA256})
-		}
+	r.Chunks = rep.RedactionChunks("s1")
+	if len(r.Chunks) != 3 || r.Chunks[0].Seq != 0 {
+		t.Fatalf("chunks of s1: %+v", r.Chunks)
 	}
 	encode := func(r redaction.Report, k ed25519.PrivateKey) []byte {
 		if err := r.Sign(k); err != nil {

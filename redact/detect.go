@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
+	"runtime"
 	"sort"
+	"sync"
 	"time"
 
 	pigo "github.com/esimov/pigo/core"
@@ -39,6 +41,9 @@ type DetectOptions struct {
 	MaxGap time.Duration
 	// Threads: the decoder's threads (0: FFmpeg decides).
 	Threads int
+	// Workers: pictures searched at once (default GOMAXPROCS); each
+	// holds a copy of one picture in memory.
+	Workers int
 }
 
 func (o *DetectOptions) defaults() {
@@ -56,6 +61,9 @@ func (o *DetectOptions) defaults() {
 	}
 	if o.MaxGap <= 0 {
 		o.MaxGap = time.Second
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
 	}
 }
 
@@ -137,7 +145,8 @@ func clip01(b Box) Box {
 // Detect finds the faces in the clip's pictures (every opts.Every-th) and
 // groups them into tracks: a detection continues the open track whose
 // last box it overlaps most (at least opts.MatchIoU), or starts a new
-// one. Each track gets a thumbnail of its surest detection.
+// one. Each track gets a thumbnail of its surest detection. Pictures are
+// searched by opts.Workers goroutines, each on its own copy, in memory.
 func Detect(ctx context.Context, clip Clip, opts DetectOptions) ([]Track, error) {
 	opts.defaults()
 	d, err := NewDetector()
@@ -145,18 +154,106 @@ func Detect(ctx context.Context, clip Clip, opts DetectOptions) ([]Track, error)
 		return nil, err
 	}
 	tr := &tracker{opts: opts}
-	err = codec.Pictures(ctx, clip.Media(), opts.Every, opts.Threads, func(p *codec.Picture) error {
-		found := d.Faces(p.Planes[0], p.Width, p.Height, p.Strides[0], opts)
-		for i := range found {
-			found[i].At = p.At
-		}
-		tr.add(p, found)
-		return nil
-	})
+	if opts.Workers == 1 {
+		err = codec.Pictures(ctx, clip.Media(), opts.Every, opts.Threads, func(p *codec.Picture) error {
+			tr.add(p, d.faces(p, opts))
+			return nil
+		})
+	} else {
+		err = detectParallel(ctx, clip, d, tr, opts)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("detect: %w", err)
 	}
 	return tr.tracks()
+}
+
+func (d *Detector) faces(p *codec.Picture, opts DetectOptions) []Detection {
+	found := d.Faces(p.Planes[0], p.Width, p.Height, p.Strides[0], opts)
+	for i := range found {
+		found[i].At = p.At
+	}
+	return found
+}
+
+// job is one picture copied out of FFmpeg's memory for a worker, and
+// what the worker found in it.
+type job struct {
+	seq   int
+	pic   codec.Picture
+	found []Detection
+	done  chan struct{}
+}
+
+// detectParallel searches pictures on several workers and hands them to
+// the tracker in order: a bounded window of pictures in flight.
+func detectParallel(ctx context.Context, clip Clip, d *Detector, tr *tracker, opts DetectOptions) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan *job)
+	inOrder := make(chan *job, opts.Workers)
+	free := make(chan *job, 2*opts.Workers)
+	for range 2 * opts.Workers {
+		free <- &job{done: make(chan struct{}, 1)}
+	}
+	var wg sync.WaitGroup
+	for range opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range work {
+				j.found = d.faces(&j.pic, opts)
+				j.done <- struct{}{}
+			}
+		}()
+	}
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		for j := range inOrder {
+			<-j.done
+			tr.add(&j.pic, j.found)
+			free <- j
+		}
+	}()
+	seq := 0
+	err := codec.Pictures(ctx, clip.Media(), opts.Every, opts.Threads, func(p *codec.Picture) error {
+		var j *job
+		select {
+		case j = <-free:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		j.seq, j.found = seq, nil
+		seq++
+		copyPicture(&j.pic, p)
+		inOrder <- j
+		work <- j
+		return nil
+	})
+	close(work)
+	wg.Wait()
+	close(inOrder)
+	<-collected
+	return err
+}
+
+// copyPicture copies src into dst's own memory, reusing dst's buffers.
+func copyPicture(dst, src *codec.Picture) {
+	dst.At, dst.Width, dst.Height = src.At, src.Width, src.Height
+	rows := [3]int{src.Height, (src.Height + 1) / 2, (src.Height + 1) / 2}
+	cols := [3]int{src.Width, (src.Width + 1) / 2, (src.Width + 1) / 2}
+	for i := range 3 {
+		n := rows[i] * cols[i]
+		if cap(dst.Planes[i]) < n {
+			dst.Planes[i] = make([]byte, n)
+		}
+		dst.Planes[i] = dst.Planes[i][:n]
+		dst.Strides[i] = cols[i]
+		for y := range rows[i] {
+			copy(dst.Planes[i][y*cols[i]:(y+1)*cols[i]], src.Planes[i][y*src.Strides[i]:])
+		}
+	}
 }
 
 // tracker groups detections into tracks as the pictures go by.

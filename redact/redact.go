@@ -13,12 +13,14 @@ import (
 	"time"
 
 	"camvault/evidence"
-	"camvault/format/chunk"
-	"camvault/format/manifest"
 	"camvault/format/redaction"
 )
 
-// Clip is one ingest session's plaintext original in memory.
+// Clip is one ingest session's plaintext original in memory. Times in
+// this package are on the clip's picture clock: 0 is the session's first
+// picture (the stored video's start time), whatever its timestamps. A
+// clip may also be the init segment and a run of consecutive media
+// segments; its clock then starts at the first of those.
 type Clip interface {
 	// Media is the session's stored media: its init segment followed by
 	// its media segments (fragmented MP4 for H.264, WebM for VP8).
@@ -238,7 +240,8 @@ type Report = redaction.Report
 
 // Report starts the redaction report of the plan: its range, every track
 // with its decision and reason, and every edit. The caller adds who asked
-// and approved, the chunks (ReportChunks) and the output file.
+// and approved, the chunks (evidence.Report.RedactionChunks) and the
+// output file, then signs it.
 func (p *Plan) Report() *Report {
 	r := &Report{Version: redaction.Version, FromNS: int64(p.From), ToNS: int64(p.To),
 		Tracks: []redaction.Track{}, Edits: []redaction.Edit{}}
@@ -276,16 +279,4 @@ func (p *Plan) Report() *Report {
 
 func reportBox(at time.Duration, b Box) redaction.Box {
 	return redaction.Box{AtNS: int64(at), X: b.X, Y: b.Y, W: b.W, H: b.H}
-}
-
-// ReportChunks lists a session's original chunks (init segment first) as
-// the report names them, from the incident's manifest records.
-func ReportChunks(recs []manifest.Record, session string) []redaction.Chunk {
-	var out []redaction.Chunk
-	for _, r := range recs {
-		if r.Kind == manifest.KindChunk && r.Session == session && r.Track == chunk.TrackOriginal {
-			out = append(out, redaction.Chunk{Seq: r.Seq, Object: r.Object, CipherSHA256: r.CipherSHA256, PlainSHA256: r.PlainSHA256})
-		}
-	}
-	return out
 }

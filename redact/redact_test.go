@@ -308,3 +308,29 @@ func TestReportSignVerify(t *testing.T) {
 		}
 	}
 }
+
+// TestNothingDecryptedOnDisk: detection and rendering write nothing but
+// the output they are given: the temporary directory and the working
+// directory stay empty (the fixture is made before either is watched).
+func TestNothingDecryptedOnDisk(t *testing.T) {
+	media := makeClip(t, false, true, 1, "640x360")
+	tmp, work := t.TempDir(), t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	t.Chdir(work)
+	tracks, err := Detect(context.Background(), Memory(media), DetectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := Render(context.Background(), Memory(media), Plan{Tracks: tracks}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() == 0 {
+		t.Fatal("no output")
+	}
+	for _, dir := range []string{tmp, work} {
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Errorf("%s holds %v after detection and rendering", dir, ents)
+		}
+	}
+}

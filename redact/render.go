@@ -117,16 +117,18 @@ func blackout(p *codec.Picture) {
 	fill(p.Planes[2], p.Strides[2], cw, ch, 128)
 }
 
-// blurScratch is the running sums' buffer, reused across pictures.
+// blurScratch holds a box's cell means, reused across pictures.
 type blurScratch struct {
-	line []int32
+	grid  []int32
+	lines []int32
 }
 
-// obscure makes a box of the picture unrecognisable: first a mosaic of
-// cells an eighth of the box's longer side (each cell its mean: what was
-// inside a cell is gone, not just spread out), then three box blurs of
-// that radius, which smooth the cells' edges so no new detail appears.
-// Only pixels inside the box are read or written.
+// obscure makes a box of the picture unrecognisable: a mosaic of cells
+// an eighth of the box's longer side, each cell reduced to its mean (what
+// was inside a cell is gone, not just spread out, so no deblurring brings
+// it back), drawn smoothly by interpolating bilinearly between the cells'
+// centres so that the mosaic's edges add no detail of their own. Only
+// pixels inside the box are read or written.
 func (s *blurScratch) obscure(p *codec.Picture, b Box) {
 	b = clip01(b)
 	x0, y0 := int(b.X*float64(p.Width))&^1, int(b.Y*float64(p.Height))&^1
@@ -135,8 +137,7 @@ func (s *blurScratch) obscure(p *codec.Picture, b Box) {
 	if x1-x0 < 2 || y1-y0 < 2 {
 		return
 	}
-	cell := max(x1-x0, y1-y0) / 8
-	cell = max(cell, 2)
+	cell := max(max(x1-x0, y1-y0)/8, 2)
 	s.region(p.Planes[0], p.Strides[0], x0, y0, x1, y1, cell)
 	s.region(p.Planes[1], p.Strides[1], x0/2, y0/2, x1/2, y1/2, max(cell/2, 1))
 	s.region(p.Planes[2], p.Strides[2], x0/2, y0/2, x1/2, y1/2, max(cell/2, 1))
@@ -147,56 +148,56 @@ func (s *blurScratch) region(pl []byte, stride, x0, y0, x1, y1, cell int) {
 	if w < 1 || h < 1 {
 		return
 	}
-	// Mosaic.
-	for cy := y0; cy < y1; cy += cell {
-		ey := min(cy+cell, y1)
-		for cx := x0; cx < x1; cx += cell {
-			ex := min(cx+cell, x1)
-			sum, n := 0, 0
+	gw, gh := (w+cell-1)/cell, (h+cell-1)/cell
+	if cap(s.grid) < gw*gh {
+		s.grid = make([]int32, gw*gh)
+	}
+	grid := s.grid[:gw*gh]
+	for gy := 0; gy < gh; gy++ {
+		cy, ey := y0+gy*cell, min(y0+(gy+1)*cell, y1)
+		for gx := 0; gx < gw; gx++ {
+			cx, ex := x0+gx*cell, min(x0+(gx+1)*cell, x1)
+			sum := 0
 			for y := cy; y < ey; y++ {
 				for _, v := range pl[y*stride+cx : y*stride+ex] {
 					sum += int(v)
 				}
-				n += ex - cx
 			}
-			m := byte((sum + n/2) / n)
-			for y := cy; y < ey; y++ {
-				row := pl[y*stride+cx : y*stride+ex]
-				for i := range row {
-					row[i] = m
-				}
-			}
+			n := (ey - cy) * (ex - cx)
+			grid[gy*gw+gx] = int32((sum + n/2) / n)
 		}
 	}
-	r := cell
-	for pass := 0; pass < 3; pass++ {
-		for y := y0; y < y1; y++ {
-			s.boxLine(pl, y*stride+x0, 1, w, r)
+	// weights: position of a pixel between the centres of the cells on
+	// either side, in 1/256, the box's edges clamped to the outer cells.
+	weight := func(i, n int) (lo, hi int, f int32) {
+		pos := (float64(i)+0.5)/float64(cell) - 0.5
+		if pos <= 0 {
+			return 0, 0, 0
 		}
-		for x := x0; x < x1; x++ {
-			s.boxLine(pl, y0*stride+x, stride, h, r)
+		lo = int(pos)
+		if lo >= n-1 {
+			return n - 1, n - 1, 0
+		}
+		return lo, lo + 1, int32((pos - float64(lo)) * 256)
+	}
+	// Each cell row interpolated across the box once (in 1/256), then
+	// every picture row between two of those.
+	if cap(s.lines) < gh*w {
+		s.lines = make([]int32, gh*w)
+	}
+	lines := s.lines[:gh*w]
+	for x := 0; x < w; x++ {
+		lo, hi, fx := weight(x, gw)
+		for gy := 0; gy < gh; gy++ {
+			lines[gy*w+x] = grid[gy*gw+lo]*(256-fx) + grid[gy*gw+hi]*fx
 		}
 	}
-}
-
-// boxLine replaces n samples (start, start+step, …) by their mean over a
-// window of radius r, the line's ends repeated beyond it.
-func (s *blurScratch) boxLine(pl []byte, start, step, n, r int) {
-	if cap(s.line) < n {
-		s.line = make([]int32, n)
-	}
-	src := s.line[:n]
-	for i := range src {
-		src[i] = int32(pl[start+i*step])
-	}
-	at := func(i int) int32 { return src[min(max(i, 0), n-1)] }
-	win := int32(2*r + 1)
-	var sum int32
-	for i := -r; i <= r; i++ {
-		sum += at(i)
-	}
-	for i := 0; i < n; i++ {
-		pl[start+i*step] = byte((sum + win/2) / win)
-		sum += at(i+r+1) - at(i-r)
+	for y := 0; y < h; y++ {
+		lo, hi, fy := weight(y, gh)
+		top, bot := lines[lo*w:(lo+1)*w], lines[hi*w:(hi+1)*w]
+		row := pl[(y0+y)*stride+x0 : (y0+y)*stride+x1]
+		for x := range row {
+			row[x] = byte((top[x]*(256-fy) + bot[x]*fy + 1<<15) >> 16)
+		}
 	}
 }

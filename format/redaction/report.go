@@ -106,11 +106,13 @@ type File struct {
 }
 
 // Encode returns the report's one canonical encoding: compact JSON in
-// the field order above, ending in a newline. Verification accepts no
+// the field order above, times in UTC, ending in a newline. Verification accepts no
 // other encoding, so a report cannot be changed without breaking it,
 // even by a field a reader would ignore.
 func (r *Report) Encode() ([]byte, error) {
-	b, err := json.Marshal(r)
+	c := *r
+	c.RequestedAt, c.ApprovedAt, c.RenderedAt = c.RequestedAt.UTC(), c.ApprovedAt.UTC(), c.RenderedAt.UTC()
+	b, err := json.Marshal(&c)
 	if err != nil {
 		return nil, fmt.Errorf("encode redaction report: %w", err)
 	}
