@@ -19,7 +19,6 @@ import (
 	"camvault/backoffice"
 	"camvault/catalog"
 	"camvault/evidence"
-	"camvault/format/manifest"
 	"camvault/format/redaction"
 	"camvault/redact"
 	"camvault/storage"
@@ -76,36 +75,36 @@ func (r *redactor) nodeKeys(ctx context.Context) (evidence.NodeKeys, error) {
 
 // session verifies the incident with the identity and decrypts the
 // session asked for (or the first), in memory.
-func (r *redactor) session(ctx context.Context, incident, session string) (*evidence.SessionMedia, error) {
+func (r *redactor) session(ctx context.Context, incident, session string) (*evidence.SessionMedia, *evidence.Report, error) {
 	src := r.source(incident)
 	nk, err := r.nodeKeys(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rep, err := evidence.Verify(ctx, src, nk, r.ids)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !rep.OK() {
-		return nil, fmt.Errorf("incident %s fails verification: %s", incident, rep.Problems[0])
+		return nil, nil, fmt.Errorf("incident %s fails verification: %s", incident, rep.Problems[0])
 	}
 	media, err := rep.Plaintext(ctx, src)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for i := range media {
 		if session == "" || media[i].Session == session {
-			return &media[i], nil
+			return &media[i], rep, nil
 		}
 	}
 	if session != "" {
-		return nil, fmt.Errorf("incident %s has no session %s", incident, session)
+		return nil, nil, fmt.Errorf("incident %s has no session %s", incident, session)
 	}
-	return nil, backoffice.ErrNoFootage
+	return nil, nil, backoffice.ErrNoFootage
 }
 
 func (r *redactor) Detect(ctx context.Context, incident string) (json.RawMessage, error) {
-	m, err := r.session(ctx, incident, "")
+	m, _, err := r.session(ctx, incident, "")
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +145,7 @@ func (r *redactor) Render(ctx context.Context, x catalog.Redaction, dir string) 
 	if err != nil {
 		return err
 	}
-	m, err := r.session(ctx, x.Incident, p.Session)
+	m, verified, err := r.session(ctx, x.Incident, p.Session)
 	if err != nil {
 		return err
 	}
@@ -168,17 +167,9 @@ func (r *redactor) Render(ctx context.Context, x catalog.Redaction, dir string) 
 		return fmt.Errorf("render redaction %s: %w", x.ID, err)
 	}
 	src := r.source(x.Incident)
-	lines, err := src.ManifestLines(ctx)
-	if err != nil {
-		return err
-	}
-	recs, _, err := manifest.VerifyChain(x.Incident, lines)
-	if err != nil {
-		return err
-	}
 	rep := p.Plan.Report()
 	rep.Incident, rep.Session, rep.Reference, rep.Reason = x.Incident, m.Session, x.Reference, x.Reason
-	rep.Chunks = redact.ReportChunks(recs, m.Session)
+	rep.Chunks = verified.RedactionChunks(m.Session)
 	rep.Output = redaction.File{Name: evidence.BundleRedactedMedia, Size: cw.n, SHA256: hex.EncodeToString(h.Sum(nil))}
 	rep.RequestedBy, rep.RequestedAt = x.RequestedBy, x.RequestedAt.UTC()
 	if x.ApprovedAt != nil {
