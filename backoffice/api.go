@@ -99,6 +99,7 @@ func (s *Service) staffRoutes(mux *http.ServeMux) {
 	s.handle(mux, "POST /api/v1/cameras/{id}/rotate", ActionCamerasManage, s.needCameras(s.serveCameraChange))
 	s.handle(mux, "POST /api/v1/users/{name}/disable", ActionUsersManage, s.needStaff(s.serveUserDisable))
 	s.exportRoutes(mux)
+	s.redactionRoutes(mux)
 }
 
 func (s *Service) needStaff(h handlerFunc) handlerFunc {

@@ -30,6 +30,11 @@ type Config struct {
 	Exports   ExportStore
 	Bundler   ExportBundler
 	ExportDir string
+	// Redactions keeps redaction requests and Redactor detects faces and
+	// renders approved ones into ExportDir; without both (and ExportDir)
+	// the redaction endpoints answer 503.
+	Redactions RedactionStore
+	Redactor   Redactor
 	// Footage serves decrypted footage to reviewers; nil: the footage
 	// endpoints answer 503.
 	Footage Footage
@@ -228,6 +233,9 @@ func (s *Service) Start(ctx context.Context) error {
 	// Exports approved before a stop are bundled now.
 	if err := s.resumeExports(s.ctx); err != nil {
 		s.log.Error("exports approved before the last stop were not resumed", "err", err)
+	}
+	if err := s.resumeRedactions(s.ctx); err != nil {
+		s.log.Error("redactions approved before the last stop were not resumed", "err", err)
 	}
 	return nil
 }

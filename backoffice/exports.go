@@ -150,16 +150,27 @@ func (s *Service) bundleInBackground(x catalog.ExportRequest) {
 }
 
 func (s *Service) writeBundle(ctx context.Context, x catalog.ExportRequest) {
-	dir, err := s.bundleDir(x.ID)
+	s.produce(ctx, "export", x.ID, x.Incident, "backoffice.export-before-finish",
+		func(ctx context.Context, dir string) error { return s.cfg.Bundler.Bundle(ctx, x.Incident, dir) },
+		s.cfg.Exports.FinishExport)
+}
+
+// produce writes an approved request's bundle (write, into a new
+// directory named after id) and records the outcome with finish; a
+// failed write's partial bundle is removed, and the outcome is recorded
+// even when shutdown cancelled the write. kind names it in logs; hit is
+// the crash tests' kill point between the write and its record.
+func (s *Service) produce(ctx context.Context, kind, id, incident, hit string, write func(ctx context.Context, dir string) error,
+	finish func(ctx context.Context, id string, ok bool, errText string, now time.Time) error) {
+	dir, err := s.bundleDir(id)
 	if err == nil {
 		err = os.MkdirAll(s.cfg.ExportDir, 0o700)
 	}
 	if err == nil {
-		err = s.cfg.Bundler.Bundle(ctx, x.Incident, dir)
-		if err != nil {
+		if err = write(ctx, dir); err != nil {
 			// Half a bundle is plaintext no one can use: remove it.
 			if rerr := os.RemoveAll(dir); rerr != nil {
-				s.log.Error("backoffice: remove a failed export's partial bundle", "export", x.ID, "dir", dir, "err", rerr)
+				s.log.Error("backoffice: remove a failed "+kind+"'s partial bundle", kind, id, "dir", dir, "err", rerr)
 			}
 		}
 	}
@@ -169,15 +180,14 @@ func (s *Service) writeBundle(ctx context.Context, x catalog.ExportRequest) {
 		if len(errText) > maxExportError {
 			errText = errText[:maxExportError] + "…"
 		}
-		s.log.Warn("backoffice: export failed", "export", x.ID, "incident", x.Incident, "err", err)
+		s.log.Warn("backoffice: "+kind+" failed", kind, id, "incident", incident, "err", err)
 	}
 	// The bundle written (or removed), its outcome not yet in the catalog.
-	failpoint.Hit("backoffice.export-before-finish", x.ID)
-	// The outcome is recorded even when shutdown cancelled the bundle.
+	failpoint.Hit(hit, id)
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if ferr := s.cfg.Exports.FinishExport(fctx, x.ID, err == nil, errText, s.cfg.Now()); ferr != nil {
-		s.log.Error("backoffice: record an export's outcome", "export", x.ID, "err", ferr)
+	if ferr := finish(fctx, id, err == nil, errText, s.cfg.Now()); ferr != nil {
+		s.log.Error("backoffice: record the outcome of a "+kind, kind, id, "err", ferr)
 	}
 }
 
@@ -221,32 +231,41 @@ func (s *Service) serveExportBundle(w http.ResponseWriter, r *http.Request, p Pr
 	if s.failed(w, err, "no such export", "export bundle") {
 		return
 	}
-	if x.State != catalog.ExportReady {
-		http.Error(w, fmt.Sprintf("this export is %s, not ready", x.State), http.StatusConflict)
+	s.serveBundle(w, "export", x.ID, x.State, func() error {
+		_, err := s.cfg.Exports.ExportDownloaded(ctx, x.ID, p.Name, s.cfg.Now())
+		return err
+	})
+}
+
+// serveBundle streams a ready request's bundle directory as a tar,
+// after downloaded has audited it.
+func (s *Service) serveBundle(w http.ResponseWriter, kind, id, state string, downloaded func() error) {
+	if state != catalog.ExportReady {
+		http.Error(w, fmt.Sprintf("this %s is %s, not ready", kind, state), http.StatusConflict)
 		return
 	}
-	dir, err := s.bundleDir(x.ID)
+	dir, err := s.bundleDir(id)
 	if err != nil {
-		s.internal(w, "export bundle", err)
+		s.internal(w, kind+" bundle", err)
 		return
 	}
 	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
-		http.Error(w, "this export's bundle is no longer on disk", http.StatusGone)
+		http.Error(w, "this "+kind+"'s bundle is no longer on disk", http.StatusGone)
 		return
 	}
-	if _, err := s.cfg.Exports.ExportDownloaded(ctx, x.ID, p.Name, s.cfg.Now()); errors.Is(err, catalog.ErrExportState) {
-		http.Error(w, "this export is not ready", http.StatusConflict)
+	if err := downloaded(); errors.Is(err, catalog.ErrExportState) {
+		http.Error(w, "this "+kind+" is not ready", http.StatusConflict)
 		return
 	} else if err != nil {
-		s.internal(w, "export bundle", err)
+		s.internal(w, kind+" bundle", err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-tar")
-	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.tar"`, x.ID))
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.tar"`, id))
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if err := writeTar(w, dir, x.ID); err != nil {
-		s.log.Error("backoffice: stream export bundle", "export", x.ID, "err", err)
+	if err := writeTar(w, dir, id); err != nil {
+		s.log.Error("backoffice: stream "+kind+" bundle", kind, id, "err", err)
 		// The status is sent: abort the connection, so the client sees a
 		// broken download rather than a short tar that looks whole.
 		panic(http.ErrAbortHandler)

@@ -20,9 +20,13 @@ const (
 	ActionHoldRelease   Action = "hold.release"
 	ActionExportRequest Action = "export.request"
 	ActionExportApprove Action = "export.approve"
-	ActionCamerasManage Action = "cameras.manage"
-	ActionUsersManage   Action = "users.manage"
-	ActionAuditRead     Action = "audit.read"
+	// A redacted copy for a subject-access request: detecting faces and
+	// requesting one, then a second admin's approval.
+	ActionRedactionRequest Action = "redaction.request"
+	ActionRedactionApprove Action = "redaction.approve"
+	ActionCamerasManage    Action = "cameras.manage"
+	ActionUsersManage      Action = "users.manage"
+	ActionAuditRead        Action = "audit.read"
 )
 
 // matrix is THE authorisation table, in one place so that who may see
@@ -31,18 +35,20 @@ const (
 // else), so a route cannot exist without a rule. What an auditor receives
 // on the alert feed is narrowed further by alertRules.
 var matrix = map[Action][]Role{
-	ActionPublic:        Roles,
-	ActionSession:       Roles,
-	ActionAlertsRead:    Roles,
-	ActionIncidentsRead: {RoleOperator, RoleReviewer, RoleAdmin},
-	ActionFootageView:   {RoleReviewer},
-	ActionHoldPlace:     {RoleAdmin},
-	ActionHoldRelease:   {RoleAdmin},
-	ActionExportRequest: {RoleAdmin},
-	ActionExportApprove: {RoleAdmin},
-	ActionCamerasManage: {RoleAdmin},
-	ActionUsersManage:   {RoleAdmin},
-	ActionAuditRead:     {RoleAuditor},
+	ActionPublic:           Roles,
+	ActionSession:          Roles,
+	ActionAlertsRead:       Roles,
+	ActionIncidentsRead:    {RoleOperator, RoleReviewer, RoleAdmin},
+	ActionFootageView:      {RoleReviewer},
+	ActionHoldPlace:        {RoleAdmin},
+	ActionHoldRelease:      {RoleAdmin},
+	ActionExportRequest:    {RoleAdmin},
+	ActionExportApprove:    {RoleAdmin},
+	ActionRedactionRequest: {RoleReviewer, RoleAdmin},
+	ActionRedactionApprove: {RoleAdmin},
+	ActionCamerasManage:    {RoleAdmin},
+	ActionUsersManage:      {RoleAdmin},
+	ActionAuditRead:        {RoleAuditor},
 }
 
 // Allowed reports whether role may do action.

@@ -41,6 +41,16 @@ func TestRouteNeedsRule(t *testing.T) {
 	if Allowed(RoleOperator, ActionFootageView) || !Allowed(RoleReviewer, ActionFootageView) || Allowed(RoleAdmin, ActionFootageView) {
 		t.Error("footage.view must be the reviewer's alone")
 	}
+	// A redacted copy: requested by a reviewer or an admin, approved by an
+	// admin only (a different one, which the catalog enforces).
+	for _, r := range Roles {
+		if Allowed(r, ActionRedactionRequest) != (r == RoleReviewer || r == RoleAdmin) {
+			t.Errorf("%s: redaction.request %v", r, Allowed(r, ActionRedactionRequest))
+		}
+		if Allowed(r, ActionRedactionApprove) != (r == RoleAdmin) {
+			t.Errorf("%s: redaction.approve %v", r, Allowed(r, ActionRedactionApprove))
+		}
+	}
 	for _, a := range Actions() {
 		if a != ActionPublic && a != ActionSession && a != ActionAlertsRead && a != ActionAuditRead && Allowed(RoleAuditor, a) {
 			t.Errorf("auditor may %s", a)

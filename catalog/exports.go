@@ -45,6 +45,16 @@ type ExportRequest struct {
 	FinishedAt  *time.Time `json:"finished_at,omitempty"`
 }
 
+// twoPerson is one kind of request that takes two people (an export, a
+// redaction): its table, the word its audit actions and details use, and
+// its id prefix. Both kinds share the columns exportCols names.
+type twoPerson struct{ table, noun, idPrefix string }
+
+var (
+	exportKind    = twoPerson{table: "exports", noun: "export", idPrefix: "x-"}
+	redactionKind = twoPerson{table: "redactions", noun: "redaction", idPrefix: "r-"}
+)
+
 // RequestExport records a request to export r.Incident (Reason, Reference,
 // RequestedBy and RequestedAt set; the id and state are assigned), audited
 // as export.requested in the same transaction. The incident must exist
@@ -53,22 +63,32 @@ func (c *Catalog) RequestExport(ctx context.Context, r ExportRequest) (ExportReq
 	if r.Reason == "" || r.Reference == "" || r.RequestedBy == "" {
 		return ExportRequest{}, errors.New("an export request needs a reason, a police report reference and who requests it")
 	}
-	r.ID, r.State = NewID("x-", r.RequestedAt), ExportRequested
+	return c.request(ctx, exportKind, r, nil, nil)
+}
+
+// request inserts a new request of kind k (with extra columns cols set to
+// vals) and audits it as <noun>.requested.
+func (c *Catalog) request(ctx context.Context, k twoPerson, r ExportRequest, cols []string, vals []any) (ExportRequest, error) {
+	r.ID, r.State = NewID(k.idPrefix, r.RequestedAt), ExportRequested
 	r.RequestedAt = r.RequestedAt.UTC()
 	r.ApprovedBy, r.ApprovedAt, r.Error, r.FinishedAt = "", nil, "", nil
+	colList, marks := "id, incident, reason, reference, requested_by, requested_at, state", "?,?,?,?,?,?,?"
+	for _, col := range cols {
+		colList, marks = colList+", "+col, marks+",?"
+	}
+	args := append([]any{r.ID, r.Incident, r.Reason, r.Reference, r.RequestedBy, r.RequestedAt, r.State}, vals...)
 	err := c.tx(ctx, func(tx *dbTx) error {
 		if _, err := liveIncident(ctx, tx, r.Incident); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO exports(id, incident, reason, reference, requested_by, requested_at, state) VALUES(?,?,?,?,?,?,?)`,
-			r.ID, r.Incident, r.Reason, r.Reference, r.RequestedBy, r.RequestedAt, r.State); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO `+k.table+`(`+colList+`) VALUES(`+marks+`)`, args...); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, r.RequestedAt, r.RequestedBy, "export.requested", r.Incident,
-			map[string]any{"export": r.ID, "reason": r.Reason, "reference": r.Reference})
+		return appendAudit(ctx, tx, r.RequestedAt, r.RequestedBy, k.noun+".requested", r.Incident,
+			map[string]any{k.noun: r.ID, "reason": r.Reason, "reference": r.Reference})
 	})
 	if err != nil {
-		return ExportRequest{}, fmt.Errorf("request export of %s: %w", r.Incident, err)
+		return ExportRequest{}, fmt.Errorf("request %s of %s: %w", k.noun, r.Incident, err)
 	}
 	return r, nil
 }
@@ -78,13 +98,17 @@ func (c *Catalog) RequestExport(ctx context.Context, r ExportRequest) (ExportReq
 // (ErrSamePerson) and a request that is not pending (ErrExportState), so
 // of two concurrent approvals exactly one wins.
 func (c *Catalog) ApproveExport(ctx context.Context, id, by string, now time.Time) (ExportRequest, error) {
+	return c.approve(ctx, exportKind, id, by, now)
+}
+
+func (c *Catalog) approve(ctx context.Context, k twoPerson, id, by string, now time.Time) (ExportRequest, error) {
 	if by == "" {
-		return ExportRequest{}, fmt.Errorf("approve export %s: who approves is required", id)
+		return ExportRequest{}, fmt.Errorf("approve %s %s: who approves is required", k.noun, id)
 	}
 	var r ExportRequest
 	err := c.tx(ctx, func(tx *dbTx) error {
 		var err error
-		if r, err = scanExport(tx.QueryRowContext(ctx, `SELECT `+exportCols+` FROM exports WHERE id = ?`, id)); err != nil {
+		if r, err = scanExport(tx.QueryRowContext(ctx, `SELECT `+exportCols+` FROM `+k.table+` WHERE id = ?`, id)); err != nil {
 			return err
 		}
 		if r.State != ExportRequested {
@@ -95,7 +119,7 @@ func (c *Catalog) ApproveExport(ctx context.Context, id, by string, now time.Tim
 		}
 		// The state in the WHERE makes the transition a compare-and-set,
 		// whatever isolation the database gives.
-		res, err := tx.ExecContext(ctx, `UPDATE exports SET state = ?, approved_by = ?, approved_at = ? WHERE id = ? AND state = ?`,
+		res, err := tx.ExecContext(ctx, `UPDATE `+k.table+` SET state = ?, approved_by = ?, approved_at = ? WHERE id = ? AND state = ?`,
 			ExportApproved, by, now, id, ExportRequested)
 		if err != nil {
 			return err
@@ -105,11 +129,11 @@ func (c *Catalog) ApproveExport(ctx context.Context, id, by string, now time.Tim
 		}
 		at := now.UTC()
 		r.State, r.ApprovedBy, r.ApprovedAt = ExportApproved, by, &at
-		return appendAudit(ctx, tx, now, by, "export.approved", r.Incident,
-			map[string]any{"export": id, "requested_by": r.RequestedBy, "reference": r.Reference})
+		return appendAudit(ctx, tx, now, by, k.noun+".approved", r.Incident,
+			map[string]any{k.noun: id, "requested_by": r.RequestedBy, "reference": r.Reference})
 	})
 	if err != nil {
-		return ExportRequest{}, fmt.Errorf("approve export %s: %w", id, err)
+		return ExportRequest{}, fmt.Errorf("approve %s %s: %w", k.noun, id, err)
 	}
 	return r, nil
 }
@@ -118,9 +142,13 @@ func (c *Catalog) ApproveExport(ctx context.Context, id, by string, now time.Tim
 // bundle, audited as export.ready or export.failed (with errText) by
 // camvault itself, which wrote it.
 func (c *Catalog) FinishExport(ctx context.Context, id string, ok bool, errText string, now time.Time) error {
-	state, action := ExportReady, "export.ready"
+	return c.finish(ctx, exportKind, id, ok, errText, now)
+}
+
+func (c *Catalog) finish(ctx context.Context, k twoPerson, id string, ok bool, errText string, now time.Time) error {
+	state, action := ExportReady, k.noun+".ready"
 	if !ok {
-		state, action = ExportFailed, "export.failed"
+		state, action = ExportFailed, k.noun+".failed"
 		if errText == "" {
 			errText = "failed"
 		}
@@ -128,11 +156,11 @@ func (c *Catalog) FinishExport(ctx context.Context, id string, ok bool, errText 
 		errText = ""
 	}
 	err := c.tx(ctx, func(tx *dbTx) error {
-		r, err := scanExport(tx.QueryRowContext(ctx, `SELECT `+exportCols+` FROM exports WHERE id = ?`, id))
+		r, err := scanExport(tx.QueryRowContext(ctx, `SELECT `+exportCols+` FROM `+k.table+` WHERE id = ?`, id))
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE exports SET state = ?, error = ?, finished_at = ? WHERE id = ? AND state = ?`,
+		res, err := tx.ExecContext(ctx, `UPDATE `+k.table+` SET state = ?, error = ?, finished_at = ? WHERE id = ? AND state = ?`,
 			state, errText, now, id, ExportApproved)
 		if err != nil {
 			return err
@@ -140,14 +168,14 @@ func (c *Catalog) FinishExport(ctx context.Context, id string, ok bool, errText 
 		if n, _ := res.RowsAffected(); n != 1 {
 			return fmt.Errorf("%w: it is %s, not approved", ErrExportState, r.State)
 		}
-		details := map[string]any{"export": id, "approved_by": r.ApprovedBy}
+		details := map[string]any{k.noun: id, "approved_by": r.ApprovedBy}
 		if !ok {
 			details["error"] = errText
 		}
 		return appendAudit(ctx, tx, now, "camvault", action, r.Incident, details)
 	})
 	if err != nil {
-		return fmt.Errorf("finish export %s: %w", id, err)
+		return fmt.Errorf("finish %s %s: %w", k.noun, id, err)
 	}
 	return nil
 }
@@ -156,19 +184,23 @@ func (c *Catalog) FinishExport(ctx context.Context, id string, ok bool, errText 
 // by, that a ready export's bundle is being handed out; it refuses one
 // that is not ready (ErrExportState).
 func (c *Catalog) ExportDownloaded(ctx context.Context, id, by string, now time.Time) (ExportRequest, error) {
+	return c.downloaded(ctx, exportKind, id, by, now)
+}
+
+func (c *Catalog) downloaded(ctx context.Context, k twoPerson, id, by string, now time.Time) (ExportRequest, error) {
 	var r ExportRequest
 	err := c.tx(ctx, func(tx *dbTx) error {
 		var err error
-		if r, err = scanExport(tx.QueryRowContext(ctx, `SELECT `+exportCols+` FROM exports WHERE id = ?`, id)); err != nil {
+		if r, err = scanExport(tx.QueryRowContext(ctx, `SELECT `+exportCols+` FROM `+k.table+` WHERE id = ?`, id)); err != nil {
 			return err
 		}
 		if r.State != ExportReady {
 			return fmt.Errorf("%w: it is %s", ErrExportState, r.State)
 		}
-		return appendAudit(ctx, tx, now, by, "export.downloaded", r.Incident, map[string]any{"export": id, "reference": r.Reference})
+		return appendAudit(ctx, tx, now, by, k.noun+".downloaded", r.Incident, map[string]any{k.noun: id, "reference": r.Reference})
 	})
 	if err != nil {
-		return ExportRequest{}, fmt.Errorf("download export %s: %w", id, err)
+		return ExportRequest{}, fmt.Errorf("download %s %s: %w", k.noun, id, err)
 	}
 	return r, nil
 }

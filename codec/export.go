@@ -79,7 +79,7 @@ func (x Exporter) ExportMP4(ctx context.Context, stored []byte, outPath string) 
 		if mt != astiav.MediaTypeVideo && mt != astiav.MediaTypeAudio {
 			continue
 		}
-		s, err := x.newExportStream(is, out)
+		s, err := x.newExportStream(is, out, false)
 		if err != nil {
 			return fmt.Errorf("stream %d (%s): %w", is.Index(), is.CodecParameters().CodecID(), err)
 		}
@@ -108,34 +108,20 @@ func (x Exporter) ExportMP4(ctx context.Context, stored []byte, outPath string) 
 		return fmt.Errorf("write header: %w", err)
 	}
 
-	pkt := astiav.AllocPacket()
-	if pkt == nil {
-		return errors.New("cannot allocate a packet")
-	}
-	defer pkt.Free()
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := in.ReadFrame(pkt); err != nil {
-			if errors.Is(err, astiav.ErrEof) {
-				break
-			}
-			return fmt.Errorf("read packet: %w", err)
-		}
+	if err := eachPacket(ctx, in, func(pkt *astiav.Packet) error {
 		s, ok := streams[pkt.StreamIndex()]
 		if !ok {
-			pkt.Unref()
-			continue
+			return nil
 		}
 		if !s.video || packetShown(s.in.CodecParameters().CodecID(), pkt) {
 			s.packets++
 		}
-		err := s.write(out, pkt)
-		pkt.Unref()
-		if err != nil {
+		if err := s.write(out, pkt); err != nil {
 			return fmt.Errorf("stream %d: %w", s.in.Index(), err)
 		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	for _, s := range order {
 		if err := s.flush(out); err != nil {
@@ -172,9 +158,13 @@ type exportStream struct {
 	// players would drop it.
 	pending *astiav.Packet
 	lastDur int64
+
+	rw *rewriter // a rewrite's range and hooks; nil for an export
 }
 
-func (x Exporter) newExportStream(is *astiav.Stream, out *astiav.FormatContext) (_ *exportStream, err error) {
+// transcode decodes and encodes even a stream it could copy (a rewrite
+// changes the pictures and the sound).
+func (x Exporter) newExportStream(is *astiav.Stream, out *astiav.FormatContext, transcode bool) (_ *exportStream, err error) {
 	par := is.CodecParameters()
 	s := &exportStream{in: is, video: par.MediaType() == astiav.MediaTypeVideo, lastPts: math.MinInt64}
 	defer func() {
@@ -189,7 +179,7 @@ func (x Exporter) newExportStream(is *astiav.Stream, out *astiav.FormatContext) 
 	if !s.video {
 		copyCodec = astiav.CodecIDAac
 	}
-	if par.CodecID() == copyCodec {
+	if par.CodecID() == copyCodec && !transcode {
 		if err := par.Copy(s.out.CodecParameters()); err != nil {
 			return nil, fmt.Errorf("copy codec parameters: %w", err)
 		}
@@ -279,6 +269,12 @@ func (s *exportStream) frame(out *astiav.FormatContext, f *astiav.Frame) error {
 		if err != nil {
 			return err
 		}
+		if s.rw != nil {
+			keep, err := s.rw.video(s, scaled)
+			if err != nil || !keep {
+				return err
+			}
+		}
 		scaled.SetPictureType(astiav.PictureTypeNone)
 		return s.enc.Encode(scaled, func(p *astiav.Packet) error { return s.mux(out, p) })
 	}
@@ -295,6 +291,12 @@ func (s *exportStream) frame(out *astiav.FormatContext, f *astiav.Frame) error {
 
 func (s *exportStream) encodeAudio(out *astiav.FormatContext) func(*astiav.Frame) error {
 	return func(f *astiav.Frame) error {
+		if s.rw != nil {
+			keep, err := s.rw.audio(f)
+			if err != nil || !keep {
+				return err
+			}
+		}
 		return s.enc.Encode(f, func(p *astiav.Packet) error { return s.mux(out, p) })
 	}
 }

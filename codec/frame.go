@@ -6,6 +6,7 @@ import "C"
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/asticode/go-astiav"
 )
@@ -21,4 +22,19 @@ func makeWritable(f *astiav.Frame) error {
 		return fmt.Errorf("make frame writable: error %d", int(ret))
 	}
 	return nil
+}
+
+// planes returns f's first n data planes as Go slices over FFmpeg's
+// memory, each rows lines of its stride (go-astiav v0.16.0 only copies
+// them out). They are valid while f holds its buffers.
+func planes(f *astiav.Frame, n int, rows [3]int) (p [3][]byte, stride [3]int) {
+	cf := (*C.AVFrame)(f.UnsafePointer())
+	for i := 0; i < n && i < 3; i++ {
+		stride[i] = int(cf.linesize[i])
+		if cf.data[i] == nil || stride[i] <= 0 || rows[i] <= 0 {
+			continue
+		}
+		p[i] = unsafe.Slice((*byte)(unsafe.Pointer(cf.data[i])), stride[i]*rows[i])
+	}
+	return p, stride
 }

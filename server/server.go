@@ -327,7 +327,7 @@ func (s *Server) open() error {
 	alerts := s.cfg.Alerts
 	alerts.Staff, alerts.Holds = s.Catalog, retention.Holds{Catalog: s.Catalog, Store: s.Store}
 	alerts.Cameras = cameraAdmin{s.Catalog, pepper}
-	if err := s.openBackofficeKeys(&alerts); err != nil {
+	if err := s.openBackofficeKeys(&alerts, signer); err != nil {
 		return err
 	}
 	if s.Backoffice, err = backoffice.New(alerts, s.Catalog, s.Registry, s.log); err != nil {
@@ -642,7 +642,7 @@ func (s *Server) Close() error {
 
 // openBackofficeKeys loads the backoffice identity and gives it to the
 // backoffice's footage and export services, and to nothing else.
-func (s *Server) openBackofficeKeys(cfg *backoffice.Config) error {
+func (s *Server) openBackofficeKeys(cfg *backoffice.Config, signer ed25519.PrivateKey) error {
 	if s.cfg.IdentityFile == "-" {
 		s.log.Warn("no backoffice identity: footage cannot be watched or exported here")
 		return nil
@@ -669,6 +669,8 @@ func (s *Server) openBackofficeKeys(cfg *backoffice.Config) error {
 	cfg.Footage = footage{cat: s.Catalog, store: s.Store, reviewer: reviewer}
 	cfg.Exports, cfg.ExportDir = s.Catalog, exportDir
 	cfg.Bundler = bundler{cat: s.Catalog, store: s.Store, dataDir: s.cfg.DataDir, nodeKey: pub, ids: ids}
+	cfg.Redactions = s.Catalog
+	cfg.Redactor = &redactor{cat: s.Catalog, store: s.Store, nodeKey: pub, signer: signer, node: s.cfg.Node, ids: ids, now: time.Now}
 	return nil
 }
 

@@ -338,6 +338,9 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	var bundle *evidence.DirSource
 	var nodeKeys evidence.NodeKeys
 	if st, err := os.Stat(pos[0]); err == nil && st.IsDir() {
+		if evidence.IsRedactedBundle(pos[0]) {
+			return verifyRedacted(ctx, pos[0], data.dir, pubkeys, *asJSON, stdout)
+		}
 		if bundle, err = evidence.OpenBundle(pos[0]); err != nil {
 			return err
 		}
@@ -394,6 +397,39 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		// OK, but not a plain OK: scripts that archive or export on
 		// exit 0 should wait for the node's retry to anchor the records.
 		return errCheckWarned
+	}
+	return nil
+}
+
+// verifyRedacted checks a redacted bundle (a subject-access request's
+// copy): the report's signature with the node keys given out of band, the
+// manifest and its checkpoints, the chunks the report names and the MP4.
+func verifyRedacted(ctx context.Context, dir, data string, pubkeys []string, asJSON bool, stdout io.Writer) error {
+	nodeKeys, err := loadNodeKeys(ctx, data, pubkeys, nil)
+	if err != nil {
+		return err
+	}
+	check, err := evidence.VerifyRedactedBundle(ctx, dir, nodeKeys)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		json.NewEncoder(stdout).Encode(map[string]any{"ok": check.OK(), "problems": check.Problems, "report": check.Report})
+	} else {
+		if r := check.Report; r != nil {
+			fmt.Fprintf(stdout, "redacted copy of incident %s, session %s (reference %s)\n", r.Incident, r.Session, r.Reference)
+			fmt.Fprintf(stdout, "requested by %s, approved by %s; made from %d original chunks; %d tracks, %d edits\n",
+				r.RequestedBy, r.ApprovedBy, len(r.Chunks), len(r.Tracks), len(r.Edits))
+		}
+		for _, p := range check.Problems {
+			fmt.Fprintf(stdout, "FAIL: %s\n", p)
+		}
+		if check.OK() {
+			fmt.Fprintln(stdout, "OK: the report's signature verifies and every chunk it names is in the verified manifest")
+		}
+	}
+	if !check.OK() {
+		return errCheckFailed
 	}
 	return nil
 }

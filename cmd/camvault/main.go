@@ -62,8 +62,16 @@ commands:
   export INCIDENT --identity FILE --out DIR
                                      verify and write an export bundle for the police
   verify DIR|INCIDENT [--identity FILE] [--pubkey FILE]... [--json]
-                                     verify an export bundle or a stored incident; exit 1 if it fails,
+                                     verify an export bundle, a redacted bundle or a stored incident; exit 1 if it fails,
                                      3 if it passes but the incident's last records are not anchored in the store yet
+  redact detect INCIDENT --identity FILE --reason TEXT
+                                     the faces in an incident, as tracks with thumbnails (JSON)
+  redact request INCIDENT --plan FILE --reason TEXT --reference CASE-NO
+  redact approve REDACTION | list [--json]
+  redact download REDACTION --identity FILE --out DIR
+                                     a redacted copy for a subject-access request: request it with a plan
+                                     (tracks to blur or keep, boxes, blackouts, mutes, each with a reason),
+                                     a second admin approves, then render it with its signed report
   hold place INCIDENT --reason TEXT --reference POLICE-REPORT-NO [--by NAME]
   hold release INCIDENT --reason TEXT [--by NAME]
                                      suspend or restore deletion of an incident
@@ -117,6 +125,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdExport(rest, stdout, stderr)
 	case "verify":
 		err = cmdVerify(rest, stdout, stderr)
+	case "redact":
+		err = cmdRedact(rest, stdout, stderr)
 	case "hold":
 		err = cmdHold(rest, stdout, stderr)
 	case "user":
@@ -160,7 +170,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // commands are the command names run knows, in the order of usage.
 var commands = []string{"serve", "backoffice", "keygen", "camera", "incidents", "alerts", "audit", "review", "export",
-	"verify", "hold", "user", "retention", "bench", "simulate"}
+	"verify", "redact", "hold", "user", "retention", "bench", "simulate"}
 
 func known(cmd string) bool { return slices.Contains(commands, cmd) }
 

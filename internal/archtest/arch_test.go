@@ -155,10 +155,18 @@ var rules = []rule{
 		Why:  "retention sees chunks and holds through small interfaces of its own; deleting must not depend on how chunks were written",
 	},
 	{
-		Pkgs: []string{"camvault/backoffice/...", "camvault/evidence/...", "camvault/review/...", "camvault/audit/..."},
+		Pkgs: []string{"camvault/backoffice/...", "camvault/evidence/...", "camvault/review/...", "camvault/audit/...", "camvault/redact/..."},
 		Deny: writePath,
 		Why: "readers work from what was written (catalog, store, formats), so the write path can change without them " +
 			"and they cannot hold it up",
+	},
+
+	{
+		Pkgs: []string{"camvault/redact/..."},
+		Only: []string{"camvault/codec/...", "camvault/format/...", "camvault/media/...", "camvault/evidence/...",
+			"camvault/review/...", "camvault/internal/..."},
+		Why: "redaction reads a decrypted original like review and export do, and makes a copy through codec; " +
+			"the workflow around it (requests, approval, audit) is the backoffice's, which calls it",
 	},
 
 	// --- Leaves and the top ------------------------------------------

@@ -341,6 +341,170 @@ async function setupExports() {
   load();
 }
 
+// --- redacted copies: detect, decide, edit, request; approve, download ---
+// Times are seconds in the page and nanoseconds in the plan (the engine's
+// durations); boxes are fractions of the picture.
+const NS = 1e9;
+
+function parseBox(text) {
+  const v = String(text || '').trim().split(/[\s,]+/).map(Number);
+  if (v.length !== 4 || v.some((n) => !Number.isFinite(n))) return null;
+  return { X: v[0], Y: v[1], W: v[2], H: v[3] };
+}
+
+function boxAt(track, t) {
+  const d = track.Detections;
+  if (!d.length || t < d[0].At / NS - 0.4 || t > d[d.length - 1].At / NS + 0.4) return null;
+  let best = d[0];
+  for (const x of d) if (x.At / NS <= t) best = x;
+  return best.Box;
+}
+
+function setupRedaction() {
+  const card = $('#redaction');
+  if (!card) return;
+  const incident = card.dataset.incident;
+  const err = $('.error', card);
+  let session = '', tracks = [];
+  const edits = [];
+
+  // The review proxy, when this person may watch it, with the tracks and
+  // the box being drawn over it.
+  const video = $('#player');
+  let overlay = null;
+  if (video) {
+    const wrap = el('div', { class: 'overlay-wrap' });
+    video.replaceWith(wrap);
+    overlay = el('canvas', { id: 'redact-overlay' });
+    wrap.append(video, overlay);
+    let drag = null, drawn = null;
+    const pos = (ev) => { const r = overlay.getBoundingClientRect(); return [(ev.clientX - r.left) / r.width, (ev.clientY - r.top) / r.height]; };
+    $('#draw-box').addEventListener('change', (ev) => overlay.classList.toggle('drawing', ev.target.checked));
+    overlay.addEventListener('mousedown', (ev) => { drag = pos(ev); });
+    overlay.addEventListener('mousemove', (ev) => {
+      if (!drag) return;
+      const [x, y] = pos(ev);
+      drawn = { X: Math.max(0, Math.min(drag[0], x)), Y: Math.max(0, Math.min(drag[1], y)), W: Math.abs(x - drag[0]), H: Math.abs(y - drag[1]) };
+    });
+    overlay.addEventListener('mouseup', () => {
+      drag = null;
+      if (!drawn || drawn.W <= 0 || drawn.H <= 0) return;
+      const f = $('#redact-edit');
+      const text = [drawn.X, drawn.Y, drawn.W, drawn.H].map((n) => n.toFixed(3)).join(' ');
+      f.elements.kind.value = 'box';
+      f.elements.start.value = text;
+      if (!f.elements.end.value) f.elements.end.value = text;
+      f.elements.from.value = video.currentTime.toFixed(1);
+      f.elements.to.value = (video.currentTime + 1).toFixed(1);
+    });
+    const paint = () => {
+      const g = overlay.getContext('2d');
+      overlay.width = overlay.clientWidth; overlay.height = overlay.clientHeight;
+      g.clearRect(0, 0, overlay.width, overlay.height);
+      const t = video.currentTime;
+      for (const tr of tracks) {
+        const b = boxAt(tr, t);
+        if (!b) continue;
+        const keep = $(`#tracks li[data-track="${tr.ID}"] select`).value === 'keep';
+        g.strokeStyle = keep ? '#2a2' : '#e22'; g.lineWidth = 2;
+        g.strokeRect(b.X * overlay.width, b.Y * overlay.height, b.W * overlay.width, b.H * overlay.height);
+        g.fillStyle = g.strokeStyle; g.fillText(`person ${tr.ID}`, b.X * overlay.width, b.Y * overlay.height - 3);
+      }
+      if (drawn) { g.strokeStyle = '#fc0'; g.strokeRect(drawn.X * overlay.width, drawn.Y * overlay.height, drawn.W * overlay.width, drawn.H * overlay.height); }
+      requestAnimationFrame(paint);
+    };
+    requestAnimationFrame(paint);
+  }
+
+  $('#detect').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const state = $('#detect-state');
+    state.hidden = false; state.textContent = 'Looking for faces…';
+    showError(err, null);
+    let d;
+    try { d = await api('POST', `/api/v1/incidents/${encodeURIComponent(incident)}/detect`, formJSON(ev.target)); } catch (e) { state.hidden = true; showError(err, e); return; }
+    session = d.session; tracks = d.tracks;
+    state.textContent = `${tracks.length} ${tracks.length === 1 ? 'person' : 'people'} found; every face is blurred unless kept.`;
+    $('#tracks').replaceChildren(...tracks.map((tr) => el('li', { 'data-track': String(tr.ID) },
+      el('img', { src: 'data:image/jpeg;base64,' + tr.Thumb, alt: `person ${tr.ID}`, width: '96' }),
+      el('span', {}, `person ${tr.ID}, ${(tr.Detections[0].At / NS).toFixed(1)}–${(tr.Detections[tr.Detections.length - 1].At / NS).toFixed(1)} s `),
+      (() => { const s = el('select', { name: 'decision' }, el('option', { value: 'blur' }, 'blur'), el('option', { value: 'keep' }, 'keep (the requester)')); return s; })(),
+      el('input', { name: 'reason', placeholder: 'reason', value: 'not the requester' }))));
+    for (const li of $$('#tracks li')) {
+      li.querySelector('select').addEventListener('change', (e) => {
+        li.querySelector('input').value = e.target.value === 'keep' ? 'the requester' : 'not the requester';
+      });
+    }
+  });
+
+  const showEdits = () => {
+    $('#edits').replaceChildren(...edits.map((e, i) => {
+      const rm = el('button', { type: 'button' }, 'remove');
+      rm.onclick = () => { edits.splice(i, 1); showEdits(); };
+      return el('li', { 'data-kind': e.Kind }, `${e.Kind} ${(e.From / NS).toFixed(1)}–${(e.To / NS).toFixed(1)} s: ${e.Reason} `, rm);
+    }));
+  };
+  $('#redact-edit').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const f = formJSON(ev.target);
+    const e = { Kind: f.kind, From: Math.round(Number(f.from) * NS), To: Math.round(Number(f.to) * NS), Reason: f.reason.trim() };
+    if (!(e.To > e.From)) { showError(err, new Error('the range must end after it starts')); return; }
+    if (e.Kind === 'box') {
+      e.Start = parseBox(f.start); e.End = parseBox(f.end || f.start);
+      if (!e.Start || !e.End) { showError(err, new Error('a box is four numbers: x y w h, fractions of the picture')); return; }
+    }
+    showError(err, null);
+    edits.push(e);
+    showEdits();
+    ev.target.reset();
+  });
+
+  $('#redact-request').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const decisions = tracks.map((tr) => {
+      const li = $(`#tracks li[data-track="${tr.ID}"]`);
+      return { Kind: 'track', Track: tr.ID, Keep: li.querySelector('select').value === 'keep', Reason: li.querySelector('input').value.trim() };
+    });
+    const plan = { session, plan: { From: 0, To: 0, Tracks: tracks.map((tr) => ({ ID: tr.ID, Detections: tr.Detections })), Edits: decisions.concat(edits) } };
+    try {
+      await api('POST', `/api/v1/incidents/${encodeURIComponent(incident)}/redactions`, Object.assign(formJSON(ev.target), { plan }));
+      ev.target.reset();
+      showError(err, null);
+      loadRedactions();
+    } catch (e) { showError(err, e); }
+  });
+
+  const table = $('#redactions');
+  const loadRedactions = async () => {
+    let list;
+    try { list = await api('GET', '/api/v1/redactions'); } catch (e) { return; }
+    const mine = list.filter((x) => x.incident === incident);
+    $('tbody', table).replaceChildren(...mine.map((x) => {
+      const action = el('td');
+      if (x.state === 'requested' && card.dataset.approve === 'true' && x.requested_by !== card.dataset.me) {
+        const b = el('button', { type: 'button', class: 'approve' }, 'Approve');
+        b.onclick = async () => {
+          b.disabled = true;
+          try { await api('POST', `/api/v1/redactions/${encodeURIComponent(x.id)}/approve`); } catch (e) { alert(e.message); }
+          loadRedactions();
+        };
+        action.append(b);
+      } else if (x.state === 'ready') {
+        action.append(el('a', { class: 'download', href: `/api/v1/redactions/${encodeURIComponent(x.id)}/bundle` }, 'Download redacted copy'));
+      } else if (x.state === 'requested') {
+        action.append('waiting for a second admin');
+      } else if (x.state === 'approved') {
+        action.append('making the copy…');
+      }
+      return el('tr', { 'data-redaction': x.id, 'data-state': x.state },
+        el('td', {}, timeEl(x.requested_at)), el('td', {}, x.requested_by), el('td', {}, x.reference),
+        el('td', {}, x.state + (x.error ? ': ' + x.error : '')), action);
+    }));
+    if (mine.some((x) => x.state === 'approved' || x.state === 'requested')) setTimeout(loadRedactions, 1000);
+  };
+  loadRedactions();
+}
+
 // --- admin pages ---
 function setupAdmin() {
   for (const b of $$('button.camera-action')) {
@@ -375,6 +539,7 @@ document.addEventListener('DOMContentLoaded', () => {
   setupViewer();
   setupAPIForms();
   setupExports();
+  setupRedaction();
   setupAdmin();
   tick();
   setInterval(tick, 1000);
