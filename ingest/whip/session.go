@@ -48,6 +48,8 @@ type publisher struct {
 	wantKey  bool // a keyframe is needed now: loss, or start
 	ssrc     uint32
 	stats    rtcStats
+	feedTr   []ingest.FeedTrack
+	feed     atomic.Pointer[ingest.Feed] // set while recording, for live viewers
 }
 
 // rtcStats are a session's transport counters, logged at its end.
@@ -87,6 +89,8 @@ func (p *publisher) negotiate(offer []byte, plan *offerPlan) (string, error) {
 		p.tracks = append(p.tracks, t)
 		p.inputs = append(p.inputs, in)
 		p.byKind[pt.kind] = in
+		p.feedTr = append(p.feedTr, ingest.FeedTrack{Video: pt.kind == webrtc.RTPCodecTypeVideo, MimeType: pt.kind.String() + "/" + pt.codec.Name,
+			ClockRate: pt.codec.ClockRate, Channels: channels(pt.codec), Fmtp: pt.codec.Fmtp})
 	}
 	p.pts.Initialize()
 	p.wantKey = true
@@ -202,6 +206,8 @@ func (p *publisher) read(tr *webrtc.TrackRemote) {
 		if err != nil {
 			return
 		}
+		// The live view's copy, taken before anything else touches pkt.
+		p.feed.Load().Write(in.id, pkt)
 		p.onPacket(in, pkt, time.Now())
 	}
 }
@@ -284,6 +290,7 @@ func (p *publisher) writeAU(in *rtcTrack, au *media.AccessUnit, now time.Time) {
 			return
 		}
 		p.session = sess
+		p.feed.Store(p.s.cfg.Feeds.Publish(ingest.NewFeed(p.cam.ID, p.feedTr, func() { p.requestKeyframe(time.Now()) })))
 	}
 	if in.broken {
 		p.session.Lost(in.id, in.brokenFrom, au.PTS, fmt.Sprintf("%d RTP packet(s) of track %d lost in transit and not repaired: frames up to the next keyframe left out", in.brokenLost, in.id))
@@ -401,6 +408,7 @@ func (p *publisher) finish(how string, cause error) {
 	p.mu.Unlock()
 
 	s := p.s
+	s.cfg.Feeds.Unpublish(p.feed.Load())
 	s.cfg.Live.Release(p.cam.ID, p)
 	s.mu.Lock()
 	if s.resources[p.id] == p {
