@@ -749,7 +749,17 @@ type cameraEvents struct{ cat *catalog.Catalog }
 
 func (e cameraEvents) CameraEvent(ctx context.Context, cam camera.Camera, typ string, at time.Time, data map[string]any) error {
 	data["officer"] = cam.Officer
-	return e.cat.AddAlert(ctx, typ, cam.ID, "", at, data)
+	incident := ""
+	if typ == camera.EventAssist {
+		// About the incident being recorded, when there is one; an
+		// officer may ask before the camera records, and is still heard.
+		id, err := e.cat.OpenIncident(ctx, cam.ID)
+		if err != nil && !errors.Is(err, catalog.ErrNotFound) {
+			return err
+		}
+		incident = id
+	}
+	return e.cat.AddAlert(ctx, typ, cam.ID, incident, at, data)
 }
 
 // cameraAdmin is the camera registry as the backoffice's admins see it.
