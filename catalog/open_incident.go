@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // OpenIncident returns the id of the camera's incident that is recording
@@ -20,4 +21,26 @@ func (c *Catalog) OpenIncident(ctx context.Context, camera string) (string, erro
 		return "", fmt.Errorf("open incident of camera %q: %w", camera, err)
 	}
 	return id, nil
+}
+
+// maxCameraAlerts bounds CameraAlerts: a camera reporting its location
+// every few seconds for a long shift stays well below it.
+const maxCameraAlerts = 20000
+
+// CameraAlerts returns a camera's alerts of one type between from and to
+// (to zero: until now), oldest first, at most the latest maxCameraAlerts.
+func (c *Catalog) CameraAlerts(ctx context.Context, camera, typ string, from, to time.Time) ([]Alert, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT id, type, camera, coalesce(incident,''), at, data FROM alerts
+		WHERE camera = ? AND type = ? ORDER BY id DESC LIMIT ?`, camera, typ, maxCameraAlerts)
+	all, err := scanAlerts(rows, err)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Alert, 0, len(all))
+	for i := len(all) - 1; i >= 0; i-- {
+		if a := all[i]; !a.At.Before(from) && (to.IsZero() || !a.At.After(to)) {
+			out = append(out, a)
+		}
+	}
+	return out, nil
 }

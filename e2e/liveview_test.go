@@ -307,6 +307,13 @@ func TestLiveViewWHIPCamera(t *testing.T) {
 	f := newLiveFixture(t, "phone1", "--live-view-max", limit.String())
 	published := make(chan browserReport, 1)
 	go func() { published <- publishFromChromium(t, f.s.whipURL("phone1"), f.secrets["phone1"], "h264", 25) }()
+	// The publisher reports to t: the test must not end before it does.
+	var pub browserReport
+	t.Cleanup(func() {
+		if pub.Codec == "" {
+			<-published
+		}
+	})
 	inc := f.openIncident(t, "phone1")
 
 	if code, b := f.grant(t, f.rita, inc, "curious", ""); code != http.StatusForbidden {
@@ -364,7 +371,7 @@ func TestLiveViewWHIPCamera(t *testing.T) {
 	if got := f.liveMetric(t, "camvault_live_views_refused_total"); got != "4" {
 		t.Fatalf("%s refusals counted, want 4", got)
 	}
-	pub := <-published
+	pub = <-published
 	if pub.FramesSent == 0 {
 		t.Fatalf("publisher: %+v", pub)
 	}

@@ -59,6 +59,8 @@ func New(person, role, incident, camera, reason string, now time.Time, startWith
 	if _, err := rand.Read(id[:]); err != nil {
 		return Grant{}, fmt.Errorf("grant id: %w", err)
 	}
+	// A view shorter than the start window must start before it ends.
+	startWithin = min(startWithin, max)
 	return Grant{ID: hex.EncodeToString(id[:]), Person: person, Role: role, Incident: incident, Camera: camera, Reason: reason,
 		Issued: now.Unix(), StartBy: now.Add(startWithin).Unix(), Until: now.Add(max).Unix()}, nil
 }

@@ -45,6 +45,11 @@ func TestGrantSignVerify(t *testing.T) {
 	if _, err := Verify(pub, mixed, now); !errors.Is(err, ErrSignature) {
 		t.Fatalf("body swapped: %v", err)
 	}
+	short, _ := New("ann", "operator", "inc1", "cam1", "r", now, time.Minute, 5*time.Second)
+	stok, _ := Sign(priv, short)
+	if _, err := Verify(pub, stok, now.Add(time.Second)); err != nil || short.StartBy != short.Until {
+		t.Fatalf("a view shorter than the start window: %v, start by %d, until %d", err, short.StartBy, short.Until)
+	}
 	for _, bad := range []string{"", "cvlg1.", "cvlg1..", "x" + tok, tok + "x", "cvlg1.e30." + strings.Repeat("A", 86), strings.Repeat("a", MaxToken+1)} {
 		if _, err := Verify(pub, bad, now); err == nil {
 			t.Errorf("%q accepted", bad)
