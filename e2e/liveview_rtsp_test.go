@@ -46,7 +46,7 @@ func TestLiveViewRTSPCamera(t *testing.T) {
 	ffmpegLiveCamera(t, f.s.rtspURL("cam1", f.secrets["cam1"], "cam1"), 40, true)
 	inc := f.openIncident(t, "cam1")
 	const reason = "pursuit in progress"
-	rep := viewFromChromium(t, func(fp string) (int, []byte) { return f.grant(t, f.olga, inc, reason, fp) }, 10)
+	rep := viewFromChromium(t, func(fp string) (int, []byte) { return f.grant(t, f.olga, inc, reason, fp) }, 18)
 	f.checkViewed(t, rep, inc, reason, limit)
 	if rep.Codec != "video/H264" || rep.AudioPackets != 0 {
 		t.Fatalf("viewer got %q and %d audio packets, want H.264 and no audio (AAC is not forwarded)", rep.Codec, rep.AudioPackets)
