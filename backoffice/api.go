@@ -93,6 +93,7 @@ func (s *Service) staffRoutes(mux *http.ServeMux) {
 	s.handle(mux, "POST /api/v1/incidents/{id}/release", ActionHoldRelease, s.serveHold)
 	s.handle(mux, "GET /api/v1/incidents/{id}", ActionIncidentsRead, s.needStaff(s.serveIncident))
 	s.handle(mux, "POST /api/v1/incidents/{id}/views", ActionFootageView, s.needStaff(s.needFootage(s.serveOpenView)))
+	s.handle(mux, "POST /api/v1/incidents/{id}/live", ActionLiveView, s.needStaff(s.serveLive))
 	s.handle(mux, "GET /api/v1/views/{view}/segments/{seq}", ActionFootageView, s.needFootage(s.serveSegment))
 	s.handle(mux, "GET /api/v1/cameras", ActionCamerasManage, s.needCameras(s.serveCameras))
 	s.handle(mux, "POST /api/v1/cameras/{id}/revoke", ActionCamerasManage, s.needCameras(s.serveCameraChange))

@@ -2,6 +2,7 @@ package backoffice
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +39,8 @@ type Config struct {
 	// Footage serves decrypted footage to reviewers; nil: the footage
 	// endpoints answer 503.
 	Footage Footage
+	// Live turns live views on; nil: the grant endpoint answers 404.
+	Live *LiveConfig
 	// Cameras is the camera registry for admins; nil: 503.
 	Cameras CameraAdmin
 	// SessionIdle and SessionAbsolute end a login session after that long
@@ -150,6 +153,19 @@ func New(cfg Config, cat AlertCatalog, reg prometheus.Registerer, log *slog.Logg
 	}
 	if cfg.LoginBurst <= 0 {
 		cfg.LoginBurst = 5
+	}
+	if l := cfg.Live; l != nil {
+		if len(l.Key) != ed25519.PrivateKeySize || l.URL == nil {
+			return nil, errors.New("live view needs a grant key and a WHEP URL")
+		}
+		lc := *l
+		if lc.Max <= 0 {
+			lc.Max = 10 * time.Minute
+		}
+		if lc.StartWithin <= 0 {
+			lc.StartWithin = time.Minute
+		}
+		cfg.Live = &lc
 	}
 	var auth chain
 	if cfg.Staff != nil {

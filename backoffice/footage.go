@@ -103,6 +103,8 @@ type IncidentDetail struct {
 	Hold     *catalog.Hold `json:"hold,omitempty"`
 	Segments []Segment     `json:"segments"`
 	Gaps     []Gap         `json:"gaps"`
+	// Track is where the camera reported being during the incident.
+	Track *Track `json:"track,omitempty"`
 }
 
 // timeline reads the incident's manifest into segments and gaps.
@@ -144,6 +146,9 @@ func (s *Service) incidentDetail(ctx context.Context, id string) (*IncidentDetai
 		return nil, err
 	}
 	if d.Segments, d.Gaps, err = timeline(lines); err != nil {
+		return nil, err
+	}
+	if d.Track, err = s.track(ctx, inc); err != nil {
 		return nil, err
 	}
 	return d, nil

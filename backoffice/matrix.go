@@ -16,6 +16,7 @@ const (
 	ActionAlertsRead    Action = "alerts.read"
 	ActionIncidentsRead Action = "incidents.read" // metadata, never footage
 	ActionFootageView   Action = "footage.view"
+	ActionLiveView      Action = "live.view" // watch a recording camera live (serve --live-view)
 	ActionHoldPlace     Action = "hold.place"
 	ActionHoldRelease   Action = "hold.release"
 	ActionExportRequest Action = "export.request"
@@ -40,6 +41,7 @@ var matrix = map[Action][]Role{
 	ActionAlertsRead:       Roles,
 	ActionIncidentsRead:    {RoleOperator, RoleReviewer, RoleAdmin},
 	ActionFootageView:      {RoleReviewer},
+	ActionLiveView:         {RoleOperator},
 	ActionHoldPlace:        {RoleAdmin},
 	ActionHoldRelease:      {RoleAdmin},
 	ActionExportRequest:    {RoleAdmin},

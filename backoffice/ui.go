@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -102,12 +103,14 @@ func (s *Service) newPage(title string, p Principal, data any) page {
 
 // render writes a page with headers that keep it from being framed,
 // sniffed or made to run anything but our own script.
-func (s *Service) render(w http.ResponseWriter, name string, pg page) {
+// connect names origins beyond 'self' the page's script may call (the
+// ingest node's WHEP endpoint, for the live view).
+func (s *Service) render(w http.ResponseWriter, name string, pg page, connect ...string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "+
-		"media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+		"media-src 'self' blob:; connect-src "+strings.Join(append([]string{"'self'"}, connect...), " ")+"; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	if err := pages.ExecuteTemplate(w, name, pg); err != nil {
@@ -126,7 +129,20 @@ func (s *Service) pageHome(w http.ResponseWriter, r *http.Request, p Principal) 
 		s.internal(w, "live page", err)
 		return
 	}
-	s.render(w, "home.html", s.newPage("Live", p, feed))
+	s.render(w, "home.html", s.newPage("Live", p, feed), s.liveOrigins(r, p)...)
+}
+
+// liveOrigins is the WHEP endpoint's origin, for a page of someone who
+// may watch live.
+func (s *Service) liveOrigins(r *http.Request, p Principal) []string {
+	if s.cfg.Live == nil || !Allowed(p.Role, ActionLiveView) {
+		return nil
+	}
+	u, err := url.Parse(s.cfg.Live.URL(r, "x"))
+	if err != nil || u.Host == "" || strings.ContainsAny(u.Host, " ;'") {
+		return nil
+	}
+	return []string{u.Scheme + "://" + u.Host}
 }
 
 func (s *Service) pageIncident(w http.ResponseWriter, r *http.Request, p Principal) {

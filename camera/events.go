@@ -28,6 +28,10 @@ type EventSink interface {
 const (
 	EventWarning  = "camera.warning"
 	EventLocation = "camera.location"
+	// EventAssist is the officer asking the control room to watch ("watch
+	// me"): an urgent alert, about the incident the camera is recording
+	// when there is one.
+	EventAssist = "incident.assist"
 )
 
 // EventPattern is the route the handler NewEventHandler returns is mounted
@@ -36,7 +40,7 @@ const EventPattern = "POST /cameras/{camera}/events"
 
 // cameraEvent is the body of POST /cameras/<id>/events.
 type cameraEvent struct {
-	Type string `json:"type"` // "warning" or "location"
+	Type string `json:"type"` // "warning", "location" or "assist"
 	// N is the warning's number: the protocol is two spoken warnings
 	// before the camera records.
 	N int `json:"n,omitempty"`
@@ -65,8 +69,13 @@ func (e cameraEvent) alert() (string, map[string]any, error) {
 			d["accuracy"] = e.Accuracy
 		}
 		return EventLocation, d, nil
+	case "assist":
+		if e.N != 0 || e.Lat != nil || e.Lon != nil || e.Accuracy != 0 {
+			return "", nil, errors.New(`an assist request is {"type":"assist"}`)
+		}
+		return EventAssist, map[string]any{"urgent": true}, nil
 	}
-	return "", nil, fmt.Errorf("unknown event type %s (warning, location)", SafeID(e.Type))
+	return "", nil, fmt.Errorf("unknown event type %s (warning, location, assist)", SafeID(e.Type))
 }
 
 // eventLimiter keeps one camera from flooding the outbox (each event is a

@@ -89,6 +89,8 @@ func TestCameraEvents(t *testing.T) {
 		{"warning 1", "secret1", "application/json", `{"type":"warning","n":1}`, http.StatusAccepted},
 		{"warning 2", "secret1", "application/json", `{"type":"warning","n":2}`, http.StatusAccepted},
 		{"location", "secret1", "application/json", `{"type":"location","lat":52.37,"lon":4.89,"accuracy":8}`, http.StatusAccepted},
+		{"assist", "secret1", "application/json", `{"type":"assist"}`, http.StatusAccepted},
+		{"assist with a number", "secret1", "application/json", `{"type":"assist","n":1}`, http.StatusBadRequest},
 		{"no bearer", "", "application/json", `{"type":"warning","n":1}`, http.StatusUnauthorized},
 		{"another camera's secret", "secret2", "application/json", `{"type":"warning","n":1}`, http.StatusUnauthorized},
 		{"not json", "secret1", "text/plain", `warning`, http.StatusUnsupportedMediaType},
@@ -108,12 +110,12 @@ func TestCameraEvents(t *testing.T) {
 	ev.mu.Lock()
 	got := append([]string(nil), ev.got...)
 	ev.mu.Unlock()
-	want := []string{"cam1 camera.warning map[n:1]", "cam1 camera.warning map[n:2]", "cam1 camera.location map[accuracy:8 lat:52.37 lon:4.89]"}
+	want := []string{"cam1 camera.warning map[n:1]", "cam1 camera.warning map[n:2]", "cam1 camera.location map[accuracy:8 lat:52.37 lon:4.89]", "cam1 incident.assist map[urgent:true]"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("recorded %q, want %q", got, want)
 	}
-	if n := refused(); n != 11 {
-		t.Fatalf("%d refusals seen by the listener, want 11", n)
+	if n := refused(); n != 12 {
+		t.Fatalf("%d refusals seen by the listener, want 12", n)
 	}
 	// A flood is cut off after a burst.
 	limited := false

@@ -186,3 +186,44 @@ func readB64(path string, size int) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// Live-view grant key files: the backoffice signs a live-view grant with
+// the private key, and the ingest node checks it with the public one, so
+// the node that parses camera input can check grants but never mint one.
+const (
+	LiveGrantKeyFile = "live_grant.key"
+	LiveGrantPubFile = "live_grant.pub"
+)
+
+// EnsureLiveGrantKey returns the live-view grant signing key in dir,
+// creating the pair on first use (like the other keys, on the first start
+// with --live-view). A split deployment may then move the private file to
+// the backoffice's host: the ingest node reads only the public one.
+func EnsureLiveGrantKey(dir string) (ed25519.PrivateKey, error) {
+	path := filepath.Join(dir, LiveGrantKeyFile)
+	if seed, err := readB64(path, ed25519.SeedSize); err == nil {
+		return ed25519.NewKeyFromSeed(seed), nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("live grant key: %w", err)
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate live grant key: %w", err)
+	}
+	if err := writeNew(filepath.Join(dir, LiveGrantPubFile), []byte(base64.StdEncoding.EncodeToString(pub)+"\n"), datadir.PublicMode); err != nil {
+		return nil, err
+	}
+	if err := writeNew(path, []byte(base64.StdEncoding.EncodeToString(priv.Seed())+"\n"), datadir.SecretMode); err != nil {
+		return nil, err
+	}
+	return priv, nil
+}
+
+// LoadLiveGrantPublic reads the key the ingest node checks grants with.
+func LoadLiveGrantPublic(dir string) (ed25519.PublicKey, error) {
+	b, err := readB64(filepath.Join(dir, LiveGrantPubFile), ed25519.PublicKeySize)
+	if err != nil {
+		return nil, fmt.Errorf("live grant public key: %w", err)
+	}
+	return ed25519.PublicKey(b), nil
+}

@@ -40,10 +40,12 @@ import (
 	"camvault/evidence"
 	"camvault/ingest"
 	"camvault/ingest/rtsp"
+	"camvault/ingest/whep"
 	"camvault/ingest/whip"
 	"camvault/internal/diskspace"
 	"camvault/internal/netguard"
 	"camvault/keys"
+	"camvault/livegrant"
 	"camvault/recorder"
 	"camvault/retention"
 	"camvault/review"
@@ -151,6 +153,15 @@ type Config struct {
 	DiskReserve int64
 	// SpaceEvery is how often free space is checked; default 1 s.
 	SpaceEvery time.Duration
+	// LiveView turns the control room's live view on (off by default):
+	// the backoffice grants views, the WHIP listener serves them (WHEP).
+	LiveView bool
+	// LiveViewMax is how long one view lasts at most; default 10 min.
+	LiveViewMax time.Duration
+	// LiveViewURL is the base URL viewers' browsers reach the ingest
+	// node's WHIP listener at (e.g. https://ingest.example:8889); empty:
+	// the host the browser reached the backoffice at, on the WHIP port.
+	LiveViewURL string
 }
 
 // DefaultMinFree is the free space below which a node stops taking new
@@ -185,6 +196,10 @@ type Server struct {
 	Recorder *recorder.Recorder
 	RTSP     *rtsp.Server
 	WHIP     *whip.Server // nil when disabled
+	// Feeds are the recording cameras' live copies, LiveView their
+	// viewers (WHEP); both nil without Config.LiveView.
+	Feeds    *ingest.Feeds
+	LiveView *whep.Server
 	http     *http.Server
 	httpAddr string
 	metrics  *http.Server // the MetricsAddress listener; nil without one
@@ -330,6 +345,9 @@ func (s *Server) open() error {
 	if err := s.openBackofficeKeys(&alerts, signer); err != nil {
 		return err
 	}
+	if err := s.openLiveGrants(&alerts); err != nil {
+		return err
+	}
 	if s.Backoffice, err = backoffice.New(alerts, s.Catalog, s.Registry, s.log); err != nil {
 		return err
 	}
@@ -357,13 +375,35 @@ func (s *Server) open() error {
 	}
 	auth := &camera.PepperAuth{Cameras: s.Catalog, Pepper: pepper}
 	live := ingest.NewLive() // one live stream per camera, whatever the protocol
+	var mount func(*http.ServeMux)
+	var livePub ed25519.PublicKey
+	if s.cfg.LiveView {
+		if s.cfg.WHIPAddress == "-" {
+			return errors.New("--live-view serves viewers on the WHIP listener: it cannot be off (--whip -)")
+		}
+		if livePub, err = liveGrantPublic(keyDir); err != nil {
+			return err
+		}
+		s.Feeds = ingest.NewFeeds()
+		// Called when the WHIP listener starts, once LiveView is made below.
+		mount = func(mux *http.ServeMux) { s.LiveView.Register(mux) }
+	}
 	s.RTSP = rtsp.NewServer(rtsp.Config{Address: s.cfg.RTSPAddress, UDPRTPAddress: udpRTP, UDPRTCPAddress: udpRTCP,
-		TLS: s.cfg.TLS, ReadTimeout: s.cfg.ReadTimeout, Live: live, Limits: s.cfg.RTSPLimits}, auth, s.Recorder, s.log)
+		TLS: s.cfg.TLS, ReadTimeout: s.cfg.ReadTimeout, Live: live, Feeds: s.Feeds, Limits: s.cfg.RTSPLimits}, auth, s.Recorder, s.log)
 	if s.cfg.WHIPAddress != "-" {
 		s.WHIP = whip.NewServer(whip.Config{Address: s.cfg.WHIPAddress, TLS: s.cfg.TLS,
 			ICEUDPAddress: s.cfg.ICEUDPAddress, ICETCPAddress: s.cfg.ICETCPAddress, PublicIPs: s.cfg.PublicIPs,
-			ReadTimeout: s.cfg.ReadTimeout, KeyframeEvery: s.cfg.Recorder.SegmentTarget, Live: live,
+			ReadTimeout: s.cfg.ReadTimeout, KeyframeEvery: s.cfg.Recorder.SegmentTarget, Live: live, Feeds: s.Feeds, Mount: mount,
 			Events: cameraEvents{s.Catalog}, Limits: s.cfg.WHIPLimits}, auth, s.Recorder, s.log)
+	}
+	if s.cfg.LiveView {
+		s.LiveView = whep.New(whep.Config{Peers: s.WHIP, Feeds: s.Feeds, Key: livePub, Ended: s.liveEnded}, s.log)
+		lv := s.LiveView
+		s.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "camvault", Name: "live_views_open",
+			Help: "Live views (WHEP) open on this node."}, func() float64 { return float64(lv.Open()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "camvault", Name: "live_views_refused_total",
+				Help: "Live-view requests the ingest node refused (grant missing, invalid, expired, reused or for another viewer; camera not recording)."},
+				func() float64 { return float64(lv.Refused.Load()) }))
 	}
 	return nil
 }
@@ -492,6 +532,9 @@ func (s *Server) closeListeners() {
 		s.RTSP.Close()
 		s.rtspUp = false
 	}
+	if s.LiveView != nil {
+		s.LiveView.Close() // each view's end is audited before the catalog closes
+	}
 	if s.whipUp {
 		s.WHIP.Close()
 		s.whipUp = false
@@ -608,6 +651,9 @@ func (s *Server) Close() error {
 		s.RTSP.Close()
 		s.rtspUp = false
 	}
+	if s.LiveView != nil {
+		s.LiveView.Close() // each view's end is audited before the catalog closes
+	}
 	if s.whipUp {
 		s.WHIP.Close()
 		s.whipUp = false
@@ -719,7 +765,17 @@ type cameraEvents struct{ cat *catalog.Catalog }
 
 func (e cameraEvents) CameraEvent(ctx context.Context, cam camera.Camera, typ string, at time.Time, data map[string]any) error {
 	data["officer"] = cam.Officer
-	return e.cat.AddAlert(ctx, typ, cam.ID, "", at, data)
+	incident := ""
+	if typ == camera.EventAssist {
+		// About the incident being recorded, when there is one; an
+		// officer may ask before the camera records, and is still heard.
+		id, err := e.cat.OpenIncident(ctx, cam.ID)
+		if err != nil && !errors.Is(err, catalog.ErrNotFound) {
+			return err
+		}
+		incident = id
+	}
+	return e.cat.AddAlert(ctx, typ, cam.ID, incident, at, data)
 }
 
 // cameraAdmin is the camera registry as the backoffice's admins see it.
@@ -737,4 +793,71 @@ func (c cameraAdmin) RotateCamera(ctx context.Context, id, by string, now time.T
 		return "", err
 	}
 	return secret, nil
+}
+
+// openLiveGrants gives the backoffice the key it signs live-view grants
+// with, under --live-view. A node run with --identity - leaves granting
+// to the backoffice process beside it and loads no signing key.
+func (s *Server) openLiveGrants(cfg *backoffice.Config) error {
+	if !s.cfg.LiveView || s.cfg.IdentityFile == "-" {
+		return nil
+	}
+	key, err := keys.EnsureLiveGrantKey(s.dir.Keys())
+	if err != nil {
+		return err
+	}
+	cfg.Live = &backoffice.LiveConfig{Key: key, Max: s.cfg.LiveViewMax, URL: s.whepURL}
+	return nil
+}
+
+// liveGrantPublic is the key the ingest node checks grants with, the pair
+// made on the first start with --live-view, whichever side starts first.
+func liveGrantPublic(dir string) (ed25519.PublicKey, error) {
+	pub, err := keys.LoadLiveGrantPublic(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		if _, err := keys.EnsureLiveGrantKey(dir); err != nil {
+			return nil, err
+		}
+		return keys.LoadLiveGrantPublic(dir)
+	}
+	return pub, err
+}
+
+// whepURL is where a viewer's browser reaches a camera's live view: the
+// configured base, or the host the browser reached the backoffice at on
+// the WHIP listener's port.
+func (s *Server) whepURL(r *http.Request, camera string) string {
+	if base := strings.TrimSuffix(s.cfg.LiveViewURL, "/"); base != "" {
+		return base + "/whep/" + camera
+	}
+	port := ""
+	if s.WHIP != nil && s.whipUp {
+		_, port, _ = net.SplitHostPort(s.WHIP.Addr())
+	} else {
+		_, port, _ = net.SplitHostPort(s.cfg.WHIPAddress)
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+		host = h
+	}
+	scheme := "http"
+	if s.cfg.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port) + "/whep/" + camera
+}
+
+// liveEnded audits a live view's end, with its duration: the ingest node
+// is where a view ends (its limit, the viewer leaving, the camera
+// stopping), and it writes the catalog's audit trail as the backoffice
+// does.
+func (s *Server) liveEnded(g livegrant.Grant, started time.Time, lasted time.Duration, why string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.Catalog.AddAudit(ctx, time.Now(), g.Person, backoffice.AuditLiveEnded, g.Incident, map[string]any{
+		"grant": g.ID, "camera": g.Camera, "reason": g.Reason, "started": started.UTC().Format(time.RFC3339Nano),
+		"duration_s": lasted.Round(time.Millisecond).Seconds(), "why": why})
+	if err != nil {
+		s.log.Error("live view end not audited", "grant", g.ID, "person", g.Person, "incident", g.Incident, "err", err)
+	}
 }

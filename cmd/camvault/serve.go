@@ -174,6 +174,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 type backofficeFlags struct {
 	http, identity, exportDir, tlsCert, tlsKey, logLevel *string
 	metrics, metricsToken                                *string
+	liveView                                             *bool
+	liveViewMax                                          *time.Duration
+	liveViewURL                                          *string
 	store                                                *storeFlags
 	alerts                                               *alertFlags
 }
@@ -188,7 +191,12 @@ func addBackofficeFlags(fl *flag.FlagSet, identityHelp, tlsHelp string) *backoff
 		logLevel:  fl.String("log-level", "info", "debug, info, warn, error"),
 		store:     addStoreFlags(fl),
 		alerts:    addAlertFlags(fl),
-		metrics:   fl.String("metrics", "", "serve /metrics, and nothing else, on this address (without a credential unless --metrics-token-file is given)"),
+		liveView: fl.Bool("live-view", false, "let staff with the live.view action watch a recording camera live, with a reason, "+
+			"audited and time-limited (off by default: a live view is footage seen before it is reviewed)"),
+		liveViewMax: fl.Duration("live-view-max", 10*time.Minute, "a live view ends after this; watching longer asks again with a new reason"),
+		liveViewURL: fl.String("live-view-url", "", "base URL browsers reach the ingest node's WHIP listener at, for live views "+
+			"(default: the backoffice's host on the WHIP port)"),
+		metrics: fl.String("metrics", "", "serve /metrics, and nothing else, on this address (without a credential unless --metrics-token-file is given)"),
 		metricsToken: fl.String("metrics-token-file", "", "file holding the bearer token /metrics asks for (mode 0600, at least 16 characters); "+
 			"without it /metrics answers only on --metrics"),
 	}
@@ -198,7 +206,10 @@ func addBackofficeFlags(fl *flag.FlagSet, identityHelp, tlsHelp string) *backoff
 // configuration the flags give, its log, and what closes the store.
 func (f *backofficeFlags) config(data *nodeFlags, stderr io.Writer) (server.Config, *slog.Logger, func(), error) {
 	cfg := server.Config{DataDir: data.dir, HTTPAddress: *f.http, IdentityFile: *f.identity, ExportDir: *f.exportDir,
-		MetricsAddress: *f.metrics}
+		MetricsAddress: *f.metrics, LiveView: *f.liveView, LiveViewMax: *f.liveViewMax, LiveViewURL: *f.liveViewURL}
+	if *f.liveViewMax < time.Second {
+		return cfg, nil, nil, usagef("--live-view-max %v: at least 1s", *f.liveViewMax)
+	}
 	log, err := processSetup(*f.logLevel, stderr)
 	if err != nil {
 		return cfg, nil, nil, err

@@ -48,6 +48,10 @@ type Config struct {
 	KeyframeTimeout time.Duration
 	// Live is shared with the node's WHIP listener; nil makes one.
 	Live *ingest.Live
+	// Feeds, when set, gets a live copy of each recording camera's H.264
+	// packets for live viewers (ingest.Feed); nil taps nothing. AAC is
+	// not a WebRTC codec: it is not copied.
+	Feeds *ingest.Feeds
 	// Limits caps the listener's connections, in total and per address
 	// while not yet recording, and closes a connection that has not
 	// authenticated and started recording within Limits.AuthTimeout
@@ -99,6 +103,22 @@ type publisher struct {
 	ended   bool
 	replace bool // replaced by a new publisher of the same camera
 	failure error
+	feedTr  []ingest.FeedTrack
+	feed    atomic.Pointer[ingest.Feed] // set while recording, for live viewers
+}
+
+// feedTrack describes an RTSP track for a live viewer: H.264 and Opus are
+// WebRTC codecs and are copied; anything else (AAC) is described empty
+// and left out.
+func feedTrack(f format.Format) ingest.FeedTrack {
+	switch f := f.(type) {
+	case *format.H264:
+		return ingest.FeedTrack{Video: true, MimeType: "video/H264", ClockRate: 90000,
+			Fmtp: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", SPS: f.SPS, PPS: f.PPS}
+	case *format.Opus:
+		return ingest.FeedTrack{MimeType: "audio/opus", ClockRate: 48000, Channels: 2}
+	}
+	return ingest.FeedTrack{}
 }
 
 type trackDepack struct {
@@ -372,6 +392,7 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Re
 			}
 			p.depack[medi][f.PayloadType()] = &trackDepack{id: t.ID, d: d}
 			p.tracks = append(p.tracks, t)
+			p.feedTr = append(p.feedTr, feedTrack(f))
 			break // one format per media
 		}
 	}
@@ -451,6 +472,8 @@ func (s *Server) onPacket(p *publisher, medi *description.Media, pkt *rtp.Packet
 	if !ok {
 		return
 	}
+	// The live view's copy, taken before anything else touches pkt.
+	p.feed.Load().Write(td.id, pkt)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.ended || p.failure != nil {
@@ -483,6 +506,7 @@ func (s *Server) onPacket(p *publisher, medi *description.Media, pkt *rtp.Packet
 				return
 			}
 			p.session = sess
+			p.feed.Store(s.cfg.Feeds.Publish(ingest.NewFeed(p.cam.ID, p.feedTr, nil)))
 		}
 		if err := p.session.WriteAccessUnit(au); err != nil {
 			p.fail(s, err)
@@ -508,6 +532,7 @@ func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 		return
 	}
 	s.live.Release(p.cam.ID, p)
+	s.cfg.Feeds.Unpublish(p.feed.Load())
 
 	p.mu.Lock()
 	defer p.mu.Unlock()

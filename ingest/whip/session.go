@@ -48,6 +48,8 @@ type publisher struct {
 	wantKey  bool // a keyframe is needed now: loss, or start
 	ssrc     uint32
 	stats    rtcStats
+	feedTr   []ingest.FeedTrack
+	feed     atomic.Pointer[ingest.Feed] // set while recording, for live viewers
 }
 
 // rtcStats are a session's transport counters, logged at its end.
@@ -95,6 +97,8 @@ func (p *publisher) negotiate(offer []byte, plan *offerPlan) (string, error) {
 		p.tracks = append(p.tracks, t)
 		p.inputs = append(p.inputs, in)
 		p.byKind[pt.kind] = in
+		p.feedTr = append(p.feedTr, ingest.FeedTrack{Video: pt.kind == webrtc.RTPCodecTypeVideo, MimeType: pt.kind.String() + "/" + pt.codec.Name,
+			ClockRate: pt.codec.ClockRate, Channels: channels(pt.codec), Fmtp: pt.codec.Fmtp})
 	}
 	p.pts.Initialize()
 	p.wantKey = true
@@ -210,6 +214,8 @@ func (p *publisher) read(tr *webrtc.TrackRemote) {
 		if err != nil {
 			return
 		}
+		// The live view's copy, taken before anything else touches pkt.
+		p.feed.Load().Write(in.id, pkt)
 		p.onPacket(in, pkt, time.Now())
 	}
 }
@@ -317,6 +323,7 @@ func (p *publisher) writeAU(in *rtcTrack, au *media.AccessUnit, now time.Time) {
 			return
 		}
 		p.session = sess
+		p.feed.Store(p.s.cfg.Feeds.Publish(ingest.NewFeed(p.cam.ID, p.feedTr, func() { p.requestKeyframe(time.Now()) })))
 	}
 	if in.broken {
 		p.session.Lost(in.id, in.brokenFrom, au.PTS, in.brokenNote()+": frames up to the next keyframe left out")
@@ -453,6 +460,7 @@ func (p *publisher) finish(how string, cause error) {
 	p.mu.Unlock()
 
 	s := p.s
+	s.cfg.Feeds.Unpublish(p.feed.Load())
 	s.cfg.Live.Release(p.cam.ID, p)
 	s.mu.Lock()
 	if s.resources[p.id] == p {

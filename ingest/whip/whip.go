@@ -70,6 +70,12 @@ type Config struct {
 	MaxOfferBytes int64
 	// Live is shared with the node's RTSP listener; nil makes one.
 	Live *ingest.Live
+	// Feeds, when set, gets a live copy of each recording camera's
+	// packets for live viewers (ingest.Feed); nil taps nothing.
+	Feeds *ingest.Feeds
+	// Mount, when set, adds routes to this listener (the live view's WHEP
+	// endpoint shares its port, its CORS and its connection limits).
+	Mount func(mux *http.ServeMux)
 	// Events records what cameras post to /cameras/<id>/events; nil
 	// answers 501.
 	Events camera.EventSink
@@ -193,6 +199,10 @@ func (s *Server) Start() error {
 	}()
 	return nil
 }
+
+// API is the WebRTC API of this listener's ICE ports, once started: the
+// live view's peer connections use it too, so viewers need no other port.
+func (s *Server) API() *webrtc.API { return s.api }
 
 // Healthy returns why the HTTP listener is not serving, or nil.
 func (s *Server) Healthy() error {
@@ -379,6 +389,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("OPTIONS /whip/{camera}", s.serveOptions)
 	mux.HandleFunc("OPTIONS /whip/{camera}/{resource}", s.serveOptions)
 	mux.Handle(camera.EventPattern, s.events)
+	if s.cfg.Mount != nil {
+		s.cfg.Mount(mux)
+	}
 	return cors(mux)
 }
 

@@ -131,9 +131,21 @@ var rules = []rule{
 			"the RTSP and WHIP servers built on them live in ingest/rtsp and ingest/whip",
 	},
 	{
-		Pkgs: []string{"camvault/ingest/rtsp/...", "camvault/ingest/whip/..."},
+		Pkgs: []string{"camvault/ingest/rtsp/...", "camvault/ingest/whip/...", "camvault/ingest/whep/..."},
 		Deny: []string{"camvault/recorder/...", "camvault/stages/...", "camvault/catalog/...", "camvault/storage/..."},
-		Why:  "a protocol server hands access units to the contract's Recorder and does not know what becomes of them",
+		Why: "a protocol server hands access units to the contract's Recorder and does not know what becomes of them " +
+			"(the live view, ingest/whep, reads the servers' packet copies and writes nothing)",
+	},
+	{
+		Pkgs: []string{"camvault/ingest/whep/..."},
+		Deny: []string{"camvault/ingest/rtsp/...", "camvault/ingest/whip/...", "camvault/backoffice/..."},
+		Why: "the live view sees cameras through the contract's feeds only, and staff only through the signed grant, " +
+			"so the ingest node needs no staff accounts",
+	},
+	{
+		Pkgs: []string{"camvault/livegrant/..."},
+		Deny: []string{"camvault/..."},
+		Why:  "the grant is signed by the backoffice and checked by the ingest node: standard library only, so both sides may use it",
 	},
 	{
 		Pkgs: []string{"camvault/recorder/..."},

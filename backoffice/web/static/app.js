@@ -108,7 +108,7 @@ function setupLogout() {
 }
 
 // --- live alerts (server-sent events) ---
-const alertTypes = ['camera.warning', 'camera.location', 'incident.started', 'incident.ended', 'incident.interrupted',
+const alertTypes = ['camera.warning', 'camera.location', 'incident.assist', 'incident.started', 'incident.ended', 'incident.interrupted',
   'transcode.shed', 'storage.degraded', 'retention.deleted', 'hold.placed', 'hold.released'];
 
 function describe(a) {
@@ -116,6 +116,7 @@ function describe(a) {
   switch (a.type) {
     case 'camera.warning': return `warning ${d.n} spoken by ${d.officer || 'officer'} (${a.camera})`;
     case 'camera.location': return `${a.camera} at ${d.lat}, ${d.lon}`;
+    case 'incident.assist': return `${d.officer || 'officer'} (${a.camera}) asks for assistance`;
     case 'incident.started': return `${a.camera} is recording (${d.officer || ''})`;
     case 'incident.ended': return `${a.camera} stopped recording`;
     case 'incident.interrupted': return `${a.camera} stream lost`;
@@ -140,6 +141,7 @@ function setupFeed(onIncidentChange) {
     if (a.incident) li.append(' ', el('a', { href: '/incidents/' + encodeURIComponent(a.incident) }, a.incident));
     feed.prepend(li);
     while (feed.children.length > 500) feed.lastChild.remove();
+    if (a.type === 'incident.assist') assist(a);
     if (empty) empty.hidden = true;
   };
   let recent = [];
@@ -156,6 +158,87 @@ function setupFeed(onIncidentChange) {
     if (/^(incident|hold|retention)\./.test(a.type)) onIncidentChange();
   };
   for (const t of alertTypes) src.addEventListener(t, add);
+}
+
+// assist puts an officer's request at the top of the page.
+function assist(a) {
+  const box = $('#assist');
+  if (!box) return;
+  const li = el('li', { 'data-id': String(a.id) }, timeEl(a.at), ' ', describe(a));
+  if (a.incident) li.append(' ', el('a', { href: '/incidents/' + encodeURIComponent(a.incident) }, a.incident));
+  $('#assist-list').prepend(li);
+  box.hidden = false;
+}
+
+// --- the live view (WHEP), for those allowed live.view ---
+let live = null;
+
+function stopLive(why) {
+  if (live) {
+    clearInterval(live.timer);
+    if (live.resource) fetch(live.resource, { method: 'DELETE' }).catch(() => {});
+    live.pc.close();
+    live = null;
+  }
+  const box = $('#live-viewer');
+  if (box) {
+    $('.live-stage', box).hidden = true;
+    $('#live-countdown').textContent = why || '';
+  }
+}
+
+function watchLive(incident, camera) {
+  const box = $('#live-viewer');
+  stopLive('');
+  box.hidden = false;
+  box.dataset.incident = incident;
+  $('#live-camera').textContent = camera;
+  $('#live-form').hidden = false;
+  showError($('#live-error'), null);
+}
+
+function setupLive() {
+  const box = $('#live-viewer');
+  if (!box) return;
+  $('#live-cancel').onclick = () => { stopLive(''); box.hidden = true; };
+  $('#live-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const form = ev.target, errEl = $('#live-error');
+    showError(errEl, null);
+    try {
+      const pc = new RTCPeerConnection();
+      pc.addTransceiver('video', { direction: 'recvonly' });
+      pc.addTransceiver('audio', { direction: 'recvonly' });
+      await pc.setLocalDescription(await pc.createOffer());
+      while (pc.iceGatheringState !== 'complete') await sleep(50);
+      // The grant is bound to this connection's certificate.
+      const fp = pc.localDescription.sdp.match(/a=fingerprint:(.*)/)[1].trim();
+      const g = await api('POST', `/api/v1/incidents/${encodeURIComponent(box.dataset.incident)}/live`,
+        { reason: formJSON(form).reason, fingerprint: fp });
+      const r = await fetch(g.whep_url, { method: 'POST', body: pc.localDescription.sdp,
+        headers: { 'Content-Type': 'application/sdp', Authorization: 'Bearer ' + g.token } });
+      if (r.status !== 201) throw new Error((await r.text()).trim() || r.statusText);
+      const loc = r.headers.get('Location');
+      await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
+      const video = $('#live-player');
+      pc.ontrack = (e) => { if (e.track.kind === 'video') video.srcObject = e.streams[0] || new MediaStream([e.track]); };
+      for (const t of pc.getReceivers()) if (t.track && t.track.kind === 'video') video.srcObject = new MediaStream([t.track]);
+      pc.onconnectionstatechange = () => { if (['failed', 'closed'].includes(pc.connectionState)) stopLive('ended'); };
+      const until = Date.parse(g.until);
+      live = { pc, resource: loc ? new URL(loc, g.whep_url).toString() : '', timer: 0 };
+      form.hidden = true;
+      $('.live-stage', box).hidden = false;
+      $('#live-who').textContent = g.person;
+      const show = () => {
+        const now = Date.now();
+        $('#live-clock').textContent = fmtTime(new Date(now).toISOString());
+        if (now >= until) { stopLive('ended: time limit (ask again with a new reason)'); form.hidden = false; return; }
+        $('#live-countdown').textContent = 'ends in ' + humanDuration(until - now);
+      };
+      show();
+      live.timer = setInterval(show, 1000);
+    } catch (err) { showError(errEl, err); stopLive(''); }
+  });
 }
 
 // --- incident list ---
@@ -176,10 +259,13 @@ function setupIncidents() {
         el('td', {}, el('a', { href: '/incidents/' + encodeURIComponent(i.id) }, i.id)),
         el('td', {}, i.camera), el('td', {}, i.officer), el('td', {}, timeEl(i.started_at)),
         el('td', { class: 'duration', 'data-start': i.started_at, 'data-end': i.ended_at || '' }, ''),
-        el('td', {}, i.status, i.held ? el('span', { class: 'badge hold' }, 'hold') : ''),
+        el('td', {}, i.status, i.held ? el('span', { class: 'badge hold' }, 'hold') : '',
+          table.dataset.live === 'true' && i.status === 'open'
+            ? el('button', { type: 'button', class: 'watch-live', 'data-incident': i.id, 'data-camera': i.camera }, 'watch') : ''),
         el('td', { class: 'deadline', 'data-deadline': i.retain_until || '', 'data-held': String(i.held) }, ''));
       return tr;
     }));
+    for (const b of $$('button.watch-live', body)) b.onclick = () => watchLive(b.dataset.incident, b.dataset.camera);
     tick();
   };
   load();
@@ -537,6 +623,7 @@ document.addEventListener('DOMContentLoaded', () => {
   const reload = setupIncidents();
   setupFeed(reload);
   setupViewer();
+  setupLive();
   setupAPIForms();
   setupExports();
   setupRedaction();
