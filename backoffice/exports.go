@@ -85,68 +85,25 @@ func (s *Service) serveExportRequest(w http.ResponseWriter, r *http.Request, p P
 	if !s.decode(w, r, &body, "want a JSON object with reason and reference (the police report number)") {
 		return
 	}
-	body.Reason, body.Reference = strings.TrimSpace(body.Reason), strings.TrimSpace(body.Reference)
-	if body.Reason == "" || body.Reference == "" {
-		http.Error(w, "an export needs a reason and a reference (the police report number)", http.StatusBadRequest)
-		return
-	}
-	if len(body.Reason) > maxReason || len(body.Reference) > maxReference {
-		http.Error(w, fmt.Sprintf("a reason is at most %d bytes, a reference at most %d", maxReason, maxReference), http.StatusBadRequest)
+	if !checkReasonReference(w, &body.Reason, &body.Reference, "an export needs", "the police report number") {
 		return
 	}
 	x, err := s.cfg.Exports.RequestExport(r.Context(), catalog.ExportRequest{Incident: r.PathValue("id"),
 		Reason: body.Reason, Reference: body.Reference, RequestedBy: p.Name, RequestedAt: s.cfg.Now()})
-	switch {
-	case errors.Is(err, catalog.ErrNotFound):
-		http.Error(w, "no such incident", http.StatusNotFound)
-	case errors.Is(err, catalog.ErrDeleted):
-		http.Error(w, err.Error(), http.StatusGone)
-	case err != nil:
-		s.internal(w, "request export", err)
-	default:
-		w.Header().Set("Location", "/api/v1/exports/"+x.ID)
-		writeJSONStatus(w, http.StatusCreated, x)
-	}
+	s.answerRequested(w, "export", "/api/v1/exports/"+x.ID, x, err)
 }
 
 // serveExportApprove is POST /api/v1/exports/{id}/approve: a second admin
 // approves, and the bundle is written in the background; the request's
 // state tells when it is ready or why it failed.
 func (s *Service) serveExportApprove(w http.ResponseWriter, r *http.Request, p Principal) {
-	if s.ctx != nil && s.ctx.Err() != nil {
-		// Closing: an approval now could not be bundled before the end.
-		http.Error(w, "the backoffice is shutting down; approve again after it restarts", http.StatusServiceUnavailable)
+	if s.closingForApproval(w) {
 		return
 	}
 	x, err := s.cfg.Exports.ApproveExport(r.Context(), r.PathValue("id"), p.Name, s.cfg.Now())
-	switch {
-	case errors.Is(err, catalog.ErrNotFound):
-		http.Error(w, "no such export", http.StatusNotFound)
-	case errors.Is(err, catalog.ErrExportState):
-		http.Error(w, "this export is not waiting for approval", http.StatusConflict)
-	case errors.Is(err, catalog.ErrSamePerson):
-		http.Error(w, "a second admin must approve: whoever requested an export cannot approve it", http.StatusForbidden)
-	case err != nil:
-		s.internal(w, "approve export", err)
-	default:
-		s.bundleInBackground(x)
-		writeJSONStatus(w, http.StatusAccepted, x)
-	}
-}
-
-// bundleInBackground writes an approved export's bundle in a goroutine
-// the Service owns: Close cancels it and waits, so its outcome is
-// recorded (an interrupted export is marked failed).
-func (s *Service) bundleInBackground(x catalog.ExportRequest) {
-	ctx := s.ctx
-	if ctx == nil { // not started: nothing cancels it, but it is still waited for
-		ctx = context.Background()
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.writeBundle(ctx, x)
-	}()
+	s.answerApproved(w, "an", "export", x, err, func() {
+		s.inBackground(func(ctx context.Context) { s.writeBundle(ctx, x) })
+	})
 }
 
 func (s *Service) writeBundle(ctx context.Context, x catalog.ExportRequest) {
@@ -218,7 +175,7 @@ func (s *Service) resumeExports(ctx context.Context) error {
 		if dir, err := s.bundleDir(x.ID); err == nil {
 			os.RemoveAll(dir)
 		}
-		s.bundleInBackground(x)
+		s.inBackground(func(ctx context.Context) { s.writeBundle(ctx, x) })
 	}
 	return nil
 }

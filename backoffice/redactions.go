@@ -131,13 +131,7 @@ func (s *Service) serveRedactionRequest(w http.ResponseWriter, r *http.Request, 
 	if !s.decode(w, r, &body, "want a JSON object with reason, reference (the request's case number) and plan") {
 		return
 	}
-	body.Reason, body.Reference = strings.TrimSpace(body.Reason), strings.TrimSpace(body.Reference)
-	if body.Reason == "" || body.Reference == "" {
-		http.Error(w, "a redaction needs a reason and a reference (the request's case number)", http.StatusBadRequest)
-		return
-	}
-	if len(body.Reason) > maxReason || len(body.Reference) > maxReference {
-		http.Error(w, fmt.Sprintf("a reason is at most %d bytes, a reference at most %d", maxReason, maxReference), http.StatusBadRequest)
+	if !checkReasonReference(w, &body.Reason, &body.Reference, "a redaction needs", "the request's case number") {
 		return
 	}
 	if len(body.Plan) == 0 || string(body.Plan) == "null" {
@@ -151,54 +145,19 @@ func (s *Service) serveRedactionRequest(w http.ResponseWriter, r *http.Request, 
 	x, err := s.cfg.Redactions.RequestRedaction(r.Context(), catalog.Redaction{ExportRequest: catalog.ExportRequest{
 		Incident: r.PathValue("id"), Reason: body.Reason, Reference: body.Reference, RequestedBy: p.Name,
 		RequestedAt: s.cfg.Now()}, Plan: body.Plan})
-	switch {
-	case errors.Is(err, catalog.ErrNotFound):
-		http.Error(w, "no such incident", http.StatusNotFound)
-	case errors.Is(err, catalog.ErrDeleted):
-		http.Error(w, err.Error(), http.StatusGone)
-	case err != nil:
-		s.internal(w, "request redaction", err)
-	default:
-		w.Header().Set("Location", "/api/v1/redactions/"+x.ID)
-		writeJSONStatus(w, http.StatusCreated, x)
-	}
+	s.answerRequested(w, "redaction", "/api/v1/redactions/"+x.ID, x, err)
 }
 
 // serveRedactionApprove is POST /api/v1/redactions/{id}/approve: a second
 // admin approves and the copy is rendered in the background.
 func (s *Service) serveRedactionApprove(w http.ResponseWriter, r *http.Request, p Principal) {
-	if s.ctx != nil && s.ctx.Err() != nil {
-		http.Error(w, "the backoffice is shutting down; approve again after it restarts", http.StatusServiceUnavailable)
+	if s.closingForApproval(w) {
 		return
 	}
 	x, err := s.cfg.Redactions.ApproveRedaction(r.Context(), r.PathValue("id"), p.Name, s.cfg.Now())
-	switch {
-	case errors.Is(err, catalog.ErrNotFound):
-		http.Error(w, "no such redaction", http.StatusNotFound)
-	case errors.Is(err, catalog.ErrExportState):
-		http.Error(w, "this redaction is not waiting for approval", http.StatusConflict)
-	case errors.Is(err, catalog.ErrSamePerson):
-		http.Error(w, "a second admin must approve: whoever requested a redaction cannot approve it", http.StatusForbidden)
-	case err != nil:
-		s.internal(w, "approve redaction", err)
-	default:
-		s.renderInBackground(x)
-		writeJSONStatus(w, http.StatusAccepted, x)
-	}
-}
-
-// renderInBackground renders an approved redaction in a goroutine the
-// Service owns (Close cancels and waits, so the outcome is recorded).
-func (s *Service) renderInBackground(x catalog.Redaction) {
-	ctx := s.ctx
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.writeRedaction(ctx, x)
-	}()
+	s.answerApproved(w, "a", "redaction", x, err, func() {
+		s.inBackground(func(ctx context.Context) { s.writeRedaction(ctx, x) })
+	})
 }
 
 func (s *Service) writeRedaction(ctx context.Context, x catalog.Redaction) {
@@ -224,7 +183,7 @@ func (s *Service) resumeRedactions(ctx context.Context) error {
 		if dir, err := s.bundleDir(x.ID); err == nil {
 			os.RemoveAll(dir)
 		}
-		s.renderInBackground(x)
+		s.inBackground(func(ctx context.Context) { s.writeRedaction(ctx, x) })
 	}
 	return nil
 }
