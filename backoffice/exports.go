@@ -172,10 +172,7 @@ func (s *Service) resumeExports(ctx context.Context) error {
 		if x.State != catalog.ExportApproved {
 			continue
 		}
-		if dir, err := s.bundleDir(x.ID); err == nil {
-			os.RemoveAll(dir)
-		}
-		s.inBackground(func(ctx context.Context) { s.writeBundle(ctx, x) })
+		s.restart(x.ID, func(ctx context.Context) { s.writeBundle(ctx, x) })
 	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -180,10 +179,7 @@ func (s *Service) resumeRedactions(ctx context.Context) error {
 		if x.State != catalog.ExportApproved {
 			continue
 		}
-		if dir, err := s.bundleDir(x.ID); err == nil {
-			os.RemoveAll(dir)
-		}
-		s.inBackground(func(ctx context.Context) { s.writeRedaction(ctx, x) })
+		s.restart(x.ID, func(ctx context.Context) { s.writeRedaction(ctx, x) })
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 
 	"camvault/catalog"
@@ -86,4 +87,14 @@ func (s *Service) inBackground(work func(context.Context)) {
 		defer s.wg.Done()
 		work(ctx)
 	}()
+}
+
+// restart begins again, in the background, the work of an approved
+// request that did not finish before the node last stopped; its partial
+// bundle is removed first.
+func (s *Service) restart(id string, work func(context.Context)) {
+	if dir, err := s.bundleDir(id); err == nil {
+		os.RemoveAll(dir)
+	}
+	s.inBackground(work)
 }
