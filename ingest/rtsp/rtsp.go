@@ -129,6 +129,9 @@ type trackDepack struct {
 	// depacketizer's state (over UDP gortsplib has already reordered).
 	lastSeq uint16
 	haveSeq bool
+	// loss turns packets missing from the sequence (lost over UDP, or
+	// never sent) and undecodable payloads into gap records.
+	loss ingest.TrackLoss
 }
 
 // LastPacket implements ingest.Publisher.
@@ -143,13 +146,18 @@ func (p *publisher) TakeOver() {
 	p.ss.Close()
 }
 
-// accept reports whether pkt is new, and records it.
-func (td *trackDepack) accept(pkt *rtp.Packet) bool {
-	if td.haveSeq && int16(pkt.SequenceNumber-td.lastSeq) <= 0 {
-		return false
+// accept reports whether pkt is new, and how many packets the sequence
+// skipped before it; it records pkt.
+func (td *trackDepack) accept(pkt *rtp.Packet) (ok bool, lost int) {
+	if td.haveSeq {
+		ahead := int16(pkt.SequenceNumber - td.lastSeq)
+		if ahead <= 0 {
+			return false, 0
+		}
+		lost = int(ahead) - 1
 	}
 	td.lastSeq, td.haveSeq = pkt.SequenceNumber, true
-	return true
+	return true, lost
 }
 
 // NewServer builds the server; Start listens.
@@ -390,7 +398,7 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Re
 			if p.depack[medi] == nil {
 				p.depack[medi] = map[uint8]*trackDepack{}
 			}
-			p.depack[medi][f.PayloadType()] = &trackDepack{id: t.ID, d: d}
+			p.depack[medi][f.PayloadType()] = &trackDepack{id: t.ID, d: d, loss: ingest.TrackLoss{Track: t.ID, Video: t.IsVideo()}}
 			p.tracks = append(p.tracks, t)
 			p.feedTr = append(p.feedTr, feedTrack(f))
 			break // one format per media
@@ -479,7 +487,8 @@ func (s *Server) onPacket(p *publisher, medi *description.Media, pkt *rtp.Packet
 	if p.ended || p.failure != nil {
 		return
 	}
-	if !td.accept(pkt) {
+	ok, lost := td.accept(pkt)
+	if !ok {
 		p.dupes++
 		return
 	}
@@ -488,10 +497,29 @@ func (s *Server) onPacket(p *publisher, medi *description.Media, pkt *rtp.Packet
 	if !ok {
 		return
 	}
+	s.deliver(p, td, pkt, pts, lost, now)
+	if p.failure == nil && p.session == nil && now.Sub(p.record) > s.cfg.KeyframeTimeout {
+		p.fail(s, fmt.Errorf("%w within %v", ingest.ErrNoKeyframeReceived, s.cfg.KeyframeTimeout))
+	}
+}
+
+// deliver runs one new packet through its track's depacketizer into the
+// recording, lost packets before it and an undecodable payload becoming
+// gaps (the depacketizer starts over at the next keyframe); p.mu is held.
+func (s *Server) deliver(p *publisher, td *trackDepack, pkt *rtp.Packet, pts int64, lost int, now time.Time) {
+	if lost > 0 && !s.lose(p, td, lost, nil, pts) {
+		return
+	}
+	if len(pkt.Payload) == 0 {
+		return // padding only: no media, nothing lost
+	}
 	aus, err := td.d.Decode(pkt, pts, now)
+	td.loss.Seen(pts, pkt.Marker)
 	if err != nil {
-		// A broken packet loses at most its own access unit; log it, keep going.
 		s.log.Debug("rtp decode error", "camera", p.cam.ID, "err", err)
+		if len(aus) == 0 && !s.lose(p, td, 0, err, pts) {
+			return
+		}
 	}
 	for _, au := range aus {
 		if p.session == nil {
@@ -508,14 +536,25 @@ func (s *Server) onPacket(p *publisher, medi *description.Media, pkt *rtp.Packet
 			p.session = sess
 			p.feed.Store(s.cfg.Feeds.Publish(ingest.NewFeed(p.cam.ID, p.feedTr, nil)))
 		}
+		td.loss.Write(p.session, au.PTS)
 		if err := p.session.WriteAccessUnit(au); err != nil {
 			p.fail(s, err)
 			return
 		}
 	}
-	if p.session == nil && now.Sub(p.record) > s.cfg.KeyframeTimeout {
-		p.fail(s, fmt.Errorf("%w within %v", ingest.ErrNoKeyframeReceived, s.cfg.KeyframeTimeout))
+}
+
+// lose resets td's depacketizer after media was given up on and records
+// the gap (ingest.TrackLoss.Lost); false when the session had to end.
+// RTSP has no way to ask a publisher for a keyframe: the gap lasts until
+// the camera's next one.
+func (s *Server) lose(p *publisher, td *trackDepack, lost int, undecodable error, pts int64) bool {
+	if err := td.d.Reset(); err != nil {
+		p.fail(s, fmt.Errorf("reset depacketizer: %w", err))
+		return false
 	}
+	td.loss.Lost(p.session, lost, undecodable, pts)
+	return true
 }
 
 // fail ends the session with err; p.mu is held.
@@ -557,6 +596,11 @@ func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 		cause = errors.New("replaced by a new connection of the same camera")
 	case errors.As(ctx.Error, &torn):
 		how = ingest.EndTeardown
+	}
+	for _, byType := range p.depack {
+		for _, td := range byType {
+			td.loss.End(p.session)
+		}
 	}
 	s.log.Info("camera stopped", "camera", p.cam.ID, "how", how, "cause", cause)
 	p.session.End(how, cause)

@@ -63,21 +63,7 @@ type rtcTrack struct {
 	format  format.Format
 	d       ingest.Depacketizer
 	reorder *ingest.ReorderBuffer
-	lastPTS int64 // the last access unit handed on
-	havePTS bool
-	// broken: packets were lost and the track waits for a keyframe; the
-	// frames in between are left out and become a gap from brokenFrom.
-	broken     bool
-	brokenFrom int64
-	brokenLost int
-	brokenWhy  string // an undecodable payload among the causes, if any
-	// seenPTS is the timestamp of the last packet handed to the
-	// depacketizer; open says that packet did not end its video picture
-	// (no marker bit), so the depacketizer holds part of a picture. A
-	// session that ends open lost the rest of that picture: no later
-	// packet came to show the hole to the reorder buffer or to NACK.
-	seenPTS int64
-	open    bool
+	loss    ingest.TrackLoss
 }
 
 // negotiate applies the offer and returns the complete answer (all host
@@ -93,7 +79,8 @@ func (p *publisher) negotiate(offer []byte, plan *offerPlan) (string, error) {
 		if err != nil {
 			return "", badOffer("%v", err)
 		}
-		in := &rtcTrack{id: i, format: f, d: d, reorder: ingest.NewReorderBuffer(p.s.cfg.ReorderWait, 4096)}
+		in := &rtcTrack{id: i, format: f, d: d, reorder: ingest.NewReorderBuffer(p.s.cfg.ReorderWait, 4096),
+			loss: ingest.TrackLoss{Track: i, Video: t.IsVideo()}}
 		p.tracks = append(p.tracks, t)
 		p.inputs = append(p.inputs, in)
 		p.byKind[pt.kind] = in
@@ -256,7 +243,7 @@ func (p *publisher) deliver(in *rtcTrack, res ingest.ReorderResult, now time.Tim
 			continue
 		}
 		aus, err := in.d.Decode(pkt, pts, now)
-		in.seenPTS, in.open = pts, p.tracks[in.id].IsVideo() && !pkt.Marker
+		in.loss.Seen(pts, pkt.Marker)
 		if err != nil {
 			p.s.log.Debug("rtp decode error", "camera", p.cam.ID, "err", err)
 			if len(aus) == 0 {
@@ -272,40 +259,18 @@ func (p *publisher) deliver(in *rtcTrack, res ingest.ReorderResult, now time.Tim
 	}
 }
 
-// onLoss handles media given up on: lost packets before the one at pts,
-// or that packet's payload when it could not be decoded (undecodable). Audio
-// loses just those frames; video is undecodable until the next keyframe,
-// so the depacketizer starts over there and a keyframe is asked for at
+// onLoss handles media given up on (see ingest.TrackLoss.Lost): the
+// depacketizer starts over at the next keyframe, which is asked for at
 // once.
 func (p *publisher) onLoss(in *rtcTrack, lost int, undecodable error, pts int64, now time.Time) {
 	if err := in.d.Reset(); err != nil {
 		p.fail(fmt.Errorf("reset depacketizer: %w", err))
 		return
 	}
-	in.open = false // what the depacketizer held is gone with the reset
-	if p.session == nil || !in.havePTS {
-		return // nothing recorded yet: nothing is missing from the evidence
+	if in.loss.Lost(p.session, lost, undecodable, pts) {
+		p.wantKey = true
+		p.sendPLI(now)
 	}
-	why := ""
-	if undecodable != nil {
-		why = fmt.Sprintf("undecodable RTP payload on track %d (%v)", in.id, undecodable)
-	}
-	if !p.tracks[in.id].IsVideo() {
-		if why == "" {
-			why = fmt.Sprintf("%d RTP packet(s) of track %d lost in transit and not repaired", lost, in.id)
-		}
-		p.session.Lost(in.id, in.lastPTS, pts, why)
-		return
-	}
-	if !in.broken {
-		in.broken, in.brokenFrom = true, in.lastPTS
-	}
-	if in.brokenWhy == "" {
-		in.brokenWhy = why
-	}
-	in.brokenLost += lost
-	p.wantKey = true
-	p.sendPLI(now)
 }
 
 func (p *publisher) writeAU(in *rtcTrack, au *media.AccessUnit, now time.Time) {
@@ -325,26 +290,10 @@ func (p *publisher) writeAU(in *rtcTrack, au *media.AccessUnit, now time.Time) {
 		p.session = sess
 		p.feed.Store(p.s.cfg.Feeds.Publish(ingest.NewFeed(p.cam.ID, p.feedTr, func() { p.requestKeyframe(time.Now()) })))
 	}
-	if in.broken {
-		p.session.Lost(in.id, in.brokenFrom, au.PTS, in.brokenNote()+": frames up to the next keyframe left out")
-		in.broken, in.brokenLost, in.brokenWhy = false, 0, ""
-	}
-	in.lastPTS, in.havePTS = au.PTS, true
+	in.loss.Write(p.session, au.PTS)
 	if err := p.session.WriteAccessUnit(au); err != nil {
 		p.fail(err)
 	}
-}
-
-// brokenNote says why a video track's frames were left out.
-func (in *rtcTrack) brokenNote() string {
-	lost := fmt.Sprintf("%d RTP packet(s) of track %d lost in transit and not repaired", in.brokenLost, in.id)
-	switch {
-	case in.brokenWhy == "":
-		return lost
-	case in.brokenLost == 0:
-		return in.brokenWhy
-	}
-	return in.brokenWhy + "; " + lost
 }
 
 // fail ends the session with err; p.mu is held.
@@ -444,16 +393,7 @@ func (p *publisher) finish(how string, cause error) {
 	}
 	if p.session != nil {
 		for _, in := range p.inputs {
-			switch {
-			case !in.havePTS:
-			case in.broken:
-				p.session.Lost(in.id, in.brokenFrom, max(in.seenPTS, in.lastPTS), in.brokenNote()+": frames up to the end left out")
-			case in.open:
-				// The tail of the last picture never came, and nothing
-				// after it could show the hole: without this it would
-				// be missing from the evidence without a word.
-				p.session.Lost(in.id, in.lastPTS, in.seenPTS, fmt.Sprintf("the last picture of track %d was not complete when the session ended: its last RTP packet(s) never arrived", in.id))
-			}
+			in.loss.End(p.session)
 		}
 	}
 	sess, st := p.session, p.stats

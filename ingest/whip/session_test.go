@@ -58,7 +58,7 @@ func pathPublisher(t *testing.T, rec *pathRecorder) (*publisher, *rtcTrack) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := &rtcTrack{id: 0, format: f, d: d, reorder: ingest.NewReorderBuffer(cfg.ReorderWait, 4096)}
+	in := &rtcTrack{id: 0, format: f, d: d, reorder: ingest.NewReorderBuffer(cfg.ReorderWait, 4096), loss: ingest.TrackLoss{Video: true}}
 	p := &publisher{s: s, cam: camera.Camera{ID: "cam1"}, done: make(chan struct{}), tracks: []media.Track{tr}, inputs: []*rtcTrack{in}}
 	p.pts.Initialize()
 	return p, in
