@@ -71,8 +71,19 @@ func TestLiveViewInBrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS(`#live-form textarea[name="reason"]`), reason),
 		chromedp.Click(chromedp.CSS(`#live-form button[type="submit"]`)))
 	clicked := time.Now()
-	op.waitJS("the player decodes frames", `(() => { const v = document.querySelector("#live-player");
-		return v.srcObject !== null && v.getVideoPlaybackQuality().totalVideoFrames > 0 && v.videoWidth > 0; })()`, 10*time.Second)
+	for decoded := false; !decoded; {
+		decoded = eval[bool](op, `(() => { const v = document.querySelector("#live-player");
+			return v.srcObject !== null && v.getVideoPlaybackQuality().totalVideoFrames > 0 && v.videoWidth > 0; })()`)
+		if !decoded && time.Since(clicked) > 10*time.Second {
+			op.screenshot("failed-olga")
+			t.Fatalf("no frame decoded 10 s after the click: %s\nserver: %s", eval[string](op, `(async () => {
+				if (typeof live === "undefined" || !live) return "no view: " + document.querySelector("#live-error").textContent;
+				const out = [live.pc.connectionState, live.pc.iceConnectionState];
+				(await live.pc.getStats()).forEach(s => { if (s.type === "inbound-rtp" || s.type === "candidate-pair" && s.nominated) out.push(JSON.stringify(s)); });
+				return out.join(" "); })()`), tail(f.s.logs(), 3000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	t.Logf("first frame decoded %v after the click", time.Since(clicked).Round(10*time.Millisecond))
 	op.screenshot("liveview-1-playing")
 
@@ -134,6 +145,7 @@ func TestLiveViewInBrowser(t *testing.T) {
 	op.waitJS("the player says the view ended", `document.querySelector("#live-viewer").dataset.state === "ended" &&
 		!document.querySelector("#live-ended").hidden && /time limit/.test(document.querySelector("#live-ended").textContent)`,
 		time.Until(clicked.Add(limit+8*time.Second)))
+	t.Logf("the player said the view ended %v after the click (grant of %v)", time.Since(clicked).Round(10*time.Millisecond), limit)
 	op.screenshot("liveview-3-ended")
 
 	opened := f.auditOf(t, "live.view.opened")
