@@ -45,7 +45,11 @@ type page struct {
 	CSRF  string
 	Nav   []navItem
 	May   map[string]bool
-	Data  any
+	// Live: this person may watch a recording camera here (the node has
+	// --live-view and the role has live.view); the Live page offers
+	// "watch" and the player only then.
+	Live bool
+	Data any
 }
 
 type navItem struct {
@@ -129,7 +133,9 @@ func (s *Service) pageHome(w http.ResponseWriter, r *http.Request, p Principal) 
 		s.internal(w, "live page", err)
 		return
 	}
-	s.render(w, "home.html", s.newPage("Live", p, feed), s.liveOrigins(r, p)...)
+	pg := s.newPage("Live", p, feed)
+	pg.Live = s.cfg.Live != nil && Allowed(p.Role, ActionLiveView)
+	s.render(w, "home.html", pg, s.liveOrigins(r, p)...)
 }
 
 // liveOrigins is the WHEP endpoint's origin, for a page of someone who

@@ -171,19 +171,31 @@ function assist(a) {
 }
 
 // --- the live view (WHEP), for those allowed live.view ---
+// The node ends a view at its grant's limit (or when the camera stops):
+// the page sees the peer's DTLS close or the connection go, and says so
+// over the last picture; its own countdown only waits for that, so the
+// audit trail records the node's reason.
 let live = null;
 
 function stopLive(why) {
+  const box = $('#live-viewer');
   if (live) {
     clearInterval(live.timer);
-    if (live.resource) fetch(live.resource, { method: 'DELETE' }).catch(() => {});
+    if (!why && live.resource) fetch(live.resource, { method: 'DELETE' }).catch(() => {});
     live.pc.close();
     live = null;
   }
-  const box = $('#live-viewer');
-  if (box) {
-    $('.live-stage', box).hidden = true;
-    $('#live-countdown').textContent = why || '';
+  if (!box) return;
+  const ended = $('#live-ended');
+  box.dataset.state = why ? 'ended' : '';
+  ended.textContent = why || '';
+  ended.hidden = !why;
+  $('.live-stage', box).hidden = !why;
+  $('#live-countdown').textContent = why ? 'ended' : '';
+  if (why) {
+    const form = $('#live-form');
+    form.reset();
+    form.hidden = false; // renewing is a new grant, with a new reason
   }
 }
 
@@ -195,6 +207,7 @@ function watchLive(incident, camera) {
   $('#live-camera').textContent = camera;
   $('#live-form').hidden = false;
   showError($('#live-error'), null);
+  $('#live-form textarea').focus();
 }
 
 function setupLive() {
@@ -205,10 +218,13 @@ function setupLive() {
     ev.preventDefault();
     const form = ev.target, errEl = $('#live-error');
     showError(errEl, null);
+    stopLive('');
+    const pc = new RTCPeerConnection();
     try {
-      const pc = new RTCPeerConnection();
+      const video = $('#live-player');
       pc.addTransceiver('video', { direction: 'recvonly' });
       pc.addTransceiver('audio', { direction: 'recvonly' });
+      pc.ontrack = (e) => { if (e.track.kind === 'video') video.srcObject = new MediaStream([e.track]); };
       await pc.setLocalDescription(await pc.createOffer());
       while (pc.iceGatheringState !== 'complete') await sleep(50);
       // The grant is bound to this connection's certificate.
@@ -220,24 +236,38 @@ function setupLive() {
       if (r.status !== 201) throw new Error((await r.text()).trim() || r.statusText);
       const loc = r.headers.get('Location');
       await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
-      const video = $('#live-player');
-      pc.ontrack = (e) => { if (e.track.kind === 'video') video.srcObject = e.streams[0] || new MediaStream([e.track]); };
-      for (const t of pc.getReceivers()) if (t.track && t.track.kind === 'video') video.srcObject = new MediaStream([t.track]);
-      pc.onconnectionstatechange = () => { if (['failed', 'closed'].includes(pc.connectionState)) stopLive('ended'); };
       const until = Date.parse(g.until);
+      const over = () => {
+        if (!live || live.pc !== pc) return;
+        stopLive(Date.now() >= until - 1500
+          ? 'Live view ended: the grant\'s time limit. Ask again with a new reason to go on watching.'
+          : 'Live view ended: the camera stopped recording or the connection was lost.');
+      };
+      pc.onconnectionstatechange = () => { if (['failed', 'closed', 'disconnected'].includes(pc.connectionState)) over(); };
+      for (const rc of pc.getReceivers()) {
+        if (rc.transport) rc.transport.addEventListener('statechange', () => { if (rc.transport.state === 'closed') over(); });
+      }
       live = { pc, resource: loc ? new URL(loc, g.whep_url).toString() : '', timer: 0 };
       form.hidden = true;
+      $('#live-ended').hidden = true;
       $('.live-stage', box).hidden = false;
+      box.dataset.state = 'watching';
       $('#live-who').textContent = g.person;
+      video.play().catch(() => {});
       const show = () => {
         const now = Date.now();
-        $('#live-clock').textContent = fmtTime(new Date(now).toISOString());
-        if (now >= until) { stopLive('ended: time limit (ask again with a new reason)'); form.hidden = false; return; }
-        $('#live-countdown').textContent = 'ends in ' + humanDuration(until - now);
+        $('#live-clock').textContent = fmtTime(new Date(now));
+        // Past the end, the node closes the view; a connection it could
+        // not close (gone quiet) is closed here a little later.
+        if (now >= until + 5000) { over(); return; }
+        $('#live-countdown').textContent = now >= until ? 'ending…' : 'ends in ' + humanDuration(until - now);
       };
       show();
       live.timer = setInterval(show, 1000);
-    } catch (err) { showError(errEl, err); stopLive(''); }
+    } catch (err) {
+      pc.close();
+      showError(errEl, err);
+    }
   });
 }
 
