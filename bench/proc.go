@@ -188,3 +188,24 @@ func scrapeGauge(metricsPort int, name string) (float64, error) {
 	}
 	return 0, fmt.Errorf("metric %s not found", name)
 }
+
+// HistogramScrape is one scrape of a histogram, for measuring the share
+// of it a run observed (the e2e tests compare runs on one server).
+type HistogramScrape struct{ h histogram }
+
+// ScrapeHistogram reads the unlabelled histogram name from a server's
+// /metrics.
+func ScrapeHistogram(metricsPort int, name string) (HistogramScrape, error) {
+	h, err := scrapeHistogram(metricsPort, name)
+	return HistogramScrape{h}, err
+}
+
+// QuantileSince estimates quantile q of what was observed between the
+// earlier scrape and s.
+func (s HistogramScrape) QuantileSince(earlier HistogramScrape, q float64) (time.Duration, error) {
+	qs, err := s.h.since(earlier.h).quantiles(q)
+	if err != nil {
+		return 0, err
+	}
+	return qs[0], nil
+}

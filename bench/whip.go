@@ -276,3 +276,62 @@ func (l *lossyInterceptor) BindLocalStream(_ *interceptor.StreamInfo, w intercep
 
 // NewInterceptor lets the registry use the one instance.
 func (l *lossyInterceptor) NewInterceptor(string) (interceptor.Interceptor, error) { return l, nil }
+
+// WHEPViewer is a live view (WHEP) opened with pion, as a control-room
+// viewer would: it counts the video packets it receives.
+type WHEPViewer struct {
+	pc      *webrtc.PeerConnection
+	Packets atomic.Int64
+}
+
+// ViewWHEP opens a live view at a WHEP URL with a grant's token.
+func ViewWHEP(ctx context.Context, whepURL, token string) (*WHEPViewer, error) {
+	var me webrtc.MediaEngine
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return nil, fmt.Errorf("whep viewer codecs: %w", err)
+	}
+	var se webrtc.SettingEngine
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(&me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, fmt.Errorf("whep viewer: %w", err)
+	}
+	v := &WHEPViewer{pc: pc}
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("whep viewer: %w", err)
+	}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		for {
+			if _, _, err := tr.ReadRTP(); err != nil {
+				return
+			}
+			v.Packets.Add(1)
+		}
+	})
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("whep offer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("whep offer: %w", err)
+	}
+	<-gathered
+	answer, _, err := postOffer(ctx, whepURL, token, pc.LocalDescription().SDP)
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("whep: %w", err)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("whep answer: %w", err)
+	}
+	return v, nil
+}
+
+// Close ends the view from the viewer's side.
+func (v *WHEPViewer) Close() error { return v.pc.Close() }

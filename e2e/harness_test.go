@@ -307,6 +307,7 @@ type incidentRow struct {
 	Camera      string     `json:"camera"`
 	Status      string     `json:"status"`
 	Chunks      int        `json:"chunks"`
+	Samples     int        `json:"samples"` // access units durable
 	EndedAt     *time.Time `json:"ended_at"`
 }
 

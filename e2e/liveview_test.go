@@ -168,8 +168,8 @@ type liveFixture struct {
 	api                string
 }
 
-func newLiveFixture(t *testing.T, camera string, extra ...string) *liveFixture {
-	data, secrets := setupData(t, camera)
+func newLiveFixture(t *testing.T, cameras []string, extra ...string) *liveFixture {
+	data, secrets := setupData(t, cameras...)
 	f := &liveFixture{data: data, secrets: secrets}
 	for _, u := range []struct{ name, role string }{{"olga", "operator"}, {"rita", "reviewer"}, {"audrey", "auditor"}} {
 		addUser(t, data, u.name, u.role)
@@ -303,10 +303,11 @@ func (f *liveFixture) checkViewed(t *testing.T, rep viewReport, incident, reason
 // operator, with a grant, watches it live in a second headless Chromium:
 // pictures within 2 s, the view ends at its limit, both ends audited.
 // Around it, every refusal: the wrong role, no reason, no incident, a
-// reused grant, someone else's connection, a forged grant.
+// grant not used in time, one for another camera, a reused grant,
+// someone else's connection, a forged grant; none leaves a view open.
 func TestLiveViewWHIPCamera(t *testing.T) {
 	const limit = 5 * time.Second
-	f := newLiveFixture(t, "phone1", "--live-view-max", limit.String())
+	f := newLiveFixture(t, []string{"phone1"}, "--live-view-max", limit.String())
 	published := make(chan browserReport, 1)
 	go func() { published <- publishFromChromium(t, f.s.whipURL("phone1"), f.secrets["phone1"], "h264", 45) }()
 	// The publisher reports to t: the test must not end before it does.
@@ -329,6 +330,18 @@ func TestLiveViewWHIPCamera(t *testing.T) {
 		t.Fatalf("grant for no incident: %d %s, want 404", code, b)
 	}
 
+	// A grant nobody uses within its start window (the view's limit,
+	// shorter than the default minute here): tried after the watch below.
+	code, b := f.grant(t, f.olga, inc, "not used in time", fakeFP)
+	if code != http.StatusCreated {
+		t.Fatalf("grant: %d %s", code, b)
+	}
+	var unused struct {
+		WHEP  string `json:"whep_url"`
+		Token string `json:"token"`
+	}
+	json.Unmarshal(b, &unused)
+
 	const reason = "officer pressed assist, checking the scene"
 	var granted struct {
 		WHEP  string `json:"whep_url"`
@@ -348,7 +361,10 @@ func TestLiveViewWHIPCamera(t *testing.T) {
 	// A grant bound to one viewer's connection: posted from another's, it
 	// is refused and not spent; from its own, it is spent even though the
 	// offer is no good; then it is refused as used.
-	code, b := f.grant(t, f.olga, inc, reason, fakeFP)
+	if code := whepPost(t, unused.WHEP, unused.Token, fakeFP); code != http.StatusUnauthorized {
+		t.Fatalf("an unused grant past its start window: %d, want 401", code)
+	}
+	code, b = f.grant(t, f.olga, inc, reason, fakeFP)
 	if code != http.StatusCreated {
 		t.Fatalf("grant: %d %s", code, b)
 	}
@@ -359,6 +375,9 @@ func TestLiveViewWHIPCamera(t *testing.T) {
 	json.Unmarshal(b, &other)
 	if code := whepPost(t, other.WHEP, other.Token, strings.Replace(fakeFP, "00", "01", 1)); code != http.StatusForbidden {
 		t.Fatalf("someone else's connection: %d, want 403", code)
+	}
+	if code := whepPost(t, strings.Replace(other.WHEP, "/whep/phone1", "/whep/phone2", 1), other.Token, fakeFP); code != http.StatusForbidden {
+		t.Fatalf("a grant for another camera: %d, want 403", code)
 	}
 	if code := whepPost(t, other.WHEP, other.Token, fakeFP); code != http.StatusBadRequest {
 		t.Fatalf("an offer that is no good: %d, want 400", code)
@@ -379,8 +398,8 @@ func TestLiveViewWHIPCamera(t *testing.T) {
 	if got := f.liveMetric(t, "camvault_live_views_open"); got != "0" {
 		t.Fatalf("%s views open after the refusals", got)
 	}
-	if got := f.liveMetric(t, "camvault_live_views_refused_total"); got != "6" {
-		t.Fatalf("%s refusals counted, want 6", got)
+	if got := f.liveMetric(t, "camvault_live_views_refused_total"); got != "8" {
+		t.Fatalf("%s refusals counted, want 8", got)
 	}
 	pub, waited = <-published, true
 	if pub.FramesSent == 0 {
