@@ -25,7 +25,7 @@ import (
 func TestLiveViewInBrowser(t *testing.T) {
 	chromium := requireTool(t, "chromium")
 	const limit = 12 * time.Second
-	f := newLiveFixture(t, "cam1", "--live-view-max", limit.String())
+	f := newLiveFixture(t, []string{"cam1"}, "--live-view-max", limit.String())
 	ffmpegLiveCamera(t, f.s.rtspURL("cam1", f.secrets["cam1"], "cam1"), 50, false)
 	inc := f.openIncident(t, "cam1")
 	base := fmt.Sprintf("http://127.0.0.1:%d", f.s.httpPort)
