@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -35,7 +37,11 @@ import (
 // CAMVAULT_BENCH_TWO_NODES_ROUNDS (default 1) the rounds, and
 // CAMVAULT_BENCH_SECONDS (default 20) how long each camera streams;
 // CAMVAULT_BENCH_SERVER_ENV (e.g. GOMAXPROCS=1) is added to every node's
-// environment.
+// environment. CAMVAULT_BENCH_PPROF_DIR, when set, has every node serve
+// Go's profiler and writes each node's CPU profile over the streaming
+// (all but its first and last 2 s) there, as <nodes>n-node<i>-<k>.pprof,
+// to find where a node's CPU goes (the profiler's own cost, a few
+// millicores, then counts in the figures).
 func BenchmarkTwoNodes(b *testing.B) {
 	bin, clip := loadSetup(b, "4M")
 	n := envInt(b, "CAMVAULT_BENCH_TWO_NODES_STREAMS", 10)
@@ -163,6 +169,8 @@ func runNodes(b *testing.B, bin string, clip *Clip, g *s3test.Gateway, nodes, ca
 	}
 	servers := make([]*soakServer, nodes)
 	rtsp := make([]int, nodes)
+	profDir := os.Getenv("CAMVAULT_BENCH_PPROF_DIR")
+	pprofPorts := make([]int, nodes)
 	for i := range servers {
 		rtsp[i] = freePort()
 		args := []string{"--no-demo", "--log-level", "warn", "--catalog", catalogURL, "--node", fmt.Sprintf("node-%d", i),
@@ -171,6 +179,10 @@ func runNodes(b *testing.B, bin string, clip *Clip, g *s3test.Gateway, nodes, ca
 			"--store", "s3", "--s3-endpoint", g.Endpoint, "--s3-bucket", bucket, "--s3-access-key", s3test.AccessKey}
 		if i == 0 {
 			args = append(args, "--s3-create-bucket")
+		}
+		if profDir != "" {
+			pprofPorts[i] = freePort()
+			args = append(args, "--pprof", fmt.Sprintf("127.0.0.1:%d", pprofPorts[i]))
 		}
 		servers[i] = &soakServer{bin: bin, data: data[i], args: args, env: strings.Fields(os.Getenv("CAMVAULT_BENCH_SERVER_ENV"))}
 		// One after the other: the first creates the bucket.
@@ -223,6 +235,18 @@ func runNodes(b *testing.B, bin string, clip *Clip, g *s3test.Gateway, nodes, ca
 	sent := make([]int64, cameras)
 	errs := make([]error, cameras)
 	var wg sync.WaitGroup
+	if profDir != "" && d > 6*time.Second {
+		for i, port := range pprofPorts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				time.Sleep(2 * time.Second)
+				if err := fetchProfile(port, d-4*time.Second, filepath.Join(profDir, fmt.Sprintf("%dn-node%d-%d.pprof", nodes, i, time.Now().UnixNano()))); err != nil {
+					b.Logf("node %d profile: %v", i, err)
+				}
+			}()
+		}
+	}
 	for i := 0; i < cameras; i++ {
 		wg.Add(1)
 		go func(i int) {
@@ -359,3 +383,25 @@ func (p *backendCPU) total() float64 {
 }
 
 func (p *backendCPU) close() { p.db.Close() }
+
+// fetchProfile writes a node's CPU profile over the next d to path.
+func fetchProfile(port int, d time.Duration, path string) error {
+	c := http.Client{Timeout: d + 10*time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, int(d.Seconds())))
+	if err != nil {
+		return fmt.Errorf("fetch profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetch profile: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("write profile: %w", err)
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("write profile: %w", err)
+	}
+	return f.Close()
+}
